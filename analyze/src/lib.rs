@@ -1,0 +1,1 @@
+//! The stardump analysis engine.

@@ -1,0 +1,14 @@
+//! The stardump snapshot format and the model every stardump source shares.
+//!
+//! `model` holds the register state of a vCPU and the metadata of a capture,
+//! `target` the [`Target`] trait through which the analyzer reads any source,
+//! `paging` the x86_64 page-table walk, and `snapshot` the reader and writer
+//! of the file format that `SPEC.md` defines byte by byte.
+
+#![warn(missing_docs)]
+
+pub mod model;
+pub mod target;
+
+pub use model::{Metadata, SourceKind, VcpuState};
+pub use target::{MemoryError, MemoryRange, Target};
