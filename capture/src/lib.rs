@@ -1,1 +1,8 @@
-//! Live capture backends for stardump.
+//! Live capture backends for stardump: a GDB remote serial protocol client
+//! ([`gdb`]), a live [`GdbTarget`] the analyzer can read through the
+//! [`stardump_format::Target`] trait, and the capture flow that writes a
+//! snapshot ([`capture`]).
+
+#![warn(missing_docs)]
+
+pub mod gdb;

@@ -1,0 +1,128 @@
+//! Errors of the GDB remote client. Each names what the client was doing,
+//! so the command line can print one line per failure.
+
+use std::io;
+
+use super::packet::FrameError;
+use super::target_xml::TargetXmlError;
+
+/// Why a request to the stub failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GdbError {
+    /// The TCP connection could not be made.
+    #[error("{}", connect_message(.source))]
+    Connect {
+        /// The error from `connect`.
+        #[source]
+        source: io::Error,
+    },
+    /// The host part of `HOST:PORT` did not resolve.
+    #[error("cannot resolve '{address}'")]
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+    },
+    /// A socket read or write failed.
+    #[error("{activity}: {source}")]
+    Io {
+        /// What the client was doing, e.g. `reading memory at 0x1000`.
+        activity: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// The stub closed the connection.
+    #[error("connection closed while {activity}")]
+    Closed {
+        /// What the client was doing.
+        activity: String,
+    },
+    /// The stub sent nothing within the timeout.
+    #[error("timed out after {timeout_secs:.1} s while {activity}")]
+    Timeout {
+        /// What the client was doing.
+        activity: String,
+        /// The timeout in force, in seconds.
+        timeout_secs: f64,
+    },
+    /// The peer does not speak the GDB remote protocol.
+    #[error("not a GDB remote stub: {source}")]
+    NotAStub {
+        /// What arrived instead of a packet.
+        #[source]
+        source: FrameError,
+    },
+    /// A packet was malformed.
+    #[error("invalid packet while {activity}: {source}")]
+    Frame {
+        /// What the client was doing.
+        activity: String,
+        /// What was wrong with the packet.
+        #[source]
+        source: FrameError,
+    },
+    /// The stub replied `Enn`.
+    #[error("stub returned error {code} to '{request}'")]
+    ErrorReply {
+        /// The request, truncated for display.
+        request: String,
+        /// The error code as sent (`E14`, `E.message`).
+        code: String,
+    },
+    /// The stub replied with an empty packet, meaning it does not know the
+    /// request.
+    #[error("stub does not support '{request}'")]
+    Unsupported {
+        /// The request, truncated for display.
+        request: String,
+    },
+    /// The reply does not have the form the request calls for.
+    #[error("invalid reply '{reply}' to '{request}'")]
+    InvalidReply {
+        /// The request, truncated for display.
+        request: String,
+        /// The reply, truncated for display.
+        reply: String,
+    },
+    /// A signal asked the program to stop.
+    #[error("interrupted by {}", signal_name(*.signal))]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The target description is unusable.
+    #[error("reading the target description: {0}")]
+    TargetXml(#[from] TargetXmlError),
+}
+
+fn connect_message(source: &io::Error) -> String {
+    match source.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::TimedOut => "connection timed out".to_owned(),
+        _ => format!("cannot connect: {source}"),
+    }
+}
+
+/// Returns the conventional name of the signals the capture handles.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        2 => "SIGINT".to_owned(),
+        15 => "SIGTERM".to_owned(),
+        other => format!("signal {other}"),
+    }
+}
+
+/// Shortens a packet for an error message.
+pub(crate) fn display_packet(bytes: &[u8]) -> String {
+    const MAX_CHARS: usize = 60;
+    let text: String = bytes
+        .iter()
+        .take(MAX_CHARS)
+        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' })
+        .collect();
+    if bytes.len() > MAX_CHARS {
+        format!("{text}...")
+    } else {
+        text
+    }
+}
