@@ -8,7 +8,11 @@
 #![warn(missing_docs)]
 
 pub mod model;
+pub mod paging;
+pub mod snapshot;
 pub mod target;
 
-pub use model::{Metadata, SourceKind, VcpuState};
+pub use model::{Metadata, RegisterGroups, SourceKind, VcpuState};
+pub use paging::{Mapping, MappingFlags};
+pub use snapshot::{Snapshot, SnapshotError, SnapshotWriter, WriteError, WriteSummary, WriterOptions};
 pub use target::{MemoryError, MemoryRange, Target};

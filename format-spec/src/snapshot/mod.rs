@@ -1,0 +1,13 @@
+//! The stardump snapshot file: an ELF64 core file whose notes carry the vCPU
+//! state, metadata, chunk index and mapping tables, and whose chunk segment
+//! carries guest memory as zstd-compressed chunks of frames. `SPEC.md` at the
+//! crate root defines the format byte by byte.
+
+mod error;
+pub(crate) mod layout;
+mod reader;
+mod writer;
+
+pub use error::{SnapshotError, WriteError};
+pub use reader::Snapshot;
+pub use writer::{SnapshotWriter, WriteSummary, WriterOptions};

@@ -1,0 +1,400 @@
+//! Streaming snapshot writer.
+//!
+//! Chunks are compressed (on several threads) and appended as pages arrive;
+//! the notes, which hold the chunk index, follow the chunk data, and the ELF
+//! header and program headers are written last at the start of the file.
+//! Everything goes to `<final_path>.tmp.<pid>`, which `finish` fsyncs and
+//! renames into place and which dropping an unfinished writer deletes.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use tracing::{debug, warn};
+
+use super::error::WriteError;
+use super::layout::{self, ChunkEntry, HeaderRecord};
+use crate::model::{Metadata, VcpuState};
+use crate::paging::Mapping;
+
+/// Options of a [`SnapshotWriter`].
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Maximum number of consecutive pages per chunk (1..=4096).
+    pub chunk_pages: u32,
+    /// zstd compression level.
+    pub zstd_level: i32,
+    /// Number of compression threads; 1 compresses on the calling thread.
+    pub threads: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            chunk_pages: 256,
+            zstd_level: 3,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
+}
+
+/// Totals of a finished snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Length of the written file.
+    pub file_len_bytes: u64,
+    /// Pages stored compressed.
+    pub stored_pages: u64,
+    /// All-zero pages recorded in the index only.
+    pub zero_pages: u64,
+    /// Number of chunks.
+    pub chunks: u64,
+}
+
+/// A chunk compressed and ready to be appended.
+struct CompressedChunk {
+    first_pfn: u64,
+    page_count: u32,
+    stored_pages: u32,
+    zero_bitmap: Vec<u8>,
+    data: Vec<u8>,
+}
+
+/// Writes a snapshot file; see the module documentation for the order of writes.
+pub struct SnapshotWriter {
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    /// `None` once finished; dropping with a file still open deletes it.
+    file: Option<File>,
+    options: WriterOptions,
+    /// End of the chunk data written so far.
+    position: u64,
+    vcpus: Vec<VcpuState>,
+    metadata: Metadata,
+    mappings: Vec<(u64, Vec<Mapping>)>,
+    chunks: Vec<ChunkEntry>,
+    /// Frame ranges added so far, start -> exclusive end.
+    added: BTreeMap<u64, u64>,
+    stored_pages: u64,
+    zero_pages: u64,
+}
+
+impl SnapshotWriter {
+    /// Creates `<final_path>.tmp.<pid>` next to `final_path`.
+    pub fn create(final_path: &Path, options: WriterOptions) -> Result<SnapshotWriter, WriteError> {
+        if options.chunk_pages == 0 || options.chunk_pages > layout::MAX_CHUNK_PAGES {
+            return Err(WriteError::InvalidOptions {
+                reason: format!("chunk_pages {} is not in 1..={}", options.chunk_pages, layout::MAX_CHUNK_PAGES),
+            });
+        }
+        let mut temp_name = final_path.file_name().unwrap_or_default().to_os_string();
+        temp_name.push(format!(".tmp.{}", std::process::id()));
+        let temp_path = final_path.with_file_name(temp_name);
+        let mut file = File::create(&temp_path).map_err(|source| WriteError::Io {
+            action: "create".into(),
+            path: temp_path.clone(),
+            source,
+        })?;
+        let mut writer = SnapshotWriter {
+            final_path: final_path.to_path_buf(),
+            temp_path,
+            file: None,
+            options,
+            position: layout::CHUNK_DATA_OFFSET,
+            vcpus: Vec::new(),
+            metadata: Metadata::default(),
+            mappings: Vec::new(),
+            chunks: Vec::new(),
+            added: BTreeMap::new(),
+            stored_pages: 0,
+            zero_pages: 0,
+        };
+        // Reserve the ELF header and program headers, written by `finish`.
+        let placeholder = vec![0u8; layout::CHUNK_DATA_OFFSET as usize];
+        let result = file.write_all(&placeholder);
+        writer.file = Some(file);
+        result.map_err(|source| writer.io_error("write the ELF header of", source))?;
+        Ok(writer)
+    }
+
+    fn io_error(&self, action: &str, source: std::io::Error) -> WriteError {
+        WriteError::Io { action: action.into(), path: self.temp_path.clone(), source }
+    }
+
+    /// Records the register state of a vCPU.
+    pub fn add_vcpu(&mut self, vcpu: &VcpuState) {
+        self.vcpus.push(vcpu.clone());
+    }
+
+    /// Records the capture metadata, replacing any set before.
+    pub fn set_metadata(&mut self, metadata: Metadata) {
+        self.metadata = metadata;
+    }
+
+    /// Records the mapping table of the page tables rooted at `cr3`.
+    pub fn add_mappings(&mut self, cr3: u64, mappings: &[Mapping]) {
+        self.mappings.push((cr3, mappings.to_vec()));
+    }
+
+    /// Compresses and appends pages. `data` holds consecutive pages starting
+    /// at frame `first_pfn`; its length must be a multiple of 4096. Calls need
+    /// not be ordered but must not overlap.
+    pub fn add_pages(&mut self, first_pfn: u64, data: &[u8]) -> Result<(), WriteError> {
+        let page_size = layout::PAGE_SIZE as usize;
+        if data.len() % page_size != 0 {
+            return Err(WriteError::InvalidPageData { first_pfn, len_bytes: data.len() });
+        }
+        let page_count = (data.len() / page_size) as u64;
+        if page_count == 0 {
+            return Ok(());
+        }
+        let end_pfn = first_pfn
+            .checked_add(page_count)
+            .filter(|&end| end <= layout::MAX_PFN)
+            .ok_or(WriteError::FrameOutOfRange { first_pfn, page_count })?;
+        self.check_overlap(first_pfn, end_pfn)?;
+
+        // Split at multiples of chunk_pages so that chunks from one call line
+        // up with frame numbers, whatever frame the call starts at.
+        let chunk_pages = u64::from(self.options.chunk_pages);
+        let mut pieces = Vec::new();
+        let mut pfn = first_pfn;
+        while pfn < end_pfn {
+            let next_boundary = (pfn / chunk_pages + 1) * chunk_pages;
+            let piece_end = next_boundary.min(end_pfn);
+            let start = ((pfn - first_pfn) as usize) * page_size;
+            let end = ((piece_end - first_pfn) as usize) * page_size;
+            pieces.push((pfn, &data[start..end]));
+            pfn = piece_end;
+        }
+
+        // Compress in batches so at most a few chunks per thread are held in memory.
+        let threads = self.options.threads.max(1);
+        for batch in pieces.chunks(threads * 4) {
+            let compressed = compress_batch(batch, self.options.zstd_level, threads)?;
+            for chunk in compressed {
+                self.append_chunk(chunk)?;
+            }
+        }
+        self.added.insert(first_pfn, end_pfn);
+        debug!(first_pfn = format_args!("{first_pfn:#x}"), page_count, "added pages");
+        Ok(())
+    }
+
+    fn check_overlap(&self, first_pfn: u64, end_pfn: u64) -> Result<(), WriteError> {
+        let before = self.added.range(..end_pfn).next_back();
+        if let Some((&start, &end)) = before {
+            if end > first_pfn {
+                return Err(WriteError::OverlappingPages {
+                    first_pfn,
+                    end_pfn,
+                    existing_first_pfn: start,
+                    existing_end_pfn: end,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn append_chunk(&mut self, chunk: CompressedChunk) -> Result<(), WriteError> {
+        let file_offset = self.position;
+        if !chunk.data.is_empty() {
+            let file = self.file.as_mut().expect("file is open until finish");
+            if let Err(source) = file.write_all(&chunk.data) {
+                return Err(self.io_error("write chunk data to", source));
+            }
+        }
+        self.position += chunk.data.len() as u64;
+        self.stored_pages += u64::from(chunk.stored_pages);
+        self.zero_pages += u64::from(chunk.page_count - chunk.stored_pages);
+        self.chunks.push(ChunkEntry {
+            first_pfn: chunk.first_pfn,
+            file_offset,
+            compressed_len: chunk.data.len() as u64,
+            page_count: chunk.page_count,
+            crc32: crc32fast::hash(&chunk.data),
+            stored_pages: chunk.stored_pages,
+            zero_bitmap: chunk.zero_bitmap,
+        });
+        Ok(())
+    }
+
+    /// Writes the index and notes, fsyncs, and renames the file to its final path.
+    pub fn finish(mut self) -> Result<WriteSummary, WriteError> {
+        self.chunks.sort_by_key(|chunk| chunk.first_pfn);
+        self.vcpus.sort_by_key(|vcpu| vcpu.id);
+
+        let notes_offset = layout::align_up(self.position, 8).expect("file offsets fit in u64");
+        let padding = vec![0u8; (notes_offset - self.position) as usize];
+        let notes = self.encode_notes();
+        let header = layout::encode_elf_header();
+        let chunk_segment = layout::encode_program_header(
+            layout::PT_STARDUMP_CHUNKS,
+            layout::CHUNK_DATA_OFFSET,
+            self.position - layout::CHUNK_DATA_OFFSET,
+            1,
+        );
+        let note_segment = layout::encode_program_header(layout::PT_NOTE, notes_offset, notes.len() as u64, 4);
+
+        let mut file = self.file.take().expect("file is open until finish");
+        let result = (|| {
+            file.write_all(&padding)?;
+            file.write_all(&notes)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&header)?;
+            file.write_all(&note_segment)?;
+            file.write_all(&chunk_segment)?;
+            file.sync_all()
+        })();
+        // Keep the file in `self` so a failure below still deletes it on drop.
+        self.file = Some(file);
+        result.map_err(|source| self.io_error("write the notes and headers of", source))?;
+
+        std::fs::rename(&self.temp_path, &self.final_path).map_err(|source| WriteError::Io {
+            action: format!("rename {} to", self.temp_path.display()),
+            path: self.final_path.clone(),
+            source,
+        })?;
+        self.file = None;
+        sync_parent_directory(&self.final_path);
+
+        let summary = WriteSummary {
+            file_len_bytes: notes_offset + notes.len() as u64,
+            stored_pages: self.stored_pages,
+            zero_pages: self.zero_pages,
+            chunks: self.chunks.len() as u64,
+        };
+        debug!(path = %self.final_path.display(), ?summary, "wrote snapshot");
+        Ok(summary)
+    }
+
+    /// Encodes the note segment: header, metadata, NT_PRSTATUS and vCPU
+    /// notes, mapping tables, and the chunk index last.
+    fn encode_notes(&self) -> Vec<u8> {
+        let header = HeaderRecord {
+            format_major: layout::FORMAT_MAJOR,
+            format_minor: layout::FORMAT_MINOR,
+            page_size: layout::PAGE_SIZE as u32,
+            chunk_pages: self.options.chunk_pages,
+            vcpu_count: self.vcpus.len() as u32,
+            chunk_count: self.chunks.len() as u64,
+            stored_pages: self.stored_pages,
+            zero_pages: self.zero_pages,
+        };
+        let name = layout::STARDUMP_NOTE_NAME;
+        let mut notes = Vec::new();
+        layout::push_note(&mut notes, name, layout::NT_STARDUMP_HEADER, &header.encode());
+        layout::push_note(&mut notes, name, layout::NT_STARDUMP_METADATA, &layout::encode_metadata(&self.metadata));
+        for vcpu in &self.vcpus {
+            layout::push_note(&mut notes, layout::CORE_NOTE_NAME, layout::NT_PRSTATUS, &layout::encode_prstatus(vcpu));
+        }
+        for vcpu in &self.vcpus {
+            layout::push_note(&mut notes, name, layout::NT_STARDUMP_VCPU, &layout::encode_vcpu(vcpu));
+        }
+        for (cr3, mappings) in &self.mappings {
+            layout::push_note(&mut notes, name, layout::NT_STARDUMP_MAPPINGS, &layout::encode_mappings(*cr3, mappings));
+        }
+        layout::push_note(&mut notes, name, layout::NT_STARDUMP_CHUNK_INDEX, &layout::encode_chunk_index(&self.chunks));
+        notes
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            if let Err(error) = std::fs::remove_file(&self.temp_path) {
+                warn!(path = %self.temp_path.display(), %error, "cannot delete unfinished snapshot");
+            }
+        }
+    }
+}
+
+/// Fsyncs the directory holding `path` so the rename survives a crash; a
+/// failure only weakens that guarantee, so it is logged.
+fn sync_parent_directory(path: &Path) {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if let Err(error) = File::open(parent).and_then(|dir| dir.sync_all()) {
+        warn!(directory = %parent.display(), %error, "cannot fsync the snapshot's directory");
+    }
+}
+
+/// Compresses `pieces` on up to `threads` threads and returns them in order.
+fn compress_batch(pieces: &[(u64, &[u8])], level: i32, threads: usize) -> Result<Vec<CompressedChunk>, WriteError> {
+    let results: Vec<Mutex<Option<Result<CompressedChunk, WriteError>>>> =
+        pieces.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut compressor = None;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(first_pfn, data)) = pieces.get(i) else { break };
+            let result = compress_chunk(&mut compressor, level, first_pfn, data);
+            *results[i].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
+        }
+    };
+    let threads = threads.min(pieces.len()).max(1);
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .expect("every piece was compressed")
+        })
+        .collect()
+}
+
+/// Separates the zero pages of one chunk and compresses the others.
+fn compress_chunk(
+    compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+    level: i32,
+    first_pfn: u64,
+    data: &[u8],
+) -> Result<CompressedChunk, WriteError> {
+    let page_size = layout::PAGE_SIZE as usize;
+    let page_count = (data.len() / page_size) as u32;
+    let mut zero_bitmap = vec![0u8; layout::bitmap_len(page_count)];
+    let mut stored = Vec::with_capacity(data.len());
+    for (i, page) in data.chunks_exact(page_size).enumerate() {
+        if is_zero(page) {
+            zero_bitmap[i / 8] |= 1 << (i % 8);
+        } else {
+            stored.extend_from_slice(page);
+        }
+    }
+    let stored_pages = (stored.len() / page_size) as u32;
+    let compressed = if stored.is_empty() {
+        Vec::new()
+    } else {
+        let error = |source| WriteError::Compression { first_pfn, source };
+        if compressor.is_none() {
+            *compressor = Some(zstd::bulk::Compressor::new(level).map_err(error)?);
+        }
+        compressor.as_mut().expect("set above").compress(&stored).map_err(error)?
+    };
+    Ok(CompressedChunk { first_pfn, page_count, stored_pages, zero_bitmap, data: compressed })
+}
+
+/// Returns whether `page` is all zero bytes.
+fn is_zero(page: &[u8]) -> bool {
+    let (prefix, words, suffix) = unsafe {
+        // SAFETY: every bit pattern is a valid u64, and align_to only puts
+        // correctly aligned u64s in the middle slice.
+        page.align_to::<u64>()
+    };
+    prefix.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && suffix.iter().all(|&b| b == 0)
+}
