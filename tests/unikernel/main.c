@@ -1,0 +1,148 @@
+/*
+ * Boot CPU start-up: serial, IDT, page tables, command line, the other
+ * vCPUs, then three threads ("logger", "waiter", "worker") and the idle
+ * loop on the boot stack.
+ */
+#include "kernel.h"
+
+#define IMAGE_MAPPED_BYTES (64UL << 20) /* pd_kernel maps 32 x 2 MiB */
+#define DIRECT_MAPPED_BYTES (1UL << 30)
+
+extern char boot_stack[], boot_stack_top[];
+
+static char thread_stacks[3][THREAD_STACK_SIZE] __attribute__((aligned(4096)));
+
+/* Set by the logger and waiter threads; read by nothing, kept for debuggers. */
+volatile unsigned long logger_lines;
+volatile unsigned long waiter_wakeups;
+
+static const char *find_cmdline(unsigned long start_info_phys)
+{
+	const struct hvm_start_info *info;
+
+	if (start_info_phys == 0 || start_info_phys >= IMAGE_MAPPED_BYTES) {
+		printk("boot: hvm_start_info address 0x%lx is outside the mapped 64 MiB\n",
+		       start_info_phys);
+		return NULL;
+	}
+	info = (const void *)(KERNEL_VMA + start_info_phys);
+	if (info->magic != HVM_START_MAGIC) {
+		printk("boot: invalid hvm_start_info magic 0x%x at 0x%lx, expected 0x%x\n",
+		       info->magic, start_info_phys, HVM_START_MAGIC);
+		return NULL;
+	}
+	if (info->cmdline_paddr == 0)
+		return NULL;
+	if (info->cmdline_paddr >= DIRECT_MAPPED_BYTES) {
+		printk("boot: command line address 0x%lx is outside the direct map\n",
+		       (unsigned long)info->cmdline_paddr);
+		return NULL;
+	}
+	return phys_to_direct_map(info->cmdline_paddr);
+}
+
+static enum end_mode parse_end_mode(const char *cmdline)
+{
+	static const struct {
+		const char *name;
+		enum end_mode mode;
+	} modes[] = {
+		{ "spin", MODE_SPIN }, { "ud2", MODE_UD2 }, { "null", MODE_NULL },
+		{ "div0", MODE_DIV0 }, { "exit", MODE_EXIT },
+	};
+	const char *p = cmdline;
+
+	while (p && *p) {
+		const char *word = p;
+		size_t length = 0;
+
+		while (word[length] && word[length] != ' ')
+			length++;
+		p = word[length] ? word + length + 1 : word + length;
+		if (length < 5 || strncmp(word, "mode=", 5) != 0)
+			continue;
+
+		for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+			if (strlen(modes[i].name) == length - 5 &&
+			    strncmp(word + 5, modes[i].name, length - 5) == 0)
+				return modes[i].mode;
+		}
+		printk("boot: unknown end mode in \"%s\", using spin\n", cmdline);
+		return MODE_SPIN;
+	}
+	return MODE_SPIN;
+}
+
+noinline void wait_for_log_request(void)
+{
+	logger_lines++;
+	thread_block_current();
+}
+
+static void logger_main(void *arg)
+{
+	(void)arg;
+	printk("logger: started on cpu %d\n", this_cpu()->cpu_id);
+	for (;;)
+		wait_for_log_request();
+}
+
+noinline int wait_for_event(int event)
+{
+	waiter_wakeups++;
+	thread_block_current();
+	return event + 1;
+}
+
+static void waiter_main(void *arg)
+{
+	int event = (int)(unsigned long)arg;
+
+	printk("waiter: started, waiting for event %d\n", event);
+	for (;;)
+		event = wait_for_event(event);
+}
+
+noinline void idle_loop(void)
+{
+	for (;;) {
+		schedule();
+		cpu_relax();
+	}
+}
+
+void kernel_main(unsigned long start_info_phys)
+{
+	struct thread *idle;
+	const char *cmdline;
+
+	serial_init();
+	printk("stardust-test: booting, hvm_start_info at 0x%lx\n",
+	       start_info_phys);
+
+	idle = thread_create("idle0", NULL, NULL, boot_stack,
+			     (unsigned long)(boot_stack_top - boot_stack));
+	sched_init_cpu(0, idle);
+	idt_init();
+	idt_load();
+	paging_init();
+
+	cmdline = find_cmdline(start_info_phys);
+	end_mode = parse_end_mode(cmdline);
+	printk("boot: command line \"%s\", end mode %s\n",
+	       cmdline ? cmdline : "", end_mode_name(end_mode));
+
+	smp_start_aps();
+
+	/* Three stacks, three mappings: direct map, image mapping, 4 KiB area. */
+	thread_create("logger", logger_main, NULL,
+		      phys_to_direct_map(image_phys(thread_stacks[0])),
+		      THREAD_STACK_SIZE);
+	thread_create("waiter", waiter_main, (void *)7UL, thread_stacks[1],
+		      THREAD_STACK_SIZE);
+	thread_create("worker", worker_main, &worker_config,
+		      map_thread_stack(0, thread_stacks[2]), THREAD_STACK_SIZE);
+
+	printk("stardust-test: %d cpus online, starting threads\n", online_cpus);
+	idle_loop();
+}
