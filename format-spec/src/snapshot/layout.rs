@@ -50,16 +50,20 @@ pub const CORE_NOTE_NAME: &[u8] = b"CORE";
 pub const STARDUMP_NOTE_NAME: &[u8] = b"STARDUMP";
 /// Standard note type of `struct elf_prstatus`.
 pub const NT_PRSTATUS: u32 = 1;
+// Stardump note types start at 0x53440000 ("SD") because readelf and BFD
+// decode notes of unknown owners in a core file with the Linux core note
+// types (1 = NT_PRSTATUS, 2 = NT_FPREGSET, ...); small numbers would make
+// them misread stardump notes as process state.
 /// Stardump note: format version and totals.
-pub const NT_STARDUMP_HEADER: u32 = 1;
+pub const NT_STARDUMP_HEADER: u32 = 0x5344_0001;
 /// Stardump note: capture metadata.
-pub const NT_STARDUMP_METADATA: u32 = 2;
+pub const NT_STARDUMP_METADATA: u32 = 0x5344_0002;
 /// Stardump note: the full register state of one vCPU.
-pub const NT_STARDUMP_VCPU: u32 = 3;
+pub const NT_STARDUMP_VCPU: u32 = 0x5344_0003;
 /// Stardump note: the chunk index.
-pub const NT_STARDUMP_CHUNK_INDEX: u32 = 4;
+pub const NT_STARDUMP_CHUNK_INDEX: u32 = 0x5344_0004;
 /// Stardump note: the guest-virtual mapping table of one cr3.
-pub const NT_STARDUMP_MAPPINGS: u32 = 5;
+pub const NT_STARDUMP_MAPPINGS: u32 = 0x5344_0005;
 
 /// Size of `struct elf_prstatus` on Linux x86_64.
 pub const PRSTATUS_LEN: usize = 336;
