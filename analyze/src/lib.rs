@@ -1,1 +1,17 @@
 //! The stardump analysis engine.
+//!
+//! The modules follow the data's path: [`image`] loads the unikernel's ELF
+//! file, [`unwind`] walks a vCPU's stack through a [`stardump_format::Target`],
+//! [`symbolize`] names the frames, [`check`] compares the image with the
+//! snapshot, and [`cmd`] implements the `stardump` subcommands.
+
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod cmd;
+pub mod image;
+pub mod symbolize;
+pub mod unwind;
+
+#[cfg(test)]
+mod test_fixtures;

@@ -1,0 +1,362 @@
+//! The unikernel image: the ELF file the target was built from.
+//!
+//! [`Image::open`] maps the file and extracts what the engine needs: the GNU
+//! build id, the function symbols, the `PT_LOAD` segments (to read code bytes
+//! by virtual address), the unwind sections and the DWARF for symbolization.
+//! Symbolization itself lives in [`crate::symbolize`], unwinding in
+//! [`crate::unwind`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionKind, SymbolKind};
+
+/// The reader type every gimli structure of an image uses.
+pub type DwarfReader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+
+/// Why an image could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The file could not be opened or mapped.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The image path.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an ELF file object can parse.
+    #[error("invalid ELF file {path}: {source}")]
+    InvalidElf {
+        /// The image path.
+        path: PathBuf,
+        /// What object rejected.
+        #[source]
+        source: object::Error,
+    },
+    /// The file is an ELF file for another architecture.
+    #[error("unsupported architecture {architecture:?} in {path}: only x86_64 is supported")]
+    UnsupportedArchitecture {
+        /// The image path.
+        path: PathBuf,
+        /// The architecture the file declares.
+        architecture: object::Architecture,
+    },
+    /// A section could not be read or decompressed.
+    #[error("invalid section {section} in {path}: {source}")]
+    InvalidSection {
+        /// The image path.
+        path: PathBuf,
+        /// Section name.
+        section: String,
+        /// What object rejected.
+        #[source]
+        source: object::Error,
+    },
+    /// The DWARF could not be indexed.
+    #[error("invalid DWARF in {path}: {source}")]
+    InvalidDwarf {
+        /// The image path.
+        path: PathBuf,
+        /// What gimli rejected.
+        #[source]
+        source: gimli::Error,
+    },
+}
+
+/// How many zero-sized labels [`Image::symbol_for`] looks past to find the
+/// sized function symbol that contains an address.
+const MAX_LABELS_INSIDE_FUNCTION: usize = 64;
+
+/// A function symbol from the ELF symbol table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfSymbol {
+    /// The symbol's name.
+    pub name: String,
+    /// Its virtual address.
+    pub address: u64,
+    /// Its size in bytes; 0 for assembler labels without `.size`.
+    pub size: u64,
+}
+
+/// A `PT_LOAD` segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSegment {
+    /// Virtual address of the first byte.
+    pub address: u64,
+    /// Size in memory, in bytes.
+    pub memory_len_bytes: u64,
+    /// Offset of the segment's bytes in the file.
+    pub file_offset: u64,
+    /// Bytes present in the file; the rest of the segment is zero-filled.
+    pub file_len_bytes: u64,
+    /// Whether the segment is executable (`PF_X`).
+    pub executable: bool,
+}
+
+/// A section that holds call frame information, with its virtual address
+/// (pc-relative pointers in `.eh_frame` are resolved against it).
+#[derive(Debug, Clone)]
+pub struct UnwindSectionData {
+    /// Virtual address of the section.
+    pub address: u64,
+    /// Its contents.
+    pub data: DwarfReader,
+}
+
+/// A loaded unikernel image.
+pub struct Image {
+    path: PathBuf,
+    data: memmap2::Mmap,
+    build_id: Option<Vec<u8>>,
+    /// Sorted by address; see [`Image::symbol_for`] for how ties are broken.
+    symbols: Vec<ElfSymbol>,
+    segments: Vec<LoadSegment>,
+    text_address: Option<u64>,
+    eh_frame: Option<UnwindSectionData>,
+    eh_frame_hdr_address: Option<u64>,
+    debug_frame: Option<UnwindSectionData>,
+    dwarf: addr2line::Context<DwarfReader>,
+    has_debug_info: bool,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("path", &self.path)
+            .field("symbols", &self.symbols.len())
+            .field("segments", &self.segments)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Image {
+    /// Opens and indexes the ELF file at `path`.
+    pub fn open(path: &Path) -> Result<Image, ImageError> {
+        let io_error = |source| ImageError::Io { path: path.to_owned(), source };
+        let file = std::fs::File::open(path).map_err(io_error)?;
+        // SAFETY: the map is read-only and private to this process; the image
+        // is a build artifact that nothing should modify while we read it,
+        // and object validates every offset it reads from the map.
+        let data = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error)?;
+        Self::parse(path, data)
+    }
+
+    fn parse(path: &Path, data: memmap2::Mmap) -> Result<Image, ImageError> {
+        let elf = object::File::parse(&*data)
+            .map_err(|source| ImageError::InvalidElf { path: path.to_owned(), source })?;
+        if elf.architecture() != object::Architecture::X86_64 {
+            return Err(ImageError::UnsupportedArchitecture {
+                path: path.to_owned(),
+                architecture: elf.architecture(),
+            });
+        }
+        let endian = if elf.is_little_endian() {
+            gimli::RunTimeEndian::Little
+        } else {
+            gimli::RunTimeEndian::Big
+        };
+
+        let build_id = elf
+            .build_id()
+            .map_err(|source| ImageError::InvalidElf { path: path.to_owned(), source })?
+            .map(<[u8]>::to_vec);
+
+        let segments = elf
+            .segments()
+            .filter_map(|segment| {
+                let (file_offset, file_len_bytes) = segment.file_range();
+                let executable = match segment.flags() {
+                    object::SegmentFlags::Elf { p_flags, .. } => p_flags.contains(object::elf::PF_X),
+                    _ => false,
+                };
+                Some(LoadSegment {
+                    address: segment.address(),
+                    memory_len_bytes: segment.size(),
+                    file_offset,
+                    file_len_bytes,
+                    executable,
+                })
+            })
+            .collect();
+
+        let mut symbols: Vec<ElfSymbol> = elf
+            .symbols()
+            .filter(|symbol| symbol.is_definition() || symbol.kind() == SymbolKind::Label)
+            .filter(|symbol| {
+                let in_code = symbol
+                    .section_index()
+                    .and_then(|index| elf.section_by_index(index).ok())
+                    .is_some_and(|section| section.kind() == SectionKind::Text);
+                in_code && matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown)
+            })
+            .filter_map(|symbol| {
+                let name = symbol.name().ok()?;
+                if name.is_empty() {
+                    return None;
+                }
+                Some(ElfSymbol { name: name.to_owned(), address: symbol.address(), size: symbol.size() })
+            })
+            .collect();
+        // At one address, prefer the symbol with a size (a function over a
+        // label that marks its start), then the name for a stable order.
+        symbols.sort_by(|a, b| {
+            a.address
+                .cmp(&b.address)
+                .then((b.size != 0).cmp(&(a.size != 0)))
+                .then(a.name.cmp(&b.name))
+        });
+        symbols.dedup_by(|later, earlier| later.address == earlier.address);
+
+        let section_data = |name: &str| -> Result<Option<(u64, DwarfReader)>, ImageError> {
+            let Some(section) = elf.section_by_name(name) else {
+                return Ok(None);
+            };
+            let bytes = section.uncompressed_data().map_err(|source| ImageError::InvalidSection {
+                path: path.to_owned(),
+                section: name.to_owned(),
+                source,
+            })?;
+            let shared: Arc<[u8]> = Arc::from(&*bytes);
+            Ok(Some((section.address(), gimli::EndianArcSlice::new(shared, endian))))
+        };
+
+        let eh_frame = section_data(".eh_frame")?
+            .map(|(address, data)| UnwindSectionData { address, data });
+        let debug_frame = section_data(".debug_frame")?
+            .map(|(address, data)| UnwindSectionData { address, data });
+        let eh_frame_hdr_address = elf.section_by_name(".eh_frame_hdr").map(|s| s.address());
+        let text_address = elf.section_by_name(".text").map(|s| s.address());
+        let has_debug_info = elf.section_by_name(".debug_info").is_some();
+
+        let empty = || gimli::EndianArcSlice::new(Arc::from(&[][..]), endian);
+        let dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
+            Ok(section_data(id.name())?.map(|(_, data)| data).unwrap_or_else(empty))
+        })?;
+        let dwarf = addr2line::Context::from_dwarf(dwarf)
+            .map_err(|source| ImageError::InvalidDwarf { path: path.to_owned(), source })?;
+
+        tracing::debug!(
+            path = %path.display(),
+            symbols = symbols.len(),
+            has_eh_frame = eh_frame.is_some(),
+            has_debug_frame = debug_frame.is_some(),
+            has_debug_info,
+            "loaded image"
+        );
+        Ok(Image {
+            path: path.to_owned(),
+            data,
+            build_id,
+            symbols,
+            segments,
+            text_address,
+            eh_frame,
+            eh_frame_hdr_address,
+            debug_frame,
+            dwarf,
+            has_debug_info,
+        })
+    }
+
+    /// The path the image was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The GNU build id from the `.note.gnu.build-id` note, if the image has one.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id.as_deref()
+    }
+
+    /// The `PT_LOAD` segments in file order.
+    pub fn segments(&self) -> &[LoadSegment] {
+        &self.segments
+    }
+
+    /// Function symbols sorted by address.
+    pub fn symbols(&self) -> &[ElfSymbol] {
+        &self.symbols
+    }
+
+    /// Whether the image has a `.debug_info` section.
+    pub fn has_debug_info(&self) -> bool {
+        self.has_debug_info
+    }
+
+    /// The `.eh_frame` section, if any.
+    pub fn eh_frame(&self) -> Option<&UnwindSectionData> {
+        self.eh_frame.as_ref()
+    }
+
+    /// The virtual address of `.eh_frame_hdr`, if any.
+    pub fn eh_frame_hdr_address(&self) -> Option<u64> {
+        self.eh_frame_hdr_address
+    }
+
+    /// The virtual address of `.text`, if any.
+    pub fn text_address(&self) -> Option<u64> {
+        self.text_address
+    }
+
+    /// The `.debug_frame` section, if any.
+    pub fn debug_frame(&self) -> Option<&UnwindSectionData> {
+        self.debug_frame.as_ref()
+    }
+
+    /// The DWARF symbolization context.
+    pub fn dwarf(&self) -> &addr2line::Context<DwarfReader> {
+        &self.dwarf
+    }
+
+    /// Returns the function symbol that contains `address`.
+    ///
+    /// A symbol with a size contains `[address, address + size)`. A symbol
+    /// without one (an assembler label) is taken to extend to the next symbol
+    /// within the same executable segment, but a sized symbol that contains
+    /// the address wins over a closer label, as in gdb's minimal symbol lookup.
+    pub fn symbol_for(&self, address: u64) -> Option<&ElfSymbol> {
+        let index = self.symbols.partition_point(|symbol| symbol.address <= address);
+        let preceding = &self.symbols[..index];
+        let contains = |symbol: &ElfSymbol| {
+            symbol.size != 0 && address - symbol.address < symbol.size
+        };
+        let nearest = preceding.last()?;
+        if nearest.size != 0 {
+            return contains(nearest).then_some(nearest);
+        }
+        // NOTE: only a few symbols back are searched for a sized one, so a
+        // function with more labels than that inside it is named by its label.
+        if let Some(sized) = preceding.iter().rev().take(MAX_LABELS_INSIDE_FUNCTION).find(|s| contains(s)) {
+            return Some(sized);
+        }
+        let segment = self.executable_segment_for(nearest.address)?;
+        let segment_end = segment.address.checked_add(segment.memory_len_bytes)?;
+        (address < segment_end).then_some(nearest)
+    }
+
+    /// Returns the executable segment containing `address`.
+    pub fn executable_segment_for(&self, address: u64) -> Option<&LoadSegment> {
+        self.segments.iter().find(|segment| {
+            segment.executable
+                && address >= segment.address
+                && address - segment.address < segment.memory_len_bytes
+        })
+    }
+
+    /// Returns the file's bytes for `[address, address + len)`, when the whole
+    /// range lies in the file-backed part of one `PT_LOAD` segment.
+    pub fn bytes_at(&self, address: u64, len: usize) -> Option<&[u8]> {
+        let len_u64 = u64::try_from(len).ok()?;
+        self.segments.iter().find_map(|segment| {
+            let offset_in_segment = address.checked_sub(segment.address)?;
+            let end_in_segment = offset_in_segment.checked_add(len_u64)?;
+            if end_in_segment > segment.file_len_bytes {
+                return None;
+            }
+            let start = usize::try_from(segment.file_offset.checked_add(offset_in_segment)?).ok()?;
+            self.data.get(start..start.checked_add(len)?)
+        })
+    }
+}

@@ -1,0 +1,56 @@
+//! Stack memory as the unwinder sees it: one address space of the target.
+
+use stardump_format::{MemoryError, Target};
+
+/// Guest virtual memory of one address space.
+pub trait StackMemory {
+    /// Reads `buf.len()` bytes at `address`, whole or not at all.
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
+
+    /// Reads one little-endian 64-bit word at `address`.
+    fn read_u64(&self, address: u64) -> Result<u64, MemoryError> {
+        let mut word = [0u8; 8];
+        self.read(address, &mut word)?;
+        Ok(u64::from_le_bytes(word))
+    }
+}
+
+/// The address space rooted at one vCPU's cr3 in a [`Target`].
+pub struct TargetMemory<'t> {
+    target: &'t dyn Target,
+    cr3: u64,
+}
+
+impl<'t> TargetMemory<'t> {
+    /// Reads `target`'s memory through the page tables rooted at `cr3`.
+    pub fn new(target: &'t dyn Target, cr3: u64) -> Self {
+        TargetMemory { target, cr3 }
+    }
+}
+
+impl StackMemory for TargetMemory<'_> {
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.target.read_virtual(self.cr3, address, buf)
+    }
+}
+
+/// A stack given as an array of words at a base address, for tests.
+#[cfg(test)]
+pub(crate) struct WordStack {
+    pub base: u64,
+    pub words: Vec<u64>,
+}
+
+#[cfg(test)]
+impl StackMemory for WordStack {
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let not_captured = MemoryError::NotCaptured { address, len: buf.len() };
+        let offset = address.checked_sub(self.base).ok_or(not_captured.clone())?;
+        let bytes: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let start = usize::try_from(offset).map_err(|_| not_captured.clone())?;
+        let end = start.checked_add(buf.len()).ok_or(not_captured.clone())?;
+        let source = bytes.get(start..end).ok_or(not_captured)?;
+        buf.copy_from_slice(source);
+        Ok(())
+    }
+}

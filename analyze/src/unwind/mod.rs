@@ -1,0 +1,418 @@
+//! Stack unwinding: from a vCPU's registers to the chain of caller frames.
+//!
+//! [`Unwinder::caller_frame`] tries the strategies in order of trust (CFI,
+//! then the frame-pointer chain, then a stack scan) and validates each
+//! candidate: an instruction pointer in the null page is rejected, the stack
+//! pointer must not move toward lower addresses except out of a trap frame,
+//! and a frame identical to its callee is no progress. [`Unwinder::walk`]
+//! adds loop detection and the frame limit, and records why a walk ended
+//! early.
+
+pub mod cfi;
+pub mod frame_pointer;
+pub mod memory;
+pub mod registers;
+pub mod scan;
+
+use std::collections::HashSet;
+
+use stardump_format::MemoryError;
+
+use crate::image::Image;
+pub use cfi::{CfiError, CfiStep, CfiUnwinder};
+pub use frame_pointer::FramePointerError;
+pub use memory::{StackMemory, TargetMemory};
+pub use registers::Registers;
+
+/// Default maximum number of frames in one backtrace.
+pub const DEFAULT_MAX_FRAMES: usize = 256;
+
+/// Addresses below this are the null page; no code runs there.
+const NULL_PAGE_END: u64 = 0x1000;
+
+/// A frame's program counter, with what kind of address it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pc {
+    /// The address of the next instruction to execute: the context frame,
+    /// or a frame interrupted by a trap.
+    Exact(u64),
+    /// The address a call returns to. The call itself is the instruction
+    /// before, and may be the last one of its function or inlined scope.
+    ReturnAddress(u64),
+}
+
+impl Pc {
+    /// The address as the frame holds it.
+    pub fn value(self) -> u64 {
+        match self {
+            Pc::Exact(pc) | Pc::ReturnAddress(pc) => pc,
+        }
+    }
+
+    /// The address to look up CFI, symbols and lines at: one byte before a
+    /// return address, so the lookup lands in the call instruction (gdb's
+    /// `get_frame_address_in_block` does the same).
+    pub fn lookup_address(self) -> u64 {
+        match self {
+            Pc::Exact(pc) => pc,
+            Pc::ReturnAddress(pc) => pc.saturating_sub(1),
+        }
+    }
+}
+
+/// How a frame was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FoundBy {
+    /// The vCPU's registers.
+    Context,
+    /// DWARF call frame information.
+    Cfi,
+    /// The frame-pointer chain.
+    FramePointer,
+    /// A stack scan for return addresses.
+    Scan,
+}
+
+impl FoundBy {
+    /// The name used in text and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoundBy::Context => "context",
+            FoundBy::Cfi => "cfi",
+            FoundBy::FramePointer => "frame-pointer",
+            FoundBy::Scan => "scan",
+        }
+    }
+}
+
+/// One physical frame of a backtrace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The frame's program counter.
+    pub pc: Pc,
+    /// The frame's registers; callee-saved ones may be unknown.
+    pub registers: Registers,
+    /// How the frame was found.
+    pub found_by: FoundBy,
+    /// The canonical frame address: the caller's stack pointer at the call
+    /// (computed by CFI, or the stack pointer the frame pointer or the scan
+    /// found for the caller); `None` for the outermost frame without CFI.
+    pub cfa: Option<u64>,
+    /// Whether the frame is a trap or signal frame: the CFI of its code has
+    /// the `S` augmentation (`.cfi_signal_frame`).
+    pub trap: bool,
+}
+
+/// Why a walk ended before the outermost frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StopReason {
+    /// CFI covered the frame but could not be applied.
+    #[error(transparent)]
+    Cfi(#[from] CfiError),
+    /// The frame-pointer chain could not be followed.
+    #[error(transparent)]
+    FramePointer(#[from] FramePointerError),
+    /// A stack scan could not read the stack.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The caller's instruction pointer is in the null page.
+    #[error("instruction pointer {pc:#x} of the caller is in the null page")]
+    NullPage {
+        /// The rejected instruction pointer.
+        pc: u64,
+    },
+    /// The caller's stack pointer is below the callee's.
+    #[error("stack pointer {caller_sp:#x} of the caller is below {callee_sp:#x} of its callee (corrupt stack?)")]
+    StackWentDown {
+        /// The rejected stack pointer.
+        caller_sp: u64,
+        /// The callee's stack pointer.
+        callee_sp: u64,
+    },
+    /// The caller is identical to its callee.
+    #[error("previous frame identical to this frame (pc {pc:#x}, sp {sp:#x})")]
+    NoProgress {
+        /// The repeated program counter.
+        pc: u64,
+        /// The repeated stack pointer.
+        sp: u64,
+    },
+    /// The caller repeats an earlier frame.
+    #[error("frame with pc {pc:#x} and sp {sp:#x} repeats an earlier frame (loop in the stack)")]
+    Loop {
+        /// The repeated program counter.
+        pc: u64,
+        /// The repeated stack pointer.
+        sp: u64,
+    },
+    /// A heuristic found a return address outside the image's code.
+    #[error("return address {pc:#x} is not in the image's code")]
+    UnknownCode {
+        /// The rejected return address.
+        pc: u64,
+    },
+    /// No strategy applies to the frame.
+    #[error("no CFI, frame pointer or return address on the stack for pc {pc:#x}")]
+    NoUnwindInfo {
+        /// The frame's lookup address.
+        pc: u64,
+    },
+    /// The frame's stack pointer is unknown.
+    #[error("stack pointer unknown in the frame at pc {pc:#x}")]
+    MissingStackPointer {
+        /// The frame's program counter.
+        pc: u64,
+    },
+    /// The walk reached the frame limit.
+    #[error("frame limit of {limit} reached")]
+    FrameLimit {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The result of one unwind step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The caller was found.
+    Caller {
+        /// The caller frame.
+        frame: Frame,
+        /// The callee's CFA.
+        callee_cfa: Option<u64>,
+        /// Whether the callee is a trap frame.
+        callee_trap: bool,
+    },
+    /// The callee is the outermost frame: its CFI marks the return address
+    /// undefined, or its return address or saved rbp is zero.
+    Outermost {
+        /// The callee's CFA, when CFI computed it.
+        callee_cfa: Option<u64>,
+        /// Whether the callee is a trap frame.
+        callee_trap: bool,
+    },
+    /// No valid caller was found.
+    Stopped(StopReason),
+}
+
+/// A walk's frames, innermost first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backtrace {
+    /// The frames found.
+    pub frames: Vec<Frame>,
+    /// Why the walk ended early; `None` when it reached the outermost frame.
+    pub stop: Option<StopReason>,
+}
+
+/// Limits of a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnwindOptions {
+    /// Maximum number of frames.
+    pub max_frames: usize,
+    /// Number of 8-byte words a stack scan reads above the stack pointer.
+    pub scan_words: usize,
+}
+
+impl Default for UnwindOptions {
+    fn default() -> Self {
+        UnwindOptions { max_frames: DEFAULT_MAX_FRAMES, scan_words: scan::DEFAULT_SCAN_WORDS }
+    }
+}
+
+/// Unwinds stacks of code from one image.
+pub struct Unwinder<'i> {
+    image: &'i Image,
+    cfi: CfiUnwinder,
+    options: UnwindOptions,
+}
+
+/// A caller proposed by one strategy, before validation.
+struct Candidate {
+    registers: Registers,
+    found_by: FoundBy,
+    callee_cfa: Option<u64>,
+    callee_trap: bool,
+}
+
+impl<'i> Unwinder<'i> {
+    /// Prepares to unwind code of `image`.
+    pub fn new(image: &'i Image, options: UnwindOptions) -> Unwinder<'i> {
+        Unwinder { image, cfi: CfiUnwinder::new(image), options }
+    }
+
+    /// Walks the stack from the context `registers` (a vCPU's, all known).
+    pub fn walk(&mut self, registers: Registers, memory: &dyn StackMemory) -> Backtrace {
+        let mut frames = Vec::new();
+        let Some(rip) = registers.rip() else {
+            return Backtrace { frames, stop: Some(StopReason::NoUnwindInfo { pc: 0 }) };
+        };
+        frames.push(Frame { pc: Pc::Exact(rip), registers, found_by: FoundBy::Context, cfa: None, trap: false });
+        let mut seen = HashSet::new();
+        seen.insert((rip, registers.rsp()));
+
+        loop {
+            let index = frames.len() - 1;
+            let _span = tracing::debug_span!("frame", index).entered();
+            let step = self.caller_frame(&frames[index], memory);
+            match step {
+                Step::Caller { frame, callee_cfa, callee_trap } => {
+                    frames[index].cfa = callee_cfa;
+                    frames[index].trap = callee_trap;
+                    if frames.len() >= self.options.max_frames {
+                        let stop = StopReason::FrameLimit { limit: self.options.max_frames };
+                        return Backtrace { frames, stop: Some(stop) };
+                    }
+                    let key = (frame.pc.value(), frame.registers.rsp());
+                    if !seen.insert(key) {
+                        let stop = StopReason::Loop { pc: key.0, sp: key.1.unwrap_or(0) };
+                        return Backtrace { frames, stop: Some(stop) };
+                    }
+                    frames.push(frame);
+                }
+                Step::Outermost { callee_cfa, callee_trap } => {
+                    frames[index].cfa = callee_cfa;
+                    frames[index].trap = callee_trap;
+                    return Backtrace { frames, stop: None };
+                }
+                Step::Stopped(reason) => {
+                    tracing::debug!(%reason, "backtrace stopped");
+                    return Backtrace { frames, stop: Some(reason) };
+                }
+            }
+        }
+    }
+
+    /// Finds the caller of `callee`: CFI first, then the frame pointer,
+    /// then a stack scan, each candidate validated before it is taken.
+    pub fn caller_frame(&mut self, callee: &Frame, memory: &dyn StackMemory) -> Step {
+        let lookup = callee.pc.lookup_address();
+        let Some(callee_sp) = callee.registers.rsp() else {
+            return Step::Stopped(StopReason::MissingStackPointer { pc: callee.pc.value() });
+        };
+        let mut rejected: Vec<StopReason> = Vec::new();
+
+        match self.cfi.unwind(lookup, &callee.registers, memory) {
+            Ok(Some(step)) => {
+                if step.caller.rip().is_none() {
+                    return Step::Outermost { callee_cfa: Some(step.cfa), callee_trap: step.signal_frame };
+                }
+                let candidate = Candidate {
+                    registers: step.caller,
+                    found_by: FoundBy::Cfi,
+                    callee_cfa: Some(step.cfa),
+                    callee_trap: step.signal_frame,
+                };
+                match self.validate(callee, callee_sp, candidate) {
+                    Verdict::Take(step) => return step,
+                    Verdict::Reject(reason) => rejected.push(reason),
+                }
+            }
+            Ok(None) => tracing::trace!(lookup = format_args!("{lookup:#x}"), "no CFI"),
+            Err(error) => {
+                tracing::debug!(%error, "CFI failed");
+                rejected.push(error.into());
+            }
+        }
+
+        let mut chain_ended = false;
+        match frame_pointer::unwind(&callee.registers, memory) {
+            Ok(Some(caller)) => {
+                let candidate =
+                    Candidate { callee_cfa: caller.rsp(), registers: caller, found_by: FoundBy::FramePointer, callee_trap: false };
+                match self.validate(callee, callee_sp, candidate) {
+                    Verdict::Take(step) => return step,
+                    Verdict::Reject(reason) => rejected.push(reason),
+                }
+            }
+            Ok(None) => chain_ended = callee.registers.rbp() == Some(0),
+            Err(error) => {
+                tracing::debug!(%error, "frame pointer rejected");
+                rejected.push(error.into());
+            }
+        }
+
+        match scan::unwind(self.image, &callee.registers, memory, self.options.scan_words) {
+            Ok(Some(caller)) => {
+                let candidate =
+                    Candidate { callee_cfa: caller.rsp(), registers: caller, found_by: FoundBy::Scan, callee_trap: false };
+                match self.validate(callee, callee_sp, candidate) {
+                    Verdict::Take(step) => return step,
+                    Verdict::Reject(reason) => rejected.push(reason),
+                }
+            }
+            Ok(None) => {}
+            Err(error) => rejected.push(error.into()),
+        }
+
+        // Startup code zeroes rbp to end the frame-pointer chain. In code
+        // without frame pointers rbp may be zero anywhere, which is why the
+        // scan ran first; and when CFI covered the frame and failed, the
+        // zero says nothing.
+        if chain_ended && rejected.is_empty() {
+            return Step::Outermost { callee_cfa: None, callee_trap: false };
+        }
+
+        // The most trusted strategy's reason is the one worth showing.
+        let reason = rejected.into_iter().next().unwrap_or(StopReason::NoUnwindInfo { pc: lookup });
+        Step::Stopped(reason)
+    }
+
+    /// Applies the rules every candidate caller must pass.
+    fn validate(&self, callee: &Frame, callee_sp: u64, candidate: Candidate) -> Verdict {
+        let found_by = candidate.found_by.as_str();
+        let (Some(pc), Some(sp)) = (candidate.registers.rip(), candidate.registers.rsp()) else {
+            return Verdict::Reject(StopReason::MissingStackPointer { pc: callee.pc.value() });
+        };
+        // A zero return address is how startup code marks the outermost frame.
+        if pc == 0 {
+            return Verdict::Take(Step::Outermost {
+                callee_cfa: candidate.callee_cfa,
+                callee_trap: candidate.callee_trap,
+            });
+        }
+        if pc < NULL_PAGE_END {
+            tracing::debug!(found_by, pc = format_args!("{pc:#x}"), "rejected caller in the null page");
+            return Verdict::Reject(StopReason::NullPage { pc });
+        }
+        // CFI is trusted to name the caller; the heuristics must at least
+        // land in the image's code, because a unikernel has no other code.
+        let code_address = pc.saturating_sub(1);
+        if candidate.found_by != FoundBy::Cfi && self.image.executable_segment_for(code_address).is_none() {
+            tracing::debug!(found_by, pc = format_args!("{pc:#x}"), "rejected caller outside the image's code");
+            return Verdict::Reject(StopReason::UnknownCode { pc });
+        }
+        // A trap frame switches to the interrupted context, which may be on
+        // another stack; everywhere else the stack grows down, so a caller's
+        // frame lies above its callee's.
+        if !candidate.callee_trap && sp < callee_sp {
+            tracing::debug!(found_by, sp = format_args!("{sp:#x}"), "rejected caller below callee");
+            return Verdict::Reject(StopReason::StackWentDown { caller_sp: sp, callee_sp });
+        }
+        if sp == callee_sp && pc == callee.pc.value() {
+            return Verdict::Reject(StopReason::NoProgress { pc, sp });
+        }
+        let caller_pc = if candidate.callee_trap { Pc::Exact(pc) } else { Pc::ReturnAddress(pc) };
+        tracing::debug!(found_by, pc = format_args!("{pc:#x}"), sp = format_args!("{sp:#x}"), "found caller");
+        Verdict::Take(Step::Caller {
+            frame: Frame {
+                pc: caller_pc,
+                registers: candidate.registers,
+                found_by: candidate.found_by,
+                cfa: None,
+                trap: false,
+            },
+            callee_cfa: candidate.callee_cfa,
+            callee_trap: candidate.callee_trap,
+        })
+    }
+}
+
+enum Verdict {
+    Take(Step),
+    Reject(StopReason),
+}
+
+
+#[cfg(test)]
+mod tests;
