@@ -24,7 +24,6 @@
 #define AP_TRAMPOLINE_PHYS 0x8000UL
 
 #define noinline __attribute__((noinline))
-#define noreturn_fn __attribute__((noreturn))
 #define barrier() __asm__ volatile("" ::: "memory")
 
 /* struct thread.flags */
@@ -53,7 +52,7 @@ struct thread {
 };
 
 /*
- * Per-CPU data; the GS base MSR (0xC0000101) of each vCPU holds the
+ * Per-CPU data. The GS base MSR (0xC0000101) of each vCPU contains the
  * address of its own struct cpu.
  */
 struct cpu {

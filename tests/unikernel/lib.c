@@ -1,6 +1,6 @@
 /*
- * The few C library functions the kernel uses; gcc also emits calls to
- * memset and memcpy for large struct copies and initializers.
+ * The C library functions the kernel uses. gcc also emits calls to memset
+ * and memcpy for large struct copies and initializers.
  */
 #include "kernel.h"
 

@@ -1,7 +1,7 @@
 /*
- * Boot CPU start-up: serial, IDT, page tables, command line, the other
- * vCPUs, then three threads ("logger", "waiter", "worker") and the idle
- * loop on the boot stack.
+ * Boot CPU start-up: serial, IDT, page tables, command line, three threads
+ * ("logger", "waiter", "worker"), the other vCPUs, then the idle loop on
+ * the boot stack.
  */
 #include "kernel.h"
 
@@ -12,7 +12,7 @@ extern char boot_stack[], boot_stack_top[];
 
 static char thread_stacks[3][THREAD_STACK_SIZE] __attribute__((aligned(4096)));
 
-/* Set by the logger and waiter threads; read by nothing, kept for debuggers. */
+/* Counters the logger and waiter threads increment, for a debugger to print. */
 volatile unsigned long logger_lines;
 volatile unsigned long waiter_wakeups;
 
@@ -132,8 +132,6 @@ void kernel_main(unsigned long start_info_phys)
 	printk("boot: command line \"%s\", end mode %s\n",
 	       cmdline ? cmdline : "", end_mode_name(end_mode));
 
-	smp_start_aps();
-
 	/* Three stacks, three mappings: direct map, image mapping, 4 KiB area. */
 	thread_create("logger", logger_main, NULL,
 		      phys_to_direct_map(image_phys(thread_stacks[0])),
@@ -142,6 +140,9 @@ void kernel_main(unsigned long start_info_phys)
 		      THREAD_STACK_SIZE);
 	thread_create("worker", worker_main, &worker_config,
 		      map_thread_stack(0, thread_stacks[2]), THREAD_STACK_SIZE);
+
+	/* After the threads, so thread_pool indexes do not depend on -smp. */
+	smp_start_aps();
 
 	printk("stardust-test: %d cpus online, starting threads\n", online_cpus);
 	idle_loop();

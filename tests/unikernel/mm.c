@@ -1,7 +1,7 @@
 /*
- * Runtime parts of the page tables that boot.S leaves empty: the direct map
- * (a 1 GiB page when the CPU supports it, else 2 MiB pages) and the thread
- * stack area (4 KiB pages with an unmapped guard page below each stack).
+ * Fills the page tables that boot.S leaves empty. The direct map uses a
+ * 1 GiB page when the CPU supports it, else 2 MiB pages. The thread stack
+ * area uses 4 KiB pages with an unmapped guard page below each stack.
  * Together with boot.S this gives a page-table walker all three page sizes.
  */
 #include "kernel.h"

@@ -57,9 +57,9 @@ struct thread *thread_create(const char *name, void (*entry)(void *),
 
 /*
  * Make `idle` the current thread of CPU `cpu_id` and point this vCPU's GS
- * base at its struct cpu. `idle` is the context already running (the boot
- * code or an AP's start-up path); its sp and ip are stored by the first
- * switch away from it.
+ * base at its struct cpu. `idle` is the context already running, the boot
+ * code or an AP's start-up path. The first switch away from it stores its
+ * sp and ip.
  */
 void sched_init_cpu(int cpu_id, struct thread *idle)
 {

@@ -13,7 +13,11 @@
 #define UART_LINE_STATUS 5
 #define UART_LSR_THR_EMPTY 0x20
 
-/* Serializes whole printk() calls between vCPUs, so lines do not interleave. */
+/*
+ * Serializes whole printk() calls between vCPUs, so lines do not interleave.
+ * NOTE: an exception raised inside printk() deadlocks in trap_handler()'s
+ * printk(); nothing in printk() faults today.
+ */
 static volatile int printk_lock;
 
 void serial_init(void)

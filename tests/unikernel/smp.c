@@ -19,7 +19,7 @@
 #define FW_CFG_SIGNATURE 0x0000
 #define FW_CFG_NB_CPUS 0x0005
 
-/* Iterations of cpu_relax() to wait for an AP; about a second under TCG. */
+/* Bound on the wait for an AP, in cpu_relax() iterations (an estimate of a second under TCG). */
 #define AP_WAIT_ITERATIONS 50000000UL
 
 extern char ap_trampoline_start[], ap_trampoline_end[];
@@ -32,6 +32,9 @@ volatile unsigned long ap_idle_iterations[MAX_CPUS];
 
 static char ap_stacks[MAX_CPUS][THREAD_STACK_SIZE] __attribute__((aligned(4096)));
 static struct thread *ap_threads[MAX_CPUS];
+
+_Static_assert(MAX_CPUS == 2, "name the idle thread of every AP below");
+static const char *const ap_idle_names[MAX_CPUS] = { [1] = "idle1" };
 
 static uint32_t lapic_read(unsigned int reg)
 {
@@ -118,14 +121,23 @@ int smp_start_aps(void)
 		unsigned long top = (unsigned long)ap_stacks[cpu_id] + THREAD_STACK_SIZE;
 		struct thread *idle;
 
-		/* APIC ids under QEMU are the cpu indexes for this topology. */
+		/*
+		 * NOTE: assumes APIC id == cpu index, true for QEMU's default
+		 * -smp 2 topology; topologies with unused APIC id bits break it.
+		 */
 		unsigned int apic_id = (unsigned int)cpu_id;
 
-		idle = thread_create(cpu_id == 1 ? "idle1" : "idle-ap", NULL, NULL,
+		idle = thread_create(ap_idle_names[cpu_id], NULL, NULL,
 				     ap_stacks[cpu_id], THREAD_STACK_SIZE);
 		if (!idle)
 			break;
+		/*
+		 * The AP runs this context forever and never switches away, so
+		 * no sp or ip is ever saved: its registers are the vCPU's.
+		 */
 		idle->flags |= THREAD_PINNED;
+		idle->sp = 0;
+		idle->ip = 0;
 		ap_threads[cpu_id] = idle;
 		cpus[cpu_id].apic_id = apic_id;
 

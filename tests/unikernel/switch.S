@@ -46,8 +46,6 @@ switch_context:
 	mov THREAD_SP(%rsi), %rsp
 	jmp *THREAD_IP(%rsi)
 
-	.globl switch_context_resume
-switch_context_resume:
 1:
 	pop %r15
 	.cfi_adjust_cfa_offset -8

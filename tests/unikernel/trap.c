@@ -1,7 +1,8 @@
 /*
- * Interrupt descriptor table and the C side of exception handling: print
- * the exception and stop the vCPU in crash_halt(), so a capture sees
- * crash_halt -> trap_handler -> trap stub -> faulting function -> ...
+ * Interrupt descriptor table and the C side of exception handling. The
+ * handler prints the exception and stops the vCPU in crash_halt(), so a
+ * capture unwinds crash_halt -> trap_handler -> trap stub -> faulting
+ * function -> ... -> thread_start.
  */
 #include "kernel.h"
 

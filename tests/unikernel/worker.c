@@ -3,8 +3,8 @@
  * locals cover the usual C types, ending in the end mode chosen on the
  * command line. Every function of the chain is noinline and uses its
  * callee's result afterwards, so -O2 keeps each frame and makes no tail
- * calls; finish_transform() is the one static inline helper, so an -O2
- * backtrace has an inlined frame.
+ * calls. finish_transform() is the one static inline helper, which gives
+ * an -O2 backtrace an inlined frame.
  */
 #include "kernel.h"
 
