@@ -60,7 +60,7 @@ pub enum SnapshotError {
     /// A note header or descriptor is malformed.
     #[error("invalid {note} note at file offset {offset:#x}: {reason}")]
     InvalidNote {
-        /// Which note ("header", "vcpu", "chunk index", "note segment").
+        /// Which note ("header", "vcpu", "chunk index", or "ELF" for the note header).
         note: &'static str,
         /// File offset of the note's descriptor or header.
         offset: u64,
@@ -193,6 +193,14 @@ pub enum WriteError {
         existing_first_pfn: u64,
         /// Exclusive end frame of the earlier call.
         existing_end_pfn: u64,
+    },
+    /// A note descriptor does not fit the 32-bit `descsz` of an ELF note.
+    #[error("cannot write the {note} note: its {len_bytes}-byte descriptor exceeds the 4 GiB limit of an ELF note")]
+    NoteTooLarge {
+        /// Which note.
+        note: &'static str,
+        /// Length of the descriptor.
+        len_bytes: usize,
     },
     /// zstd failed to compress a chunk.
     #[error("cannot compress the chunk at frame {first_pfn:#x}: {source}")]

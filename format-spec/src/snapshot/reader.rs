@@ -133,7 +133,7 @@ fn parse_notes(segment: &[u8], segment_offset: u64) -> Result<Vec<Note<'_>>, Sna
     let mut at = 0usize;
     while at < segment.len() {
         let note_offset = segment_offset + at as u64;
-        let invalid = |reason: String| SnapshotError::InvalidNote { note: "note segment", offset: note_offset, reason };
+        let invalid = |reason: String| SnapshotError::InvalidNote { note: "ELF", offset: note_offset, reason };
         if segment.len() - at < 12 {
             return Err(invalid(format!("{} bytes left, a note header needs 12", segment.len() - at)));
         }

@@ -229,7 +229,7 @@ impl SnapshotWriter {
 
         let notes_offset = layout::align_up(self.position, 8).expect("file offsets fit in u64");
         let padding = vec![0u8; (notes_offset - self.position) as usize];
-        let notes = self.encode_notes();
+        let notes = self.encode_notes()?;
         let header = layout::encode_elf_header();
         let chunk_segment = layout::encode_program_header(
             layout::PT_STARDUMP_CHUNKS,
@@ -273,7 +273,7 @@ impl SnapshotWriter {
 
     /// Encodes the note segment: header, metadata, NT_PRSTATUS and vCPU
     /// notes, mapping tables, and the chunk index last.
-    fn encode_notes(&self) -> Vec<u8> {
+    fn encode_notes(&self) -> Result<Vec<u8>, WriteError> {
         let header = HeaderRecord {
             format_major: layout::FORMAT_MAJOR,
             format_minor: layout::FORMAT_MINOR,
@@ -295,10 +295,14 @@ impl SnapshotWriter {
             layout::push_note(&mut notes, name, layout::NT_STARDUMP_VCPU, &layout::encode_vcpu(vcpu));
         }
         for (cr3, mappings) in &self.mappings {
-            layout::push_note(&mut notes, name, layout::NT_STARDUMP_MAPPINGS, &layout::encode_mappings(*cr3, mappings));
+            let desc = layout::encode_mappings(*cr3, mappings);
+            check_note_len("mappings", &desc)?;
+            layout::push_note(&mut notes, name, layout::NT_STARDUMP_MAPPINGS, &desc);
         }
-        layout::push_note(&mut notes, name, layout::NT_STARDUMP_CHUNK_INDEX, &layout::encode_chunk_index(&self.chunks));
-        notes
+        let index = layout::encode_chunk_index(&self.chunks);
+        check_note_len("chunk index", &index)?;
+        layout::push_note(&mut notes, name, layout::NT_STARDUMP_CHUNK_INDEX, &index);
+        Ok(notes)
     }
 }
 
@@ -310,6 +314,14 @@ impl Drop for SnapshotWriter {
             }
         }
     }
+}
+
+/// Checks that a descriptor fits the 32-bit `descsz` field of an ELF note.
+fn check_note_len(note: &'static str, desc: &[u8]) -> Result<(), WriteError> {
+    if u32::try_from(desc.len()).is_err() {
+        return Err(WriteError::NoteTooLarge { note, len_bytes: desc.len() });
+    }
+    Ok(())
 }
 
 /// Fsyncs the directory holding `path` so the rename survives a crash; a
