@@ -5,7 +5,9 @@
 # sp and ip saved in its struct thread. Fails when a frame has no file:line
 # or a backtrace stops early.
 #
-# Usage: check-gdb.sh [BUILD_DIR] [VCPUS]
+# Usage: check-gdb.sh [BUILD_DIR] [VCPUS] [CPU_MODEL]
+# CPU_MODEL defaults to qemu64,+pdpe1gb, so the direct map uses a 1 GiB page.
+# Pass qemu64 to check the 2 MiB fallback.
 # Needs qemu-system-x86 and gdb (Debian packages of the same names).
 # The gdbstub listens on a Unix socket in a private directory, so runs
 # cannot collide with other QEMU instances on TCP ports.
@@ -13,6 +15,7 @@ set -u
 
 BUILD=${1:-"$(dirname "$0")/build"}
 VCPUS=${2:-1}
+CPU_MODEL=${3:-qemu64,+pdpe1gb}
 WORK=$(mktemp -d)
 status=0
 
@@ -46,7 +49,7 @@ for variant in O0-fp O0-nofp O2-fp O2-nofp; do
 		esac
 
 		timeout 60 qemu-system-x86_64 -machine microvm -accel tcg -m 64M \
-			-smp "$VCPUS" -nographic -no-reboot -kernel "$elf" \
+			-cpu "$CPU_MODEL" -smp "$VCPUS" -nographic -no-reboot -kernel "$elf" \
 			-append "mode=$mode" \
 			-chardev "socket,id=gdb0,path=$socket,server=on,wait=off" \
 			-gdb chardev:gdb0 >"$serial" 2>&1 </dev/null &
@@ -68,7 +71,7 @@ for variant in O0-fp O0-nofp O2-fp O2-nofp; do
 		timeout 30 gdb -batch -nx -ex 'set pagination off' \
 			-ex "target remote $socket" \
 			-ex 'thread apply all bt' \
-			-ex 'info registers cr3 gs_base' \
+			-ex 'thread apply all info registers cr3 gs_base' \
 			-ex 'disconnect' "$elf" 2>&1 |
 			grep -v '^\[\|^Remote debugging' >"$WORK/bt"
 		cat "$WORK/bt"
