@@ -5,4 +5,11 @@
 
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod gdb;
+pub mod memory;
+pub mod ram;
+pub mod target;
+pub mod walk;
+
+pub use target::GdbTarget;

@@ -1,1 +1,175 @@
-fn main() {}
+//! `stardump-capture`: pauses a target, copies its vCPUs and memory into a
+//! snapshot, and resumes it.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, ValueEnum};
+use stardump_capture::capture::{capture, CaptureError, CaptureOptions, CaptureSummary, MemoryStrategy};
+use stardump_format::WriterOptions;
+
+/// Capture a unikernel's vCPU registers and memory into a stardump snapshot.
+#[derive(Debug, Parser)]
+#[command(name = "stardump-capture", version)]
+struct Cli {
+    /// The target: `gdb:HOST:PORT` for a GDB remote stub such as QEMU's
+    /// `-gdb tcp:127.0.0.1:1234`.
+    target: String,
+
+    /// Path of the snapshot to write.
+    #[arg(short, long)]
+    output: PathBuf,
+
+    /// Close the connection without resuming the target, which stays paused.
+    #[arg(long)]
+    leave_paused: bool,
+
+    /// How to read guest memory: all RAM through physical addresses, or only
+    /// the frames the page tables map.
+    #[arg(long, value_enum, default_value_t = MemoryArg::Physical)]
+    memory: MemoryArg,
+
+    /// Seconds to wait for any one reply from the stub.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+
+    /// zstd compression level.
+    #[arg(long, default_value_t = 3)]
+    zstd_level: i32,
+
+    /// Print the summary as a JSON object.
+    #[arg(long)]
+    json: bool,
+
+    /// Log more (-v: info, -vv: debug, -vvv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MemoryArg {
+    Physical,
+    Walk,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+
+    let target_name = cli.target.clone();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if let Some(CaptureError::Interrupted { signal }) = error.downcast_ref::<CaptureError>() {
+                eprintln!("stardump-capture: {target_name}: {error}; the target was resumed and no snapshot was written");
+                return ExitCode::from(128u8.saturating_add(*signal as u8));
+            }
+            eprintln!("stardump-capture: {target_name}: {}", chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("stardump_capture={level},stardump_format={level}")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Joins an error and its sources with ": ", skipping a source whose text
+/// the outer message already contains.
+fn chain(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let Some(address) = cli.target.strip_prefix("gdb:") else {
+        bail!("unknown target kind; expected gdb:HOST:PORT");
+    };
+    if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
+        bail!("invalid --timeout {}: expected a positive number of seconds", cli.timeout);
+    }
+
+    // A signal sets the flag instead of killing the process, so the capture
+    // can resume the target and remove its temporary file first.
+    let cancel = Arc::new(AtomicUsize::new(0));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(signal, Arc::clone(&cancel), signal as usize)
+            .context("installing the signal handler")?;
+    }
+
+    let options = CaptureOptions {
+        address: address.to_owned(),
+        output: cli.output,
+        leave_paused: cli.leave_paused,
+        memory: match cli.memory {
+            MemoryArg::Physical => MemoryStrategy::Physical,
+            MemoryArg::Walk => MemoryStrategy::Walk,
+        },
+        timeout: Duration::from_secs_f64(cli.timeout),
+        cancel: Some(cancel),
+        writer: WriterOptions {
+            zstd_level: cli.zstd_level,
+            ..WriterOptions::default()
+        },
+    };
+    let summary = capture(&options)?;
+    print_summary(&summary, cli.json)
+}
+
+fn print_summary(summary: &CaptureSummary, json: bool) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let result = if json {
+        serde_json::to_writer(&mut stdout, summary)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout))
+    } else {
+        writeln!(
+            stdout,
+            "{}: {} vCPUs, {} pages stored, {} zero, {:.1} MiB of guest memory in {:.1} MiB, paused {:.3} s, total {:.3} s{}",
+            summary.output.display(),
+            summary.vcpus,
+            summary.stored_pages,
+            summary.zero_pages,
+            summary.guest_memory_bytes as f64 / (1024.0 * 1024.0),
+            summary.file_len_bytes as f64 / (1024.0 * 1024.0),
+            summary.pause_time_us as f64 / 1e6,
+            summary.total_time_us as f64 / 1e6,
+            if summary.left_paused { ", left paused" } else { "" },
+        )
+    };
+    match result {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing the summary"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

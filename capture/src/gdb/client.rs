@@ -33,6 +33,8 @@ const MAX_THREADS: usize = 4096;
 const MAX_XML_BYTES: usize = 1 << 20;
 /// Maximum size of one monitor command's output.
 const MAX_MONITOR_BYTES: usize = 4 << 20;
+/// Minimum bytes requested from the socket per read.
+const RECEIVE_BYTES: usize = 16 * 1024;
 /// How many corrupt packets in a row the client asks the stub to resend.
 const MAX_RETRANSMISSIONS: u32 = 3;
 
@@ -218,7 +220,15 @@ impl GdbClient {
         self.drain_pending(activity)?;
         self.send_packet(payload, activity)?;
         self.pending_replies = 1;
-        let reply = self.receive_packet(activity)?;
+        let mut reply = self.receive_packet(activity)?;
+        // QEMU sends a stop reply on its own when a client connects to a
+        // running VM (QEMU 7.2 sends `T02thread:01;`). Only `?` among the
+        // requests this client makes is answered with a stop reply, so one
+        // arriving for any other request is that notification.
+        while is_stop_reply(&reply) {
+            debug!(reply = %display_packet(&reply), "skipped an asynchronous stop reply");
+            reply = self.receive_packet(activity)?;
+        }
         self.pending_replies = 0;
         trace!(request = %display_packet(payload), reply = %display_packet(&reply), "exchange");
         Ok(reply)
@@ -317,7 +327,6 @@ impl GdbClient {
 
     fn receive_frame(&mut self, activity: &str) -> Result<Frame, GdbError> {
         let started = Instant::now();
-        let mut chunk = [0u8; 64 * 1024];
         loop {
             match packet::next_frame(&self.received, self.max_packet_bytes) {
                 Ok(Some((frame, used))) => {
@@ -344,13 +353,21 @@ impl GdbClient {
                     timeout_secs: self.options.timeout.as_secs_f64(),
                 });
             }
-            match self.stream.read(&mut chunk) {
+            // Read straight into the spare capacity of `received`: a reply
+            // to a memory read is several kilobytes and arrives thousands
+            // of times per capture.
+            let filled = self.received.len();
+            let wanted = (self.max_packet_bytes + 8).max(RECEIVE_BYTES);
+            self.received.resize(filled + wanted, 0);
+            let result = self.stream.read(&mut self.received[filled..]);
+            self.received.truncate(filled + *result.as_ref().unwrap_or(&0));
+            match result {
                 Ok(0) => {
                     return Err(GdbError::Closed {
                         activity: activity.to_owned(),
                     })
                 }
-                Ok(len) => self.received.extend_from_slice(&chunk[..len]),
+                Ok(_) => {}
                 Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == ErrorKind::ConnectionReset => {
@@ -668,6 +685,12 @@ impl GdbClient {
     }
 }
 
+/// Returns whether `reply` is a stop reply: `S` or `T` and a two-digit
+/// signal number, or `W`/`X` (exit) with one.
+fn is_stop_reply(reply: &[u8]) -> bool {
+    matches!(reply, [b'S' | b'T' | b'W' | b'X', a, b, ..] if a.is_ascii_hexdigit() && b.is_ascii_hexdigit())
+}
+
 /// Turns `Enn` into [`GdbError::ErrorReply`] and an empty reply into
 /// [`GdbError::Unsupported`].
 fn check_reply(request: &[u8], reply: Vec<u8>) -> Result<Vec<u8>, GdbError> {
@@ -707,6 +730,15 @@ mod tests {
         assert_eq!(ThreadId::parse("1").number, Some(1));
         assert_eq!(ThreadId::parse("p01.0a").number, Some(10));
         assert_eq!(ThreadId::parse("p01.0a").text, "p01.0a");
+    }
+
+    #[test]
+    fn stop_replies_are_recognized() {
+        assert!(is_stop_reply(b"T02thread:01;"));
+        assert!(is_stop_reply(b"S05"));
+        assert!(!is_stop_reply(b"sstepbits;sstep;PhyMemMode"));
+        assert!(!is_stop_reply(b"PacketSize=1000"));
+        assert!(!is_stop_reply(b"OK"));
     }
 
     #[test]

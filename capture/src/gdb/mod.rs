@@ -5,6 +5,7 @@ pub mod client;
 pub mod error;
 pub mod packet;
 pub mod qemu;
+pub mod registers;
 pub mod target_xml;
 
 pub use client::{ClientOptions, GdbClient, StubFeatures, ThreadId};

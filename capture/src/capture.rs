@@ -1,0 +1,271 @@
+//! The capture flow: attach and pause, copy every vCPU's registers and the
+//! guest memory into this process, resume, then compress and write the
+//! snapshot.
+//!
+//! The target is paused only while the copy runs; compression happens
+//! after it resumes. The snapshot is written under a temporary name and
+//! renamed into place by [`SnapshotWriter::finish`], so a failed or
+//! interrupted capture leaves no file under the output name.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use stardump_format::{MemoryRange, SnapshotWriter, Target, WriteError, WriterOptions};
+use tracing::{debug, info, info_span, warn};
+
+use crate::gdb::{ClientOptions, GdbError};
+use crate::memory::{MemoryCopy, PAGE_SIZE};
+use crate::ram::{probe_ram_end, ProbeError};
+use crate::target::GdbTarget;
+use crate::walk::{self, WalkError};
+
+/// Bytes per physical read request; the client splits it into packets.
+const BLOCK_BYTES: u64 = 1 << 20;
+
+/// How guest memory is found and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryStrategy {
+    /// Read all guest RAM through physical addresses (QEMU's PhyMemMode),
+    /// then walk the page tables over the copy.
+    Physical,
+    /// Read only the frames the page tables map, through virtual
+    /// addresses.
+    Walk,
+}
+
+/// What to capture and how.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// The stub's `HOST:PORT`.
+    pub address: String,
+    /// The snapshot's final path.
+    pub output: PathBuf,
+    /// Close the connection without resuming the target.
+    pub leave_paused: bool,
+    /// How memory is read.
+    pub memory: MemoryStrategy,
+    /// How long to wait for any one reply from the stub.
+    pub timeout: Duration,
+    /// Set to a signal number by the caller's signal handler.
+    pub cancel: Option<Arc<AtomicUsize>>,
+    /// Compression settings.
+    pub writer: WriterOptions,
+}
+
+/// What a capture did, for the one-line summary and `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureSummary {
+    /// The target as named in the metadata (`gdb:127.0.0.1:1234`).
+    pub target: String,
+    /// The snapshot's path.
+    pub output: PathBuf,
+    /// Number of vCPUs captured.
+    pub vcpus: usize,
+    /// RAM ranges read (physical strategy) or known (walk strategy).
+    pub memory_ranges: Vec<MemoryRange>,
+    /// Page-table roots whose mappings were recorded.
+    pub page_table_roots: usize,
+    /// Pages stored compressed.
+    pub stored_pages: u64,
+    /// All-zero pages recorded in the index only.
+    pub zero_pages: u64,
+    /// Guest memory covered by the snapshot, in bytes.
+    pub guest_memory_bytes: u64,
+    /// Size of the snapshot file, in bytes.
+    pub file_len_bytes: u64,
+    /// How long the target was paused, in microseconds.
+    pub pause_time_us: u64,
+    /// How long the whole capture took, in microseconds.
+    pub total_time_us: u64,
+    /// Whether the target was left paused.
+    pub left_paused: bool,
+}
+
+/// Why a capture failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The stub failed or did not speak the protocol.
+    #[error(transparent)]
+    Gdb(GdbError),
+    /// The page tables could not be walked or copied.
+    #[error(transparent)]
+    Walk(WalkError),
+    /// The RAM layout could not be found.
+    #[error("finding guest RAM: {0}")]
+    Ram(String),
+    /// Physical reads were requested from a stub that has none.
+    #[error("the stub cannot read physical memory (no Qqemu.PhyMemMode); use --memory walk")]
+    NoPhysicalMemory,
+    /// The snapshot could not be written.
+    #[error("writing the snapshot: {0}")]
+    Write(#[from] WriteError),
+    /// A signal stopped the capture.
+    #[error("interrupted by {}", crate::gdb::error::signal_name(*.signal))]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+}
+
+impl From<GdbError> for CaptureError {
+    fn from(error: GdbError) -> Self {
+        match error {
+            GdbError::Interrupted { signal } => CaptureError::Interrupted { signal },
+            other => CaptureError::Gdb(other),
+        }
+    }
+}
+
+impl From<WalkError> for CaptureError {
+    fn from(error: WalkError) -> Self {
+        match error {
+            WalkError::Gdb(gdb) => gdb.into(),
+            other => CaptureError::Walk(other),
+        }
+    }
+}
+
+fn check_cancel(cancel: &Option<Arc<AtomicUsize>>) -> Result<(), CaptureError> {
+    match cancel.as_ref().map(|flag| flag.load(Ordering::Relaxed)) {
+        Some(signal) if signal != 0 => Err(CaptureError::Interrupted { signal: signal as i32 }),
+        _ => Ok(()),
+    }
+}
+
+/// Captures the target at `options.address` into `options.output`.
+pub fn capture(options: &CaptureOptions) -> Result<CaptureSummary, CaptureError> {
+    let span = info_span!("capture", target = %options.address);
+    let _entered = span.enter();
+    let started = Instant::now();
+
+    // Create the output before pausing, so an unwritable path costs the
+    // guest no pause. Dropping the writer on an error deletes its
+    // temporary file.
+    let mut writer = SnapshotWriter::create(&options.output, options.writer.clone())?;
+
+    let client_options = ClientOptions {
+        timeout: options.timeout,
+        cancel: options.cancel.clone(),
+    };
+    let mut target = GdbTarget::attach(&options.address, client_options)?;
+    let (copy, mut tables) = match options.memory {
+        MemoryStrategy::Physical => (copy_physical(&mut target)?, Vec::new()),
+        MemoryStrategy::Walk => walk::copy_mapped_memory(&target, &target.memory_map())?,
+    };
+
+    // The copy is complete: let the guest run before compressing.
+    if options.leave_paused {
+        target.leave_paused()?;
+    } else {
+        target.resume()?;
+    }
+    let pause_time_us = target.paused_at().elapsed().as_micros() as u64;
+    info!(pause_ms = pause_time_us / 1000, left_paused = options.leave_paused, "target released");
+
+    if options.memory == MemoryStrategy::Physical {
+        tables = walk_copy(&target, &copy);
+    }
+
+    check_cancel(&options.cancel)?;
+    let mut metadata = target.metadata().clone();
+    metadata.pause_time_us = pause_time_us;
+    for vcpu in target.vcpus() {
+        writer.add_vcpu(vcpu);
+    }
+    writer.set_metadata(metadata.clone());
+    for (cr3, mappings) in &tables {
+        writer.add_mappings(*cr3, mappings);
+    }
+    copy.write_to(&mut writer)?;
+    check_cancel(&options.cancel)?;
+    let written = writer.finish()?;
+    if let Err(error) = check_cancel(&options.cancel) {
+        // The signal arrived while the file was being finished: honour it
+        // by removing what was written.
+        let _ = std::fs::remove_file(&options.output);
+        return Err(error);
+    }
+
+    let (data_pages, zero_pages) = copy.page_counts();
+    debug!(data_pages, zero_pages, "pages copied");
+    Ok(CaptureSummary {
+        target: metadata.target_name,
+        output: options.output.clone(),
+        vcpus: target.vcpus().len(),
+        memory_ranges: target.memory_map(),
+        page_table_roots: tables.len(),
+        stored_pages: written.stored_pages,
+        zero_pages: written.zero_pages,
+        guest_memory_bytes: (data_pages + zero_pages) * PAGE_SIZE,
+        file_len_bytes: written.file_len_bytes,
+        pause_time_us,
+        total_time_us: started.elapsed().as_micros() as u64,
+        left_paused: options.leave_paused,
+    })
+}
+
+/// Reads all guest RAM through physical addresses.
+fn copy_physical(target: &mut GdbTarget) -> Result<MemoryCopy, CaptureError> {
+    if !target.has_physical_memory() {
+        return Err(CaptureError::NoPhysicalMemory);
+    }
+    let mut ranges = target.memory_map();
+    if ranges.is_empty() {
+        ranges = vec![probe_ram(target)?];
+        target.set_memory_map(ranges.clone());
+    }
+
+    let mut copy = MemoryCopy::new();
+    let mut block = Vec::new();
+    for range in &ranges {
+        // Whole pages: round the start down and the end up.
+        let start = range.start / PAGE_SIZE * PAGE_SIZE;
+        let end = range
+            .start
+            .checked_add(range.len_bytes)
+            .and_then(|end| end.checked_next_multiple_of(PAGE_SIZE))
+            .ok_or_else(|| CaptureError::Ram(format!("range at {:#x} ends past 2^64", range.start)))?;
+        debug!(start = format_args!("{start:#x}"), end = format_args!("{end:#x}"), "copying RAM");
+        let mut at = start;
+        while at < end {
+            let len = (end - at).min(BLOCK_BYTES);
+            block.resize(len as usize, 0);
+            target.read_physical_memory(at, &mut block)?;
+            copy.insert(at / PAGE_SIZE, &block);
+            at += len;
+        }
+    }
+    Ok(copy)
+}
+
+fn probe_ram(target: &GdbTarget) -> Result<MemoryRange, CaptureError> {
+    let mut byte = [0u8; 1];
+    let result = probe_ram_end(&mut |address| match target.read_physical_memory(address, &mut byte) {
+        Ok(()) => Ok(true),
+        Err(GdbError::ErrorReply { .. }) => Ok(false),
+        Err(error) => Err(error),
+    });
+    match result {
+        Ok(range) => Ok(range),
+        Err(ProbeError::Read(error)) => Err(error.into()),
+        Err(other) => Err(CaptureError::Ram(other.to_string())),
+    }
+}
+
+/// Walks each page-table root over the copied memory. A root that cannot
+/// be walked is logged and left out: the memory is still worth keeping.
+fn walk_copy(target: &GdbTarget, copy: &MemoryCopy) -> Vec<(u64, Vec<stardump_format::Mapping>)> {
+    let mut tables = Vec::new();
+    for (cr3, _) in walk::page_table_roots(target.vcpus()) {
+        let mut read = |address: u64, buf: &mut [u8]| copy.read_physical(address, buf);
+        match walk::walk(cr3, &mut read) {
+            Ok(mappings) => tables.push((cr3, mappings)),
+            Err(error) => warn!(%error, "mapping table left out"),
+        }
+    }
+    tables
+}
