@@ -98,9 +98,9 @@ fn read_entry(
 /// Translates `virtual_address` through the 4-level page tables rooted at
 /// `cr3` and returns the physical address.
 ///
-/// Errors: `NotMapped` (with `len` 1) for a non-canonical address or a
-/// non-present entry; `PageTableNotCaptured` when an entry cannot be read
-/// because its page was not captured; other read errors are passed through.
+/// Returns `NotMapped` (with `len` 1) for a non-canonical address or a
+/// non-present entry, and `PageTableNotCaptured` when an entry's page was not
+/// captured. Other read errors are passed through.
 pub fn translate(
     read_physical: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
     cr3: u64,
@@ -204,7 +204,7 @@ impl Walker<'_> {
 /// physical addresses merged.
 ///
 /// A page table that cannot be read is logged with `tracing::warn` and
-/// skipped, so the result may be partial; the walk reads at most 2^20 tables.
+/// skipped, so the result may be partial. The walk reads at most 2^20 tables.
 pub fn walk_mappings(
     read_physical: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
     cr3: u64,

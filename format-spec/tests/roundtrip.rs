@@ -194,3 +194,37 @@ fn mapping_flags_round_trip() {
     let snapshot = Snapshot::open(&path).unwrap();
     assert_eq!(snapshot.mappings(), &[(0x5000, mappings.to_vec())]);
 }
+
+#[test]
+fn single_page_calls_fill_whole_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.sdump");
+    let page = |pfn: u64| vec![(pfn % 251) as u8 + 1; 4096];
+    let mut writer = SnapshotWriter::create(&path, WriterOptions::default()).unwrap();
+    for pfn in 10..610 {
+        writer.add_pages(pfn, &page(pfn)).unwrap();
+    }
+    // A call that does not continue the run ends the pending chunk.
+    writer.add_pages(1000, &page(1000)).unwrap();
+    writer.add_pages(700, &page(700)).unwrap();
+    let summary = writer.finish().unwrap();
+    // Frames 10..256, 256..512, 512..610, 1000 and 700.
+    assert_eq!(summary.chunks, 5);
+    assert_eq!(summary.stored_pages, 602);
+
+    let snapshot = Snapshot::open(&path).unwrap();
+    assert_eq!(snapshot.chunk_count(), 5);
+    let mut buf = vec![0u8; 4096];
+    for pfn in (10..610).chain([700, 1000]) {
+        snapshot.read_physical(pfn * 4096, &mut buf).unwrap();
+        assert_eq!(buf, page(pfn), "frame {pfn}");
+    }
+    assert!(matches!(snapshot.read_physical(610 * 4096, &mut buf), Err(MemoryError::NotCaptured { .. })));
+}
+
+#[test]
+fn snapshot_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Snapshot>();
+    assert_send_sync::<SnapshotWriter>();
+}

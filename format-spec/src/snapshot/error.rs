@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-/// Why a snapshot could not be opened, or which part of it is damaged.
+/// Error opening a snapshot, or damage found in one, with the part and its file offset.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// The file could not be opened or mapped.
@@ -36,7 +36,7 @@ pub enum SnapshotError {
         field: &'static str,
         /// The value found.
         value: u64,
-        /// What the format requires.
+        /// Value the format requires.
         expected: &'static str,
     },
     /// A program header is inconsistent.
@@ -46,7 +46,7 @@ pub enum SnapshotError {
         index: usize,
         /// File offset of the program header.
         offset: u64,
-        /// What is wrong.
+        /// Description of the problem.
         reason: String,
     },
     /// A required program header is absent.
@@ -60,17 +60,17 @@ pub enum SnapshotError {
     /// A note header or descriptor is malformed.
     #[error("invalid {note} note at file offset {offset:#x}: {reason}")]
     InvalidNote {
-        /// Which note ("header", "vcpu", "chunk index", or "ELF" for the note header).
+        /// Note name ("header", "vcpu", "chunk index", or "ELF" for the note header).
         note: &'static str,
         /// File offset of the note's descriptor or header.
         offset: u64,
-        /// What is wrong.
+        /// Description of the problem.
         reason: String,
     },
     /// A stardump note's CRC-32 does not match its contents.
     #[error("checksum mismatch in {note} note at file offset {offset:#x}: stored {stored:#010x}, computed {computed:#010x}")]
     NoteChecksumMismatch {
-        /// Which note.
+        /// Note name.
         note: &'static str,
         /// File offset of the descriptor.
         offset: u64,
@@ -82,7 +82,7 @@ pub enum SnapshotError {
     /// A required stardump note is absent.
     #[error("missing {note} note in the note segment at file offset {offset:#x}")]
     MissingNote {
-        /// Which note.
+        /// Note name.
         note: &'static str,
         /// File offset of the note segment.
         offset: u64,
@@ -104,7 +104,7 @@ pub enum SnapshotError {
         chunk: usize,
         /// File offset of the entry.
         offset: u64,
-        /// What is wrong.
+        /// Description of the problem.
         reason: String,
     },
     /// A chunk's compressed bytes do not match the CRC-32 in the index.
@@ -146,13 +146,13 @@ pub enum SnapshotError {
     },
 }
 
-/// Why a snapshot could not be written.
+/// Error writing a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// A file operation failed.
     #[error("cannot {action} {path}: {source}")]
     Io {
-        /// What was being done ("create", "write chunk data to", "rename").
+        /// Operation that failed ("create", "write chunk data to", "rename").
         action: String,
         /// The file concerned.
         path: PathBuf,
@@ -163,7 +163,7 @@ pub enum WriteError {
     /// The writer options are out of range.
     #[error("invalid writer options: {reason}")]
     InvalidOptions {
-        /// What is out of range.
+        /// Description of the out-of-range option.
         reason: String,
     },
     /// Page data is not a whole number of pages.
@@ -194,10 +194,16 @@ pub enum WriteError {
         /// Exclusive end frame of the earlier call.
         existing_end_pfn: u64,
     },
+    /// An earlier write failed, so the writer accepts nothing more.
+    #[error("cannot continue the snapshot after an earlier error: {reason}")]
+    Failed {
+        /// The earlier error.
+        reason: String,
+    },
     /// A note descriptor does not fit the 32-bit `descsz` of an ELF note.
     #[error("cannot write the {note} note: its {len_bytes}-byte descriptor exceeds the 4 GiB limit of an ELF note")]
     NoteTooLarge {
-        /// Which note.
+        /// Note name.
         note: &'static str,
         /// Length of the descriptor.
         len_bytes: usize,

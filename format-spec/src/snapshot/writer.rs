@@ -80,6 +80,10 @@ pub struct SnapshotWriter {
     added: BTreeMap<u64, u64>,
     stored_pages: u64,
     zero_pages: u64,
+    /// Pages of a chunk not yet complete: first frame and page contents.
+    pending: Option<(u64, Vec<u8>)>,
+    /// Error of an earlier write, after which the writer accepts no more pages.
+    failure: Option<String>,
 }
 
 impl SnapshotWriter {
@@ -111,6 +115,8 @@ impl SnapshotWriter {
             added: BTreeMap::new(),
             stored_pages: 0,
             zero_pages: 0,
+            pending: None,
+            failure: None,
         };
         // Reserve the ELF header and program headers, written by `finish`.
         let placeholder = vec![0u8; layout::CHUNK_DATA_OFFSET as usize];
@@ -157,21 +163,81 @@ impl SnapshotWriter {
             .ok_or(WriteError::FrameOutOfRange { first_pfn, page_count })?;
         self.check_overlap(first_pfn, end_pfn)?;
 
-        // Split at multiples of chunk_pages so that chunks from one call line
-        // up with frame numbers, whatever frame the call starts at.
+        self.check_usable()?;
+        self.added.insert(first_pfn, end_pfn);
+        let result = self.store_pages(first_pfn, data);
+        if let Err(error) = &result {
+            self.failure = Some(error.to_string());
+        }
+        debug!(first_pfn = format_args!("{first_pfn:#x}"), page_count, "added pages");
+        result
+    }
+
+    /// Returns an error if an earlier write failed, because the file may
+    /// then miss chunks that the index would list.
+    fn check_usable(&self) -> Result<(), WriteError> {
+        match &self.failure {
+            Some(reason) => Err(WriteError::Failed { reason: reason.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Compresses every whole chunk that `data` completes and keeps the
+    /// pages after the last chunk boundary pending, so that consecutive calls
+    /// with a few pages each still fill whole chunks.
+    fn store_pages(&mut self, first_pfn: u64, mut data: &[u8]) -> Result<(), WriteError> {
+        let page_size = layout::PAGE_SIZE as usize;
         let chunk_pages = u64::from(self.options.chunk_pages);
-        let mut pieces = Vec::new();
         let mut pfn = first_pfn;
-        while pfn < end_pfn {
-            let next_boundary = (pfn / chunk_pages + 1) * chunk_pages;
-            let piece_end = next_boundary.min(end_pfn);
-            let start = ((pfn - first_pfn) as usize) * page_size;
-            let end = ((piece_end - first_pfn) as usize) * page_size;
-            pieces.push((pfn, &data[start..end]));
-            pfn = piece_end;
+
+        if self.pending.as_ref().is_some_and(|(start, pages)| start + (pages.len() / page_size) as u64 != pfn) {
+            self.flush_pending()?;
+        }
+        if let Some((start, pages)) = &mut self.pending {
+            // Complete the pending chunk up to the next boundary.
+            let pending_end = *start + (pages.len() / page_size) as u64;
+            let boundary = (pending_end / chunk_pages + 1) * chunk_pages;
+            let take = ((boundary - pending_end) as usize * page_size).min(data.len());
+            pages.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            pfn += (take / page_size) as u64;
+            if pfn == boundary {
+                self.flush_pending()?;
+            }
         }
 
-        // Compress in batches so at most a few chunks per thread are held in memory.
+        // Split the rest at multiples of chunk_pages so that chunks line up
+        // with frame numbers, whatever frame the call starts at.
+        let mut pieces = Vec::new();
+        let mut offset = 0;
+        while offset < data.len() {
+            let next_boundary = (pfn / chunk_pages + 1) * chunk_pages;
+            let len = ((next_boundary - pfn) as usize * page_size).min(data.len() - offset);
+            pieces.push((pfn, &data[offset..offset + len]));
+            offset += len;
+            pfn += (len / page_size) as u64;
+        }
+        // A last piece that does not reach a boundary waits for the next call.
+        if let Some(&(last_pfn, last)) = pieces.last() {
+            if (last_pfn + (last.len() / page_size) as u64) % chunk_pages != 0 {
+                self.pending = Some((last_pfn, last.to_vec()));
+                pieces.pop();
+            }
+        }
+        self.compress_and_append(&pieces)
+    }
+
+    /// Compresses and writes the pending pages, if any.
+    fn flush_pending(&mut self) -> Result<(), WriteError> {
+        if let Some((first_pfn, pages)) = self.pending.take() {
+            self.compress_and_append(&[(first_pfn, &pages)])?;
+        }
+        Ok(())
+    }
+
+    /// Compresses `pieces` in batches, so at most a few chunks per thread
+    /// are held in memory, and appends them in order.
+    fn compress_and_append(&mut self, pieces: &[(u64, &[u8])]) -> Result<(), WriteError> {
         let threads = self.options.threads.max(1);
         for batch in pieces.chunks(threads * 4) {
             let compressed = compress_batch(batch, self.options.zstd_level, threads)?;
@@ -179,8 +245,6 @@ impl SnapshotWriter {
                 self.append_chunk(chunk)?;
             }
         }
-        self.added.insert(first_pfn, end_pfn);
-        debug!(first_pfn = format_args!("{first_pfn:#x}"), page_count, "added pages");
         Ok(())
     }
 
@@ -224,6 +288,8 @@ impl SnapshotWriter {
 
     /// Writes the index and notes, fsyncs, and renames the file to its final path.
     pub fn finish(mut self) -> Result<WriteSummary, WriteError> {
+        self.check_usable()?;
+        self.flush_pending()?;
         self.chunks.sort_by_key(|chunk| chunk.first_pfn);
         self.vcpus.sort_by_key(|vcpu| vcpu.id);
 
