@@ -33,7 +33,7 @@ const MAX_THREADS: usize = 4096;
 const MAX_XML_BYTES: usize = 1 << 20;
 /// Maximum size of one monitor command's output.
 const MAX_MONITOR_BYTES: usize = 4 << 20;
-/// Minimum bytes requested from the socket per read.
+/// Bytes requested from the socket per read.
 const RECEIVE_BYTES: usize = 16 * 1024;
 /// How many corrupt packets in a row the client asks the stub to resend.
 const MAX_RETRANSMISSIONS: u32 = 3;
@@ -109,6 +109,9 @@ enum ReadPacket {
 pub struct GdbClient {
     stream: TcpStream,
     received: Vec<u8>,
+    /// Buffer for socket reads, reused because a capture reads thousands
+    /// of multi-kilobyte replies.
+    scratch: Box<[u8]>,
     ack_mode: bool,
     max_packet_bytes: usize,
     features: StubFeatures,
@@ -149,6 +152,7 @@ impl GdbClient {
         let mut client = GdbClient {
             stream,
             received: Vec::new(),
+            scratch: vec![0u8; RECEIVE_BYTES].into_boxed_slice(),
             ack_mode: true,
             max_packet_bytes: DEFAULT_PACKET_BYTES,
             features: StubFeatures::default(),
@@ -353,21 +357,14 @@ impl GdbClient {
                     timeout_secs: self.options.timeout.as_secs_f64(),
                 });
             }
-            // Read straight into the spare capacity of `received`: a reply
-            // to a memory read is several kilobytes and arrives thousands
-            // of times per capture.
-            let filled = self.received.len();
-            let wanted = (self.max_packet_bytes + 8).max(RECEIVE_BYTES);
-            self.received.resize(filled + wanted, 0);
-            let result = self.stream.read(&mut self.received[filled..]);
-            self.received.truncate(filled + *result.as_ref().unwrap_or(&0));
+            let result = self.stream.read(&mut self.scratch);
             match result {
                 Ok(0) => {
                     return Err(GdbError::Closed {
                         activity: activity.to_owned(),
                     })
                 }
-                Ok(_) => {}
+                Ok(len) => self.received.extend_from_slice(&self.scratch[..len]),
                 Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == ErrorKind::ConnectionReset => {
@@ -619,10 +616,18 @@ impl GdbClient {
                 }
             }
         } else {
-            packet::decode_hex(&reply).ok_or_else(|| GdbError::InvalidReply {
+            let len = reply.len() / 2;
+            if reply.is_empty() || len > buf.len() {
+                return Err(GdbError::InvalidReply {
+                    request,
+                    reply: format!("{} hex digits", reply.len()),
+                });
+            }
+            packet::decode_hex_into(&reply, &mut buf[..len]).ok_or_else(|| GdbError::InvalidReply {
                 request: request.clone(),
                 reply: display_packet(&reply),
-            })?
+            })?;
+            return Ok(len);
         };
         if data.is_empty() || data.len() > buf.len() {
             return Err(GdbError::InvalidReply {

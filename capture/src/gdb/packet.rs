@@ -110,6 +110,14 @@ pub fn encode_packet(payload: &[u8]) -> Vec<u8> {
 /// The result is at most `max_bytes` long, so a short packet full of run
 /// lengths cannot make the client allocate without bound.
 pub fn decode_payload(encoded: &[u8], max_bytes: usize) -> Result<Vec<u8>, FrameError> {
+    // Most replies (hex memory dumps from QEMU) use neither escapes nor run
+    // lengths; `contains` on bytes is a memchr, so check that first.
+    if !encoded.contains(&ESCAPE) && !encoded.contains(&RUN_LENGTH) {
+        if encoded.len() > max_bytes {
+            return Err(FrameError::DecodedTooLarge { max_bytes });
+        }
+        return Ok(encoded.to_vec());
+    }
     let mut decoded = Vec::with_capacity(encoded.len().min(max_bytes));
     let mut i = 0;
     while i < encoded.len() {
@@ -223,12 +231,22 @@ fn printable_prefix(buf: &[u8]) -> String {
 ///
 /// Returns `None` on odd length or a non-hex character.
 pub fn decode_hex(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    let mut bytes = vec![0u8; text.len() / 2];
+    decode_hex_into(text, &mut bytes)?;
+    Some(bytes)
+}
+
+/// Decodes a hexadecimal string into `out`, which must be half its length.
+///
+/// Returns `None` on a length mismatch or a non-hex character.
+pub fn decode_hex_into(text: &[u8], out: &mut [u8]) -> Option<()> {
+    if text.len() % 2 != 0 || text.len() / 2 != out.len() {
         return None;
     }
-    text.chunks_exact(2)
-        .map(|pair| Some((hex_digit(pair[0])? << 4) | hex_digit(pair[1])?))
-        .collect()
+    for (pair, byte) in text.chunks_exact(2).zip(out.iter_mut()) {
+        *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
+    Some(())
 }
 
 /// Encodes bytes as lower-case hexadecimal.
