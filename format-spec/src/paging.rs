@@ -29,6 +29,10 @@ const NO_EXECUTE: u64 = 1 << 63;
 /// keeps such a walk finite and small. 2^20 tables map 2 TiB in 4 KiB pages.
 const MAX_TABLES_PER_WALK: usize = 1 << 20;
 
+/// Reader of guest physical memory: fills the buffer from the address, whole
+/// or not at all.
+pub type ReadPhysical<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError> + 'a;
+
 /// Page sizes in bytes, by level (PML4 is level 4, PT is level 1).
 const PAGE_SIZE_4K: u64 = 1 << 12;
 const PAGE_SIZE_2M: u64 = 1 << 21;
@@ -81,7 +85,7 @@ fn table_index(virtual_address: u64, level: u32) -> u64 {
 
 /// Reads the 8-byte entry at `entry_address`.
 fn read_entry(
-    read_physical: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
+    read_physical: &mut ReadPhysical<'_>,
     virtual_address: u64,
     entry_address: u64,
 ) -> Result<u64, MemoryError> {
@@ -102,7 +106,7 @@ fn read_entry(
 /// non-present entry, and `PageTableNotCaptured` when an entry's page was not
 /// captured. Other read errors are passed through.
 pub fn translate(
-    read_physical: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
+    read_physical: &mut ReadPhysical<'_>,
     cr3: u64,
     virtual_address: u64,
 ) -> Result<u64, MemoryError> {
@@ -133,7 +137,7 @@ pub fn translate(
 
 /// State of one [`walk_mappings`] call.
 struct Walker<'a> {
-    read_physical: &'a mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
+    read_physical: &'a mut ReadPhysical<'a>,
     mappings: Vec<Mapping>,
     tables_read: usize,
     limit_reported: bool,
@@ -206,7 +210,7 @@ impl Walker<'_> {
 /// A page table that cannot be read is logged with `tracing::warn` and
 /// skipped, so the result may be partial. The walk reads at most 2^20 tables.
 pub fn walk_mappings(
-    read_physical: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
+    read_physical: &mut ReadPhysical<'_>,
     cr3: u64,
 ) -> Result<Vec<Mapping>, MemoryError> {
     let mut walker = Walker { read_physical, mappings: Vec::new(), tables_read: 0, limit_reported: false };

@@ -64,7 +64,7 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Returns `file[offset..offset + len]`, or a truncation error naming `part`.
-fn file_range<'a>(file: &'a [u8], part: impl Into<String>, offset: u64, len: u64) -> Result<&'a [u8], SnapshotError> {
+fn file_range(file: &[u8], part: impl Into<String>, offset: u64, len: u64) -> Result<&[u8], SnapshotError> {
     let file_len = file.len() as u64;
     match offset.checked_add(len) {
         Some(end) if end <= file_len => Ok(&file[offset as usize..end as usize]),

@@ -117,13 +117,13 @@ pub fn write_sample(path: &Path, options: WriterOptions) -> SampleLayout {
     }
     let [pml4, pdpt, pd, pt] = TABLE_PFNS;
     let present_writable = 0x3;
-    set_entry(pages.get_mut(&pml4).unwrap(), 256, pdpt * 4096 | present_writable);
-    set_entry(pages.get_mut(&pdpt).unwrap(), 0, pd * 4096 | present_writable);
-    set_entry(pages.get_mut(&pd).unwrap(), 0, pt * 4096 | present_writable);
+    set_entry(pages.get_mut(&pml4).unwrap(), 256, (pdpt * 4096) | present_writable);
+    set_entry(pages.get_mut(&pdpt).unwrap(), 0, (pd * 4096) | present_writable);
+    set_entry(pages.get_mut(&pd).unwrap(), 0, (pt * 4096) | present_writable);
     let table = pages.get_mut(&pt).unwrap();
     table.fill(0);
     for pfn in 0..MAPPED_PAGES {
-        set_entry(table, pfn as usize, pfn * 4096 | present_writable);
+        set_entry(table, pfn as usize, (pfn * 4096) | present_writable);
     }
     let zero_pages = pages.values().filter(|page| page.iter().all(|&b| b == 0)).count() as u64;
 
