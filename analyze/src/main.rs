@@ -1,1 +1,86 @@
-fn main() {}
+//! `stardump`: analyzes snapshots of unikernels.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use stardump::cmd::{self, Outcome};
+
+/// Analyzes stardump snapshots of unikernels: registers, backtraces, memory.
+#[derive(Debug, Parser)]
+#[command(name = "stardump", version)]
+struct Cli {
+    /// Log more (-v: debug, -vv: trace) to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show how a snapshot was taken and what it contains.
+    Info(cmd::info::Args),
+    /// Show every vCPU's registers, like gdb's `info registers`.
+    Regs(cmd::regs::Args),
+    /// Show a backtrace of every vCPU, like gdb's `thread apply all bt`.
+    Bt(cmd::bt::Args),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STARDUMP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause.downcast_ref::<serde_json::Error>().and_then(|json| json.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut err = std::io::stderr();
+    let result = match &cli.command {
+        Command::Info(args) => cmd::info::run(args, &mut out),
+        Command::Regs(args) => cmd::regs::run(args, &mut out),
+        Command::Bt(args) => cmd::bt::run(args, &mut out, &mut err),
+    }
+    .and_then(|outcome| {
+        out.flush()?;
+        Ok(outcome)
+    });
+
+    match result {
+        Ok(Outcome::Complete) => ExitCode::SUCCESS,
+        Ok(Outcome::Incomplete) => ExitCode::from(2),
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = out.flush();
+            let _ = writeln!(err, "stardump: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_valid() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,1 +1,38 @@
-//! Subcommands.
+//! The `stardump` subcommands, one module each.
+//!
+//! Every command writes its report to `out` and warnings to `err`, and
+//! returns whether the report is complete; `main` turns that into the exit
+//! status.
+
+pub mod bt;
+pub mod info;
+pub mod regs;
+mod time;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use stardump_format::Snapshot;
+
+/// Version of the JSON output schema that analyze/JSON.md documents.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// Whether a command's output is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything was printed.
+    Complete,
+    /// Some output is missing or cut short, such as a backtrace that
+    /// stopped on an error; the reason was printed in place.
+    Incomplete,
+}
+
+/// Opens the snapshot at `path`.
+pub fn open_snapshot(path: &Path) -> anyhow::Result<Snapshot> {
+    Snapshot::open(path).with_context(|| format!("cannot open snapshot {}", path.display()))
+}
+
+/// Formats an address or register value as JSON and the text output show it.
+pub fn hex(value: u64) -> String {
+    format!("{value:#x}")
+}

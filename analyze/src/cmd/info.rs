@@ -1,0 +1,203 @@
+//! `stardump info`: what a snapshot contains and how it was taken.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use stardump_format::{Snapshot, Target};
+
+use super::{hex, open_snapshot, time, Outcome, JSON_SCHEMA_VERSION};
+use crate::check;
+
+/// Arguments of `stardump info`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// Print JSON (schema in analyze/JSON.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The `info` report; the JSON form is documented in analyze/JSON.md.
+#[derive(Debug, Serialize)]
+pub struct InfoReport {
+    schema_version: u32,
+    command: &'static str,
+    snapshot: String,
+    format_version: String,
+    source_kind: stardump_format::SourceKind,
+    target_name: String,
+    domain_id: Option<u32>,
+    hypervisor_version: Option<String>,
+    capture_time: String,
+    capture_time_unix_us: u64,
+    pause_time_us: u64,
+    vcpu_count: usize,
+    memory: MemoryReport,
+    mappings: Vec<MappingCount>,
+    image_build_id: Option<String>,
+    /// `start-end  size` per memory range, for the text form.
+    #[serde(skip)]
+    memory_ranges_text: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct MemoryReport {
+    ranges: Vec<RangeReport>,
+    total_bytes: u64,
+    page_size: u32,
+    stored_pages: u64,
+    zero_pages: u64,
+    chunks: usize,
+    file_len_bytes: u64,
+    /// Captured bytes (stored and zero pages) per byte of file; `None` for an
+    /// empty file.
+    compression_ratio: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct RangeReport {
+    start: String,
+    len_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct MappingCount {
+    cr3: String,
+    ranges: usize,
+}
+
+/// Collects the report for `snapshot`, whose file is `file_len_bytes` long.
+pub fn report(snapshot: &Snapshot, file_len_bytes: u64) -> InfoReport {
+    let metadata = snapshot.metadata();
+    let ranges = snapshot.memory_map();
+    let total_bytes = ranges.iter().map(|range| range.len_bytes).sum();
+    let stored_pages = snapshot.stored_page_count();
+    let zero_pages = snapshot.zero_page_count();
+    let captured_bytes = (stored_pages + zero_pages).saturating_mul(u64::from(metadata.page_size));
+    let (major, minor) = snapshot.format_version();
+    InfoReport {
+        schema_version: JSON_SCHEMA_VERSION,
+        command: "info",
+        snapshot: snapshot.path().display().to_string(),
+        format_version: format!("{major}.{minor}"),
+        source_kind: metadata.source_kind,
+        target_name: metadata.target_name.clone(),
+        domain_id: metadata.domain_id,
+        hypervisor_version: metadata.hypervisor_version.clone(),
+        capture_time: time::iso8601_utc(metadata.capture_time_unix_us),
+        capture_time_unix_us: metadata.capture_time_unix_us,
+        pause_time_us: metadata.pause_time_us,
+        vcpu_count: snapshot.vcpus().len(),
+        memory: MemoryReport {
+            ranges: ranges.iter().map(|r| RangeReport { start: hex(r.start), len_bytes: r.len_bytes }).collect(),
+            total_bytes,
+            page_size: metadata.page_size,
+            stored_pages,
+            zero_pages,
+            chunks: snapshot.chunk_count(),
+            file_len_bytes,
+            compression_ratio: (file_len_bytes > 0).then(|| captured_bytes as f64 / file_len_bytes as f64),
+        },
+        mappings: snapshot
+            .mappings()
+            .iter()
+            .map(|(cr3, mappings)| MappingCount { cr3: hex(*cr3), ranges: mappings.len() })
+            .collect(),
+        image_build_id: metadata.image_build_id.as_deref().map(check::hex),
+        memory_ranges_text: ranges
+            .iter()
+            .map(|range| {
+                let last = range.start.saturating_add(range.len_bytes.saturating_sub(1));
+                format!("{:#x}-{last:#x}  {}", range.start, human_bytes(range.len_bytes))
+            })
+            .collect(),
+    }
+}
+
+/// Runs `stardump info`.
+pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let snapshot = open_snapshot(&args.file)?;
+    let file_len_bytes = std::fs::metadata(&args.file)
+        .with_context(|| format!("cannot read the size of {}", args.file.display()))?
+        .len();
+    let report = report(&snapshot, file_len_bytes);
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        write_text(&report, out)?;
+    }
+    Ok(Outcome::Complete)
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// Formats a byte count with a binary unit, as `1.5 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
+    let memory = &report.memory;
+    let source_kind = serde_json::to_value(report.source_kind)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    writeln!(out, "Snapshot:        {}", report.snapshot)?;
+    writeln!(out, "Format version:  {}", report.format_version)?;
+    writeln!(out, "Source:          {source_kind}")?;
+    writeln!(out, "Target:          {}", report.target_name)?;
+    if let Some(domain_id) = report.domain_id {
+        writeln!(out, "Domain id:       {domain_id}")?;
+    }
+    if let Some(version) = &report.hypervisor_version {
+        writeln!(out, "Hypervisor:      {version}")?;
+    }
+    writeln!(out, "Captured at:     {}", report.capture_time)?;
+    writeln!(out, "Pause time:      {:.3} ms", report.pause_time_us as f64 / 1000.0)?;
+    writeln!(out, "vCPUs:           {}", report.vcpu_count)?;
+    writeln!(out, "Memory:          {} in {}", human_bytes(memory.total_bytes), plural(memory.ranges.len(), "range"))?;
+    for range in &report.memory_ranges_text {
+        writeln!(out, "  {range}")?;
+    }
+    writeln!(
+        out,
+        "Pages:           {} stored, {} zero, in {}",
+        memory.stored_pages,
+        memory.zero_pages,
+        plural(memory.chunks, "chunk")
+    )?;
+    let ratio = match memory.compression_ratio {
+        Some(ratio) => format!(" (compression ratio {ratio:.1}:1)"),
+        None => String::new(),
+    };
+    writeln!(out, "File size:       {}{ratio}", human_bytes(memory.file_len_bytes))?;
+    if report.mappings.is_empty() {
+        writeln!(out, "Mappings:        none recorded")?;
+    }
+    for mapping in &report.mappings {
+        writeln!(out, "Mappings:        {} for cr3 {}", plural(mapping.ranges, "range"), mapping.cr3)?;
+    }
+    writeln!(out, "Image build id:  {}", report.image_build_id.as_deref().unwrap_or("unknown"))?;
+    Ok(())
+}
