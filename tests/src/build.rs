@@ -65,13 +65,18 @@ pub fn unikernel_dir() -> &'static Path {
         require_program("ld", "binutils");
         require_program("make", "make");
         let out = target_dir().join("unikernel");
-        let status = Command::new("make")
+        let output = Command::new("make")
             .arg("-C")
             .arg(workspace_root().join("tests/unikernel"))
             .arg(format!("OUT={}", out.display()))
-            .status()
+            .output()
             .expect("failed to run make");
-        assert!(status.success(), "building the test unikernel failed");
+        assert!(
+            output.status.success(),
+            "building the test unikernel failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         out
     })
 }

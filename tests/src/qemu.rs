@@ -59,6 +59,9 @@ impl Qemu {
             .args(["-s", "KILL", &GUEST_DEADLINE_SECS.to_string()])
             .arg(qemu)
             .args(["-machine", "microvm", "-accel", "tcg"])
+            // pdpe1gb lets the unikernel map its direct map with a 1 GiB page,
+            // so the page-table walk meets all three page sizes.
+            .args(["-cpu", "qemu64,+pdpe1gb"])
             .args(["-m", &format!("{}M", config.memory_mib)])
             .args(["-smp", &config.vcpus.to_string()])
             .args(["-display", "none", "-monitor", "none", "-no-reboot"])
