@@ -106,7 +106,7 @@ const MAPPING_WRITABLE: u32 = 1 << 0;
 const MAPPING_USER: u32 = 1 << 1;
 const MAPPING_NO_EXECUTE: u32 = 1 << 2;
 
-/// Longest string or build id the metadata may carry, in bytes.
+/// Maximum length in bytes of each metadata string and of the build id.
 pub const MAX_METADATA_STRING_LEN: usize = 64 * 1024;
 
 /// Rounds `value` up to a multiple of `align` (a power of two), or `None` on overflow.
@@ -259,7 +259,7 @@ impl HeaderRecord {
         b.finish_stardump()
     }
 
-    /// Decodes the header; the version is read before the checksum is
+    /// Decodes the header. The version is read before the checksum is
     /// checked, so an unknown major version is reported as such even if a
     /// future format changed the record's layout.
     pub fn decode(desc: &[u8], offset: u64) -> Result<HeaderRecord, SnapshotError> {

@@ -171,10 +171,11 @@ impl Snapshot {
     pub fn open(path: &Path) -> Result<Snapshot, SnapshotError> {
         let io_error = |source| SnapshotError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io_error)?;
-        // SAFETY: the mapping is read-only. Another process truncating or
-        // rewriting the file while it is mapped can change the bytes under us
-        // or fault; snapshots are written to a temporary name and renamed, so
-        // a finished snapshot is not modified in place by stardump.
+        // SAFETY: the mapping is read-only, and stardump never modifies a
+        // finished snapshot in place because the writer renames a temporary
+        // file into place.
+        // NOTE: another program truncating the file while it is mapped makes
+        // reads of the lost pages fault (SIGBUS); nothing here guards that.
         let map = unsafe { Mmap::map(&file) }.map_err(io_error)?;
         Snapshot::from_map(path, map)
     }

@@ -145,8 +145,8 @@ impl SnapshotWriter {
         self.mappings.push((cr3, mappings.to_vec()));
     }
 
-    /// Compresses and appends pages. `data` holds consecutive pages starting
-    /// at frame `first_pfn`; its length must be a multiple of 4096. Calls need
+    /// Compresses and appends pages. `data` contains consecutive pages
+    /// starting at frame `first_pfn`, and its length must be a multiple of 4096. Calls need
     /// not be ordered but must not overlap.
     pub fn add_pages(&mut self, first_pfn: u64, data: &[u8]) -> Result<(), WriteError> {
         let page_size = layout::PAGE_SIZE as usize;
