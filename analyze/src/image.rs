@@ -119,6 +119,8 @@ pub struct Image {
     debug_frame: Option<UnwindSectionData>,
     dwarf: addr2line::Context<DwarfReader>,
     has_debug_info: bool,
+    /// `DW_AT_comp_dir` of every compilation unit, longest first.
+    compilation_dirs: Vec<String>,
 }
 
 impl std::fmt::Debug for Image {
@@ -234,6 +236,7 @@ impl Image {
         let dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
             Ok(section_data(id.name())?.map(|(_, data)| data).unwrap_or_else(empty))
         })?;
+        let compilation_dirs = compilation_dirs(&dwarf);
         let dwarf = addr2line::Context::from_dwarf(dwarf)
             .map_err(|source| ImageError::InvalidDwarf { path: path.to_owned(), source })?;
 
@@ -257,6 +260,7 @@ impl Image {
             debug_frame,
             dwarf,
             has_debug_info,
+            compilation_dirs,
         })
     }
 
@@ -310,6 +314,16 @@ impl Image {
         &self.dwarf
     }
 
+    /// Returns `path` as gdb displays a source file: relative to the
+    /// compilation directory when it lies under one, as DWARF usually names
+    /// the unit's own files; absolute otherwise (headers from elsewhere).
+    pub fn display_path<'p>(&self, path: &'p str) -> &'p str {
+        self.compilation_dirs
+            .iter()
+            .find_map(|dir| path.strip_prefix(dir.as_str())?.strip_prefix('/'))
+            .unwrap_or(path)
+    }
+
     /// Returns the function symbol that contains `address`.
     ///
     /// A symbol with a size contains `[address, address + size)`. A symbol
@@ -359,4 +373,23 @@ impl Image {
             self.data.get(start..start.checked_add(len)?)
         })
     }
+}
+
+/// Collects the compilation directories of `dwarf`'s units, longest first so
+/// the most specific one is stripped. Units that fail to parse are skipped:
+/// this only affects how paths are displayed.
+fn compilation_dirs(dwarf: &gimli::Dwarf<DwarfReader>) -> Vec<String> {
+    let mut dirs = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        let Ok(unit) = dwarf.unit(header) else { continue };
+        if let Some(dir) = unit.comp_dir.as_ref().and_then(|dir| gimli::Reader::to_string_lossy(dir).ok()) {
+            let dir = dir.trim_end_matches('/').to_owned();
+            if !dir.is_empty() && !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    dirs.sort_by_key(|dir: &String| std::cmp::Reverse(dir.len()));
+    dirs
 }

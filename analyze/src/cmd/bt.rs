@@ -80,8 +80,11 @@ pub struct FrameReport {
     pub function: Option<String>,
     /// Offset from the ELF symbol, when the name came from the symbol table.
     pub symbol_offset: Option<u64>,
-    /// Source file.
+    /// Source file, joined with its compilation directory.
     pub file: Option<String>,
+    /// Source file as the text output shows it (see [`Image::display_path`]).
+    #[serde(skip)]
+    pub display_file: Option<String>,
     /// Source line.
     pub line: Option<u32>,
     /// Source column.
@@ -164,6 +167,7 @@ fn frame_lines(image: &Image, frame: &Frame, physical_index: usize, first_index:
                 found_by: frame.found_by.as_str(),
                 function: source.function,
                 symbol_offset: source.symbol_offset,
+                display_file: source.file.as_deref().map(|file| image.display_path(file).to_owned()),
                 file: source.file,
                 line: source.line,
                 column: source.column,
@@ -208,6 +212,7 @@ fn unwind_vcpu(unwinder: &mut Unwinder<'_>, target: &dyn Target, vcpu: &VcpuStat
 
 /// Writes one frame line as gdb does, with how it was found appended.
 fn write_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> {
+    let file = frame.display_file.as_ref().or(frame.file.as_ref());
     write!(out, "#{:<3}", frame.index)?;
     if frame.kind == FrameKind::Trap {
         return writeln!(out, "<signal handler called> [{}]", frame.found_by);
@@ -221,7 +226,7 @@ fn write_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> 
         (Some(name), _) => write!(out, "{name} ()")?,
         (None, _) => write!(out, "?? ()")?,
     }
-    if let (Some(file), Some(line)) = (&frame.file, frame.line) {
+    if let (Some(file), Some(line)) = (file, frame.line) {
         write!(out, " at {file}:{line}")?;
     }
     writeln!(out, " [{}]", frame.found_by)
