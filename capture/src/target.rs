@@ -268,6 +268,9 @@ impl Drop for GdbTarget {
         self.ignore_cancel();
         match self.resume() {
             Ok(()) => info!("target resumed"),
+            // A stub that closed the connection has nothing left to resume;
+            // the error that closed it is reported by the caller.
+            Err(error @ GdbError::Closed { .. }) => debug!(%error, "cannot resume the target"),
             Err(error) => warn!(%error, "cannot resume the target"),
         }
     }

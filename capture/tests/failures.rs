@@ -1,0 +1,178 @@
+//! Captures that fail: nothing listening, a server that is not a GDB stub,
+//! a stub that drops the connection, a QEMU killed mid-capture, and SIGTERM.
+//! Each must print one line naming the target, exit non-zero and leave no
+//! file behind.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Asserts a failed run: the exit code, one line of stderr containing
+/// `expected`, and an empty output directory.
+fn assert_failed(output: &std::process::Output, code: i32, expected: &str, dir: &std::path::Path) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "expected one line of stderr, got: {stderr}");
+    assert!(stderr.starts_with("stardump-capture: gdb:127.0.0.1:"), "stderr: {stderr}");
+    assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(files_in(dir), Vec::<String>::new(), "files left behind");
+}
+
+#[test]
+fn nothing_listening_is_refused() {
+    let port = stardump_tests::qemu::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.snap");
+    let result = run_capture(&[&format!("gdb:127.0.0.1:{port}"), "-o", output.to_str().unwrap()]);
+    assert_failed(&result, 1, &format!("gdb:127.0.0.1:{port}: connection refused"), dir.path());
+}
+
+#[test]
+fn http_server_is_not_a_stub() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 512];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.snap");
+    let result = run_capture(&[&format!("gdb:127.0.0.1:{port}"), "-o", output.to_str().unwrap()]);
+    server.join().unwrap();
+    assert_failed(
+        &result,
+        1,
+        "not a GDB remote stub: received 'HTTP/1.1 400 Bad Request' instead of a packet",
+        dir.path(),
+    );
+}
+
+/// Reads one `$payload#cc` packet, skipping acknowledgements.
+fn read_packet(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut byte = [0u8; 1];
+    loop {
+        reader.read_exact(&mut byte).ok()?;
+        if byte[0] == b'$' {
+            break;
+        }
+    }
+    let mut payload = Vec::new();
+    reader.read_until(b'#', &mut payload).ok()?;
+    payload.pop();
+    let mut checksum = [0u8; 2];
+    reader.read_exact(&mut checksum).ok()?;
+    Some(String::from_utf8_lossy(&payload).into_owned())
+}
+
+fn send_packet(stream: &mut TcpStream, payload: &str) {
+    let sum = payload.bytes().fold(0u8, |sum, b| sum.wrapping_add(b));
+    let _ = stream.write_all(format!("+${payload}#{sum:02x}").as_bytes());
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stub that answers like QEMU for one vCPU and 64 MiB of RAM, then
+/// closes the connection after `memory_replies` memory reads.
+fn serve_dropping_stub(listener: TcpListener, memory_replies: usize) {
+    let (stream, _) = listener.accept().unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut memory_reads = 0;
+    while let Some(request) = read_packet(&mut reader) {
+        let reply = match request.as_str() {
+            r if r.starts_with("qSupported") => "PacketSize=1000;qXfer:features:read+".to_owned(),
+            "?" => "S05".to_owned(),
+            "qfThreadInfo" => "m1".to_owned(),
+            "qsThreadInfo" => "l".to_owned(),
+            "Hg1" => "OK".to_owned(),
+            r if r.starts_with("qXfer:features:read:target.xml") => {
+                r#"l<target><feature name="core"><reg name="rip" bitsize="64"/><reg name="cr3" bitsize="64"/></feature></target>"#
+                    .to_owned()
+            }
+            "g" => "00100000000000000000000000000000".to_owned(),
+            "qqemu.Supported" => "sstepbits;sstep;PhyMemMode".to_owned(),
+            "Qqemu.PhyMemMode:1" | "Qqemu.PhyMemMode:0" => "OK".to_owned(),
+            r if r == format!("qRcmd,{}", hex("info version")) => {
+                send_packet(&mut writer, &format!("O{}", hex("7.2.0")));
+                "OK".to_owned()
+            }
+            r if r.starts_with("qRcmd,") => {
+                let mtree = "FlatView #0\n AS \"memory\", root: system\n  0000000000000000-0000000003ffffff (prio 0, ram): pc.ram\n";
+                send_packet(&mut writer, &format!("O{}", hex(mtree)));
+                "OK".to_owned()
+            }
+            r if r.starts_with('m') => {
+                memory_reads += 1;
+                if memory_reads > memory_replies {
+                    return;
+                }
+                let len = usize::from_str_radix(r.split(',').nth(1).unwrap(), 16).unwrap();
+                "00".repeat(len)
+            }
+            _ => String::new(),
+        };
+        send_packet(&mut writer, &reply);
+    }
+}
+
+#[test]
+fn stub_dropping_connection_mid_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || serve_dropping_stub(listener, 3));
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.snap");
+    let result = run_capture(&[&format!("gdb:127.0.0.1:{port}"), "-o", output.to_str().unwrap()]);
+    server.join().unwrap();
+    // Three 2 KiB reads succeed, the fourth finds the connection closed.
+    assert_failed(&result, 1, "connection closed while reading memory at 0x1800", dir.path());
+}
+
+#[test]
+fn qemu_killed_mid_capture() {
+    // 512 MiB take several seconds to read, so the kill lands mid-copy.
+    let mut qemu = start_spinning_guest(512, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.snap");
+    let capture = Command::new(capture_binary())
+        .args([&qemu.gdb_target(), "-o", output.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    qemu.kill();
+    let result = capture.wait_with_output().unwrap();
+    assert_failed(&result, 1, "connection closed while reading memory at 0x", dir.path());
+}
+
+#[test]
+fn sigterm_resumes_guest() {
+    let qemu = start_spinning_guest(512, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.snap");
+    let capture = Command::new(capture_binary())
+        .args([&qemu.gdb_target(), "-o", output.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let status = Command::new("kill").args(["-TERM", &capture.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let result = capture.wait_with_output().unwrap();
+    assert_failed(&result, 143, "interrupted by SIGTERM; the target was resumed", dir.path());
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(vm_was_running(qemu.gdb_port()), "the guest was left stopped after SIGTERM");
+}
