@@ -25,7 +25,7 @@ use crate::walk::{self, WalkError};
 /// Bytes per physical read request; the client splits it into packets.
 const BLOCK_BYTES: u64 = 1 << 20;
 
-/// How guest memory is found and read.
+/// Strategy for finding and reading guest memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MemoryStrategy {
@@ -37,7 +37,7 @@ pub enum MemoryStrategy {
     Walk,
 }
 
-/// What to capture and how.
+/// Target, output and settings of one capture.
 #[derive(Debug, Clone)]
 pub struct CaptureOptions {
     /// The stub's `HOST:PORT`.
@@ -46,7 +46,7 @@ pub struct CaptureOptions {
     pub output: PathBuf,
     /// Close the connection without resuming the target.
     pub leave_paused: bool,
-    /// How memory is read.
+    /// Memory strategy.
     pub memory: MemoryStrategy,
     /// How long to wait for any one reply from the stub.
     pub timeout: Duration,
@@ -56,7 +56,7 @@ pub struct CaptureOptions {
     pub writer: WriterOptions,
 }
 
-/// What a capture did, for the one-line summary and `--json`.
+/// Totals of a finished capture, for the one-line summary and `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaptureSummary {
     /// The target as named in the metadata (`gdb:127.0.0.1:1234`).
@@ -85,7 +85,7 @@ pub struct CaptureSummary {
     pub left_paused: bool,
 }
 
-/// Why a capture failed.
+/// Errors of a capture.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// The stub failed or did not speak the protocol.

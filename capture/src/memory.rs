@@ -166,8 +166,10 @@ mod tests {
         copy.insert(10, &pages(&[1, 0, 0, 2, 3, 0]));
         assert_eq!(copy.page_counts(), (3, 3));
         assert_eq!(copy.runs.len(), 4);
-        assert!(copy.contains(10) && copy.contains(15));
-        assert!(!copy.contains(9) && !copy.contains(16));
+        assert!(copy.contains(10));
+        assert!(copy.contains(15));
+        assert!(!copy.contains(9));
+        assert!(!copy.contains(16));
     }
 
     #[test]

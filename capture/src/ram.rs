@@ -3,10 +3,10 @@
 //!
 //! The probe reads one byte at growing addresses until a read fails, then
 //! narrows the end down to a page with a binary search. It relies on the
-//! stub reporting unreadable addresses as errors. QEMU 7.2 does not (it
-//! returns zeroes for unassigned physical addresses), which is why QEMU's
-//! layout comes from its memory tree instead; a probe that reaches
-//! [`PROBE_LIMIT`] without an error is reported, not taken as 3 GiB of RAM.
+//! stub reporting unreadable addresses as errors. QEMU 7.2 returns zeroes
+//! for unassigned physical addresses instead, so QEMU's layout comes from
+//! its memory tree. A probe that reaches [`PROBE_LIMIT`] without an error
+//! is reported as an error, not taken as 3 GiB of RAM.
 
 use stardump_format::MemoryRange;
 use tracing::debug;
@@ -15,12 +15,12 @@ use crate::memory::PAGE_SIZE;
 
 /// First probe step; RAM smaller than this is found by the binary search.
 const FIRST_STEP_BYTES: u64 = 1 << 20;
-/// Where the probe gives up: x86 machines keep RAM below the 32-bit MMIO
+/// End of the probed range. x86 machines keep RAM below the 32-bit MMIO
 /// hole at 3 GiB (QEMU's microvm and pc machines among them) and put the
-/// rest above 4 GiB, which the probe does not look for.
+/// rest above 4 GiB, where the probe does not look.
 pub const PROBE_LIMIT: u64 = 0xc000_0000;
 
-/// Why the probe found no end.
+/// Errors of the RAM probe.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError<E: std::error::Error + 'static> {
     /// Address 0 could not be read.

@@ -1,8 +1,8 @@
 //! [`GdbTarget`]: a live target behind a GDB remote stub, paused while the
 //! connection lasts, readable through [`stardump_format::Target`].
 //!
-//! Connecting pauses the target (QEMU stops the VM when a client attaches;
-//! other stubs get the interrupt byte if they do not report a stop). The
+//! Connecting pauses the target: QEMU stops the VM when a client attaches,
+//! and other stubs get the interrupt byte if they do not report a stop. The
 //! target resumes when [`GdbTarget::resume`] is called or the value is
 //! dropped, on every path, unless [`GdbTarget::leave_paused`] closed the
 //! connection first.
@@ -19,7 +19,7 @@ use crate::gdb::{qemu, ClientOptions, GdbClient, GdbError, ThreadId};
 /// How long to wait for the reply to `?` before interrupting the target.
 const STOP_REPLY_WAIT: Duration = Duration::from_secs(1);
 
-/// Which addresses memory packets currently use.
+/// Address kind that memory packets currently use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AddressMode {
     Virtual,
@@ -181,8 +181,8 @@ impl GdbTarget {
         connection.client()?.read_memory(address, buf)
     }
 
-    /// Reads guest virtual memory as vCPU `vcpu` sees it (the stub
-    /// translates through that vCPU's cr3).
+    /// Reads guest virtual memory through vCPU `vcpu`'s page tables (the
+    /// stub translates with that vCPU's cr3).
     pub fn read_virtual_memory(&self, vcpu: usize, address: u64, buf: &mut [u8]) -> Result<(), GdbError> {
         let thread = self.threads.get(vcpu).ok_or_else(|| GdbError::InvalidReply {
             request: format!("vCPU {vcpu}"),

@@ -3,9 +3,9 @@
 //!
 //! This is the `--memory walk` strategy, for stubs that cannot read
 //! physical memory. The page tables themselves are read physically when
-//! the stub can; otherwise the walk assumes the tables are identity-mapped
-//! (as unikernels commonly map low memory) and checks afterwards that each
-//! table page it read maps to itself, so a wrong assumption is an error,
+//! the stub can. Otherwise the walk assumes the tables are identity-mapped,
+//! as unikernels commonly map low memory. It then checks that each table
+//! page it read maps to itself, so a wrong assumption is an error and
 //! never a silently wrong snapshot.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +25,7 @@ const CR0_PG: u64 = 1 << 31;
 /// Bit 10 of EFER: long mode active.
 const EFER_LMA: u64 = 1 << 10;
 
-/// Why the walk failed.
+/// Errors of the page-table copy.
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
     /// The stub failed.
@@ -177,8 +177,8 @@ fn copy_mappings(
         for page in 0..pages {
             let virtual_address = mapping.virtual_start + page * PAGE_SIZE;
             let physical = mapping.physical_start + page * PAGE_SIZE;
-            let wanted = in_ram(ram, physical) && !copy.contains(physical / PAGE_SIZE);
-            match (&mut run, wanted) {
+            let needed = in_ram(ram, physical) && !copy.contains(physical / PAGE_SIZE);
+            match (&mut run, needed) {
                 (Some((_, _, count)), true) if *count < BLOCK_PAGES => *count += 1,
                 (_, true) => {
                     if let Some((v, p, count)) = run.take() {

@@ -81,7 +81,7 @@ fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A stub that answers like QEMU for one vCPU and 64 MiB of RAM, then
+/// A stub that replies like QEMU for one vCPU and 64 MiB of RAM, then
 /// closes the connection after `memory_replies` memory reads.
 fn serve_dropping_stub(listener: TcpListener, memory_replies: usize) {
     let (stream, _) = listener.accept().unwrap();

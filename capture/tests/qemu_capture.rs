@@ -1,5 +1,6 @@
 //! Captures of the test unikernel under real QEMU: the snapshot matches the
-//! live guest, and the guest runs on afterwards unless told to stay paused.
+//! live guest, and the guest runs on afterwards unless `--leave-paused`
+//! keeps it stopped.
 
 mod common;
 
@@ -84,7 +85,7 @@ fn leave_paused_keeps_guest_stopped() {
     let snapshot = Snapshot::open(&output).unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
-    // A second query sees exactly the captured state: same vCPUs, same rip,
+    // A second query returns exactly the captured state: same vCPUs, same rip,
     // same counter.
     let live = attach(qemu.gdb_port());
     assert_eq!(live.vcpus().len(), snapshot.vcpus().len());

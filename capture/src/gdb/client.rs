@@ -2,7 +2,7 @@
 //! feature negotiation, request/reply with acknowledgements, threads,
 //! registers and memory.
 //!
-//! Every socket read has a short timeout, so a stub that stops answering
+//! Every socket read has a short timeout, so a stub that stops replying
 //! becomes [`GdbError::Timeout`] and a signal recorded in the cancel flag is
 //! seen within [`POLL_INTERVAL`]. Received packets are bounded by the
 //! negotiated packet size.
@@ -57,7 +57,7 @@ impl Default for ClientOptions {
     }
 }
 
-/// What `qSupported` reported.
+/// Features reported by `qSupported`.
 #[derive(Debug, Clone, Default)]
 pub struct StubFeatures {
     /// The maximum packet the stub accepts, in bytes.
@@ -94,7 +94,7 @@ impl ThreadId {
     }
 }
 
-/// How memory packets are sent.
+/// Packet kind used for memory reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadPacket {
     /// Not probed yet.
@@ -227,7 +227,7 @@ impl GdbClient {
         let mut reply = self.receive_packet(activity)?;
         // QEMU sends a stop reply on its own when a client connects to a
         // running VM (QEMU 7.2 sends `T02thread:01;`). Only `?` among the
-        // requests this client makes is answered with a stop reply, so one
+        // requests this client makes gets a stop reply, so one
         // arriving for any other request is that notification.
         while is_stop_reply(&reply) {
             debug!(reply = %display_packet(&reply), "skipped an asynchronous stop reply");
@@ -384,7 +384,7 @@ impl GdbClient {
 
     /// Sends `?` and returns the stop reply (`T05thread:01;`, `S05`).
     ///
-    /// A stub whose target is running does not answer until it stops; after
+    /// A stub whose target is running does not reply until it stops; after
     /// `wait` without a reply the client sends the interrupt byte 0x03 and
     /// waits for the stop reply that follows.
     pub fn stop_reason(&mut self, wait: Duration) -> Result<Vec<u8>, GdbError> {
@@ -516,9 +516,9 @@ impl GdbClient {
     /// Reads all registers of the selected thread and returns each
     /// register's name and little-endian bytes, in register-number order.
     ///
-    /// Registers that the `g` reply leaves out (a stub may send only the
-    /// first ones) are read one by one with `p`; a register the stub marks
-    /// unavailable (`xx`) is left out of the result.
+    /// Registers that the `g` reply leaves out are read one by one with
+    /// `p`, because a stub may send only the first ones. A register the
+    /// stub marks unavailable (`xx`) is left out of the result.
     pub fn read_registers(&mut self) -> Result<Vec<(String, Vec<u8>)>, GdbError> {
         let hex = self.request_ok(b"g")?;
         let layout = self.register_layout()?.clone();
@@ -555,8 +555,8 @@ impl GdbClient {
     /// Returns the largest memory read one packet can carry.
     pub fn max_read_bytes(&self) -> usize {
         match self.read_packet {
-            // A binary reply has one type byte; escapes can double the
-            // rest, so half the packet is always safe.
+            // A binary reply has one type byte; escapes at most double
+            // the rest, so half the packet always fits.
             ReadPacket::Binary => (self.max_packet_bytes - 1) / 2,
             ReadPacket::Hex | ReadPacket::Unknown => self.max_packet_bytes / 2,
         }

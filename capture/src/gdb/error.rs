@@ -6,7 +6,7 @@ use std::io;
 use super::packet::FrameError;
 use super::target_xml::TargetXmlError;
 
-/// Why a request to the stub failed.
+/// Errors of requests to a GDB remote stub.
 #[derive(Debug, thiserror::Error)]
 pub enum GdbError {
     /// The TCP connection could not be made.
@@ -25,7 +25,7 @@ pub enum GdbError {
     /// A socket read or write failed.
     #[error("{activity}: {source}")]
     Io {
-        /// What the client was doing, e.g. `reading memory at 0x1000`.
+        /// The client's activity, e.g. `reading memory at 0x1000`.
         activity: String,
         /// The socket error.
         #[source]
@@ -34,13 +34,13 @@ pub enum GdbError {
     /// The stub closed the connection.
     #[error("connection closed while {activity}")]
     Closed {
-        /// What the client was doing.
+        /// The client's activity.
         activity: String,
     },
     /// The stub sent nothing within the timeout.
     #[error("timed out after {timeout_secs:.1} s while {activity}")]
     Timeout {
-        /// What the client was doing.
+        /// The client's activity.
         activity: String,
         /// The timeout in force, in seconds.
         timeout_secs: f64,
@@ -48,16 +48,16 @@ pub enum GdbError {
     /// The peer does not speak the GDB remote protocol.
     #[error("not a GDB remote stub: {source}")]
     NotAStub {
-        /// What arrived instead of a packet.
+        /// The bytes that arrived instead of a packet.
         #[source]
         source: FrameError,
     },
     /// A packet was malformed.
     #[error("invalid packet while {activity}: {source}")]
     Frame {
-        /// What the client was doing.
+        /// The client's activity.
         activity: String,
-        /// What was wrong with the packet.
+        /// The framing error.
         #[source]
         source: FrameError,
     },

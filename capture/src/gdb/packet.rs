@@ -15,7 +15,7 @@ const ESCAPE_XOR: u8 = 0x20;
 const RUN_LENGTH: u8 = b'*';
 const RUN_LENGTH_BIAS: u8 = 29;
 
-/// Why a frame received from the stub is invalid.
+/// Framing errors of packets received from the stub.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// Bytes that start neither a packet nor an acknowledgement.

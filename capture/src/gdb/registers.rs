@@ -99,7 +99,9 @@ mod tests {
         assert_eq!(state.cs, 0x10);
         assert_eq!(state.fs_base, 0x1234);
         assert_eq!(state.cr3, 0x9000);
-        assert!(state.present.general && state.present.segment_bases && state.present.control);
+        assert!(state.present.general);
+        assert!(state.present.segment_bases);
+        assert!(state.present.control);
     }
 
     #[test]

@@ -17,7 +17,7 @@ const MAX_REGISTERS: usize = 4096;
 /// Maximum register size in bits (AVX-512 zmm registers are 512).
 const MAX_REGISTER_BITS: u32 = 4096;
 
-/// Why a target description could not be used.
+/// Errors of target description parsing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetXmlError {
     /// The XML is not well formed.
@@ -54,7 +54,7 @@ pub enum TargetXmlError {
     Fetch {
         /// The file requested.
         file: String,
-        /// What the fetcher reported.
+        /// The fetcher's error message.
         reason: String,
     },
 }
@@ -89,7 +89,7 @@ pub struct RegisterLayout {
 impl RegisterLayout {
     /// Returns each register with its byte offset in a `g` reply.
     ///
-    /// A `g` reply holds the registers in register-number order, back to
+    /// A `g` reply contains the registers in register-number order, back to
     /// back, so the offset is the sum of the sizes before it.
     pub fn g_offsets(&self) -> Vec<(usize, &RegisterInfo)> {
         let mut offset = 0usize;

@@ -92,8 +92,8 @@ pub fn attach(port: u16) -> GdbTarget {
 /// Returns whether QEMU's VM was running when a client connected.
 ///
 /// QEMU 7.2 stops a running VM when a gdb client connects and then sends a
-/// stop reply (`T02...`) on its own; to a stopped VM it sends nothing until
-/// asked. The probe detaches (`D`) afterwards, which resumes the VM.
+/// stop reply (`T02...`) on its own. For a stopped VM it sends nothing until
+/// a request arrives. The probe detaches (`D`) afterwards, which resumes the VM.
 pub fn vm_was_running(port: u16) -> bool {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the gdbstub");
     stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
