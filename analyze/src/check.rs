@@ -40,7 +40,7 @@ pub enum ImageMismatch {
     /// The code could not be read from the snapshot, so it was not compared.
     #[error("cannot compare the image's code with the snapshot: {error}")]
     CodeUnreadable {
-        /// Why the read failed.
+        /// The failed read.
         error: MemoryError,
     },
 }

@@ -14,7 +14,7 @@ use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionKind, Sy
 /// The reader type every gimli structure of an image uses.
 pub type DwarfReader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 
-/// Why an image could not be loaded.
+/// Errors from loading an image.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The file could not be opened or mapped.
@@ -31,7 +31,7 @@ pub enum ImageError {
     InvalidElf {
         /// The image path.
         path: PathBuf,
-        /// What object rejected.
+        /// The error object reported.
         #[source]
         source: object::Error,
     },
@@ -50,7 +50,7 @@ pub enum ImageError {
         path: PathBuf,
         /// Section name.
         section: String,
-        /// What object rejected.
+        /// The error object reported.
         #[source]
         source: object::Error,
     },
@@ -59,7 +59,7 @@ pub enum ImageError {
     InvalidDwarf {
         /// The image path.
         path: PathBuf,
-        /// What gimli rejected.
+        /// The error gimli reported.
         #[source]
         source: gimli::Error,
     },
@@ -95,8 +95,8 @@ pub struct LoadSegment {
     pub executable: bool,
 }
 
-/// A section that holds call frame information, with its virtual address
-/// (pc-relative pointers in `.eh_frame` are resolved against it).
+/// A section of call frame information with its virtual address, which
+/// pc-relative pointers in `.eh_frame` are resolved against.
 #[derive(Debug, Clone)]
 pub struct UnwindSectionData {
     /// Virtual address of the section.
@@ -138,8 +138,8 @@ impl Image {
     pub fn open(path: &Path) -> Result<Image, ImageError> {
         let io_error = |source| ImageError::Io { path: path.to_owned(), source };
         let file = std::fs::File::open(path).map_err(io_error)?;
-        // SAFETY: the map is read-only and private to this process; the image
-        // is a build artifact that nothing should modify while we read it,
+        // SAFETY: the map is read-only and private to this process. The image
+        // is a build artifact that nothing should modify while it is read,
         // and object validates every offset it reads from the map.
         let data = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error)?;
         Self::parse(path, data)
@@ -314,9 +314,13 @@ impl Image {
         &self.dwarf
     }
 
-    /// Returns `path` as gdb displays a source file: relative to the
-    /// compilation directory when it lies under one, as DWARF usually names
-    /// the unit's own files; absolute otherwise (headers from elsewhere).
+    /// Returns `path` relative to the compilation directory when it lies
+    /// under one, because DWARF names a unit's own files that way and gdb
+    /// shows them so. Other paths, such as system headers, stay absolute.
+    ///
+    /// NOTE: gdb shows the line table's own name, which may be absolute even
+    /// under the compilation directory (a header included by full path);
+    /// this strips the directory from those too.
     pub fn display_path<'p>(&self, path: &'p str) -> &'p str {
         self.compilation_dirs
             .iter()

@@ -27,7 +27,7 @@ pub struct SourceFrame {
     pub inlined: bool,
 }
 
-/// Where a code address falls in the line table.
+/// Position of a code address in the line table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineRow {
     /// First address of the line-table row that contains the address.
@@ -36,7 +36,7 @@ pub struct LineRow {
 
 /// Returns the functions at `address`, innermost inlined function first and
 /// the physical function last; empty when neither DWARF nor the symbol
-/// table knows the address.
+/// table covers the address.
 pub fn symbolize(image: &Image, address: u64) -> Vec<SourceFrame> {
     let mut frames = dwarf_frames(image, address);
     let has_function = frames.iter().any(|frame| frame.function.is_some());

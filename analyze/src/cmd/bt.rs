@@ -42,7 +42,7 @@ pub struct Args {
     pub json: bool,
 }
 
-/// What kind of frame a line shows.
+/// Kind of frame a line shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FrameKind {
@@ -63,7 +63,7 @@ pub struct FrameReport {
     pub physical_index: usize,
     /// Kind of frame.
     pub kind: FrameKind,
-    /// The frame's pc as the frame holds it.
+    /// The frame's pc as the frame records it.
     pub pc: String,
     /// Whether `pc` is a return address (looked up one byte earlier).
     pub pc_is_return_address: bool,
@@ -74,7 +74,7 @@ pub struct FrameReport {
     pub show_address: bool,
     /// The canonical frame address, when known.
     pub cfa: Option<String>,
-    /// How the physical frame was found.
+    /// Strategy that found the physical frame.
     pub found_by: &'static str,
     /// Function name, if known.
     pub function: Option<String>,
@@ -102,7 +102,7 @@ pub struct ThreadReport {
     pub vcpu: u32,
     /// Whether the walk reached the outermost frame.
     pub complete: bool,
-    /// Why the walk ended early.
+    /// Reason the walk ended early.
     pub stop_reason: Option<String>,
     /// The lines, innermost first.
     pub frames: Vec<FrameReport>,
@@ -135,7 +135,7 @@ fn frame_lines(image: &Image, frame: &Frame, physical_index: usize, first_index:
         });
     }
     // gdb omits the address when an exact pc is at the start of a line-table
-    // row (a breakpoint's location); a return address is never shown bare.
+    // row, as at a breakpoint. A return address is always shown.
     let at_line_start = match frame.pc {
         Pc::Exact(pc) => symbolize::line_row(image, pc).is_some_and(|row| row.start == pc),
         Pc::ReturnAddress(_) => false,

@@ -133,6 +133,15 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Complete)
 }
 
+/// Formats microseconds in milliseconds, or in seconds from one second on.
+fn human_duration(micros: u64) -> String {
+    if micros >= 1_000_000 {
+        format!("{:.3} s", micros as f64 / 1e6)
+    } else {
+        format!("{:.3} ms", micros as f64 / 1e3)
+    }
+}
+
 fn plural(count: usize, noun: &str) -> String {
     if count == 1 {
         format!("1 {noun}")
@@ -174,7 +183,7 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "Hypervisor:      {version}")?;
     }
     writeln!(out, "Captured at:     {}", report.capture_time)?;
-    writeln!(out, "Pause time:      {:.3} ms", report.pause_time_us as f64 / 1000.0)?;
+    writeln!(out, "Pause time:      {}", human_duration(report.pause_time_us))?;
     writeln!(out, "vCPUs:           {}", report.vcpu_count)?;
     writeln!(out, "Memory:          {} in {}", human_bytes(memory.total_bytes), plural(memory.ranges.len(), "range"))?;
     for range in &report.memory_ranges_text {

@@ -23,7 +23,7 @@ pub struct Args {
     pub json: bool,
 }
 
-/// How a register's second column is shown, as gdb shows it for the type
+/// Format of a register's second column, as gdb prints the type that
 /// QEMU's target description gives the register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Natural {

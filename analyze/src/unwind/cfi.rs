@@ -22,7 +22,7 @@ use crate::image::{DwarfReader, Image};
 /// malformed expression with a backward branch cannot hang the unwinder.
 const MAX_EXPRESSION_STEPS: u32 = 10_000;
 
-/// Why CFI could not unwind a frame whose address has an FDE.
+/// Errors from applying the CFI of a frame whose address has an FDE.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CfiError {
     /// A register value or an expression operand could not be read.
@@ -33,7 +33,7 @@ pub enum CfiError {
     InvalidCfi {
         /// The lookup address.
         address: u64,
-        /// What gimli rejected.
+        /// The error gimli reported.
         #[source]
         source: gimli::Error,
     },
@@ -61,7 +61,7 @@ pub enum CfiError {
     UnsupportedExpression {
         /// The lookup address.
         address: u64,
-        /// What the expression asked for.
+        /// The operation or result the unwinder cannot handle.
         what: String,
     },
 }
@@ -200,7 +200,7 @@ impl<S: UnwindSection<DwarfReader>> RowEvaluator<'_, S> {
         Ok(CfiStep { caller, cfa, signal_frame })
     }
 
-    /// The value of a register without a rule in the row.
+    /// Returns the value of a register without a rule in the row.
     ///
     /// The x86_64 psABI leaves these to the ABI: the stack pointer of the
     /// caller is the CFA, callee-saved registers keep their value, and

@@ -3,8 +3,8 @@
 //! Code built with `-fno-omit-frame-pointer` starts each function with
 //! `push rbp; mov rbp, rsp`, so `[rbp]` is the caller's rbp, `[rbp + 8]` the
 //! return address and `rbp + 16` the caller's stack pointer. In a prologue or
-//! epilogue, or in code built without frame pointers, rbp holds something
-//! else; the caller validates the result.
+//! epilogue, or in code built without frame pointers, rbp contains
+//! something else, so the caller validates the result.
 
 use stardump_format::model::dwarf_reg;
 use stardump_format::MemoryError;
@@ -12,7 +12,7 @@ use stardump_format::MemoryError;
 use super::memory::StackMemory;
 use super::registers::Registers;
 
-/// Why the frame-pointer chain could not be followed.
+/// Errors from following the frame-pointer chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramePointerError {
     /// The saved rbp or return address could not be read.
@@ -59,8 +59,8 @@ pub fn unwind(callee: &Registers, memory: &dyn StackMemory) -> Result<Option<Reg
     let caller_rbp = memory.read_u64(rbp)?;
     let return_address = memory.read_u64(return_address_slot)?;
 
-    // The chain does not say where rbx and r12-r15 were saved, so only the
-    // registers the chain itself holds are known in the caller.
+    // The chain does not record where rbx and r12-r15 were saved, so only
+    // the registers stored in the chain itself are known in the caller.
     let mut caller = Registers::default();
     caller.set(dwarf_reg::RBP, Some(caller_rbp));
     caller.set(dwarf_reg::RSP, Some(caller_rsp));

@@ -1,4 +1,4 @@
-//! Stack memory as the unwinder sees it: one address space of the target.
+//! Stack memory for the unwinder: one address space of the target.
 
 use stardump_format::{MemoryError, Target};
 

@@ -42,7 +42,7 @@ pub enum Pc {
 }
 
 impl Pc {
-    /// The address as the frame holds it.
+    /// Returns the address as the frame records it.
     pub fn value(self) -> u64 {
         match self {
             Pc::Exact(pc) | Pc::ReturnAddress(pc) => pc,
@@ -60,7 +60,7 @@ impl Pc {
     }
 }
 
-/// How a frame was found.
+/// Strategy that found a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FoundBy {
@@ -75,7 +75,7 @@ pub enum FoundBy {
 }
 
 impl FoundBy {
-    /// The name used in text and JSON output.
+    /// Returns the name used in text and JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
             FoundBy::Context => "context",
@@ -93,18 +93,19 @@ pub struct Frame {
     pub pc: Pc,
     /// The frame's registers; callee-saved ones may be unknown.
     pub registers: Registers,
-    /// How the frame was found.
+    /// Strategy that found the frame.
     pub found_by: FoundBy,
-    /// The canonical frame address: the caller's stack pointer at the call
-    /// (computed by CFI, or the stack pointer the frame pointer or the scan
-    /// found for the caller); `None` for the outermost frame without CFI.
+    /// The canonical frame address, which is the caller's stack pointer at
+    /// the call. CFI computes it, and the frame-pointer and scan strategies
+    /// take the caller's stack pointer they found. `None` for an outermost
+    /// frame without CFI.
     pub cfa: Option<u64>,
     /// Whether the frame is a trap or signal frame: the CFI of its code has
     /// the `S` augmentation (`.cfi_signal_frame`).
     pub trap: bool,
 }
 
-/// Why a walk ended before the outermost frame.
+/// Reason a walk ended before the outermost frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StopReason {
     /// CFI covered the frame but could not be applied.
@@ -201,7 +202,7 @@ pub enum Step {
 pub struct Backtrace {
     /// The frames found.
     pub frames: Vec<Frame>,
-    /// Why the walk ended early; `None` when it reached the outermost frame.
+    /// Reason the walk ended early, or `None` when it reached the outermost frame.
     pub stop: Option<StopReason>,
 }
 
@@ -347,8 +348,8 @@ impl<'i> Unwinder<'i> {
 
         // Startup code zeroes rbp to end the frame-pointer chain. In code
         // without frame pointers rbp may be zero anywhere, which is why the
-        // scan ran first; and when CFI covered the frame and failed, the
-        // zero says nothing.
+        // scan ran first. When CFI covered the frame and failed, the zero
+        // proves nothing either.
         if chain_ended && rejected.is_empty() {
             return Step::Outermost { callee_cfa: None, callee_trap: false };
         }
@@ -383,7 +384,7 @@ impl<'i> Unwinder<'i> {
             return Verdict::Reject(StopReason::UnknownCode { pc });
         }
         // A trap frame switches to the interrupted context, which may be on
-        // another stack; everywhere else the stack grows down, so a caller's
+        // another stack. Everywhere else the stack grows down, so a caller's
         // frame lies above its callee's.
         if !candidate.callee_trap && sp < callee_sp {
             tracing::debug!(found_by, sp = format_args!("{sp:#x}"), "rejected caller below callee");

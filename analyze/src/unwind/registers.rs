@@ -4,7 +4,7 @@ use stardump_format::model::dwarf_reg;
 use stardump_format::VcpuState;
 
 /// Number of DWARF register columns the unwinder tracks: rax..r15 (0-15) and
-/// the return address column (16), which holds rip.
+/// the return address column (16), which is rip.
 pub const TRACKED_REGISTERS: usize = 17;
 
 /// Names of the tracked registers, by DWARF number.
@@ -14,7 +14,7 @@ pub const REGISTER_NAMES: [&str; TRACKED_REGISTERS] = [
 ];
 
 /// DWARF numbers of the registers a callee preserves in the System V x86_64
-/// ABI (rbx, rbp, r12-r15); rsp and rip are recovered by every unwind rule.
+/// ABI: rbx, rbp and r12-r15. Every strategy recovers rsp and rip itself.
 pub const CALLEE_SAVED: [u16; 6] = [dwarf_reg::RBX, dwarf_reg::RBP, 12, 13, 14, 15];
 
 /// Register values of one frame, by DWARF number; `None` is unknown.

@@ -4,7 +4,7 @@
 //! words above the stack pointer and take the first one that points just
 //! after a call instruction inside a known function of the image. Scanning
 //! can pick up a stale return address that an earlier call left on the
-//! stack; frames found this way are marked `scan` so the user can weigh them.
+//! stack, so frames found this way are marked `scan` for the user to weigh.
 
 use stardump_format::model::dwarf_reg;
 use stardump_format::MemoryError;
@@ -16,7 +16,7 @@ use crate::image::Image;
 /// Default number of 8-byte words scanned above the stack pointer (4 KiB).
 pub const DEFAULT_SCAN_WORDS: usize = 512;
 
-/// The longest x86_64 call instruction this module recognizes: REX prefix,
+/// Maximum length of the x86_64 call instructions this module recognizes: REX prefix,
 /// `FF /2` with a SIB byte and a 32-bit displacement.
 const MAX_CALL_LEN: usize = 8;
 
@@ -83,7 +83,7 @@ pub fn is_return_address(image: &Image, address: u64) -> bool {
     })
 }
 
-/// Whether `bytes` is exactly one near call: `E8 rel32`, or `FF /2` with an
+/// Checks that `bytes` is exactly one near call: `E8 rel32`, or `FF /2` with an
 /// optional REX prefix and any ModRM addressing form.
 fn is_call(bytes: &[u8]) -> bool {
     if bytes.len() == 5 && bytes[0] == 0xe8 {
