@@ -32,8 +32,8 @@ fn target_dir() -> PathBuf {
 /// returns their paths.
 ///
 /// `cargo test` of this package does not build other packages' binaries,
-/// so the tests ask cargo for them; a fresh build is a no-op when they are
-/// up to date.
+/// so the tests ask cargo for them. The build is a no-op when they are up
+/// to date.
 pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
     BINARIES.get_or_init(|| {

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::require_program;
 
-/// Longest a test guest may run, in seconds, before `timeout` kills it.
+/// Maximum run time of a test guest, in seconds, before `timeout` kills it.
 const GUEST_DEADLINE_SECS: u32 = 300;
 
 /// How a guest is started.
