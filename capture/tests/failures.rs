@@ -5,11 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::fake_stub::FakeStub;
 use common::*;
 
 /// Asserts a failed run: the exit code, one line of stderr containing
@@ -55,81 +56,15 @@ fn http_server_is_not_a_stub() {
     );
 }
 
-/// Reads one `$payload#cc` packet, skipping acknowledgements.
-fn read_packet(reader: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut byte = [0u8; 1];
-    loop {
-        reader.read_exact(&mut byte).ok()?;
-        if byte[0] == b'$' {
-            break;
-        }
-    }
-    let mut payload = Vec::new();
-    reader.read_until(b'#', &mut payload).ok()?;
-    payload.pop();
-    let mut checksum = [0u8; 2];
-    reader.read_exact(&mut checksum).ok()?;
-    Some(String::from_utf8_lossy(&payload).into_owned())
-}
-
-fn send_packet(stream: &mut TcpStream, payload: &str) {
-    let sum = payload.bytes().fold(0u8, |sum, b| sum.wrapping_add(b));
-    let _ = stream.write_all(format!("+${payload}#{sum:02x}").as_bytes());
-}
-
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A stub that replies like QEMU for one vCPU and 64 MiB of RAM, then
-/// closes the connection after `memory_replies` memory reads.
-fn serve_dropping_stub(listener: TcpListener, memory_replies: usize) {
-    let (stream, _) = listener.accept().unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut memory_reads = 0;
-    while let Some(request) = read_packet(&mut reader) {
-        let reply = match request.as_str() {
-            r if r.starts_with("qSupported") => "PacketSize=1000;qXfer:features:read+".to_owned(),
-            "?" => "S05".to_owned(),
-            "qfThreadInfo" => "m1".to_owned(),
-            "qsThreadInfo" => "l".to_owned(),
-            "Hg1" => "OK".to_owned(),
-            r if r.starts_with("qXfer:features:read:target.xml") => {
-                r#"l<target><feature name="core"><reg name="rip" bitsize="64"/><reg name="cr3" bitsize="64"/></feature></target>"#
-                    .to_owned()
-            }
-            "g" => "00100000000000000000000000000000".to_owned(),
-            "qqemu.Supported" => "sstepbits;sstep;PhyMemMode".to_owned(),
-            "Qqemu.PhyMemMode:1" | "Qqemu.PhyMemMode:0" => "OK".to_owned(),
-            r if r == format!("qRcmd,{}", hex("info version")) => {
-                send_packet(&mut writer, &format!("O{}", hex("7.2.0")));
-                "OK".to_owned()
-            }
-            r if r.starts_with("qRcmd,") => {
-                let mtree = "FlatView #0\n AS \"memory\", root: system\n  0000000000000000-0000000003ffffff (prio 0, ram): pc.ram\n";
-                send_packet(&mut writer, &format!("O{}", hex(mtree)));
-                "OK".to_owned()
-            }
-            r if r.starts_with('m') => {
-                memory_reads += 1;
-                if memory_reads > memory_replies {
-                    return;
-                }
-                let len = usize::from_str_radix(r.split(',').nth(1).unwrap(), 16).unwrap();
-                "00".repeat(len)
-            }
-            _ => String::new(),
-        };
-        send_packet(&mut writer, &reply);
-    }
-}
-
 #[test]
 fn stub_dropping_connection_mid_read() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || serve_dropping_stub(listener, 3));
+    let stub = FakeStub {
+        drop_after_memory_reads: Some(3),
+        ..FakeStub::default()
+    };
+    let server = std::thread::spawn(move || stub.serve(listener));
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.snap");
     let result = run_capture(&[&format!("gdb:127.0.0.1:{port}"), "-o", output.to_str().unwrap()]);

@@ -1,0 +1,106 @@
+//! [`XenError`]: why a Xen call or a Xen capture failed.
+
+use std::fmt;
+
+use stardump_format::WriteError;
+
+/// An errno value, printed with its name and text (`EINVAL (Invalid argument)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    /// Returns the calling thread's errno.
+    pub fn last() -> Errno {
+        Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "errno {} ({})", self.0, std::io::Error::from_raw_os_error(self.0))
+    }
+}
+
+/// Why a Xen call or a Xen capture failed.
+#[derive(Debug, thiserror::Error)]
+pub enum XenError {
+    /// A library call that takes no domain failed.
+    #[error("{call} failed: {errno}")]
+    Call {
+        /// The C function that failed.
+        call: &'static str,
+        /// The errno it left.
+        errno: Errno,
+    },
+    /// A library call on one domain failed.
+    #[error("{call} for domain {domid} failed: {errno}")]
+    DomainCall {
+        /// The C function that failed.
+        call: &'static str,
+        /// The domain it was called for.
+        domid: u32,
+        /// The errno it left.
+        errno: Errno,
+    },
+    /// No domain has this id.
+    #[error("no domain with id {domid}")]
+    MissingDomain {
+        /// The requested id.
+        domid: u32,
+    },
+    /// No domain has this name in xenstore.
+    #[error("no domain named {name:?} in xenstore (see `stardump-capture --list`)")]
+    MissingName {
+        /// The requested name.
+        name: String,
+    },
+    /// The domain is being destroyed; its memory is going away.
+    #[error("domain {domid} is dying and cannot be captured")]
+    Dying {
+        /// The domain.
+        domid: u32,
+    },
+    /// The domain is a 32-bit PV guest, whose context layout is not handled.
+    #[error("domain {domid} is a {width_bytes}-byte PV guest; only 64-bit PV guests are supported")]
+    UnsupportedGuestWidth {
+        /// The domain.
+        domid: u32,
+        /// The guest's word size in bytes, as Xen reports it.
+        width_bytes: u32,
+    },
+    /// The domain has no vCPU whose context Xen returned.
+    #[error("domain {domid} has no initialised vCPU")]
+    MissingVcpus {
+        /// The domain.
+        domid: u32,
+    },
+    /// The HVM context blob did not parse.
+    #[error("invalid HVM context of domain {domid} at offset {offset:#x}: {reason}")]
+    InvalidHvmContext {
+        /// The domain.
+        domid: u32,
+        /// Byte offset in the blob where the problem is.
+        offset: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An address computed from Xen's answers overflowed.
+    #[error("domain {domid}: {what} {value:#x} is out of range")]
+    OutOfRange {
+        /// The domain.
+        domid: u32,
+        /// Which quantity overflowed.
+        what: &'static str,
+        /// The value that overflowed.
+        value: u64,
+    },
+    /// The snapshot could not be written.
+    #[error("writing the snapshot: {0}")]
+    Write(#[from] WriteError),
+    /// A signal stopped the capture.
+    #[error("interrupted by {}", crate::gdb::error::signal_name(*.signal))]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+}
