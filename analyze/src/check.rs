@@ -74,7 +74,7 @@ pub fn check_image(image: &Image, target: &dyn Target, cr3: u64) -> Vec<ImageMis
             continue;
         }
         if let Some(offset) = expected.iter().zip(&actual).position(|(a, b)| a != b) {
-            let address = segment.address + offset as u64;
+            let address = segment.address.wrapping_add(offset as u64);
             mismatches.push(ImageMismatch::CodeDiffers { address });
         }
     }

@@ -46,6 +46,24 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// Joins the error and its causes in one line. A cause whose text already
+/// ends the message is skipped, because many library errors print their
+/// source in their own message too.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -69,7 +87,7 @@ fn main() -> ExitCode {
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             let _ = out.flush();
-            let _ = writeln!(err, "stardump: {error:#}");
+            let _ = writeln!(err, "stardump: {}", error_line(&error));
             ExitCode::from(1)
         }
     }
@@ -78,6 +96,13 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn error_line_skips_repeated_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let error = anyhow::Error::new(io).context("cannot read x.elf: No such file").context("cannot load the image");
+        assert_eq!(super::error_line(&error), "cannot load the image: cannot read x.elf: No such file");
+    }
 
     #[test]
     fn command_definition_valid() {

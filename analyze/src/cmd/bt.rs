@@ -238,7 +238,7 @@ pub fn write_text(report: &BtReport, out: &mut dyn Write) -> std::io::Result<()>
         if index > 0 {
             writeln!(out)?;
         }
-        writeln!(out, "Thread {} (vCPU {}):", thread.vcpu + 1, thread.vcpu)?;
+        writeln!(out, "Thread {} (vCPU {}):", u64::from(thread.vcpu) + 1, thread.vcpu)?;
         for frame in &thread.frames {
             write_frame(out, frame)?;
         }

@@ -198,7 +198,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         if index > 0 {
             writeln!(out)?;
         }
-        writeln!(out, "Thread {} (vCPU {}):", vcpu.id + 1, vcpu.id)?;
+        writeln!(out, "Thread {} (vCPU {}):", u64::from(vcpu.id) + 1, vcpu.id)?;
         if !vcpu.present.general {
             writeln!(out, "General registers of vCPU {} were not captured", vcpu.id)?;
         }

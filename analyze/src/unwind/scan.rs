@@ -33,7 +33,8 @@ pub fn unwind(
         return Ok(None);
     };
     for index in 0..max_words {
-        let Some(slot) = u64::try_from(index).ok().and_then(|i| rsp.checked_add(i * 8)) else {
+        let offset = u64::try_from(index).ok().and_then(|i| i.checked_mul(8));
+        let Some(slot) = offset.and_then(|offset| rsp.checked_add(offset)) else {
             break;
         };
         let word = match memory.read_u64(slot) {

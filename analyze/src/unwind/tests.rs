@@ -355,3 +355,46 @@ fn gcc_o2_stack_without_cfi_unwinds_by_scan() {
     assert_eq!(frames[1], ("c_caller".to_owned(), FoundBy::Scan));
     assert_eq!(frames[2].0, "main");
 }
+
+/// A xorshift generator, so the random stacks are the same on every run.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_stacks_end_within_limit() {
+    let image = Image::open(test_fixtures::trap_image_path()).unwrap();
+    let code: Vec<u64> = image.symbols().iter().flat_map(|s| [s.address, s.address + 1, s.address + 5]).collect();
+    let mut random = Xorshift(0x2545_f491_4f6c_dd1d);
+    let options = UnwindOptions { max_frames: 64, scan_words: 32 };
+    let mut unwinder = Unwinder::new(&image, options);
+
+    for _ in 0..2000 {
+        // Words that look like what a stack holds: code addresses, pointers
+        // into the stack itself, small numbers and noise.
+        let mut pick = |random: &mut Xorshift| match random.next() % 4 {
+            0 => code[(random.next() % code.len() as u64) as usize],
+            1 => STACK + (random.next() % 0x200) / 8 * 8,
+            2 => random.next() % 0x2000,
+            _ => random.next(),
+        };
+        let words = (0..0x200 / 8).map(|_| pick(&mut random)).collect();
+        let stack = WordStack { base: STACK, words };
+        let mut registers = Registers::default();
+        for number in 0..registers::TRACKED_REGISTERS as u16 {
+            registers.set(number, Some(pick(&mut random)));
+        }
+        registers.set(dwarf_reg::RSP, Some(STACK + (random.next() % 0x100) / 8 * 8));
+
+        let backtrace = unwinder.walk(registers, &stack);
+        assert!(backtrace.frames.len() <= options.max_frames);
+        assert!(!backtrace.frames.is_empty());
+    }
+}
