@@ -104,3 +104,58 @@ fn dwarf_frames(image: &Image, address: u64) -> Vec<SourceFrame> {
     }
     frames
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures;
+
+    fn symbol_address(image: &Image, name: &str) -> u64 {
+        image.symbols().iter().find(|s| s.name == name).unwrap().address
+    }
+
+    #[test]
+    fn inlined_function_listed_first() {
+        let path = test_fixtures::gcc("inline", &["-O2", "-g", "-no-pie"], &["inline.c"]);
+        let image = Image::open(&path).unwrap();
+        let outer = image.symbols().iter().find(|s| s.name == "outer").unwrap().clone();
+        let inlined = (outer.address..outer.address + outer.size)
+            .map(|address| symbolize(&image, address))
+            .find(|frames| frames.len() == 2)
+            .expect("no address of outer() is in the inlined scale()");
+
+        assert_eq!(inlined[0].function.as_deref(), Some("scale"));
+        assert!(inlined[0].inlined);
+        assert_eq!(inlined[1].function.as_deref(), Some("outer"));
+        assert!(!inlined[1].inlined);
+        // The outer entry's line is the call site of scale().
+        assert_eq!(inlined[1].line, Some(11));
+        assert!(inlined[1].file.as_deref().unwrap().ends_with("inline.c"));
+    }
+
+    #[test]
+    fn symbol_table_fallback_has_offset() {
+        let path = test_fixtures::gcc(
+            "trap_stack_nodebug.elf",
+            &["-nostdlib", "-static", "-no-pie", "-g0", "-Wl,-e,entry"],
+            &["trap_stack.S"],
+        );
+        let image = Image::open(&path).unwrap();
+        assert!(!image.has_debug_info());
+        let middle = symbol_address(&image, "middle");
+        let ud2 = symbol_address(&image, "middle_ud2");
+
+        let frames = symbolize(&image, ud2);
+        assert_eq!(frames.len(), 1);
+        // The sized function wins over the label at the same address.
+        assert_eq!(frames[0].function.as_deref(), Some("middle"));
+        assert_eq!(frames[0].symbol_offset, Some(ud2 - middle));
+        assert_eq!(frames[0].line, None);
+    }
+
+    #[test]
+    fn unknown_address_has_no_frames() {
+        let image = Image::open(test_fixtures::trap_image_path()).unwrap();
+        assert_eq!(symbolize(&image, 0x9000_0000), Vec::new());
+    }
+}

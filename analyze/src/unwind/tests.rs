@@ -398,3 +398,21 @@ fn random_stacks_end_within_limit() {
         assert!(!backtrace.frames.is_empty());
     }
 }
+
+#[test]
+fn gcc_debug_frame_unwinds_by_cfi() {
+    // Without unwind tables but with -g, gcc describes the frames in
+    // .debug_frame instead of .eh_frame.
+    let flags = ["-O2", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-g"];
+    let (image, registers, stack) = native_stack("native_o2_debug_frame", &flags);
+    assert!(image.debug_frame().is_some(), "gcc emitted no .debug_frame");
+    let backtrace = Unwinder::new(&image, UnwindOptions::default()).walk(registers, &stack);
+    assert_eq!(
+        first_frames(&image, &backtrace, 3),
+        vec![
+            ("c_leaf".to_owned(), FoundBy::Context),
+            ("c_caller".to_owned(), FoundBy::Cfi),
+            ("main".to_owned(), FoundBy::Cfi),
+        ]
+    );
+}
