@@ -167,19 +167,19 @@ impl Image {
 
         let segments = elf
             .segments()
-            .filter_map(|segment| {
+            .map(|segment| {
                 let (file_offset, file_len_bytes) = segment.file_range();
                 let executable = match segment.flags() {
                     object::SegmentFlags::Elf { p_flags, .. } => p_flags.contains(object::elf::PF_X),
                     _ => false,
                 };
-                Some(LoadSegment {
+                LoadSegment {
                     address: segment.address(),
                     memory_len_bytes: segment.size(),
                     file_offset,
                     file_len_bytes,
                     executable,
-                })
+                }
             })
             .collect();
 

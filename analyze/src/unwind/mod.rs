@@ -178,8 +178,9 @@ pub enum StopReason {
 pub enum Step {
     /// The caller was found.
     Caller {
-        /// The caller frame.
-        frame: Frame,
+        /// The caller frame, boxed because it is large and the other
+        /// variants are small.
+        frame: Box<Frame>,
         /// The callee's CFA.
         callee_cfa: Option<u64>,
         /// Whether the callee is a trap frame.
@@ -269,7 +270,7 @@ impl<'i> Unwinder<'i> {
                         let stop = StopReason::Loop { pc: key.0, sp: key.1.unwrap_or(0) };
                         return Backtrace { frames, stop: Some(stop) };
                     }
-                    frames.push(frame);
+                    frames.push(*frame);
                 }
                 Step::Outermost { callee_cfa, callee_trap } => {
                     frames[index].cfa = callee_cfa;
@@ -396,13 +397,13 @@ impl<'i> Unwinder<'i> {
         let caller_pc = if candidate.callee_trap { Pc::Exact(pc) } else { Pc::ReturnAddress(pc) };
         tracing::debug!(found_by, pc = format_args!("{pc:#x}"), sp = format_args!("{sp:#x}"), "found caller");
         Verdict::Take(Step::Caller {
-            frame: Frame {
+            frame: Box::new(Frame {
                 pc: caller_pc,
                 registers: candidate.registers,
                 found_by: candidate.found_by,
                 cfa: None,
                 trap: false,
-            },
+            }),
             callee_cfa: candidate.callee_cfa,
             callee_trap: candidate.callee_trap,
         })

@@ -80,7 +80,7 @@ pub fn is_return_address(image: &Image, address: u64) -> bool {
         let Some(start) = address.checked_sub(len as u64) else {
             return false;
         };
-        image.bytes_at(start, len).is_some_and(|bytes| is_call(bytes))
+        image.bytes_at(start, len).is_some_and(is_call)
     })
 }
 

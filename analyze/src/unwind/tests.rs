@@ -379,7 +379,7 @@ fn random_stacks_end_within_limit() {
     for _ in 0..2000 {
         // Words that look like what a stack holds: code addresses, pointers
         // into the stack itself, small numbers and noise.
-        let mut pick = |random: &mut Xorshift| match random.next() % 4 {
+        let pick = |random: &mut Xorshift| match random.next() % 4 {
             0 => code[(random.next() % code.len() as u64) as usize],
             1 => STACK + (random.next() % 0x200) / 8 * 8,
             2 => random.next() % 0x2000,
