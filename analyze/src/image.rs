@@ -6,6 +6,7 @@
 //! Symbolization itself lives in [`crate::symbolize`], unwinding in
 //! [`crate::unwind`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -121,6 +122,8 @@ pub struct Image {
     has_debug_info: bool,
     /// `DW_AT_comp_dir` of every compilation unit, longest first.
     compilation_dirs: Vec<String>,
+    /// Source paths as addr2line joins them, mapped to the name gdb shows.
+    display_names: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Image {
@@ -236,7 +239,7 @@ impl Image {
         let dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
             Ok(section_data(id.name())?.map(|(_, data)| data).unwrap_or_else(empty))
         })?;
-        let compilation_dirs = compilation_dirs(&dwarf);
+        let (compilation_dirs, display_names) = source_names(&dwarf);
         let dwarf = addr2line::Context::from_dwarf(dwarf)
             .map_err(|source| ImageError::InvalidDwarf { path: path.to_owned(), source })?;
 
@@ -261,6 +264,7 @@ impl Image {
             dwarf,
             has_debug_info,
             compilation_dirs,
+            display_names,
         })
     }
 
@@ -314,14 +318,15 @@ impl Image {
         &self.dwarf
     }
 
-    /// Returns `path` relative to the compilation directory when it lies
-    /// under one, because DWARF names a unit's own files that way and gdb
-    /// shows them so. Other paths, such as system headers, stay absolute.
-    ///
-    /// NOTE: gdb shows the line table's own name, which may be absolute even
-    /// under the compilation directory (a header included by full path);
-    /// this strips the directory from those too.
-    pub fn display_path<'p>(&self, path: &'p str) -> &'p str {
+    /// Returns the name gdb shows for the source file `path` (a path as
+    /// [`crate::symbolize`] returns it). gdb shows the line table's file name
+    /// alone when its directory is the compilation directory, and joined
+    /// with its directory otherwise. A path the line tables do not list is
+    /// shown relative to a compilation directory it lies under.
+    pub fn display_path<'p>(&'p self, path: &'p str) -> &'p str {
+        if let Some(name) = self.display_names.get(path) {
+            return name;
+        }
         self.compilation_dirs
             .iter()
             .find_map(|dir| path.strip_prefix(dir.as_str())?.strip_prefix('/'))
@@ -380,20 +385,71 @@ impl Image {
 }
 
 /// Collects the compilation directories of `dwarf`'s units, longest first so
-/// the most specific one is stripped. Units that fail to parse are skipped:
-/// this only affects how paths are displayed.
-fn compilation_dirs(dwarf: &gimli::Dwarf<DwarfReader>) -> Vec<String> {
+/// the most specific one is stripped, and the display name of every file in
+/// the line tables. Units that fail to parse are skipped, because this only
+/// affects how paths are shown.
+fn source_names(dwarf: &gimli::Dwarf<DwarfReader>) -> (Vec<String>, HashMap<String, String>) {
+    let text = |value: gimli::AttributeValue<DwarfReader>, unit: &gimli::Unit<DwarfReader>| -> Option<String> {
+        let string = dwarf.attr_string(unit, value).ok()?;
+        Some(gimli::Reader::to_string_lossy(&string).ok()?.into_owned())
+    };
     let mut dirs = Vec::new();
+    let mut names = HashMap::new();
     let mut headers = dwarf.units();
     while let Ok(Some(header)) = headers.next() {
         let Ok(unit) = dwarf.unit(header) else { continue };
-        if let Some(dir) = unit.comp_dir.as_ref().and_then(|dir| gimli::Reader::to_string_lossy(dir).ok()) {
-            let dir = dir.trim_end_matches('/').to_owned();
-            if !dir.is_empty() && !dirs.contains(&dir) {
-                dirs.push(dir);
-            }
+        let comp_dir = unit
+            .comp_dir
+            .as_ref()
+            .and_then(|dir| gimli::Reader::to_string_lossy(dir).ok())
+            .map(|dir| dir.into_owned())
+            .unwrap_or_default();
+        let unit_name = unit
+            .name
+            .as_ref()
+            .and_then(|name| gimli::Reader::to_string_lossy(name).ok())
+            .map(|name| name.into_owned());
+        let Some(program) = unit.line_program.as_ref() else { continue };
+        let line_header = program.header();
+        for file in line_header.file_names() {
+            let Some(name) = text(file.path_name(), &unit) else { continue };
+            // Directory 0 is the compilation directory: implicit in DWARF 4,
+            // listed as entry 0 in DWARF 5.
+            let directory = match file.directory_index() {
+                0 => None,
+                _ => file.directory(line_header).and_then(|dir| text(dir, &unit)),
+            };
+            let full = join_path(&join_path(&comp_dir, directory.as_deref().unwrap_or("")), &name);
+            // gdb 13 names the unit's primary file as DW_AT_name does, and
+            // joins every other file with its directory entry, which for a
+            // DWARF 5 file in directory 0 makes the path absolute.
+            let display = if Some(&name) == unit_name.as_ref() {
+                name.clone()
+            } else if let Some(directory) = &directory {
+                join_path(directory, &name)
+            } else if line_header.version() >= 5 {
+                full.clone()
+            } else {
+                name.clone()
+            };
+            names.entry(full).or_insert(display);
+        }
+        let comp_dir = comp_dir.trim_end_matches('/').to_owned();
+        if !comp_dir.is_empty() && !dirs.contains(&comp_dir) {
+            dirs.push(comp_dir);
         }
     }
     dirs.sort_by_key(|dir: &String| std::cmp::Reverse(dir.len()));
-    dirs
+    (dirs, names)
+}
+
+/// Joins paths the way addr2line does: an absolute `child` replaces `base`.
+fn join_path(base: &str, child: &str) -> String {
+    if child.starts_with('/') || base.is_empty() {
+        return child.to_owned();
+    }
+    if child.is_empty() {
+        return base.to_owned();
+    }
+    format!("{}/{child}", base.trim_end_matches('/'))
 }
