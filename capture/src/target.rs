@@ -18,6 +18,8 @@ use crate::gdb::{qemu, ClientOptions, GdbClient, GdbError, ThreadId};
 
 /// How long to wait for the reply to `?` before interrupting the target.
 const STOP_REPLY_WAIT: Duration = Duration::from_secs(1);
+/// Memory requests kept in flight on QEMU's gdbstub.
+const PIPELINE_DEPTH: usize = 32;
 
 /// Address kind that memory packets currently use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +180,9 @@ impl GdbTarget {
         }
         let mut connection = self.lock();
         connection.set_mode(AddressMode::Physical)?;
-        connection.client()?.read_memory(address, buf)
+        // Physical memory mode means QEMU's gdbstub, which reads requests
+        // in order and so serves a pipeline.
+        connection.client()?.read_memory_pipelined(address, buf, PIPELINE_DEPTH)
     }
 
     /// Reads guest virtual memory through vCPU `vcpu`'s page tables (the

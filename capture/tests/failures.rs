@@ -69,8 +69,10 @@ fn stub_dropping_connection_mid_read() {
     let output = dir.path().join("out.snap");
     let result = run_capture(&[&format!("gdb:127.0.0.1:{port}"), "-o", output.to_str().unwrap()]);
     server.join().unwrap();
-    // Three 2 KiB reads succeed, the fourth finds the connection closed.
-    assert_failed(&result, 1, "connection closed while reading memory at 0x1800", dir.path());
+    // The stub closes with requests still unread, so its TCP stack resets
+    // the connection and the replies already sent may be lost: the error
+    // names the oldest read in flight, which is not always the fourth.
+    assert_failed(&result, 1, "connection closed while reading memory at 0x", dir.path());
 }
 
 #[test]

@@ -42,6 +42,17 @@ pub enum XenError {
         /// The errno it left.
         errno: Errno,
     },
+    /// A libxenlight call failed; libxl returns its own `ERROR_*` codes
+    /// (libxl.h), not errno values.
+    #[error("{call} for domain {domid} failed with libxl error code {code}")]
+    Libxl {
+        /// The C function that failed.
+        call: &'static str,
+        /// The domain it was called for.
+        domid: u32,
+        /// The negative `ERROR_*` code.
+        code: i32,
+    },
     /// No domain has this id.
     #[error("no domain with id {domid}")]
     MissingDomain {

@@ -1,0 +1,356 @@
+//! Conversion of Xen's vCPU contexts into [`VcpuState`]: the 64-bit PV
+//! `vcpu_guest_context` of `xc_vcpu_getcontext`, and the `CPU` records of
+//! an HVM or PVH domain's save context (`xc_domain_hvm_getcontext`).
+
+use stardump_format::{RegisterGroups, VcpuState};
+
+use super::bindings::layout::{hvm, pv, read_u16, read_u32, read_u64};
+
+/// cr0.PE and cr0.PG: protected mode and paging.
+const CR0_PE_PG: u64 = (1 << 0) | (1 << 31);
+/// EFER.LME and EFER.LMA: long mode enabled and active.
+const EFER_LME_LMA: u64 = (1 << 8) | (1 << 10);
+
+const ALL_GROUPS: RegisterGroups = RegisterGroups { general: true, segment_bases: true, control: true };
+
+/// Converts the `vcpu_guest_context` of a 64-bit PV guest's vCPU `id`.
+///
+/// `cr3` keeps Xen's value, a machine address (`xen_pfn_to_cr3(mfn)`);
+/// the caller translates it to a guest frame. Xen reports the guest's
+/// virtual cr0, which lacks PE and PG, and no EFER; a 64-bit PV guest
+/// always runs in long mode with paging, so both are set here. The
+/// user-mode page table in `ctrlreg[1]` is not kept.
+///
+/// Returns `None` when `bytes` is shorter than the structure.
+pub fn vcpu_from_pv_context(id: u32, bytes: &[u8]) -> Option<VcpuState> {
+    if bytes.len() < pv::SIZE {
+        return None;
+    }
+    let reg = |offset: usize| read_u64(bytes, pv::USER_REGS + offset);
+    let selector = |offset: usize| read_u16(bytes, pv::USER_REGS + offset);
+    let ctrlreg = |index: usize| read_u64(bytes, pv::CTRLREG + index * 8);
+    let flags = read_u64(bytes, pv::FLAGS)?;
+
+    // Xen keeps both gs bases of a PV vCPU and swaps them on guest
+    // kernel/user transitions (the PV replacement for swapgs): the active
+    // one depends on the mode the vCPU was in.
+    let gs_base_kernel = read_u64(bytes, pv::GS_BASE_KERNEL)?;
+    let gs_base_user = read_u64(bytes, pv::GS_BASE_USER)?;
+    let (gs_base, kernel_gs_base) = if flags & pv::VGCF_IN_KERNEL != 0 {
+        (gs_base_kernel, gs_base_user)
+    } else {
+        (gs_base_user, gs_base_kernel)
+    };
+
+    use pv::regs::*;
+    Some(VcpuState {
+        id,
+        thread_id: None,
+        rax: reg(RAX)?,
+        rbx: reg(RBX)?,
+        rcx: reg(RCX)?,
+        rdx: reg(RDX)?,
+        rsi: reg(RSI)?,
+        rdi: reg(RDI)?,
+        rbp: reg(RBP)?,
+        rsp: reg(RSP)?,
+        r8: reg(R8)?,
+        r9: reg(R9)?,
+        r10: reg(R10)?,
+        r11: reg(R11)?,
+        r12: reg(R12)?,
+        r13: reg(R13)?,
+        r14: reg(R14)?,
+        r15: reg(R15)?,
+        rip: reg(RIP)?,
+        rflags: reg(RFLAGS)?,
+        cs: selector(CS)?,
+        ss: selector(SS)?,
+        ds: selector(DS)?,
+        es: selector(ES)?,
+        fs: selector(FS)?,
+        gs: selector(GS)?,
+        fs_base: read_u64(bytes, pv::FS_BASE)?,
+        gs_base,
+        kernel_gs_base,
+        cr0: ctrlreg(0)? | CR0_PE_PG,
+        cr2: ctrlreg(2)?,
+        cr3: ctrlreg(3)?,
+        cr4: ctrlreg(4)?,
+        cr8: 0,
+        efer: EFER_LME_LMA,
+        present: ALL_GROUPS,
+    })
+}
+
+/// Why an HVM context blob did not parse: the offset and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HvmContextError {
+    /// Byte offset of the record that is wrong.
+    pub offset: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Converts `struct hvm_hw_cpu` of vCPU `id`. Returns `None` when `bytes`
+/// ends before `msr_efer`, the last field read.
+fn vcpu_from_hvm_cpu(id: u32, bytes: &[u8]) -> Option<VcpuState> {
+    use hvm::cpu::*;
+    let reg = |offset: usize| read_u64(bytes, offset);
+    // The save record stores 16-bit selectors in 32-bit fields.
+    let selector = |offset: usize| read_u32(bytes, offset).map(|value| value as u16);
+    Some(VcpuState {
+        id,
+        thread_id: None,
+        rax: reg(RAX)?,
+        rbx: reg(RBX)?,
+        rcx: reg(RCX)?,
+        rdx: reg(RDX)?,
+        rsi: reg(RSI)?,
+        rdi: reg(RDI)?,
+        rbp: reg(RBP)?,
+        rsp: reg(RSP)?,
+        r8: reg(R8)?,
+        r9: reg(R9)?,
+        r10: reg(R10)?,
+        r11: reg(R11)?,
+        r12: reg(R12)?,
+        r13: reg(R13)?,
+        r14: reg(R14)?,
+        r15: reg(R15)?,
+        rip: reg(RIP)?,
+        rflags: reg(RFLAGS)?,
+        cs: selector(CS_SEL)?,
+        ss: selector(SS_SEL)?,
+        ds: selector(DS_SEL)?,
+        es: selector(ES_SEL)?,
+        fs: selector(FS_SEL)?,
+        gs: selector(GS_SEL)?,
+        fs_base: reg(FS_BASE)?,
+        gs_base: reg(GS_BASE)?,
+        kernel_gs_base: reg(SHADOW_GS)?,
+        cr0: reg(CR0)?,
+        cr2: reg(CR2)?,
+        cr3: reg(CR3)?,
+        cr4: reg(CR4)?,
+        // NOTE: cr8 (the TPR) lives in the LAPIC record, which is not read.
+        cr8: 0,
+        efer: reg(MSR_EFER)?,
+        present: ALL_GROUPS,
+    })
+}
+
+/// Returns the vCPUs of an HVM or PVH domain's save context, in vCPU id
+/// order. Xen writes no `CPU` record for a vCPU that is down.
+pub fn vcpus_from_hvm_context(blob: &[u8]) -> Result<Vec<VcpuState>, HvmContextError> {
+    let mut vcpus = Vec::new();
+    let mut offset = 0usize;
+    loop {
+        let error = |reason: String| HvmContextError { offset, reason };
+        if offset == blob.len() {
+            return Err(error("the context ends without an END record".to_owned()));
+        }
+        let (Some(typecode), Some(instance), Some(length)) =
+            (read_u16(blob, offset), read_u16(blob, offset + 2), read_u32(blob, offset + 4))
+        else {
+            return Err(error(format!("truncated record descriptor in a context of {} bytes", blob.len())));
+        };
+        if typecode == hvm::CODE_END {
+            break;
+        }
+        let data_start = offset + hvm::DESCRIPTOR_SIZE;
+        let data = data_start
+            .checked_add(length as usize)
+            .and_then(|data_end| blob.get(data_start..data_end))
+            .ok_or_else(|| error(format!("record type {typecode} of {length} bytes runs past the context's end")))?;
+        if typecode == hvm::CODE_CPU {
+            let vcpu = vcpu_from_hvm_cpu(u32::from(instance), data)
+                .ok_or_else(|| error(format!("CPU record of vCPU {instance} is only {length} bytes")))?;
+            if vcpus.iter().any(|known: &VcpuState| known.id == vcpu.id) {
+                return Err(error(format!("second CPU record for vCPU {instance}")));
+            }
+            vcpus.push(vcpu);
+        }
+        offset = data_start + data.len();
+    }
+    vcpus.sort_by_key(|vcpu| vcpu.id);
+    Ok(vcpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put_u64(bytes: &mut [u8], offset: usize, value: u64) {
+        bytes[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn put_u32(bytes: &mut [u8], offset: usize, value: u32) {
+        bytes[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn put_u16(bytes: &mut [u8], offset: usize, value: u16) {
+        bytes[offset..offset + 2].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// A PV context whose registers hold recognisable values.
+    fn pv_context(in_kernel: bool) -> Vec<u8> {
+        use pv::regs::*;
+        let mut bytes = vec![0u8; pv::SIZE];
+        let flags = pv::VGCF_ONLINE | if in_kernel { pv::VGCF_IN_KERNEL } else { 0 };
+        put_u64(&mut bytes, pv::FLAGS, flags);
+        let regs = [
+            (RAX, 0xa0), (RBX, 0xb0), (RCX, 0xc0), (RDX, 0xd0), (RSI, 0x51), (RDI, 0xd1), (RBP, 0xbb),
+            (RSP, 0xffff_8000_0000_ff00), (R8, 8), (R9, 9), (R10, 10), (R11, 11), (R12, 12), (R13, 13),
+            (R14, 14), (R15, 15), (RIP, 0xffff_ffff_8000_1234), (RFLAGS, 0x246),
+        ];
+        for (offset, value) in regs {
+            put_u64(&mut bytes, pv::USER_REGS + offset, value);
+        }
+        for (offset, value) in [(CS, 0xe033), (SS, 0xe02b), (DS, 0x2b), (ES, 0x2c), (FS, 0x2d), (GS, 0x2e)] {
+            put_u16(&mut bytes, pv::USER_REGS + offset, value);
+        }
+        // Padding after cs holds saved_upcall_mask; it must not leak in.
+        bytes[pv::USER_REGS + CS + 4] = 0xff;
+        put_u64(&mut bytes, pv::CTRLREG, 0x8); // cr0.TS only
+        put_u64(&mut bytes, pv::CTRLREG + 2 * 8, 0xdead_0000);
+        put_u64(&mut bytes, pv::CTRLREG + 3 * 8, 0x1234_5000);
+        put_u64(&mut bytes, pv::CTRLREG + 4 * 8, 0x6f0);
+        put_u64(&mut bytes, pv::FS_BASE, 0xf5);
+        put_u64(&mut bytes, pv::GS_BASE_KERNEL, 0x6b);
+        put_u64(&mut bytes, pv::GS_BASE_USER, 0x65);
+        bytes
+    }
+
+    #[test]
+    fn pv_context_registers() {
+        let vcpu = vcpu_from_pv_context(3, &pv_context(true)).unwrap();
+        assert_eq!(vcpu.id, 3);
+        assert_eq!((vcpu.rax, vcpu.rbx, vcpu.rcx, vcpu.rdx), (0xa0, 0xb0, 0xc0, 0xd0));
+        assert_eq!((vcpu.rsi, vcpu.rdi, vcpu.rbp), (0x51, 0xd1, 0xbb));
+        assert_eq!(vcpu.rsp, 0xffff_8000_0000_ff00);
+        assert_eq!([vcpu.r8, vcpu.r9, vcpu.r10, vcpu.r11], [8, 9, 10, 11]);
+        assert_eq!([vcpu.r12, vcpu.r13, vcpu.r14, vcpu.r15], [12, 13, 14, 15]);
+        assert_eq!(vcpu.rip, 0xffff_ffff_8000_1234);
+        assert_eq!(vcpu.rflags, 0x246);
+        assert_eq!((vcpu.cs, vcpu.ss, vcpu.ds, vcpu.es, vcpu.fs, vcpu.gs), (0xe033, 0xe02b, 0x2b, 0x2c, 0x2d, 0x2e));
+        assert_eq!(vcpu.fs_base, 0xf5);
+    }
+
+    #[test]
+    fn pv_context_control_registers() {
+        let vcpu = vcpu_from_pv_context(0, &pv_context(true)).unwrap();
+        assert_eq!(vcpu.cr0, 0x8 | CR0_PE_PG);
+        assert_eq!(vcpu.cr2, 0xdead_0000);
+        assert_eq!(vcpu.cr3, 0x1234_5000, "cr3 stays a machine address");
+        assert_eq!(vcpu.cr4, 0x6f0);
+        assert_eq!(vcpu.efer, EFER_LME_LMA);
+        assert_eq!(vcpu.present, ALL_GROUPS);
+    }
+
+    #[test]
+    fn pv_gs_bases_follow_kernel_mode() {
+        let kernel = vcpu_from_pv_context(0, &pv_context(true)).unwrap();
+        assert_eq!((kernel.gs_base, kernel.kernel_gs_base), (0x6b, 0x65));
+        let user = vcpu_from_pv_context(0, &pv_context(false)).unwrap();
+        assert_eq!((user.gs_base, user.kernel_gs_base), (0x65, 0x6b));
+    }
+
+    #[test]
+    fn pv_context_too_short() {
+        assert_eq!(vcpu_from_pv_context(0, &pv_context(true)[..pv::SIZE - 1]), None);
+    }
+
+    fn record(blob: &mut Vec<u8>, typecode: u16, instance: u16, data: &[u8]) {
+        blob.extend_from_slice(&typecode.to_le_bytes());
+        blob.extend_from_slice(&instance.to_le_bytes());
+        blob.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        blob.extend_from_slice(data);
+    }
+
+    fn hvm_cpu(rip: u64) -> Vec<u8> {
+        use hvm::cpu::*;
+        let mut bytes = vec![0u8; SIZE];
+        put_u64(&mut bytes, RAX, 0xa);
+        put_u64(&mut bytes, R15, 0xf);
+        put_u64(&mut bytes, RIP, rip);
+        put_u64(&mut bytes, RFLAGS, 0x2);
+        put_u64(&mut bytes, CR0, 0x8000_0011);
+        put_u64(&mut bytes, CR3, 0x10_0000);
+        put_u64(&mut bytes, CR4, 0x20);
+        put_u32(&mut bytes, CS_SEL, 0x10);
+        put_u32(&mut bytes, SS_SEL, 0x18);
+        put_u64(&mut bytes, FS_BASE, 0xf5);
+        put_u64(&mut bytes, GS_BASE, 0x65);
+        put_u64(&mut bytes, SHADOW_GS, 0x6b);
+        put_u64(&mut bytes, MSR_EFER, 0x500);
+        bytes
+    }
+
+    fn hvm_blob() -> Vec<u8> {
+        let mut blob = Vec::new();
+        record(&mut blob, 1, 0, &[0u8; 24]); // HEADER
+        record(&mut blob, hvm::CODE_CPU, 1, &hvm_cpu(0x2000));
+        record(&mut blob, hvm::CODE_CPU, 0, &hvm_cpu(0x1000));
+        record(&mut blob, 3, 0, &[0u8; 16]); // PIC
+        record(&mut blob, hvm::CODE_END, 0, &[]);
+        blob
+    }
+
+    #[test]
+    fn hvm_context_cpu_records() {
+        let vcpus = vcpus_from_hvm_context(&hvm_blob()).unwrap();
+        assert_eq!(vcpus.len(), 2);
+        assert_eq!((vcpus[0].id, vcpus[0].rip), (0, 0x1000));
+        assert_eq!((vcpus[1].id, vcpus[1].rip), (1, 0x2000));
+        let vcpu = &vcpus[0];
+        assert_eq!((vcpu.rax, vcpu.r15, vcpu.rflags), (0xa, 0xf, 0x2));
+        assert_eq!((vcpu.cr0, vcpu.cr3, vcpu.cr4, vcpu.efer), (0x8000_0011, 0x10_0000, 0x20, 0x500));
+        assert_eq!((vcpu.cs, vcpu.ss), (0x10, 0x18));
+        assert_eq!((vcpu.fs_base, vcpu.gs_base, vcpu.kernel_gs_base), (0xf5, 0x65, 0x6b));
+    }
+
+    #[test]
+    fn hvm_context_without_end() {
+        let mut blob = hvm_blob();
+        blob.truncate(blob.len() - hvm::DESCRIPTOR_SIZE);
+        let error = vcpus_from_hvm_context(&blob).unwrap_err();
+        assert_eq!(error.offset, blob.len());
+        assert!(error.reason.contains("without an END"), "{}", error.reason);
+    }
+
+    #[test]
+    fn hvm_context_record_past_end() {
+        let mut blob = Vec::new();
+        record(&mut blob, hvm::CODE_CPU, 0, &hvm_cpu(0));
+        blob.truncate(100);
+        let error = vcpus_from_hvm_context(&blob).unwrap_err();
+        assert_eq!(error.offset, 0);
+        assert!(error.reason.contains("runs past"), "{}", error.reason);
+    }
+
+    #[test]
+    fn hvm_context_short_cpu_record() {
+        let mut blob = Vec::new();
+        record(&mut blob, hvm::CODE_CPU, 0, &hvm_cpu(0)[..512]);
+        record(&mut blob, hvm::CODE_END, 0, &[]);
+        let error = vcpus_from_hvm_context(&blob).unwrap_err();
+        assert!(error.reason.contains("only 512 bytes"), "{}", error.reason);
+    }
+
+    #[test]
+    fn hvm_context_duplicate_cpu() {
+        let mut blob = Vec::new();
+        record(&mut blob, hvm::CODE_CPU, 0, &hvm_cpu(0));
+        record(&mut blob, hvm::CODE_CPU, 0, &hvm_cpu(0));
+        record(&mut blob, hvm::CODE_END, 0, &[]);
+        let error = vcpus_from_hvm_context(&blob).unwrap_err();
+        assert_eq!(error.offset, hvm::DESCRIPTOR_SIZE + hvm::cpu::SIZE);
+    }
+
+    #[test]
+    fn hvm_context_truncated_descriptor() {
+        let error = vcpus_from_hvm_context(&[2, 0, 0]).unwrap_err();
+        assert_eq!(error.offset, 0);
+    }
+}
