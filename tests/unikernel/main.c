@@ -4,6 +4,9 @@
  * the boot stack.
  */
 #include "kernel.h"
+#ifdef STARDUST_XEN_PV
+#include "xen/xen.h"
+#endif
 
 #define IMAGE_MAPPED_BYTES (64UL << 20) /* pd_kernel maps 32 x 2 MiB */
 #define DIRECT_MAPPED_BYTES (1UL << 30)
@@ -16,6 +19,7 @@ static char thread_stacks[3][THREAD_STACK_SIZE] __attribute__((aligned(4096)));
 volatile unsigned long logger_lines;
 volatile unsigned long waiter_wakeups;
 
+#ifndef STARDUST_XEN_PV
 static const char *find_cmdline(unsigned long start_info_phys)
 {
 	const struct hvm_start_info *info;
@@ -40,6 +44,7 @@ static const char *find_cmdline(unsigned long start_info_phys)
 	}
 	return phys_to_direct_map(info->cmdline_paddr);
 }
+#endif
 
 static enum end_mode parse_end_mode(const char *cmdline)
 {
@@ -116,18 +121,35 @@ void kernel_main(unsigned long start_info_phys)
 	struct thread *idle;
 	const char *cmdline;
 
+#ifdef STARDUST_XEN_PV
+	/* On Xen PV the argument is start_info's virtual address. */
+	xen_early_init((struct start_info *)start_info_phys);
+	printk("stardust-test: booting on Xen PV, start_info at 0x%lx\n",
+	       start_info_phys);
+#else
 	serial_init();
 	printk("stardust-test: booting, hvm_start_info at 0x%lx\n",
 	       start_info_phys);
+#endif
 
 	idle = thread_create("idle0", NULL, NULL, boot_stack,
 			     (unsigned long)(boot_stack_top - boot_stack));
 	sched_init_cpu(0, idle);
+#ifdef STARDUST_XEN_PV
+	trap_init();
+	paging_init();
+	cmdline = xen_cmdline();
+	if (cmdline_has_word(cmdline, "nop2m"))
+		printk("boot: nop2m: P2M not published\n");
+	else
+		xen_publish_p2m();
+#else
 	idt_init();
 	idt_load();
 	paging_init();
 
 	cmdline = find_cmdline(start_info_phys);
+#endif
 	end_mode = parse_end_mode(cmdline);
 	printk("boot: command line \"%s\", end mode %s\n",
 	       cmdline ? cmdline : "", end_mode_name(end_mode));
@@ -141,8 +163,10 @@ void kernel_main(unsigned long start_info_phys)
 	thread_create("worker", worker_main, &worker_config,
 		      map_thread_stack(0, thread_stacks[2]), THREAD_STACK_SIZE);
 
+#ifndef STARDUST_XEN_PV
 	/* After the threads, so thread_pool indexes do not depend on -smp. */
 	smp_start_aps();
+#endif
 
 	printk("stardust-test: %d cpus online, starting threads\n", online_cpus);
 	idle_loop();

@@ -1,9 +1,14 @@
 /*
- * COM1 (I/O port 0x3f8) output and a small printk: %s %c %d %u %x %p with
+ * COM1 (I/O port 0x3f8) output, or the Xen PV console ring in the Xen
+ * build, and a small printk: %s %c %d %u %x %p with
  * the l modifier, a field width and zero padding.
  */
 #include "kernel.h"
+#ifdef STARDUST_XEN_PV
+#include "xen/xen.h"
+#endif
 
+#ifndef STARDUST_XEN_PV
 #define COM1 0x3f8
 #define UART_DATA 0
 #define UART_INTERRUPT_ENABLE 1
@@ -12,6 +17,7 @@
 #define UART_MODEM_CONTROL 4
 #define UART_LINE_STATUS 5
 #define UART_LSR_THR_EMPTY 0x20
+#endif
 
 /*
  * Serializes whole printk() calls between vCPUs, so lines do not interleave.
@@ -20,6 +26,7 @@
  */
 static volatile int printk_lock;
 
+#ifndef STARDUST_XEN_PV
 void serial_init(void)
 {
 	outb(COM1 + UART_INTERRUPT_ENABLE, 0x00);
@@ -38,11 +45,18 @@ static void serial_putc(char c)
 	outb(COM1 + UART_DATA, (uint8_t)c);
 }
 
+#endif
+
 static void put_char(char c)
 {
+#ifdef STARDUST_XEN_PV
+	/* xenconsoled logs the bytes as they are: no carriage return. */
+	xen_console_putc(c);
+#else
 	if (c == '\n')
 		serial_putc('\r');
 	serial_putc(c);
+#endif
 }
 
 static void put_number(unsigned long value, unsigned int base, int width,
@@ -143,5 +157,8 @@ void printk(const char *fmt, ...)
 	va_start(args, fmt);
 	vprintk(fmt, args);
 	va_end(args);
+#ifdef STARDUST_XEN_PV
+	xen_console_flush();
+#endif
 	__atomic_store_n(&printk_lock, 0, __ATOMIC_RELEASE);
 }

@@ -7,6 +7,9 @@
  * an -O2 backtrace an inlined frame.
  */
 #include "kernel.h"
+#ifdef STARDUST_XEN_PV
+#include "xen/xen.h"
+#endif
 
 /* isa-debug-exit: QEMU exits with status (value << 1) | 1. */
 #define DEBUG_EXIT_PORT 0xf4
@@ -103,6 +106,14 @@ noinline long trigger_div0(int numerator)
 	return numerator / zero_divisor;
 }
 
+#ifdef STARDUST_XEN_PV
+noinline long trigger_exit(int status)
+{
+	printk("stardust-test: exiting through SCHEDOP_shutdown poweroff\n");
+	xen_poweroff();
+	return status;
+}
+#else
 noinline long trigger_exit(int status)
 {
 	printk("stardust-test: exiting through isa-debug-exit\n");
@@ -112,6 +123,7 @@ noinline long trigger_exit(int status)
 	crash_halt();
 	return status;
 }
+#endif
 
 noinline long dispatch_end_mode(enum end_mode mode, unsigned long token,
 				const struct point *where)
