@@ -392,9 +392,9 @@ impl GdbClient {
 
     /// Sends `?` and returns the stop reply (`T05thread:01;`, `S05`).
     ///
-    /// A stub whose target is running does not reply until it stops; after
-    /// `wait` without a reply the client sends the interrupt byte 0x03 and
-    /// waits for the stop reply that follows.
+    /// A stub whose target is running does not reply until it stops. When
+    /// no reply arrives within `wait`, the client sends the interrupt byte
+    /// 0x03 and waits for the stop reply that follows.
     pub fn stop_reason(&mut self, wait: Duration) -> Result<Vec<u8>, GdbError> {
         self.check_cancel()?;
         self.drain_pending("waiting for the stop reason")?;
@@ -592,9 +592,9 @@ impl GdbClient {
     /// Reads like [`GdbClient::read_memory`], but keeps up to `depth`
     /// requests in flight.
     ///
-    /// The protocol has one request outstanding at a time, and a stub that
-    /// reads its input sequentially (QEMU's gdbstub does) replies to
-    /// queued requests in order. Keeping the queue full saves a round trip
+    /// gdb keeps one request outstanding at a time, but a stub that reads
+    /// its input sequentially (QEMU's gdbstub does) replies to queued
+    /// requests in order. Keeping the queue full saves a round trip
     /// per packet, which is most of the cost of a 2 KiB `m` read.
     pub fn read_memory_pipelined(&mut self, address: u64, buf: &mut [u8], depth: usize) -> Result<(), GdbError> {
         if self.read_packet == ReadPacket::Unknown {
