@@ -152,6 +152,11 @@ pub fn capture(options: &CaptureOptions) -> Result<CaptureSummary, CaptureError>
         cancel: options.cancel.clone(),
     };
     let mut target = GdbTarget::attach(&options.address, client_options)?;
+    // NOTE: the whole copy is held in this process's memory (all-zero pages
+    // only as counts) before compression starts. A guest with more non-zero
+    // RAM than the capturing host can spare needs compression while paused,
+    // which this flow does not do yet.
+
     let (copy, mut tables) = match options.memory {
         MemoryStrategy::Physical => (copy_physical(&mut target)?, Vec::new()),
         MemoryStrategy::Walk => walk::copy_mapped_memory(&target, &target.memory_map())?,

@@ -31,8 +31,15 @@ fn capture_matches_live_guest_and_resumes() {
     assert_eq!(metadata.target_name, qemu.gdb_target());
     assert!(metadata.pause_time_us > 0);
     assert!(metadata.hypervisor_version.as_deref().unwrap_or("").starts_with("QEMU 7"), "{metadata:?}");
-    for vcpu in snapshot.vcpus() {
+    // Registers after the segment selectors in QEMU's target description
+    // (gs_base, cr3) land in the right fields: each vCPU's GS base is its
+    // entry in `cpus` (40 bytes each), and cr3 is the boot page tables.
+    let boot_pml4 = symbol("boot_pml4") - KERNEL_VMA;
+    for (index, vcpu) in snapshot.vcpus().iter().enumerate() {
         assert!(vcpu.rip >= KERNEL_VMA, "vCPU {} rip {:#x} is not in the kernel", vcpu.id, vcpu.rip);
+        assert_eq!(vcpu.gs_base, symbol("cpus") + 40 * index as u64, "vCPU {index} gs_base");
+        assert_eq!(vcpu.cr3 & !0xfff, boot_pml4, "vCPU {index} cr3");
+        assert_eq!(vcpu.cs, 0x08, "vCPU {index} cs");
     }
 
     // The mapping table maps the kernel image at its higher-half address.
