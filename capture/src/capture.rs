@@ -263,7 +263,7 @@ fn probe_ram(target: &GdbTarget) -> Result<MemoryRange, CaptureError> {
 
 /// Walks each page-table root over the copied memory. A root that cannot
 /// be walked is logged and left out: the memory is still worth keeping.
-fn walk_copy(target: &GdbTarget, copy: &MemoryCopy) -> Vec<(u64, Vec<stardump_format::Mapping>)> {
+fn walk_copy(target: &GdbTarget, copy: &MemoryCopy) -> Vec<walk::MappingTable> {
     let mut tables = Vec::new();
     for (cr3, _) in walk::page_table_roots(target.vcpus()) {
         let mut read = |address: u64, buf: &mut [u8]| copy.read_physical(address, buf);

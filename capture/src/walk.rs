@@ -25,6 +25,13 @@ const CR0_PG: u64 = 1 << 31;
 /// Bit 10 of EFER: long mode active.
 const EFER_LMA: u64 = 1 << 10;
 
+/// The mappings of the page tables rooted at a cr3, as
+/// [`stardump_format::SnapshotWriter::add_mappings`] takes them.
+pub type MappingTable = (u64, Vec<Mapping>);
+
+/// A reader of guest physical memory, as the page-table walk takes it.
+pub type ReadPhysical<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError> + 'a;
+
 /// Errors of the page-table copy.
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
@@ -69,7 +76,7 @@ pub fn page_table_roots(vcpus: &[VcpuState]) -> Vec<(u64, usize)> {
 /// Walks the page tables at `cr3` through `read_physical`.
 pub fn walk(
     cr3: u64,
-    read_physical: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
+    read_physical: &mut ReadPhysical<'_>,
 ) -> Result<Vec<Mapping>, WalkError> {
     let mappings = paging::walk_mappings(read_physical, cr3).map_err(|source| WalkError::PageTables { cr3, source })?;
     debug!(cr3 = format_args!("{cr3:#x}"), ranges = mappings.len(), "page tables walked");
@@ -86,7 +93,7 @@ pub fn walk(
 pub fn copy_mapped_memory(
     target: &GdbTarget,
     ram: &[MemoryRange],
-) -> Result<(MemoryCopy, Vec<(u64, Vec<Mapping>)>), WalkError> {
+) -> Result<(MemoryCopy, Vec<MappingTable>), WalkError> {
     let mut copy = MemoryCopy::new();
     let mut tables = Vec::new();
     for (cr3, vcpu) in page_table_roots(stardump_format::Target::vcpus(target)) {
@@ -109,7 +116,7 @@ fn walk_live(target: &GdbTarget, cr3: u64, vcpu: usize) -> Result<Vec<Mapping>, 
         while done < buf.len() {
             let at = address + done as u64;
             let pfn = at / PAGE_SIZE;
-            if !cache.contains_key(&pfn) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(pfn) {
                 let mut page = vec![0u8; PAGE_BYTES];
                 let result = if physical {
                     target.read_physical_memory(pfn * PAGE_SIZE, &mut page)
@@ -121,7 +128,7 @@ fn walk_live(target: &GdbTarget, cr3: u64, vcpu: usize) -> Result<Vec<Mapping>, 
                     gdb_error.get_or_insert(error);
                     return Err(MemoryError::Target { address: at, len: buf.len(), reason });
                 }
-                cache.insert(pfn, page);
+                slot.insert(page);
             }
             let offset = (at % PAGE_SIZE) as usize;
             let part = (PAGE_BYTES - offset).min(buf.len() - done);

@@ -1,0 +1,264 @@
+//! The Xen capture flow: find and pause the domain, read every vCPU's
+//! context and copy its memory, resume it (or leave it paused, or destroy
+//! it), then rewrite, walk, compress and write the snapshot.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use stardump_format::{Mapping, Metadata, SnapshotWriter, SourceKind, VcpuState, WriterOptions};
+use tracing::{debug, info, info_span, warn};
+
+use super::bindings::ctrl::XenCtrl;
+use super::bindings::foreign::ForeignMemory;
+use super::bindings::light::destroy_domain;
+use super::bindings::XenDomctlGetDomainInfo;
+use super::context::{vcpu_from_pv_context, vcpus_from_hvm_context};
+use super::domain::{dominf, find_domain, DomainKind};
+use super::error::XenError;
+use super::frames::FrameMap;
+use super::memory::{check_cancel, copy_hvm, copy_pv, find_pv_frames, CopyReport};
+use super::pause::PausedDomain;
+use crate::capture::CaptureSummary;
+use crate::memory::{MemoryCopy, PAGE_SIZE};
+use crate::walk;
+
+/// `XEN_INVALID_MAX_VCPU_ID`: the domain has no vCPU.
+const INVALID_MAX_VCPU_ID: u32 = !0;
+
+/// What happens to the domain once its memory is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCapture {
+    /// Unpause it.
+    Resume,
+    /// Keep it paused.
+    LeavePaused,
+    /// Destroy it, as `xl destroy` does.
+    Destroy,
+}
+
+/// What to capture and how.
+#[derive(Debug, Clone)]
+pub struct XenCaptureOptions {
+    /// The domain: an id or a xenstore name.
+    pub domain: String,
+    /// The snapshot's final path.
+    pub output: PathBuf,
+    /// What happens to the domain after the copy.
+    pub after: AfterCapture,
+    /// Set to a signal number by the caller's signal handler.
+    pub cancel: Option<Arc<AtomicUsize>>,
+    /// Compression settings.
+    pub writer: WriterOptions,
+}
+
+/// Captures the domain `options.domain` into `options.output`.
+pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, XenError> {
+    let span = info_span!("capture", target = %format_args!("xen:{}", options.domain));
+    let _entered = span.enter();
+    let started = Instant::now();
+
+    // Create the output before pausing, so an unwritable path costs the
+    // guest no pause. Dropping the writer on an error deletes its
+    // temporary file.
+    let mut writer = SnapshotWriter::create(&options.output, options.writer.clone())?;
+
+    let ctrl = XenCtrl::open()?;
+    let foreign = ForeignMemory::open()?;
+    let (domid, info) = find_domain(&ctrl, &options.domain)?;
+    if info.flags & dominf::DYING != 0 {
+        return Err(XenError::Dying { domid });
+    }
+    let kind = DomainKind::of(&info);
+    if kind == DomainKind::Pv {
+        let width_bytes = ctrl.guest_width(domid)?;
+        if width_bytes != 8 {
+            return Err(XenError::UnsupportedGuestWidth { domid, width_bytes });
+        }
+    }
+    let hypervisor_version = match ctrl.version() {
+        Ok(version) => Some(version),
+        Err(error) => {
+            warn!(%error, "cannot read the hypervisor's version");
+            None
+        }
+    };
+    info!(domid, kind = kind.name(), tot_pages = info.tot_pages, "capturing");
+
+    let paused_unix = SystemTime::now();
+    let paused = PausedDomain::pause(&ctrl, domid)?;
+    let mut report = CopyReport::default();
+    let (mut vcpus, copy, frames) = match kind {
+        DomainKind::Pv => {
+            let vcpus = read_pv_vcpus(&ctrl, domid, &info)?;
+            let (frames, table_levels) = find_pv_frames(&ctrl, domid, info.tot_pages, &options.cancel, &mut report)?;
+            let copy = copy_pv(&foreign, domid, &frames, &table_levels, &options.cancel, &mut report)?;
+            (vcpus, copy, Some(frames))
+        }
+        DomainKind::Hvm | DomainKind::Pvh => {
+            let vcpus = read_hvm_vcpus(&ctrl, domid)?;
+            let max_gpfn = ctrl.maximum_gpfn(domid)?;
+            let copy = copy_hvm(&foreign, domid, max_gpfn, &options.cancel, &mut report)?;
+            (vcpus, copy, None)
+        }
+    };
+
+    // The copy is complete: release the domain before compressing.
+    let paused_at = paused.paused_at();
+    match options.after {
+        AfterCapture::Resume => paused.resume()?,
+        AfterCapture::LeavePaused => paused.leave_paused(),
+        AfterCapture::Destroy => {
+            paused.release_for_destroy();
+            destroy_domain(domid)?;
+            info!(domid, "domain destroyed");
+        }
+    }
+    let pause_time_us = paused_at.elapsed().as_micros() as u64;
+    info!(pause_ms = pause_time_us / 1000, "domain released");
+    log_report(&report);
+
+    if let Some(frames) = &frames {
+        translate_pv_cr3(&mut vcpus, frames);
+    }
+    let tables = walk_copy(&vcpus, &copy);
+
+    check_cancel(&options.cancel)?;
+    let metadata = Metadata {
+        source_kind: if kind == DomainKind::Pv { SourceKind::XenPv } else { SourceKind::XenHvm },
+        target_name: format!("xen:{}", options.domain),
+        domain_id: Some(domid),
+        hypervisor_version,
+        capture_time_unix_us: paused_unix.duration_since(UNIX_EPOCH).map(|since| since.as_micros() as u64).unwrap_or(0),
+        pause_time_us,
+        ..Metadata::default()
+    };
+    for vcpu in &vcpus {
+        writer.add_vcpu(vcpu);
+    }
+    writer.set_metadata(metadata.clone());
+    for (cr3, mappings) in &tables {
+        writer.add_mappings(*cr3, mappings);
+    }
+    copy.write_to(&mut writer)?;
+    check_cancel(&options.cancel)?;
+    let written = writer.finish()?;
+    if let Err(error) = check_cancel(&options.cancel) {
+        // The signal arrived while the file was being finished: honour it
+        // by removing what was written.
+        let _ = std::fs::remove_file(&options.output);
+        return Err(error);
+    }
+
+    let (data_pages, zero_pages) = copy.page_counts();
+    Ok(CaptureSummary {
+        target: metadata.target_name,
+        output: options.output.clone(),
+        vcpus: vcpus.len(),
+        memory_ranges: report.ranges,
+        page_table_roots: tables.len(),
+        stored_pages: written.stored_pages,
+        zero_pages: written.zero_pages,
+        guest_memory_bytes: (data_pages + zero_pages) * PAGE_SIZE,
+        file_len_bytes: written.file_len_bytes,
+        pause_time_us,
+        total_time_us: started.elapsed().as_micros() as u64,
+        left_paused: options.after == AfterCapture::LeavePaused,
+    })
+}
+
+/// Reads the context of every initialised vCPU of a 64-bit PV domain.
+fn read_pv_vcpus(ctrl: &XenCtrl, domid: u32, info: &XenDomctlGetDomainInfo) -> Result<Vec<VcpuState>, XenError> {
+    let mut vcpus = Vec::new();
+    if info.max_vcpu_id != INVALID_MAX_VCPU_ID {
+        for id in 0..=info.max_vcpu_id {
+            let span = info_span!("vcpu", id);
+            let _entered = span.enter();
+            let bytes = match ctrl.vcpu_context(domid, id) {
+                Ok(bytes) => bytes,
+                // Xen returns ENODATA for a vCPU that was never brought up.
+                Err(XenError::DomainCall { errno, .. }) if errno.0 == libc::ENODATA => {
+                    debug!("vCPU not initialised, left out");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            match ctrl.vcpu_info(domid, id) {
+                Ok(state) => debug!(online = state.online, running = state.running, "vCPU state"),
+                Err(error) => debug!(%error, "cannot read the vCPU's scheduling state"),
+            }
+            let vcpu = vcpu_from_pv_context(id, &bytes).expect("the context buffer has the structure's size");
+            debug!(rip = format_args!("{:#x}", vcpu.rip), cr3 = format_args!("{:#x}", vcpu.cr3), "vCPU read");
+            vcpus.push(vcpu);
+        }
+    }
+    if vcpus.is_empty() {
+        return Err(XenError::MissingVcpus { domid });
+    }
+    Ok(vcpus)
+}
+
+/// Reads the `CPU` records of an HVM or PVH domain's save context.
+fn read_hvm_vcpus(ctrl: &XenCtrl, domid: u32) -> Result<Vec<VcpuState>, XenError> {
+    let blob = ctrl.hvm_context(domid)?;
+    let vcpus = vcpus_from_hvm_context(&blob)
+        .map_err(|error| XenError::InvalidHvmContext { domid, offset: error.offset, reason: error.reason })?;
+    if vcpus.is_empty() {
+        return Err(XenError::MissingVcpus { domid });
+    }
+    Ok(vcpus)
+}
+
+/// Replaces each PV vCPU's machine cr3 with the guest-physical address of
+/// the same table. A cr3 outside the domain's frames is cleared, with the
+/// control registers marked absent, so no reader walks a machine address
+/// as a guest-physical one.
+fn translate_pv_cr3(vcpus: &mut [VcpuState], frames: &FrameMap) {
+    for vcpu in vcpus {
+        match frames.translate_cr3(vcpu.cr3) {
+            Some(cr3) => vcpu.cr3 = cr3,
+            None => {
+                warn!(vcpu = vcpu.id, cr3 = format_args!("{:#x}", vcpu.cr3), "cr3 is not one of the domain's frames");
+                vcpu.cr3 = 0;
+                vcpu.present.control = false;
+            }
+        }
+    }
+}
+
+/// Walks each vCPU's page tables over the copy. A root that cannot be
+/// walked is logged and left out: the memory is still worth keeping.
+fn walk_copy(vcpus: &[VcpuState], copy: &MemoryCopy) -> Vec<(u64, Vec<Mapping>)> {
+    let mut tables = Vec::new();
+    for (cr3, _) in walk::page_table_roots(vcpus) {
+        let mut read = |address: u64, buf: &mut [u8]| copy.read_physical(address, buf);
+        match walk::walk(cr3, &mut read) {
+            Ok(mappings) => tables.push((cr3, mappings)),
+            Err(error) => warn!(%error, "mapping table left out"),
+        }
+    }
+    tables
+}
+
+fn log_report(report: &CopyReport) {
+    if report.unmapped_frames > 0 {
+        info!(frames = report.unmapped_frames, "frames Xen could not map are not in the snapshot");
+    }
+    if report.unplaced_frames > 0 {
+        warn!(frames = report.unplaced_frames, "machine frames without a unique guest frame in the M2P table are not in the snapshot");
+    }
+    if report.broken_frames > 0 {
+        warn!(frames = report.broken_frames, "broken frames are not in the snapshot");
+    }
+    let tables = report.page_tables;
+    if tables.translated > 0 || tables.foreign > 0 {
+        info!(
+            translated = tables.translated,
+            hypervisor = tables.hypervisor,
+            foreign = tables.foreign,
+            large_pages = tables.large_pages,
+            "page-table entries rewritten to guest frames"
+        );
+    }
+}
