@@ -416,3 +416,31 @@ fn gcc_debug_frame_unwinds_by_cfi() {
         ]
     );
 }
+
+#[test]
+fn damaged_eh_frame_never_panics() {
+    use object::{Object, ObjectSection};
+
+    let original = std::fs::read(test_fixtures::trap_image_path()).unwrap();
+    let elf = object::File::parse(&*original).unwrap();
+    let (start, len) = elf.section_by_name(".eh_frame").unwrap().file_range().unwrap();
+    let eh_frame = usize::try_from(start).unwrap()..usize::try_from(start + len).unwrap();
+    let clean_image = Image::open(test_fixtures::trap_image_path()).unwrap();
+    let context = trap_context(&clean_image);
+    let stack = trap_stack(&clean_image);
+    let dir = tempfile::tempdir().unwrap();
+    let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
+
+    for round in 0..300 {
+        let mut damaged = original.clone();
+        for _ in 0..1 + random.next() % 4 {
+            let at = eh_frame.start + (random.next() % (eh_frame.len() as u64)) as usize;
+            damaged[at] = random.next() as u8;
+        }
+        let path = dir.path().join(format!("damaged-{round}.elf"));
+        std::fs::write(&path, &damaged).unwrap();
+        let Ok(image) = Image::open(&path) else { continue };
+        let backtrace = Unwinder::new(&image, UnwindOptions::default()).walk(context, &stack);
+        assert!(backtrace.frames.len() <= DEFAULT_MAX_FRAMES);
+    }
+}
