@@ -387,6 +387,31 @@ mod tests {
     }
 
     #[test]
+    fn random_streams_never_panic() {
+        // A fixed xorshift sequence biased toward the framing bytes, so the
+        // decoder meets escapes, run lengths and bad checksums.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"$#}*+-0123456789abcdefOK \x03";
+        for _ in 0..2000 {
+            let mut stream = Vec::new();
+            for _ in 0..64 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                stream.push(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            let mut rest = stream.as_slice();
+            while let Ok(Some((frame, used))) = next_frame(rest, 32) {
+                assert!(used > 0 && used <= rest.len());
+                if let Frame::Packet(payload) = frame {
+                    assert!(payload.len() <= 64);
+                }
+                rest = &rest[used..];
+            }
+        }
+    }
+
+    #[test]
     fn hex_round_trips() {
         assert_eq!(decode_hex(b"00ff7A").unwrap(), vec![0, 0xff, 0x7a]);
         assert_eq!(encode_hex(&[0, 0xff, 0x7a]), "00ff7a");

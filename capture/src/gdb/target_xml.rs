@@ -12,6 +12,10 @@ use quick_xml::Reader;
 
 /// Maximum nesting of `<xi:include>`; gdb's own descriptions use one level.
 const MAX_INCLUDE_DEPTH: usize = 8;
+/// Maximum number of files fetched for one description. Includes can fan
+/// out at every level, so the depth limit alone would allow exponentially
+/// many fetches; gdb's own x86_64 descriptions use about five files.
+const MAX_FILES: usize = 64;
 /// Maximum number of registers; x86_64 with AVX-512 has about 150.
 const MAX_REGISTERS: usize = 4096;
 /// Maximum register size in bits (AVX-512 zmm registers are 512).
@@ -46,6 +50,9 @@ pub enum TargetXmlError {
         /// The file that would exceed the depth.
         file: String,
     },
+    /// More included files than [`MAX_FILES`].
+    #[error("target description includes more than {MAX_FILES} files")]
+    TooManyFiles,
     /// More registers than [`MAX_REGISTERS`].
     #[error("target description lists more than {MAX_REGISTERS} registers")]
     TooManyRegisters,
@@ -115,22 +122,33 @@ pub fn parse_target_description(
     root_file: &str,
     fetch: &mut dyn FnMut(&str) -> Result<String, String>,
 ) -> Result<RegisterLayout, TargetXmlError> {
-    let mut layout = RegisterLayout::default();
-    let mut next_regnum = 0u32;
-    parse_file(root_file, 0, fetch, &mut layout, &mut next_regnum)?;
+    let mut state = ParseState::default();
+    parse_file(root_file, 0, fetch, &mut state)?;
+    let mut layout = state.layout;
     layout.registers.sort_by_key(|reg| reg.regnum);
     Ok(layout)
+}
+
+/// What parsing collected so far, across included files.
+#[derive(Default)]
+struct ParseState {
+    layout: RegisterLayout,
+    next_regnum: u32,
+    files_fetched: usize,
 }
 
 fn parse_file(
     file: &str,
     depth: usize,
     fetch: &mut dyn FnMut(&str) -> Result<String, String>,
-    layout: &mut RegisterLayout,
-    next_regnum: &mut u32,
+    state: &mut ParseState,
 ) -> Result<(), TargetXmlError> {
     if depth > MAX_INCLUDE_DEPTH {
         return Err(TargetXmlError::IncludeTooDeep { file: file.to_owned() });
+    }
+    state.files_fetched += 1;
+    if state.files_fetched > MAX_FILES {
+        return Err(TargetXmlError::TooManyFiles);
     }
     let text = fetch(file).map_err(|reason| TargetXmlError::Fetch {
         file: file.to_owned(),
@@ -148,16 +166,16 @@ fn parse_file(
         match event {
             Event::Start(element) | Event::Empty(element) => match element.name().as_ref() {
                 b"reg" => {
-                    if layout.registers.len() >= MAX_REGISTERS {
+                    if state.layout.registers.len() >= MAX_REGISTERS {
                         return Err(TargetXmlError::TooManyRegisters);
                     }
-                    let reg = parse_reg(file, &element, *next_regnum)?;
-                    *next_regnum = reg.regnum.saturating_add(1);
-                    layout.registers.push(reg);
+                    let reg = parse_reg(file, &element, state.next_regnum)?;
+                    state.next_regnum = reg.regnum.saturating_add(1);
+                    state.layout.registers.push(reg);
                 }
                 b"xi:include" | b"include" => {
                     if let Some(href) = attribute(&element, b"href") {
-                        parse_file(&href, depth + 1, fetch, layout, next_regnum)?;
+                        parse_file(&href, depth + 1, fetch, state)?;
                     }
                 }
                 b"architecture" => in_architecture = true,
@@ -166,7 +184,7 @@ fn parse_file(
             Event::Text(text) if in_architecture => {
                 let name = String::from_utf8_lossy(text.as_ref()).trim().to_owned();
                 if !name.is_empty() {
-                    layout.architecture = Some(name);
+                    state.layout.architecture = Some(name);
                 }
             }
             Event::End(_) => in_architecture = false,
@@ -271,6 +289,20 @@ mod tests {
         let mut fetch = |_: &str| Ok::<_, String>(r#"<target><xi:include href="a.xml"/></target>"#.to_owned());
         let error = parse_target_description("a.xml", &mut fetch).unwrap_err();
         assert_eq!(error, TargetXmlError::IncludeTooDeep { file: "a.xml".into() });
+    }
+
+    #[test]
+    fn include_fan_out_is_bounded() {
+        let root: String = (0..100).map(|i| format!(r#"<xi:include href="f{i}.xml"/>"#)).collect();
+        let root = format!("<target>{root}</target>");
+        let mut fetches = 0;
+        let mut fetch = |name: &str| {
+            fetches += 1;
+            Ok::<_, String>(if name == "t.xml" { root.clone() } else { "<feature/>".to_owned() })
+        };
+        let error = parse_target_description("t.xml", &mut fetch).unwrap_err();
+        assert_eq!(error, TargetXmlError::TooManyFiles);
+        assert_eq!(fetches, MAX_FILES);
     }
 
     #[test]
