@@ -57,6 +57,25 @@ fn http_server_is_not_a_stub() {
 }
 
 #[test]
+fn silent_stub_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        // Accept the request and never reply, until the client gives up.
+        let mut request = [0u8; 512];
+        while matches!(stream.read(&mut request), Ok(len) if len > 0) {}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.snap");
+    let started = std::time::Instant::now();
+    let result = run_capture(&[&format!("gdb:127.0.0.1:{port}"), "-o", output.to_str().unwrap(), "--timeout", "0.5"]);
+    server.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout was not honoured");
+    assert_failed(&result, 1, "timed out after 0.5 s while waiting for the reply to 'qSupported", dir.path());
+}
+
+#[test]
 fn stub_dropping_connection_mid_read() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
