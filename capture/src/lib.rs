@@ -1,7 +1,8 @@
 //! Live capture backends for stardump: a GDB remote serial protocol client
 //! ([`gdb`]), a live [`GdbTarget`] the analyzer can read through the
 //! [`stardump_format::Target`] trait, and the capture flow that writes a
-//! snapshot ([`capture`]).
+//! snapshot ([`capture`]). With the `xen` feature, [`xen`] captures Xen
+//! domains from dom0.
 
 #![warn(missing_docs)]
 
@@ -11,5 +12,7 @@ pub mod memory;
 pub mod ram;
 pub mod target;
 pub mod walk;
+#[cfg(feature = "xen")]
+pub mod xen;
 
 pub use target::GdbTarget;

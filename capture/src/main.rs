@@ -18,16 +18,28 @@ use stardump_format::WriterOptions;
 #[command(name = "stardump-capture", version)]
 struct Cli {
     /// The target: `gdb:HOST:PORT` for a GDB remote stub such as QEMU's
-    /// `-gdb tcp:127.0.0.1:1234`.
-    target: String,
+    /// `-gdb tcp:127.0.0.1:1234`, or `xen:DOMID` or `xen:NAME` for a Xen
+    /// domain (run in dom0; needs the `xen` build feature).
+    #[arg(required_unless_present = "list")]
+    target: Option<String>,
 
     /// Path of the snapshot to write.
-    #[arg(short, long)]
-    output: PathBuf,
+    #[arg(short, long, required_unless_present = "list")]
+    output: Option<PathBuf>,
 
     /// Close the connection without resuming the target, which stays paused.
     #[arg(long)]
     leave_paused: bool,
+
+    /// Destroy the Xen domain once its memory is copied, as `xl destroy`
+    /// does.
+    #[arg(long, conflicts_with = "leave_paused")]
+    destroy_after: bool,
+
+    /// List the Xen domains that can be captured (id, name, kind, vCPUs,
+    /// memory, state) and exit.
+    #[arg(long, conflicts_with_all = ["target", "output"])]
+    list: bool,
 
     /// How to read guest memory: all RAM through physical addresses, or only
     /// the frames the page tables map.
@@ -61,13 +73,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
 
-    let target_name = cli.target.clone();
+    let target_name = cli.target.clone().unwrap_or_else(|| "--list".to_owned());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            if let Some(CaptureError::Interrupted { signal }) = error.downcast_ref::<CaptureError>() {
+            if let Some(signal) = interrupting_signal(&error) {
                 eprintln!("stardump-capture: {target_name}: {error}; the target was resumed and no snapshot was written");
-                return ExitCode::from(128u8.saturating_add(*signal as u8));
+                return ExitCode::from(128u8.saturating_add(signal as u8));
             }
             eprintln!("stardump-capture: {target_name}: {}", chain(&error));
             ExitCode::FAILURE
@@ -101,25 +113,53 @@ fn chain(error: &anyhow::Error) -> String {
     text
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let Some(address) = cli.target.strip_prefix("gdb:") else {
-        bail!("unknown target kind; expected gdb:HOST:PORT");
-    };
-    if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
-        bail!("invalid --timeout {}: expected a positive number of seconds", cli.timeout);
+/// Returns the signal that interrupted a capture, if one did.
+fn interrupting_signal(error: &anyhow::Error) -> Option<i32> {
+    if let Some(CaptureError::Interrupted { signal }) = error.downcast_ref::<CaptureError>() {
+        return Some(*signal);
     }
+    #[cfg(feature = "xen")]
+    if let Some(stardump_capture::xen::XenError::Interrupted { signal }) = error.downcast_ref() {
+        return Some(*signal);
+    }
+    None
+}
 
-    // A signal sets the flag instead of killing the process, so the capture
-    // can resume the target and remove its temporary file first.
+/// Makes SIGINT and SIGTERM set a flag instead of killing the process, so
+/// the capture can resume the target and remove its temporary file first.
+fn install_cancel_flag() -> anyhow::Result<Arc<AtomicUsize>> {
     let cancel = Arc::new(AtomicUsize::new(0));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_usize(signal, Arc::clone(&cancel), signal as usize)
             .context("installing the signal handler")?;
     }
+    Ok(cancel)
+}
 
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.list {
+        return list_xen_domains(cli.json);
+    }
+    let (Some(target), Some(output)) = (cli.target.as_deref(), cli.output.clone()) else {
+        bail!("a target and --output are required");
+    };
+    if let Some(domain) = target.strip_prefix("xen:") {
+        return capture_xen(&cli, domain, output);
+    }
+    let Some(address) = target.strip_prefix("gdb:") else {
+        bail!("unknown target kind; expected gdb:HOST:PORT or xen:DOMID");
+    };
+    if cli.destroy_after {
+        bail!("--destroy-after applies to xen: targets only");
+    }
+    if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
+        bail!("invalid --timeout {}: expected a positive number of seconds", cli.timeout);
+    }
+
+    let cancel = install_cancel_flag()?;
     let options = CaptureOptions {
         address: address.to_owned(),
-        output: cli.output,
+        output,
         leave_paused: cli.leave_paused,
         memory: match cli.memory {
             MemoryArg::Physical => MemoryStrategy::Physical,
@@ -134,6 +174,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let summary = capture(&options)?;
     print_summary(&summary, cli.json)
+}
+
+#[cfg(feature = "xen")]
+fn capture_xen(cli: &Cli, domain: &str, output: PathBuf) -> anyhow::Result<()> {
+    use stardump_capture::xen::{capture_domain, AfterCapture, XenCaptureOptions};
+
+    let options = XenCaptureOptions {
+        domain: domain.to_owned(),
+        output,
+        after: if cli.destroy_after {
+            AfterCapture::Destroy
+        } else if cli.leave_paused {
+            AfterCapture::LeavePaused
+        } else {
+            AfterCapture::Resume
+        },
+        cancel: Some(install_cancel_flag()?),
+        writer: WriterOptions {
+            zstd_level: cli.zstd_level,
+            ..WriterOptions::default()
+        },
+    };
+    let summary = capture_domain(&options)?;
+    print_summary(&summary, cli.json)
+}
+
+#[cfg(feature = "xen")]
+fn list_xen_domains(json: bool) -> anyhow::Result<()> {
+    use stardump_capture::xen::bindings::ctrl::XenCtrl;
+    use stardump_capture::xen::domain::{format_table, list_domains};
+
+    let ctrl = XenCtrl::open()?;
+    let domains = list_domains(&ctrl)?;
+    let text = if json {
+        serde_json::to_string(&domains)? + "\n"
+    } else {
+        format_table(&domains)
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing the domain list"),
+    }
+}
+
+#[cfg(not(feature = "xen"))]
+fn capture_xen(_cli: &Cli, _domain: &str, _output: PathBuf) -> anyhow::Result<()> {
+    bail!("this stardump-capture was built without Xen support; rebuild with `--features xen`")
+}
+
+#[cfg(not(feature = "xen"))]
+fn list_xen_domains(_json: bool) -> anyhow::Result<()> {
+    bail!("this stardump-capture was built without Xen support; rebuild with `--features xen`")
 }
 
 fn print_summary(summary: &CaptureSummary, json: bool) -> anyhow::Result<()> {
