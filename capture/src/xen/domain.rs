@@ -167,6 +167,32 @@ pub fn list_domains(ctrl: &XenCtrl) -> Result<Vec<DomainEntry>, XenError> {
     Ok(entries)
 }
 
+/// Formats `entries` as the table `--list` prints, one domain a line
+/// after a header; dom0 and dying domains are marked as not capturable.
+pub fn format_table(entries: &[DomainEntry]) -> String {
+    let name_width = entries
+        .iter()
+        .map(|entry| entry.name.as_deref().map_or(1, str::len))
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut text = format!("{:>5}  {:<name_width$}  {:<4}  {:>5}  {:>10}  {:<6}\n", "ID", "NAME", "KIND", "VCPUS", "MEMORY_MIB", "STATE");
+    for entry in entries {
+        let name = entry.name.as_deref().unwrap_or("-");
+        text.push_str(&format!(
+            "{:>5}  {:<name_width$}  {:<4}  {:>5}  {:>10}  {:<6}{}\n",
+            entry.domid,
+            name,
+            entry.kind.name(),
+            entry.vcpus,
+            entry.memory_kib / 1024,
+            entry.state,
+            if entry.capturable { "" } else { "  (not capturable)" },
+        ));
+    }
+    text
+}
+
 /// Finds the domain named by `spec`: a domain id, or a name looked up in
 /// xenstore. Returns its id and information.
 pub fn find_domain(ctrl: &XenCtrl, spec: &str) -> Result<(u32, XenDomctlGetDomainInfo), XenError> {
@@ -202,6 +228,26 @@ mod tests {
     fn shutdown_reason_needs_shutdown_flag() {
         assert_eq!(shutdown_reason(SHUTDOWN_CRASH << dominf::SHUTDOWN_SHIFT), None);
         assert_eq!(shutdown_reason(dominf::SHUTDOWN | (4 << dominf::SHUTDOWN_SHIFT)), Some(4));
+    }
+
+    #[test]
+    fn table_lists_each_domain() {
+        let entry = |domid, name: Option<&str>, capturable| DomainEntry {
+            domid,
+            name: name.map(str::to_owned),
+            kind: DomainKind::Pv,
+            vcpus: 1,
+            memory_kib: 16 * 1024,
+            state: "-b----".to_owned(),
+            capturable,
+        };
+        let table = format_table(&[entry(0, Some("Domain-0"), false), entry(7, None, true)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].contains("NAME") && lines[0].contains("STATE"), "{}", lines[0]);
+        assert!(lines[1].contains("Domain-0") && lines[1].ends_with("(not capturable)"), "{}", lines[1]);
+        assert!(lines[2].trim_start().starts_with("7  -"), "{}", lines[2]);
+        assert!(lines[2].contains("PV") && lines[2].contains("16") && lines[2].ends_with("-b----"), "{}", lines[2]);
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::fmt;
 
 use stardump_format::WriteError;
 
-/// An errno value, printed with its name and text (`EINVAL (Invalid argument)`).
+/// An errno value, printed as its text and number (`Invalid argument (os
+/// error 22)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
 
@@ -17,7 +18,7 @@ impl Errno {
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "errno {} ({})", self.0, std::io::Error::from_raw_os_error(self.0))
+        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
     }
 }
 
@@ -27,6 +28,14 @@ pub enum XenError {
     /// A library call that takes no domain failed.
     #[error("{call} failed: {errno}")]
     Call {
+        /// The C function that failed.
+        call: &'static str,
+        /// The errno it left.
+        errno: Errno,
+    },
+    /// A Xen interface could not be opened: this is not dom0, or not root.
+    #[error("{call} failed: {errno}; run stardump-capture as root in a Xen dom0 (it needs /dev/xen/privcmd)")]
+    Unavailable {
         /// The C function that failed.
         call: &'static str,
         /// The errno it left.

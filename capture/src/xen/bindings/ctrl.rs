@@ -45,7 +45,7 @@ impl XenCtrl {
         let handle = unsafe { xc_interface_open(std::ptr::null_mut(), std::ptr::null_mut(), 0) };
         NonNull::new(handle)
             .map(|handle| XenCtrl { handle })
-            .ok_or_else(|| XenError::Call { call: "xc_interface_open", errno: Errno::last() })
+            .ok_or_else(|| XenError::Unavailable { call: "xc_interface_open", errno: Errno::last() })
     }
 
     fn raw(&self) -> *mut XcInterface {

@@ -25,7 +25,7 @@ impl ForeignMemory {
         let handle = unsafe { xenforeignmemory_open(std::ptr::null_mut(), 0) };
         NonNull::new(handle)
             .map(|handle| ForeignMemory { handle })
-            .ok_or_else(|| XenError::Call { call: "xenforeignmemory_open", errno: Errno::last() })
+            .ok_or_else(|| XenError::Unavailable { call: "xenforeignmemory_open", errno: Errno::last() })
     }
 
     /// Maps `frames` of domain `domid` read-only, one page each, in order.
