@@ -143,6 +143,12 @@ impl GdbTarget {
         self.phys_mem_mode
     }
 
+    /// Stops using QEMU's physical memory mode, so reads behave as with a
+    /// stub that has none (the `--memory walk` path for other stubs).
+    pub fn disable_physical_memory(&mut self) {
+        self.phys_mem_mode = false;
+    }
+
     /// Returns when the connection paused the target.
     pub fn paused_at(&self) -> Instant {
         self.paused_at

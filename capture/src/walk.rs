@@ -107,10 +107,7 @@ pub fn copy_mapped_memory(
 }
 
 /// Walks the tables at `cr3` with live reads, one stub read per table page.
-///
-/// NOTE: the identity-mapped branch (a stub without physical memory mode)
-/// has no test, because QEMU, the only stub in the tests, always has that
-/// mode.
+
 fn walk_live(target: &GdbTarget, cr3: u64, vcpu: usize) -> Result<Vec<Mapping>, WalkError> {
     let physical = target.has_physical_memory();
     let mut cache: HashMap<u64, Vec<u8>> = HashMap::new();

@@ -129,3 +129,25 @@ fn walk_strategy_reads_mapped_memory() {
     let rsp = snapshot.vcpus()[0].rsp;
     snapshot.read_virtual(cr3, rsp, &mut bytes).expect("the stack is in a walk capture");
 }
+
+#[test]
+fn walk_without_physical_mode_uses_identity_map() {
+    let qemu = start_spinning_guest(64, 1);
+    let mut live = attach(qemu.gdb_port());
+    let ram = live.memory_map();
+    live.disable_physical_memory();
+
+    // The unikernel's page tables sit in its image, which low memory maps
+    // one to one, so the walk reads them through virtual addresses.
+    let (copy, tables) = stardump_capture::walk::copy_mapped_memory(&live, &ram).expect("walk without physical mode");
+    let cr3 = live.vcpus()[0].cr3;
+    assert_eq!(tables.len(), 1);
+    assert_eq!(tables[0].0, cr3);
+
+    let code = symbol("spin_here");
+    let mut from_copy = [0u8; 64];
+    copy.read_physical(code - KERNEL_VMA, &mut from_copy).unwrap();
+    let mut from_live = [0u8; 64];
+    live.read_virtual(cr3, code, &mut from_live).unwrap();
+    assert_eq!(from_copy, from_live);
+}
