@@ -1,0 +1,179 @@
+#!/bin/sh
+# PID 1 of the Xen lab's dom0. run.sh copies it into the root file system
+# at each run. It brings up the Xen toolstack, then runs each guest listed
+# in /results/in/plan (lines: NAME IMAGE EXTRA...), capturing each with
+# stardump-capture (when /results/in/stardump-capture exists) and with
+# `xl dump-core`, and records every step in /results/out/timings.tsv.
+# Every step is bounded by `timeout`; at the end it powers dom0 off.
+
+export PATH=/usr/lib/xen-4.17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+IN=/results/in
+OUT=/results/out
+
+log() {
+	echo "lab: $*"
+}
+
+finish() {
+	sync
+	umount /results 2>/dev/null
+	sync
+	poweroff -f
+}
+
+# The initramfs has already moved /proc, /sys and /dev onto the root.
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /var/log
+mkdir -p /run/xen /run/xenstored /var/lib/xen /var/lib/xenstored /var/log/xen/console
+mount -t xenfs xenfs /proc/xen
+for module in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd; do
+	modprobe "$module" || log "modprobe $module failed"
+done
+hostname dom0
+
+mkdir -p /results
+if ! mount /dev/vdb /results; then
+	log "cannot mount the results disk /dev/vdb"
+	poweroff -f
+fi
+mkdir -p "$OUT"
+log "dom0 up at $(date +%s.%N), kernel $(uname -r)"
+
+xenstored_bin=
+for candidate in /usr/lib/xen-4.17/bin/xenstored /usr/sbin/xenstored \
+		/usr/sbin/oxenstored /usr/lib/xen-4.17/bin/oxenstored; do
+	if [ -x "$candidate" ]; then
+		xenstored_bin=$candidate
+		break
+	fi
+done
+if [ -z "$xenstored_bin" ]; then
+	log "no xenstored found"
+	finish
+fi
+"$xenstored_bin" --pid-file /run/xenstored.pid
+timeout 30 xen-init-dom0 || log "xen-init-dom0 failed"
+xenconsoled --log=guest --log-dir=/var/log/xen/console --pid-file=/run/xenconsoled.pid
+timeout 30 xl info >"$OUT/xl-info.txt" 2>&1 || log "xl info failed"
+
+printf 'name\tstep\tstatus\tstart\tend\tseconds\tbytes\n' >"$OUT/timings.tsv"
+
+# step NAME STEP COMMAND...: runs COMMAND and appends a line to timings.tsv.
+step() {
+	name=$1
+	what=$2
+	shift 2
+	start=$(date +%s.%N)
+	"$@"
+	status=$?
+	end=$(date +%s.%N)
+	record "$name" "$what" "$status" "$start" "$end" ""
+	return $status
+}
+
+record() {
+	seconds=$(awk -v s="$4" -v e="$5" 'BEGIN { printf "%.3f", e - s }')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$seconds" "$6" >>"$OUT/timings.tsv"
+}
+
+# wait_for NAME PATTERN SECONDS: waits for PATTERN in the guest's console log.
+wait_for() {
+	deadline=$(($(date +%s) + $3))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		if grep -q "$2" "/var/log/xen/console/guest-$1.log" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+# wait_gone NAME SECONDS: waits until the domain no longer exists.
+wait_gone() {
+	deadline=$(($(date +%s) + $2))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		xl domid "$1" >/dev/null 2>&1 || return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# wait_crashed NAME SECONDS: waits until xl lists the domain as crashed.
+wait_crashed() {
+	deadline=$(($(date +%s) + $2))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		if xl list "$1" 2>/dev/null | awk 'NR == 2 { exit !($5 ~ /c/) }'; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+size_of() {
+	if [ -f "$1" ]; then stat -c %s "$1"; else echo missing; fi
+}
+
+while read -r name image extra; do
+	case "$name" in ''|'#'*) continue ;; esac
+	log "guest $name: image $image, command line \"$extra\""
+	cat >"/tmp/$name.cfg" <<CFG
+name = "$name"
+type = "pv"
+kernel = "$IN/$image"
+memory = 16
+vcpus = 1
+on_crash = "preserve"
+on_poweroff = "destroy"
+extra = "$extra"
+CFG
+	if ! step "$name" create timeout 60 xl -v create "/tmp/$name.cfg" >"$OUT/$name.create.log" 2>&1; then
+		log "guest $name: xl create failed"
+		continue
+	fi
+
+	case "$extra" in
+	*mode=exit*)
+		# The guest powers itself off and on_poweroff destroys it: nothing to capture.
+		step "$name" marker wait_for "$name" 'stardust-test: exiting through' 60
+		step "$name" gone wait_gone "$name" 30
+		cp "/var/log/xen/console/guest-$name.log" "$OUT/$name.console.log" 2>/dev/null
+		continue
+		;;
+	*mode=spin*|'') marker='stardust-test: reached mode=' ;;
+	*) marker='stardust-test: halted in crash_halt' ;;
+	esac
+	step "$name" marker wait_for "$name" "$marker" 60
+	case "$marker" in
+	*crash_halt) step "$name" crashed wait_crashed "$name" 30 ;;
+	esac
+	xl list "$name" >"$OUT/$name.state.txt" 2>&1
+
+	if [ -x "$IN/stardump-capture" ]; then
+		start=$(date +%s.%N)
+		timeout 180 "$IN/stardump-capture" "xen:$name" -o "$OUT/$name.sdump" \
+			>"$OUT/$name.capture.log" 2>&1
+		status=$?
+		end=$(date +%s.%N)
+		record "$name" capture "$status" "$start" "$end" "$(size_of "$OUT/$name.sdump")"
+	fi
+
+	start=$(date +%s.%N)
+	timeout 180 xl dump-core "$name" "$OUT/$name.core" >"$OUT/$name.dump-core.log" 2>&1
+	status=$?
+	end=$(date +%s.%N)
+	record "$name" dump-core "$status" "$start" "$end" "$(size_of "$OUT/$name.core")"
+
+	step "$name" destroy timeout 60 xl destroy "$name"
+	cp "/var/log/xen/console/guest-$name.log" "$OUT/$name.console.log" 2>/dev/null
+done <"$IN/plan"
+
+cp -r /var/log/xen "$OUT/xen-logs" 2>/dev/null
+log "done at $(date +%s.%N)"
+finish
