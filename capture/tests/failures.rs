@@ -32,6 +32,8 @@ fn nothing_listening_is_refused() {
     let output = dir.path().join("out.snap");
     let result = run_capture(&[&format!("gdb:127.0.0.1:{port}"), "-o", output.to_str().unwrap()]);
     assert_failed(&result, 1, &format!("gdb:127.0.0.1:{port}: connection refused"), dir.path());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(stderr.trim_end(), format!("stardump-capture: gdb:127.0.0.1:{port}: connection refused"));
 }
 
 #[test]

@@ -137,7 +137,7 @@ impl GdbClient {
                 address: address.to_owned(),
             })?;
         let stream = TcpStream::connect_timeout(&socket_address, options.timeout)
-            .map_err(|source| GdbError::Connect { source })?;
+            .map_err(|error| GdbError::Connect { error })?;
         let io_error = |source| GdbError::Io {
             activity: "configuring the socket".to_owned(),
             source,

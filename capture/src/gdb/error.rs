@@ -10,11 +10,13 @@ use super::target_xml::TargetXmlError;
 #[derive(Debug, thiserror::Error)]
 pub enum GdbError {
     /// The TCP connection could not be made.
-    #[error("{}", connect_message(.source))]
+    ///
+    /// Not a `#[source]`: the message already contains the error, and the
+    /// command line prints sources after it.
+    #[error("{}", connect_message(.error))]
     Connect {
         /// The error from `connect`.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// The host part of `HOST:PORT` did not resolve.
     #[error("cannot resolve '{address}'")]
