@@ -14,7 +14,8 @@ const MAX_PAYLOAD_BYTES: usize = 4096;
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     while let Ok(Some((frame, used))) = next_frame(rest, MAX_PAYLOAD_BYTES) {
-        assert!(used > 0 && used <= rest.len());
+        assert!(used > 0);
+        assert!(used <= rest.len());
         if let Frame::Packet(payload) = &frame {
             assert!(payload.len() <= 2 * MAX_PAYLOAD_BYTES);
             let _ = decode_hex(payload);
