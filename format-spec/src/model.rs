@@ -184,6 +184,10 @@ pub enum SourceKind {
     LinuxProcess,
     /// Anything else, or unknown.
     Other,
+    /// A QEMU `dump-guest-memory` ELF core file.
+    QemuDump,
+    /// A Xen `xl dump-core` file of a PV or HVM domain.
+    XenDumpCore,
 }
 
 impl SourceKind {
@@ -195,6 +199,8 @@ impl SourceKind {
             SourceKind::XenPv => 2,
             SourceKind::XenHvm => 3,
             SourceKind::LinuxProcess => 4,
+            SourceKind::QemuDump => 5,
+            SourceKind::XenDumpCore => 6,
         }
     }
 
@@ -206,6 +212,8 @@ impl SourceKind {
             2 => SourceKind::XenPv,
             3 => SourceKind::XenHvm,
             4 => SourceKind::LinuxProcess,
+            5 => SourceKind::QemuDump,
+            6 => SourceKind::XenDumpCore,
             _ => return None,
         })
     }

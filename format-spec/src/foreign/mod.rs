@@ -1,0 +1,269 @@
+//! Readers of core files that other programs write, and [`open_core`], which
+//! recognizes a file by its contents and opens it with the right reader.
+//!
+//! - a stardump snapshot goes to [`Snapshot::open`];
+//! - a QEMU `dump-guest-memory` ELF core (written with `paging=false`) to
+//!   [`QemuDump`];
+//! - a Xen `xl dump-core` file of a 64-bit PV or HVM guest to [`XenDumpCore`].
+//!
+//! Each reader implements [`Target`], so the analyzer reads all of them the
+//! same way; [`Core`] keeps the concrete reader reachable for details that
+//! only one format has.
+
+mod elf;
+mod error;
+mod qemu;
+mod xen;
+mod xen_layout;
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::Path;
+
+use memmap2::Mmap;
+
+pub use error::{CoreFileError, OpenError};
+pub use qemu::QemuDump;
+pub use xen::{XenDumpCore, XenGuestKind};
+
+use crate::model::{Metadata, VcpuState};
+use crate::snapshot::layout::PT_STARDUMP_CHUNKS;
+use crate::snapshot::Snapshot;
+use crate::target::{MemoryError, MemoryRange, Target};
+
+/// Guest page size used to split virtual reads.
+const PAGE_SIZE: u64 = 4096;
+
+/// The bytes of a core file: mapped from disk, or owned (tests, fuzzing).
+enum FileBytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    /// Maps the file at `path` read-only.
+    fn map(path: &Path) -> Result<FileBytes, OpenError> {
+        let io_error = |source| OpenError::Io { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io_error)?;
+        // SAFETY: the mapping is read-only. NOTE: another program truncating
+        // the file while it is mapped makes reads of the lost pages fault
+        // (SIGBUS); nothing here guards that.
+        let map = unsafe { Mmap::map(&file) }.map_err(io_error)?;
+        Ok(FileBytes::Mapped(map))
+    }
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(map) => map,
+            FileBytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// Returns the file name of `path` for `Metadata::target_name`.
+fn file_name(path: &Path) -> String {
+    path.file_name().unwrap_or(path.as_os_str()).to_string_lossy().into_owned()
+}
+
+/// Reads guest virtual memory page by page: `translate` maps the virtual
+/// address of each page to an address that `read` takes. Errors name the
+/// virtual address and the length of the whole request.
+fn read_virtual_paged(
+    address: u64,
+    buf: &mut [u8],
+    translate: &mut dyn FnMut(u64) -> Result<u64, MemoryError>,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
+) -> Result<(), MemoryError> {
+    let request_len = buf.len();
+    let mut done = 0;
+    while done < request_len {
+        let current = address.wrapping_add(done as u64);
+        let offset_in_page = (current % PAGE_SIZE) as usize;
+        let len = (PAGE_SIZE as usize - offset_in_page).min(request_len - done);
+        let physical = translate(current).map_err(|error| match error {
+            MemoryError::NotMapped { address, cr3, .. } => MemoryError::NotMapped { address, len: request_len, cr3 },
+            other => other,
+        })?;
+        read(physical, &mut buf[done..done + len]).map_err(|error| match error {
+            // Name the virtual address the caller asked for, not the physical one.
+            MemoryError::NotCaptured { .. } => MemoryError::NotCaptured { address: current, len: request_len },
+            MemoryError::Corrupt { reason, .. } => MemoryError::Corrupt { address: current, len: request_len, reason },
+            other => other,
+        })?;
+        done += len;
+    }
+    Ok(())
+}
+
+/// A core file of any format stardump reads.
+#[derive(Debug)]
+pub enum Core {
+    /// A stardump snapshot.
+    Snapshot(Snapshot),
+    /// A QEMU `dump-guest-memory` ELF core.
+    QemuDump(QemuDump),
+    /// A Xen `xl dump-core` file.
+    XenDumpCore(XenDumpCore),
+}
+
+impl Core {
+    /// Returns the snapshot, when the file is one.
+    pub fn as_snapshot(&self) -> Option<&Snapshot> {
+        match self {
+            Core::Snapshot(snapshot) => Some(snapshot),
+            _ => None,
+        }
+    }
+
+    /// Returns the path the file was opened from.
+    pub fn path(&self) -> &Path {
+        match self {
+            Core::Snapshot(snapshot) => snapshot.path(),
+            Core::QemuDump(dump) => dump.path(),
+            Core::XenDumpCore(dump) => dump.path(),
+        }
+    }
+
+    /// Returns a short name of the file's format ("stardump snapshot",
+    /// "QEMU dump", "xl dump-core").
+    pub fn format_name(&self) -> &'static str {
+        match self {
+            Core::Snapshot(_) => "stardump snapshot",
+            Core::QemuDump(_) => "QEMU dump",
+            Core::XenDumpCore(_) => "xl dump-core",
+        }
+    }
+
+    fn target(&self) -> &(dyn Target + Send + Sync) {
+        match self {
+            Core::Snapshot(snapshot) => snapshot,
+            Core::QemuDump(dump) => dump,
+            Core::XenDumpCore(dump) => dump,
+        }
+    }
+}
+
+impl Target for Core {
+    fn metadata(&self) -> &Metadata {
+        self.target().metadata()
+    }
+
+    fn vcpus(&self) -> &[VcpuState] {
+        self.target().vcpus()
+    }
+
+    fn read_physical(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.target().read_physical(address, buf)
+    }
+
+    fn read_virtual(&self, cr3: u64, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.target().read_virtual(cr3, address, buf)
+    }
+
+    fn memory_map(&self) -> Vec<MemoryRange> {
+        self.target().memory_map()
+    }
+}
+
+/// The formats [`detect_format`] tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Snapshot,
+    QemuDump,
+    XenDumpCore,
+}
+
+/// Returns the name of an ELF `e_type` value.
+fn elf_type_name(e_type: u16) -> String {
+    match e_type {
+        0 => "ET_NONE".into(),
+        1 => "ET_REL".into(),
+        2 => "ET_EXEC".into(),
+        3 => "ET_DYN".into(),
+        4 => "ET_CORE".into(),
+        other => format!("{other:#x}"),
+    }
+}
+
+/// Recognizes the format of `file` by its contents, or describes what the
+/// file is instead.
+fn detect_format(file: &[u8]) -> Result<Format, String> {
+    let Some((class, data, e_type)) = elf::identify(file) else {
+        let start = &file[..file.len().min(4)];
+        return Err(if start.is_empty() {
+            "the file is empty".into()
+        } else {
+            format!("no ELF magic, the file starts with {start:02x?}")
+        });
+    };
+    if class != 2 || data != 1 {
+        return Err(format!("ELF class {class} and data encoding {data}, expected 64-bit little endian"));
+    }
+    if e_type != elf::ET_CORE {
+        return Err(format!("ELF type {}", elf_type_name(e_type)));
+    }
+    let header = elf::parse_file_header(file).map_err(|error| error.to_string())?;
+
+    let program_headers = elf::parse_program_headers(file, &header);
+    if let Ok(headers) = &program_headers {
+        if headers.iter().any(|h| h.p_type == PT_STARDUMP_CHUNKS) {
+            return Ok(Format::Snapshot);
+        }
+    }
+    // A dump-core has no program headers but a .note.Xen section.
+    let sections = elf::parse_section_headers(file, &header);
+    if let Ok(sections) = &sections {
+        if xen::has_xen_note_section(sections) {
+            return Ok(Format::XenDumpCore);
+        }
+    }
+    let headers = program_headers.map_err(|error| format!("ELF core with unreadable program headers: {error}"))?;
+    let notes = qemu::segment_notes(file, &headers).map_err(|error| format!("ELF core with unreadable notes: {error}"))?;
+    if qemu::has_qemu_notes(&notes) {
+        return Ok(Format::QemuDump);
+    }
+    Err("ELF core without stardump chunks, QEMU register notes or a .note.Xen section (a process core?)".into())
+}
+
+/// Opens a stardump snapshot, a QEMU `dump-guest-memory` core or an
+/// `xl dump-core` file, recognized by its contents.
+pub fn open_core(path: &Path) -> Result<Core, OpenError> {
+    let bytes = FileBytes::map(path)?;
+    let format = detect_format(&bytes)
+        .map_err(|found| OpenError::UnknownFormat { path: path.to_path_buf(), found })?;
+    tracing::debug!(path = %path.display(), ?format, "recognized core file");
+    match format {
+        Format::Snapshot => {
+            drop(bytes);
+            Snapshot::open(path)
+                .map(Core::Snapshot)
+                .map_err(|source| OpenError::Snapshot { path: path.to_path_buf(), source })
+        }
+        Format::QemuDump => QemuDump::parse(path, bytes)
+            .map(Core::QemuDump)
+            .map_err(|source| OpenError::QemuDump { path: path.to_path_buf(), source }),
+        Format::XenDumpCore => XenDumpCore::parse(path, bytes)
+            .map(Core::XenDumpCore)
+            .map_err(|source| OpenError::XenDumpCore { path: path.to_path_buf(), source }),
+    }
+}
+
+/// Recognizes and parses a core file held in memory; `path` names it in
+/// metadata and errors. A stardump snapshot must be opened from a file, so
+/// it gets an `UnknownFormat` error naming [`Snapshot::open`].
+pub fn parse_core(path: &Path, bytes: Vec<u8>) -> Result<Core, OpenError> {
+    let format = detect_format(&bytes)
+        .map_err(|found| OpenError::UnknownFormat { path: path.to_path_buf(), found })?;
+    match format {
+        Format::Snapshot => Err(OpenError::UnknownFormat {
+            path: path.to_path_buf(),
+            found: "a stardump snapshot, which Snapshot::open reads from a file".into(),
+        }),
+        Format::QemuDump => QemuDump::from_bytes(path, bytes).map(Core::QemuDump),
+        Format::XenDumpCore => XenDumpCore::from_bytes(path, bytes).map(Core::XenDumpCore),
+    }
+}

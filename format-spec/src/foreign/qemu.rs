@@ -1,0 +1,439 @@
+//! Reader of the ELF core files that QEMU's `dump-guest-memory` command
+//! writes with `paging=false`.
+//!
+//! Such a file has one `PT_LOAD` per guest RAM block, whose `p_paddr` is
+//! the guest physical address, and per vCPU one `CORE`/`NT_PRSTATUS` note
+//! and one `QEMU` note holding `QEMUCPUState` (QEMU's `target/i386/arch_dump.c`,
+//! version 1: general registers, segments with their bases, cr0..cr4 and
+//! `kernel_gs_base`). QEMU writes all `NT_PRSTATUS` notes first and then all
+//! `QEMU` notes, in the same vCPU order, so the n-th of each belong together.
+//!
+//! Files written with `paging=true` hold guest virtual addresses in their
+//! segments; this reader does not interpret them and reads them as
+//! physical. QEMU 7.2 also writes such files with wrong segment sizes.
+
+use std::path::{Path, PathBuf};
+
+use tracing::{debug, warn};
+
+use super::elf::{self, read_u16, read_u32, read_u64, Note, ProgramHeader};
+use super::error::{CoreFileError, OpenError};
+use super::FileBytes;
+use crate::model::{Metadata, RegisterGroups, SourceKind, VcpuState};
+use crate::paging;
+use crate::target::{MemoryError, MemoryRange, Target};
+
+/// Owner name of the per-vCPU register notes QEMU adds.
+pub(super) const QEMU_NOTE_NAME: &[u8] = b"QEMU";
+/// Owner name of the standard core notes.
+const CORE_NOTE_NAME: &[u8] = b"CORE";
+/// Note type of `struct elf_prstatus`.
+const NT_PRSTATUS: u32 = 1;
+
+/// `QEMUCPUState.version` this reader understands.
+const QEMU_CPU_STATE_VERSION: u32 = 1;
+/// Length of `QEMUCPUState` version 1 on x86_64.
+const QEMU_CPU_STATE_LEN: usize = 0x1b8;
+/// Offsets in `QEMUCPUState`: `version`, `size`, then rax, rbx, rcx, rdx,
+/// rsi, rdi, rsp, rbp, r8..r15, rip, rflags as u64 from offset 8.
+const QEMU_SIZE: usize = 4;
+const QEMU_RAX: usize = 8;
+const QEMU_R8: usize = 72;
+const QEMU_RIP: usize = 136;
+const QEMU_RFLAGS: usize = 144;
+/// Segments follow rflags as `QEMUCPUSegment {u32 selector, limit, flags,
+/// pad; u64 base}` (24 bytes) in the order cs, ds, es, fs, gs, ss, ldt, tr,
+/// gdt, idt.
+const QEMU_SEGMENTS: usize = 152;
+const QEMU_SEGMENT_LEN: usize = 24;
+const QEMU_SEGMENT_BASE: usize = 16;
+/// `cr[5]` after the ten segments, then `kernel_gs_base`.
+const QEMU_CR: usize = QEMU_SEGMENTS + 10 * QEMU_SEGMENT_LEN;
+const QEMU_KERNEL_GS_BASE: usize = QEMU_CR + 5 * 8;
+
+/// Length of `struct elf_prstatus` on Linux x86_64.
+const PRSTATUS_LEN: usize = 336;
+/// Offset of `pr_pid`; QEMU stores the vCPU index plus one.
+const PRSTATUS_PID: usize = 32;
+/// Offset of `pr_reg`, a `struct user_regs_struct` of 27 u64: r15, r14,
+/// r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax,
+/// rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs.
+const PRSTATUS_REGS: usize = 112;
+
+/// One `PT_LOAD` segment: guest physical memory stored in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LoadSegment {
+    /// Guest physical address of the first byte (`p_paddr`).
+    physical_start: u64,
+    /// File offset of the first byte (`p_offset`).
+    file_offset: u64,
+    /// Bytes present in the file; less than `memory_len` when `p_filesz`
+    /// is smaller than `p_memsz` or the file is truncated.
+    file_len: u64,
+    /// Bytes of guest memory the segment covers (`p_memsz`).
+    memory_len: u64,
+}
+
+impl LoadSegment {
+    fn physical_end(&self) -> u64 {
+        self.physical_start + self.memory_len
+    }
+}
+
+/// An opened QEMU `dump-guest-memory` core file.
+pub struct QemuDump {
+    path: PathBuf,
+    bytes: FileBytes,
+    metadata: Metadata,
+    vcpus: Vec<VcpuState>,
+    /// Segments in guest physical address order, without overlaps.
+    segments: Vec<LoadSegment>,
+}
+
+/// Returns whether `notes` contain a QEMU register note, which marks a file
+/// that `dump-guest-memory` wrote.
+pub(super) fn has_qemu_notes(notes: &[Note<'_>]) -> bool {
+    notes.iter().any(|note| note.name == QEMU_NOTE_NAME)
+}
+
+/// Returns every note of every `PT_NOTE` segment.
+pub(super) fn segment_notes<'a>(file: &'a [u8], headers: &[ProgramHeader]) -> Result<Vec<Note<'a>>, CoreFileError> {
+    let mut notes = Vec::new();
+    for header in headers.iter().filter(|h| h.p_type == elf::PT_NOTE) {
+        let bytes = elf::file_range(
+            file,
+            || format!("note segment of program header {}", header.index),
+            header.p_offset,
+            header.p_filesz,
+        )?;
+        notes.extend(elf::parse_notes(bytes, header.p_offset)?);
+    }
+    Ok(notes)
+}
+
+/// Checks the `PT_LOAD` headers and returns them as segments sorted by
+/// physical address. A segment cut short by the end of the file keeps the
+/// bytes that are present; the rest reads as not captured.
+fn load_segments(file_len: u64, headers: &[ProgramHeader]) -> Result<Vec<LoadSegment>, CoreFileError> {
+    let mut segments = Vec::new();
+    for header in headers.iter().filter(|h| h.p_type == elf::PT_LOAD && h.p_memsz > 0) {
+        let invalid = |reason: String| CoreFileError::InvalidProgramHeader {
+            index: header.index,
+            offset: header.header_offset,
+            reason,
+        };
+        if header.p_filesz > header.p_memsz {
+            return Err(invalid(format!(
+                "p_filesz {:#x} is larger than p_memsz {:#x}",
+                header.p_filesz, header.p_memsz
+            )));
+        }
+        if header.p_paddr.checked_add(header.p_memsz).is_none() {
+            return Err(invalid(format!(
+                "p_paddr {:#x} + p_memsz {:#x} overflows",
+                header.p_paddr, header.p_memsz
+            )));
+        }
+        let file_end = header.p_offset.checked_add(header.p_filesz);
+        let file_len_present = match file_end {
+            Some(end) if end <= file_len => header.p_filesz,
+            _ => {
+                let present = file_len.saturating_sub(header.p_offset).min(header.p_filesz);
+                warn!(
+                    index = header.index,
+                    p_offset = format_args!("{:#x}", header.p_offset),
+                    p_filesz = format_args!("{:#x}", header.p_filesz),
+                    file_len,
+                    present,
+                    "segment extends past the end of the file; reading only the bytes present"
+                );
+                present
+            }
+        };
+        segments.push(LoadSegment {
+            physical_start: header.p_paddr,
+            file_offset: header.p_offset,
+            file_len: file_len_present,
+            memory_len: header.p_memsz,
+        });
+    }
+    segments.sort_by_key(|segment| segment.physical_start);
+    for pair in segments.windows(2) {
+        if pair[1].physical_start < pair[0].physical_end() {
+            let index = headers
+                .iter()
+                .find(|h| h.p_type == elf::PT_LOAD && h.p_paddr == pair[1].physical_start)
+                .map_or(0, |h| h.index);
+            return Err(CoreFileError::InvalidProgramHeader {
+                index,
+                offset: elf::ELF_HEADER_LEN,
+                reason: format!(
+                    "physical range {:#x}..{:#x} overlaps {:#x}..{:#x}",
+                    pair[1].physical_start,
+                    pair[1].physical_end(),
+                    pair[0].physical_start,
+                    pair[0].physical_end()
+                ),
+            });
+        }
+    }
+    Ok(segments)
+}
+
+/// Fills the general registers and selectors from an `NT_PRSTATUS` note.
+fn apply_prstatus(vcpu: &mut VcpuState, note: &Note<'_>) -> Result<(), CoreFileError> {
+    if note.desc.len() < PRSTATUS_LEN {
+        return Err(CoreFileError::InvalidNote {
+            note: "CORE NT_PRSTATUS",
+            offset: note.desc_offset,
+            reason: format!("descriptor is {} bytes, expected {PRSTATUS_LEN}", note.desc.len()),
+        });
+    }
+    let register = |index: usize| read_u64(note.desc, PRSTATUS_REGS + index * 8);
+    let pid = read_u32(note.desc, PRSTATUS_PID);
+    if pid != 0 {
+        vcpu.id = pid - 1;
+    }
+    vcpu.r15 = register(0);
+    vcpu.r14 = register(1);
+    vcpu.r13 = register(2);
+    vcpu.r12 = register(3);
+    vcpu.rbp = register(4);
+    vcpu.rbx = register(5);
+    vcpu.r11 = register(6);
+    vcpu.r10 = register(7);
+    vcpu.r9 = register(8);
+    vcpu.r8 = register(9);
+    vcpu.rax = register(10);
+    vcpu.rcx = register(11);
+    vcpu.rdx = register(12);
+    vcpu.rsi = register(13);
+    vcpu.rdi = register(14);
+    vcpu.rip = register(16);
+    vcpu.cs = register(17) as u16;
+    vcpu.rflags = register(18);
+    vcpu.rsp = register(19);
+    vcpu.ss = register(20) as u16;
+    vcpu.fs_base = register(21);
+    vcpu.gs_base = register(22);
+    vcpu.ds = register(23) as u16;
+    vcpu.es = register(24) as u16;
+    vcpu.fs = register(25) as u16;
+    vcpu.gs = register(26) as u16;
+    vcpu.present.general = true;
+    Ok(())
+}
+
+/// Fills every register `QEMUCPUState` version 1 holds.
+fn apply_qemu_state(vcpu: &mut VcpuState, note: &Note<'_>) -> Result<(), CoreFileError> {
+    let invalid = |reason: String| CoreFileError::InvalidNote { note: "QEMU", offset: note.desc_offset, reason };
+    let desc = note.desc;
+    if desc.len() < 8 {
+        return Err(invalid(format!("descriptor is {} bytes, too short for version and size", desc.len())));
+    }
+    let version = read_u32(desc, 0);
+    if version != QEMU_CPU_STATE_VERSION {
+        return Err(CoreFileError::Unsupported {
+            what: "QEMUCPUState version",
+            value: version.into(),
+            offset: note.desc_offset,
+            supported: "version 1",
+        });
+    }
+    let size = read_u32(desc, QEMU_SIZE) as usize;
+    if size < QEMU_CPU_STATE_LEN || desc.len() < QEMU_CPU_STATE_LEN {
+        return Err(invalid(format!(
+            "QEMUCPUState size field is {size:#x} and descriptor is {:#x} bytes, both must be at least {QEMU_CPU_STATE_LEN:#x}",
+            desc.len()
+        )));
+    }
+    let general = |index: usize| read_u64(desc, QEMU_RAX + index * 8);
+    vcpu.rax = general(0);
+    vcpu.rbx = general(1);
+    vcpu.rcx = general(2);
+    vcpu.rdx = general(3);
+    vcpu.rsi = general(4);
+    vcpu.rdi = general(5);
+    vcpu.rsp = general(6);
+    vcpu.rbp = general(7);
+    let high = |index: usize| read_u64(desc, QEMU_R8 + index * 8);
+    vcpu.r8 = high(0);
+    vcpu.r9 = high(1);
+    vcpu.r10 = high(2);
+    vcpu.r11 = high(3);
+    vcpu.r12 = high(4);
+    vcpu.r13 = high(5);
+    vcpu.r14 = high(6);
+    vcpu.r15 = high(7);
+    vcpu.rip = read_u64(desc, QEMU_RIP);
+    vcpu.rflags = read_u64(desc, QEMU_RFLAGS);
+
+    let segment = |index: usize| QEMU_SEGMENTS + index * QEMU_SEGMENT_LEN;
+    // A selector is 16 bits; QEMU widens it to u32 in the note.
+    let selector = |index: usize| read_u16(desc, segment(index));
+    let base = |index: usize| read_u64(desc, segment(index) + QEMU_SEGMENT_BASE);
+    vcpu.cs = selector(0);
+    vcpu.ds = selector(1);
+    vcpu.es = selector(2);
+    vcpu.fs = selector(3);
+    vcpu.gs = selector(4);
+    vcpu.ss = selector(5);
+    vcpu.fs_base = base(3);
+    vcpu.gs_base = base(4);
+    vcpu.kernel_gs_base = read_u64(desc, QEMU_KERNEL_GS_BASE);
+
+    let control = |index: usize| read_u64(desc, QEMU_CR + index * 8);
+    vcpu.cr0 = control(0);
+    vcpu.cr2 = control(2);
+    vcpu.cr3 = control(3);
+    vcpu.cr4 = control(4);
+    // NOTE: QEMUCPUState version 1 has no cr8 and no EFER, so both stay
+    // zero although `present.control` is set.
+    vcpu.present = RegisterGroups { general: true, segment_bases: true, control: true };
+    Ok(())
+}
+
+/// Builds the vCPU list: the n-th `NT_PRSTATUS` note and the n-th `QEMU`
+/// note describe the same vCPU.
+fn parse_vcpus(notes: &[Note<'_>]) -> Result<Vec<VcpuState>, CoreFileError> {
+    let prstatus: Vec<&Note<'_>> =
+        notes.iter().filter(|n| n.name == CORE_NOTE_NAME && n.note_type == NT_PRSTATUS).collect();
+    let qemu: Vec<&Note<'_>> = notes.iter().filter(|n| n.name == QEMU_NOTE_NAME).collect();
+    if prstatus.len() != qemu.len() {
+        warn!(
+            prstatus = prstatus.len(),
+            qemu = qemu.len(),
+            "the numbers of NT_PRSTATUS and QEMU notes differ; pairing them in file order"
+        );
+    }
+    let count = prstatus.len().max(qemu.len());
+    let mut vcpus = Vec::with_capacity(count);
+    for index in 0..count {
+        let mut vcpu = VcpuState { id: index as u32, ..VcpuState::default() };
+        if let Some(note) = prstatus.get(index) {
+            apply_prstatus(&mut vcpu, note)?;
+        }
+        if let Some(note) = qemu.get(index) {
+            apply_qemu_state(&mut vcpu, note)?;
+        }
+        vcpus.push(vcpu);
+    }
+    vcpus.sort_by_key(|vcpu| vcpu.id);
+    Ok(vcpus)
+}
+
+impl QemuDump {
+    /// Opens and validates a QEMU dump; the file is memory-mapped.
+    pub fn open(path: &Path) -> Result<QemuDump, OpenError> {
+        let bytes = FileBytes::map(path)?;
+        QemuDump::parse(path, bytes).map_err(|source| OpenError::QemuDump { path: path.to_path_buf(), source })
+    }
+
+    /// Parses a QEMU dump held in memory; `path` names it in metadata and errors.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<QemuDump, OpenError> {
+        QemuDump::parse(path, FileBytes::Owned(bytes))
+            .map_err(|source| OpenError::QemuDump { path: path.to_path_buf(), source })
+    }
+
+    pub(super) fn parse(path: &Path, bytes: FileBytes) -> Result<QemuDump, CoreFileError> {
+        let file: &[u8] = &bytes;
+        let header = elf::parse_file_header(file)?;
+        let program_headers = elf::parse_program_headers(file, &header)?;
+        let notes = segment_notes(file, &program_headers)?;
+        if !has_qemu_notes(&notes) && !notes.iter().any(|n| n.name == CORE_NOTE_NAME && n.note_type == NT_PRSTATUS) {
+            return Err(CoreFileError::MissingNote { note: "QEMU or CORE NT_PRSTATUS", offset: header.e_phoff });
+        }
+        let vcpus = parse_vcpus(&notes)?;
+        let segments = load_segments(file.len() as u64, &program_headers)?;
+        let metadata = Metadata {
+            source_kind: SourceKind::QemuDump,
+            target_name: super::file_name(path),
+            // NOTE: the file records neither QEMU's version nor the time of
+            // the dump, so the version is None and the time 0.
+            hypervisor_version: None,
+            ..Metadata::default()
+        };
+        debug!(
+            path = %path.display(),
+            vcpus = vcpus.len(),
+            segments = segments.len(),
+            "opened QEMU dump"
+        );
+        Ok(QemuDump { path: path.to_path_buf(), bytes, metadata, vcpus, segments })
+    }
+
+    /// Path the dump was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Returns the segment covering `address`.
+    fn find_segment(&self, address: u64) -> Option<&LoadSegment> {
+        let after = self.segments.partition_point(|segment| segment.physical_start <= address);
+        let segment = self.segments.get(after.checked_sub(1)?)?;
+        (address < segment.physical_end()).then_some(segment)
+    }
+}
+
+impl Target for QemuDump {
+    fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    fn vcpus(&self) -> &[VcpuState] {
+        &self.vcpus
+    }
+
+    fn read_physical(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len();
+        if address.checked_add(len as u64).is_none() {
+            return Err(MemoryError::NotCaptured { address, len });
+        }
+        let mut done = 0;
+        while done < len {
+            let current = address + done as u64;
+            let not_captured = MemoryError::NotCaptured { address: current, len };
+            let segment = self.find_segment(current).ok_or(not_captured.clone())?;
+            let offset_in_segment = current - segment.physical_start;
+            // Bytes past p_filesz exist in the guest but are not in the file.
+            if offset_in_segment >= segment.file_len {
+                return Err(not_captured);
+            }
+            let count = (segment.file_len - offset_in_segment).min((len - done) as u64) as usize;
+            let start = (segment.file_offset + offset_in_segment) as usize;
+            buf[done..done + count].copy_from_slice(&self.bytes[start..start + count]);
+            done += count;
+        }
+        Ok(())
+    }
+
+    fn read_virtual(&self, cr3: u64, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let mut translate = |virtual_address: u64| {
+            let mut read = |physical: u64, out: &mut [u8]| self.read_physical(physical, out);
+            paging::translate(&mut read, cr3, virtual_address)
+        };
+        let mut read = |physical: u64, out: &mut [u8]| self.read_physical(physical, out);
+        super::read_virtual_paged(address, buf, &mut translate, &mut read)
+    }
+
+    fn memory_map(&self) -> Vec<MemoryRange> {
+        let mut ranges: Vec<MemoryRange> = Vec::new();
+        for segment in self.segments.iter().filter(|segment| segment.file_len > 0) {
+            match ranges.last_mut() {
+                Some(last) if last.start + last.len_bytes == segment.physical_start => last.len_bytes += segment.file_len,
+                _ => ranges.push(MemoryRange { start: segment.physical_start, len_bytes: segment.file_len }),
+            }
+        }
+        ranges
+    }
+}
+
+impl std::fmt::Debug for QemuDump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QemuDump")
+            .field("path", &self.path)
+            .field("vcpus", &self.vcpus.len())
+            .field("segments", &self.segments.len())
+            .finish_non_exhaustive()
+    }
+}
