@@ -27,7 +27,7 @@ use crate::walk;
 /// `XEN_INVALID_MAX_VCPU_ID`: the domain has no vCPU.
 const INVALID_MAX_VCPU_ID: u32 = !0;
 
-/// What happens to the domain once its memory is copied.
+/// The action taken on the domain once its memory is copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterCapture {
     /// Unpause it.
@@ -38,14 +38,14 @@ pub enum AfterCapture {
     Destroy,
 }
 
-/// What to capture and how.
+/// Options of one Xen capture.
 #[derive(Debug, Clone)]
 pub struct XenCaptureOptions {
     /// The domain: an id or a xenstore name.
     pub domain: String,
     /// The snapshot's final path.
     pub output: PathBuf,
-    /// What happens to the domain after the copy.
+    /// The action taken on the domain after the copy.
     pub after: AfterCapture,
     /// Set to a signal number by the caller's signal handler.
     pub cancel: Option<Arc<AtomicUsize>>,

@@ -83,12 +83,12 @@ pub fn vcpu_from_pv_context(id: u32, bytes: &[u8]) -> Option<VcpuState> {
     })
 }
 
-/// Why an HVM context blob did not parse: the offset and what is wrong.
+/// A parse error in an HVM context blob: the offset and the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HvmContextError {
     /// Byte offset of the record that is wrong.
     pub offset: usize,
-    /// What is wrong.
+    /// The problem found.
     pub reason: String,
 }
 
@@ -193,7 +193,7 @@ mod tests {
         bytes[offset..offset + 2].copy_from_slice(&value.to_le_bytes());
     }
 
-    /// A PV context whose registers hold recognisable values.
+    /// Builds a PV context whose registers contain recognisable values.
     fn pv_context(in_kernel: bool) -> Vec<u8> {
         use pv::regs::*;
         let mut bytes = vec![0u8; pv::SIZE];
@@ -210,7 +210,8 @@ mod tests {
         for (offset, value) in [(CS, 0xe033), (SS, 0xe02b), (DS, 0x2b), (ES, 0x2c), (FS, 0x2d), (GS, 0x2e)] {
             put_u16(&mut bytes, pv::USER_REGS + offset, value);
         }
-        // Padding after cs holds saved_upcall_mask; it must not leak in.
+        // The padding after cs contains saved_upcall_mask, which must not
+        // leak into the selector.
         bytes[pv::USER_REGS + CS + 4] = 0xff;
         put_u64(&mut bytes, pv::CTRLREG, 0x8); // cr0.TS only
         put_u64(&mut bytes, pv::CTRLREG + 2 * 8, 0xdead_0000);

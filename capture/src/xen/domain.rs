@@ -31,7 +31,7 @@ const LIST_BATCH: usize = 256;
 /// Bytes of a `xen_pfn_t`; the bindings assume x86_64.
 const _: () = assert!(std::mem::size_of::<XenPfn>() == 8);
 
-/// How a domain is virtualised.
+/// The virtualisation mode of a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DomainKind {

@@ -22,7 +22,7 @@ impl fmt::Display for Errno {
     }
 }
 
-/// Why a Xen call or a Xen capture failed.
+/// Errors of the Xen bindings and of a Xen capture.
 #[derive(Debug, thiserror::Error)]
 pub enum XenError {
     /// A library call that takes no domain failed.
@@ -101,15 +101,15 @@ pub enum XenError {
         domid: u32,
         /// Byte offset in the blob where the problem is.
         offset: usize,
-        /// What is wrong.
+        /// The problem found.
         reason: String,
     },
-    /// An address computed from Xen's answers overflowed.
+    /// A value computed from Xen's replies overflowed.
     #[error("domain {domid}: {what} {value:#x} is out of range")]
     OutOfRange {
         /// The domain.
         domid: u32,
-        /// Which quantity overflowed.
+        /// Name of the quantity that overflowed.
         what: &'static str,
         /// The value that overflowed.
         value: u64,

@@ -1,5 +1,5 @@
-//! [`FrameMap`]: which machine frame (MFN) holds each guest frame (PFN) of
-//! a PV domain, and the rewriting of PV page tables from MFNs to PFNs.
+//! [`FrameMap`]: the machine frame (MFN) that contains each guest frame
+//! (PFN) of a PV domain, and the rewriting of PV page tables from MFNs to PFNs.
 //!
 //! A PV guest's cr3 and page-table entries hold machine frame numbers. The
 //! snapshot stores memory by guest frame, and its readers walk page tables
@@ -18,12 +18,13 @@ const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 const PRESENT: u64 = 1 << 0;
 const PAGE_SIZE_BIT: u64 = 1 << 7;
 /// Top-level slots 256-271 (0xffff800000000000-0xffff87ffffffffff) belong
-/// to Xen in every 64-bit PV guest's L4 table (ROOT_PAGETABLE_FIRST_XEN_SLOT
-/// and ROOT_PAGETABLE_LAST_XEN_SLOT in Xen 4.17's asm/config.h); they map
-/// Xen itself and the read-only M2P table.
+/// to Xen in every 64-bit PV guest's L4 table, as
+/// ROOT_PAGETABLE_FIRST_XEN_SLOT and ROOT_PAGETABLE_LAST_XEN_SLOT in Xen
+/// 4.17's asm/config.h define them. They map Xen itself and the read-only
+/// M2P table.
 const XEN_L4_SLOTS: std::ops::RangeInclusive<usize> = 256..=271;
 
-/// The machine frames of a PV domain and the guest frame each one holds.
+/// The machine frames of a PV domain and the guest frame each one contains.
 #[derive(Debug, Default)]
 pub struct FrameMap {
     by_pfn: BTreeMap<u64, u64>,
@@ -36,7 +37,7 @@ impl FrameMap {
         FrameMap::default()
     }
 
-    /// Records that machine frame `mfn` holds guest frame `pfn`. Returns
+    /// Records that machine frame `mfn` contains guest frame `pfn`. Returns
     /// the machine frame already recorded for `pfn` and changes nothing
     /// when there is one, because then the M2P table is inconsistent for
     /// that guest frame.
@@ -52,7 +53,7 @@ impl FrameMap {
         Ok(())
     }
 
-    /// Returns the guest frame that machine frame `mfn` holds, if `mfn`
+    /// Returns the guest frame that machine frame `mfn` contains, if `mfn`
     /// is one of the domain's frames.
     pub fn pfn_of(&self, mfn: u64) -> Option<u64> {
         self.by_mfn.get(&mfn).copied()
@@ -81,7 +82,7 @@ impl FrameMap {
     }
 }
 
-/// What [`canonicalize_page_table`] did to the entries of one or more pages.
+/// Counts of the entries [`canonicalize_page_table`] rewrote or cleared.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CanonicalCounts {
     /// Present entries whose machine frame was replaced by a guest frame.
@@ -189,9 +190,9 @@ mod tests {
     #[test]
     fn cr3_keeps_low_bits() {
         let frames = frames();
-        assert_eq!(frames.translate_cr3(0x12_3456_000), Some(0x40_0000));
-        assert_eq!(frames.translate_cr3(0x3_0000_000 | 0x18), Some(0x2000 | 0x18));
-        assert_eq!(frames.translate_cr3(0x5_5555_000), None);
+        assert_eq!(frames.translate_cr3(0x12_3456 << 12), Some(0x40_0000));
+        assert_eq!(frames.translate_cr3((0x3_0000 << 12) | 0x18), Some(0x2000 | 0x18));
+        assert_eq!(frames.translate_cr3(0x5_5555 << 12), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ mod pfinfo {
     pub const LEVEL_MASK: u64 = 0x7;
 }
 
-/// What the copy read and what it could not.
+/// Counts and ranges of what the copy read and what it left out.
 #[derive(Debug, Default)]
 pub struct CopyReport {
     /// Guest frame ranges copied, in order.

@@ -20,7 +20,7 @@
 //!
 //! Memory of a PV domain: stardump does not rely on the P2M list, because
 //! a guest that never published it in its shared_info (a small unikernel
-//! usually does not) makes `xl dump-core` fail. Instead it asks Xen for
+//! usually does not) makes `xl dump-core` fail. Instead it requests
 //! the page type of every machine frame of the host
 //! (`XEN_DOMCTL_getpageframeinfo3`, 1024 frames per call), which reports
 //! the frames the domain does not own as invalid, so the domain's frames

@@ -126,7 +126,7 @@ impl XenCtrl {
 
     /// Returns the domain's HVM context: a sequence of save records.
     pub fn hvm_context(&self, domid: u32) -> Result<Vec<u8>, XenError> {
-        // SAFETY: a null buffer asks for the size only.
+        // SAFETY: with a null buffer the call returns the size and writes nothing.
         let size = unsafe { xc_domain_hvm_getcontext(self.raw(), domid, std::ptr::null_mut(), 0) };
         if size < 0 {
             return Err(domain_error("xc_domain_hvm_getcontext", domid));
@@ -168,7 +168,7 @@ impl XenCtrl {
     /// domain does not own gets `XEN_DOMCTL_PFINFO_XTAB`.
     pub fn frame_types(&self, domid: u32, frames: &mut [u64]) -> Result<(), XenError> {
         assert!(frames.len() <= PFN_TYPE_BATCH, "at most {PFN_TYPE_BATCH} frames per call");
-        // SAFETY: `frames` holds `frames.len()` xen_pfn_t values (u64 on
+        // SAFETY: `frames` contains `frames.len()` xen_pfn_t values (u64 on
         // x86_64) that the call reads and overwrites in place.
         match unsafe { xc_get_pfn_type_batch(self.raw(), domid, frames.len() as c_uint, frames.as_mut_ptr()) } {
             0 => Ok(()),

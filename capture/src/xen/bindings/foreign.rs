@@ -95,9 +95,9 @@ impl ForeignMapping<'_> {
             return Err(Errno(error.abs()));
         }
         let address = self.address.expect("a mapping of at least one frame");
-        // SAFETY: the mapping covers `len()` pages from `address` and the
-        // frame at `index` mapped without error, so its page is readable;
-        // touching a frame that failed would raise SIGBUS, which the check
+        // SAFETY: the mapping covers `len()` pages from `address`, and the
+        // frame at `index` mapped without error, so its page is readable.
+        // Touching a frame that failed would raise SIGBUS, which the check
         // above rules out. The guest may write the page concurrently
         // unless paused, so the bytes are copied, never borrowed.
         unsafe {
