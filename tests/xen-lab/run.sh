@@ -55,22 +55,34 @@ XEN_GZ=$(ls /boot/xen-4.17-amd64.gz 2>/dev/null || ls /boot/xen-4.17*.gz | head 
 CACHE_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/stardump/xen-lab
 RECIPE_HASH=$(sha256sum "$HERE/rootfs-recipe.sh" | cut -c1-16)
 CACHE=$CACHE_ROOT/$RECIPE_HASH
+mkdir -p "$CACHE"
+# Concurrent runs wait here instead of building the same cache twice.
+exec 9>"$CACHE/.lock"
+flock 9
 if [ ! -f "$CACHE/rootfs.ext4" ] || [ ! -f "$CACHE/vmlinuz" ] || [ ! -f "$CACHE/initrd.img" ]; then
 	echo "lab: building the dom0 root file system in $CACHE (recipe $RECIPE_HASH)"
 	build_start=$(now)
-	mkdir -p "$CACHE"
-	timeout 900 "$HERE/rootfs-recipe.sh" "$CACHE/rootfs" >"$CACHE/build.log" 2>&1 || {
+	# Built in a scratch folder and moved into place, so an interrupted build
+	# never leaves files that look like a finished cache.
+	rm -rf "$CACHE/scratch"
+	mkdir -p "$CACHE/scratch"
+	timeout 900 "$HERE/rootfs-recipe.sh" "$CACHE/scratch/rootfs" >"$CACHE/build.log" 2>&1 || {
 		echo "lab: the root file system build failed; the end of $CACHE/build.log:" >&2
 		tail -n 30 "$CACHE/build.log" >&2
 		exit 1
 	}
+	mv "$CACHE/scratch/vmlinuz" "$CACHE/scratch/initrd.img" "$CACHE/"
+	mv "$CACHE/scratch/rootfs.ext4" "$CACHE/rootfs.ext4"
+	rm -rf "$CACHE/scratch"
 	echo "lab: root file system built in $(elapsed "$build_start") s"
 else
 	echo "lab: using the cached root file system in $CACHE"
 fi
 if [ ! -f "$CACHE/xen" ] || [ "$XEN_GZ" -nt "$CACHE/xen" ]; then
-	gunzip -c "$XEN_GZ" >"$CACHE/xen"
+	gunzip -c "$XEN_GZ" >"$CACHE/xen.tmp"
+	mv "$CACHE/xen.tmp" "$CACHE/xen"
 fi
+flock -u 9
 
 # Per-run files: a copy of the root file system with the init script, and
 # the results disk holding the guest images, the plan and the capture binary.
@@ -113,7 +125,7 @@ o0-null unikernel-xen-pv-O0-fp.elf mode=null
 o0-div0 unikernel-xen-pv-O0-fp.elf mode=div0
 o2-exit unikernel-xen-pv-O2-nofp.elf mode=exit
 PLAN
-mkfs.ext4 -q -F -L results -d "$WORK/disk" "$WORK/results.ext4" 1G
+mkfs.ext4 -q -F -L results -d "$WORK/disk" "$WORK/results.ext4" 1G >/dev/null
 
 echo "lab: booting Xen and dom0 under QEMU (TCG), at most $QEMU_TIMEOUT s"
 qemu_start=$(now)

@@ -15,8 +15,12 @@ NR == 1 { next }
 function show(name, step) {
 	key = name SUBSEP step
 	if (!(key in status)) return "-"
-	return sprintf("status %s, %s s%s", status[key], seconds[key],
-		bytes[key] == "" ? "" : ", " bytes[key] " bytes")
+	size = ""
+	if (bytes[key] == "missing")
+		size = ", no file"
+	else if (bytes[key] != "")
+		size = ", " bytes[key] " bytes"
+	return sprintf("status %s, %s s%s", status[key], seconds[key], size)
 }
 END {
 	for (i = 1; i <= n; i++) {
