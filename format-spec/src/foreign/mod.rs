@@ -222,6 +222,11 @@ fn detect_format(file: &[u8]) -> Result<Format, String> {
         }
     }
     let headers = program_headers.map_err(|error| format!("ELF core with unreadable program headers: {error}"))?;
+    if let (true, Err(error)) = (headers.is_empty(), &sections) {
+        return Err(format!(
+            "ELF core without program headers whose section headers cannot be read (a truncated xl dump-core?): {error}"
+        ));
+    }
     let notes = qemu::segment_notes(file, &headers).map_err(|error| format!("ELF core with unreadable notes: {error}"))?;
     if qemu::has_qemu_notes(&notes) {
         return Ok(Format::QemuDump);
