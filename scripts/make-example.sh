@@ -39,6 +39,6 @@ grep -q 'stardust-test: halted in crash_halt' "$work/serial.log" \
     || { echo "the guest did not reach crash_halt; serial output:" >&2; cat "$work/serial.log" >&2; exit 1; }
 
 mkdir -p "$out"
-./target/release/stardump-capture "gdb:127.0.0.1:$port" -o "$out/unikernel-ud2.sdump"
+./target/release/stardump-capture "gdb:127.0.0.1:$port" -o "$out/unikernel-ud2.sdump" --image "$image"
 cp "$image" "$out/unikernel-O2-fp.elf"
 ./target/release/stardump bt "$out/unikernel-ud2.sdump" --image "$out/unikernel-O2-fp.elf"

@@ -54,6 +54,9 @@ pub struct CaptureOptions {
     pub cancel: Option<Arc<AtomicUsize>>,
     /// Compression settings.
     pub writer: WriterOptions,
+    /// GNU build id of the unikernel image, stored so the analyzer can warn
+    /// when it is given a different image.
+    pub image_build_id: Option<Vec<u8>>,
 }
 
 /// Totals of a finished capture, for the one-line summary and `--json`.
@@ -178,6 +181,7 @@ pub fn capture(options: &CaptureOptions) -> Result<CaptureSummary, CaptureError>
     check_cancel(&options.cancel)?;
     let mut metadata = target.metadata().clone();
     metadata.pause_time_us = pause_time_us;
+    metadata.image_build_id = options.image_build_id.clone();
     for vcpu in target.vcpus() {
         writer.add_vcpu(vcpu);
     }

@@ -54,6 +54,11 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
 
+    /// The unikernel's ELF image: its GNU build id is stored in the
+    /// snapshot, so the analyzer warns when given a different image.
+    #[arg(long, value_name = "ELF")]
+    image: Option<PathBuf>,
+
     /// Print the summary as a JSON object.
     #[arg(long)]
     json: bool,
@@ -171,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             zstd_level: cli.zstd_level,
             ..WriterOptions::default()
         },
+        image_build_id: read_build_id(cli.image.as_deref())?,
     };
     let summary = capture(&options)?;
     print_summary(&summary, cli.json)
@@ -264,4 +270,20 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+/// Reads the GNU build id of the ELF file at `path`, if a path was given.
+fn read_build_id(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    use object::Object as _;
+
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let data = std::fs::read(path).with_context(|| format!("reading image {}", path.display()))?;
+    let file = object::File::parse(&*data).with_context(|| format!("parsing image {}", path.display()))?;
+    let build_id = file
+        .build_id()
+        .with_context(|| format!("reading the build id of {}", path.display()))?
+        .with_context(|| format!("image {} has no GNU build id note", path.display()))?;
+    Ok(Some(build_id.to_vec()))
 }

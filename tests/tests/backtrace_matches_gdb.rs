@@ -163,6 +163,8 @@ fn check_case(variant: &str, mode: &str, marker: &str, work_dir: &Path) -> Vec<S
         .arg("-o")
         .arg(&snapshot)
         .arg("--leave-paused")
+        .arg("--image")
+        .arg(&image)
         .output()
         .expect("running stardump-capture");
     assert!(

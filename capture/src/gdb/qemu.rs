@@ -33,11 +33,28 @@ pub fn set_phys_mem_mode(client: &mut GdbClient, physical: bool) -> Result<(), G
     Ok(())
 }
 
-/// Returns QEMU's version as `QEMU 7.2.22 (...)`, from the monitor's
-/// `info version`.
+/// Returns QEMU's version as `QEMU 7.2.22 (Debian 1:7.2+dfsg-7)`, from the
+/// monitor's `info version`.
 pub fn version(client: &mut GdbClient) -> Result<String, GdbError> {
     let output = client.monitor("info version")?;
-    Ok(format!("QEMU {}", output.trim()))
+    Ok(format_version(&output))
+}
+
+/// Formats the output of `info version`. QEMU prints its version and the
+/// distribution's package version with nothing between them
+/// (`7.2.22Debian 1:7.2+dfsg-7`), so the package version is split off.
+fn format_version(output: &str) -> String {
+    let output = output.trim();
+    let number_len = output
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(output.len());
+    let (number, package) = output.split_at(number_len);
+    let package = package.trim();
+    if package.is_empty() || package.starts_with('(') {
+        format!("QEMU {number}{}{package}", if package.is_empty() { "" } else { " " })
+    } else {
+        format!("QEMU {number} ({package})")
+    }
 }
 
 /// Reads the guest's RAM ranges from the monitor's `info mtree -f`.
@@ -93,6 +110,13 @@ pub fn parse_mtree_ram(output: &str) -> Vec<MemoryRange> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn version_splits_package() {
+        assert_eq!(super::format_version("7.2.22Debian 1:7.2+dfsg-7\n"), "QEMU 7.2.22 (Debian 1:7.2+dfsg-7)");
+        assert_eq!(super::format_version("8.0.0"), "QEMU 8.0.0");
+        assert_eq!(super::format_version("8.0.0 (v8.0.0)"), "QEMU 8.0.0 (v8.0.0)");
+    }
+
     use super::*;
 
     const MICROVM_MTREE: &str = "FlatView #0
