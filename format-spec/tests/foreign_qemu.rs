@@ -133,10 +133,8 @@ fn symbol_bytes(image: &[u8], name: &str) -> (u64, Vec<u8>) {
         .find(|symbol| symbol.name() == Ok(name))
         .unwrap_or_else(|| panic!("symbol {name} not in the kernel image"));
     let section = file.section_by_index(symbol.section_index().expect("symbol has a section")).unwrap();
-    let bytes = section
-        .data_range(symbol.address(), symbol.size())
-        .expect("section data")
-        .expect("symbol lies in its section");
+    let bytes =
+        section.data_range(symbol.address(), symbol.size()).expect("section data").expect("symbol lies in its section");
     (symbol.address(), bytes.to_vec())
 }
 
@@ -209,10 +207,7 @@ fn qemu_dump_reads_registers_and_memory() {
     assert_eq!(ranges.first().map(|r| r.start), Some(0));
     assert!(ranges.iter().any(|r| r.start + r.len_bytes == 64 << 20), "{ranges:?}");
     let mut byte = [0u8; 1];
-    assert_eq!(
-        core.read_physical(64 << 20, &mut byte),
-        Err(MemoryError::NotCaptured { address: 64 << 20, len: 1 })
-    );
+    assert_eq!(core.read_physical(64 << 20, &mut byte), Err(MemoryError::NotCaptured { address: 64 << 20, len: 1 }));
     let mut straddling = [0u8; 16];
     assert_eq!(
         core.read_physical((64 << 20) - 8, &mut straddling),

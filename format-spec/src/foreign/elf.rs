@@ -41,7 +41,7 @@ pub fn read_u64(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Returns `file[offset..offset + len]`, or a truncation error naming `part`.
-pub fn file_range<'a>(file: &'a [u8], part: impl FnOnce() -> String, offset: u64, len: u64) -> Result<&'a [u8], CoreFileError> {
+pub fn file_range(file: &[u8], part: impl FnOnce() -> String, offset: u64, len: u64) -> Result<&[u8], CoreFileError> {
     let file_len = file.len() as u64;
     match offset.checked_add(len) {
         Some(end) if end <= file_len => Ok(&file[offset as usize..end as usize]),
@@ -135,7 +135,8 @@ pub fn identify(file: &[u8]) -> Option<(u8, u8, u16)> {
 /// Parses the file header of a little-endian x86_64 ELF64 core file.
 pub fn parse_file_header(file: &[u8]) -> Result<FileHeader, CoreFileError> {
     let header = file_range(file, || "ELF header".into(), 0, ELF_HEADER_LEN)?;
-    let invalid = |offset: u64, field, value: u64, expected| CoreFileError::InvalidElfHeader { offset, field, value, expected };
+    let invalid =
+        |offset: u64, field, value: u64, expected| CoreFileError::InvalidElfHeader { offset, field, value, expected };
     if header[0..4] != [0x7f, b'E', b'L', b'F'] {
         return Err(invalid(0, "e_ident[EI_MAG]", u64::from(read_u32(header, 0)), "0x464c457f (\\x7fELF)"));
     }

@@ -27,6 +27,7 @@ pub use qemu::QemuDump;
 pub use xen::{XenDumpCore, XenGuestKind};
 
 use crate::model::{Metadata, VcpuState};
+use crate::paging::ReadPhysical;
 use crate::snapshot::layout::PT_STARDUMP_CHUNKS;
 use crate::snapshot::Snapshot;
 use crate::target::{MemoryError, MemoryRange, Target};
@@ -76,7 +77,7 @@ fn read_virtual_paged(
     address: u64,
     buf: &mut [u8],
     translate: &mut dyn FnMut(u64) -> Result<u64, MemoryError>,
-    read: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MemoryError>,
+    read: &mut ReadPhysical<'_>,
 ) -> Result<(), MemoryError> {
     let request_len = buf.len();
     let mut done = 0;

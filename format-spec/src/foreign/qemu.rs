@@ -72,6 +72,9 @@ struct LoadSegment {
     file_len: u64,
     /// Bytes of guest memory the segment covers (`p_memsz`).
     memory_len: u64,
+    /// Position and file offset of the program header, for errors.
+    header_index: usize,
+    header_offset: u64,
 }
 
 impl LoadSegment {
@@ -129,10 +132,7 @@ fn load_segments(file_len: u64, headers: &[ProgramHeader]) -> Result<Vec<LoadSeg
             )));
         }
         if header.p_paddr.checked_add(header.p_memsz).is_none() {
-            return Err(invalid(format!(
-                "p_paddr {:#x} + p_memsz {:#x} overflows",
-                header.p_paddr, header.p_memsz
-            )));
+            return Err(invalid(format!("p_paddr {:#x} + p_memsz {:#x} overflows", header.p_paddr, header.p_memsz)));
         }
         let file_end = header.p_offset.checked_add(header.p_filesz);
         let file_len_present = match file_end {
@@ -155,24 +155,23 @@ fn load_segments(file_len: u64, headers: &[ProgramHeader]) -> Result<Vec<LoadSeg
             file_offset: header.p_offset,
             file_len: file_len_present,
             memory_len: header.p_memsz,
+            header_index: header.index,
+            header_offset: header.header_offset,
         });
     }
     segments.sort_by_key(|segment| segment.physical_start);
     for pair in segments.windows(2) {
         if pair[1].physical_start < pair[0].physical_end() {
-            let index = headers
-                .iter()
-                .find(|h| h.p_type == elf::PT_LOAD && h.p_paddr == pair[1].physical_start)
-                .map_or(0, |h| h.index);
             return Err(CoreFileError::InvalidProgramHeader {
-                index,
-                offset: elf::ELF_HEADER_LEN,
+                index: pair[1].header_index,
+                offset: pair[1].header_offset,
                 reason: format!(
-                    "physical range {:#x}..{:#x} overlaps {:#x}..{:#x}",
+                    "physical range {:#x}..{:#x} overlaps {:#x}..{:#x} of program header {}",
                     pair[1].physical_start,
                     pair[1].physical_end(),
                     pair[0].physical_start,
-                    pair[0].physical_end()
+                    pair[0].physical_end(),
+                    pair[0].header_index
                 ),
             });
         }
@@ -420,7 +419,9 @@ impl Target for QemuDump {
         let mut ranges: Vec<MemoryRange> = Vec::new();
         for segment in self.segments.iter().filter(|segment| segment.file_len > 0) {
             match ranges.last_mut() {
-                Some(last) if last.start + last.len_bytes == segment.physical_start => last.len_bytes += segment.file_len,
+                Some(last) if last.start + last.len_bytes == segment.physical_start => {
+                    last.len_bytes += segment.file_len
+                }
                 _ => ranges.push(MemoryRange { start: segment.physical_start, len_bytes: segment.file_len }),
             }
         }
@@ -435,5 +436,179 @@ impl std::fmt::Debug for QemuDump {
             .field("vcpus", &self.vcpus.len())
             .field("segments", &self.segments.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appends a note with 4-byte padding after the name and the descriptor.
+    fn push_note(out: &mut Vec<u8>, name: &[u8], note_type: u32, desc: &[u8]) {
+        out.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+        out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        out.extend_from_slice(&note_type.to_le_bytes());
+        out.extend_from_slice(name);
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(desc);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+
+    fn qemu_state(rip: u64, cr3: u64) -> Vec<u8> {
+        let mut desc = vec![0u8; QEMU_CPU_STATE_LEN];
+        desc[0..4].copy_from_slice(&QEMU_CPU_STATE_VERSION.to_le_bytes());
+        desc[4..8].copy_from_slice(&(QEMU_CPU_STATE_LEN as u32).to_le_bytes());
+        desc[QEMU_RIP..QEMU_RIP + 8].copy_from_slice(&rip.to_le_bytes());
+        desc[QEMU_CR + 24..QEMU_CR + 32].copy_from_slice(&cr3.to_le_bytes());
+        let gs = QEMU_SEGMENTS + 4 * QEMU_SEGMENT_LEN;
+        desc[gs..gs + 2].copy_from_slice(&0x18u16.to_le_bytes());
+        desc[gs + QEMU_SEGMENT_BASE..gs + QEMU_SEGMENT_BASE + 8].copy_from_slice(&0xabcdu64.to_le_bytes());
+        desc[QEMU_KERNEL_GS_BASE..QEMU_KERNEL_GS_BASE + 8].copy_from_slice(&0x7777u64.to_le_bytes());
+        desc
+    }
+
+    fn prstatus(pid: u32, rip: u64) -> Vec<u8> {
+        let mut desc = vec![0u8; PRSTATUS_LEN];
+        desc[PRSTATUS_PID..PRSTATUS_PID + 4].copy_from_slice(&pid.to_le_bytes());
+        desc[PRSTATUS_REGS + 16 * 8..PRSTATUS_REGS + 17 * 8].copy_from_slice(&rip.to_le_bytes());
+        desc
+    }
+
+    /// One PT_LOAD: (p_paddr, contents, p_memsz).
+    type Load = (u64, Vec<u8>, u64);
+
+    /// Builds a core file with a PT_NOTE segment holding `notes` and the
+    /// given PT_LOAD segments, laid out as QEMU lays them out.
+    fn build(notes: &[u8], loads: &[Load]) -> Vec<u8> {
+        let phnum = 1 + loads.len();
+        let mut file = vec![0u8; 64 + phnum * 56];
+        file[0..4].copy_from_slice(b"\x7fELF");
+        file[4] = 2;
+        file[5] = 1;
+        file[16..18].copy_from_slice(&elf::ET_CORE.to_le_bytes());
+        file[18..20].copy_from_slice(&elf::EM_X86_64.to_le_bytes());
+        file[32..40].copy_from_slice(&64u64.to_le_bytes());
+        file[54..56].copy_from_slice(&56u16.to_le_bytes());
+        file[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
+        let mut headers = Vec::new();
+        headers.push((elf::PT_NOTE, file.len() as u64, 0u64, notes.len() as u64, notes.len() as u64));
+        file.extend_from_slice(notes);
+        for (paddr, contents, memsz) in loads {
+            headers.push((elf::PT_LOAD, file.len() as u64, *paddr, contents.len() as u64, *memsz));
+            file.extend_from_slice(contents);
+        }
+        for (index, (p_type, offset, paddr, filesz, memsz)) in headers.into_iter().enumerate() {
+            let at = 64 + index * 56;
+            file[at..at + 4].copy_from_slice(&p_type.to_le_bytes());
+            file[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
+            file[at + 16..at + 24].copy_from_slice(&paddr.to_le_bytes());
+            file[at + 24..at + 32].copy_from_slice(&paddr.to_le_bytes());
+            file[at + 32..at + 40].copy_from_slice(&filesz.to_le_bytes());
+            file[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
+        }
+        file
+    }
+
+    fn two_vcpu_notes() -> Vec<u8> {
+        let mut notes = Vec::new();
+        push_note(&mut notes, CORE_NOTE_NAME, NT_PRSTATUS, &prstatus(1, 0x1000));
+        push_note(&mut notes, CORE_NOTE_NAME, NT_PRSTATUS, &prstatus(2, 0x2000));
+        push_note(&mut notes, QEMU_NOTE_NAME, 0, &qemu_state(0x1000, 0x5000));
+        push_note(&mut notes, QEMU_NOTE_NAME, 0, &qemu_state(0x2000, 0x6000));
+        notes
+    }
+
+    fn parse(bytes: Vec<u8>) -> Result<QemuDump, CoreFileError> {
+        QemuDump::parse(Path::new("test.core"), FileBytes::Owned(bytes))
+    }
+
+    #[test]
+    fn vcpus_pair_prstatus_and_qemu_notes() {
+        let dump = parse(build(&two_vcpu_notes(), &[(0, vec![1; 4096], 4096)])).unwrap();
+        let vcpus = dump.vcpus();
+        assert_eq!(vcpus.len(), 2);
+        assert_eq!((vcpus[0].id, vcpus[0].rip, vcpus[0].cr3), (0, 0x1000, 0x5000));
+        assert_eq!((vcpus[1].id, vcpus[1].rip, vcpus[1].cr3), (1, 0x2000, 0x6000));
+        assert_eq!((vcpus[0].gs, vcpus[0].gs_base, vcpus[0].kernel_gs_base), (0x18, 0xabcd, 0x7777));
+        assert!(vcpus[0].present.control);
+    }
+
+    #[test]
+    fn tail_past_filesz_is_not_captured() {
+        let loads = [(0x1000, vec![7; 0x800], 0x1000), (0x4000, vec![9; 0x1000], 0x1000)];
+        let dump = parse(build(&two_vcpu_notes(), &loads)).unwrap();
+        let mut buf = [0u8; 4];
+        dump.read_physical(0x17fc, &mut buf).unwrap();
+        assert_eq!(buf, [7; 4]);
+        assert_eq!(dump.read_physical(0x17fe, &mut buf), Err(MemoryError::NotCaptured { address: 0x1800, len: 4 }));
+        assert_eq!(dump.read_physical(0x2000, &mut buf), Err(MemoryError::NotCaptured { address: 0x2000, len: 4 }));
+        assert_eq!(
+            dump.memory_map(),
+            vec![MemoryRange { start: 0x1000, len_bytes: 0x800 }, MemoryRange { start: 0x4000, len_bytes: 0x1000 }]
+        );
+    }
+
+    #[test]
+    fn truncated_segment_keeps_bytes_present() {
+        let mut bytes = build(&two_vcpu_notes(), &[(0, vec![3; 0x2000], 0x2000)]);
+        bytes.truncate(bytes.len() - 0x1000);
+        let dump = parse(bytes).unwrap();
+        let mut buf = [0u8; 2];
+        dump.read_physical(0xfff, &mut buf).unwrap_err();
+        dump.read_physical(0xffe, &mut buf).unwrap();
+        assert_eq!(dump.memory_map(), vec![MemoryRange { start: 0, len_bytes: 0x1000 }]);
+    }
+
+    #[test]
+    fn rejects_overlapping_segments() {
+        let loads = [(0x1000, vec![0; 0x1000], 0x1000), (0x1800, vec![0; 0x1000], 0x1000)];
+        let error = parse(build(&two_vcpu_notes(), &loads)).unwrap_err();
+        assert!(matches!(error, CoreFileError::InvalidProgramHeader { index: 2, offset: 176, .. }), "{error}");
+    }
+
+    #[test]
+    fn rejects_filesz_larger_than_memsz() {
+        let error = parse(build(&two_vcpu_notes(), &[(0, vec![0; 0x1000], 0x800)])).unwrap_err();
+        assert!(matches!(error, CoreFileError::InvalidProgramHeader { index: 1, .. }), "{error}");
+    }
+
+    #[test]
+    fn rejects_unknown_qemu_state_version() {
+        let mut state = qemu_state(0, 0);
+        state[0] = 2;
+        let mut notes = Vec::new();
+        push_note(&mut notes, QEMU_NOTE_NAME, 0, &state);
+        let error = parse(build(&notes, &[])).unwrap_err();
+        assert!(matches!(error, CoreFileError::Unsupported { what: "QEMUCPUState version", value: 2, .. }), "{error}");
+    }
+
+    #[test]
+    fn rejects_short_qemu_state() {
+        let mut notes = Vec::new();
+        push_note(&mut notes, QEMU_NOTE_NAME, 0, &qemu_state(0, 0)[..0x100]);
+        let error = parse(build(&notes, &[])).unwrap_err();
+        assert!(matches!(error, CoreFileError::InvalidNote { note: "QEMU", .. }), "{error}");
+    }
+
+    #[test]
+    fn virtual_read_walks_page_tables() {
+        // PML4 at 0x1000 -> PDPT at 0x2000 -> 1 GiB page at 0 for virtual 0.
+        let mut memory = vec![0u8; 0x4000];
+        memory[0x1000..0x1008].copy_from_slice(&(0x2000u64 | 3).to_le_bytes());
+        memory[0x2000..0x2008].copy_from_slice(&(3u64 | 0x80).to_le_bytes());
+        memory[0x3ffc..0x4000].copy_from_slice(b"core");
+        let dump = parse(build(&two_vcpu_notes(), &[(0, memory, 0x4000)])).unwrap();
+        let mut buf = [0u8; 4];
+        dump.read_virtual(0x1000, 0x3ffc, &mut buf).unwrap();
+        assert_eq!(&buf, b"core");
+        assert_eq!(
+            dump.read_virtual(0x1000, 0x3ffe, &mut buf),
+            Err(MemoryError::NotCaptured { address: 0x4000, len: 4 })
+        );
     }
 }

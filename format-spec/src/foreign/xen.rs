@@ -174,7 +174,9 @@ fn parse_xen_notes(notes: &[Note<'_>], section_offset: u64) -> Result<XenNotes, 
                 }
                 format_version = Some((major, minor));
             }
-            other => debug!(note_type = format_args!("{other:#x}"), offset = note.desc_offset, "ignoring unknown Xen note"),
+            other => {
+                debug!(note_type = format_args!("{other:#x}"), offset = note.desc_offset, "ignoring unknown Xen note")
+            }
         }
     }
     let (kind, nr_vcpus, nr_pages) =
@@ -248,11 +250,8 @@ fn parse_frames(table: &[u8], kind: XenGuestKind, section: &SectionHeader) -> Ve
 
 /// Builds the machine-to-pseudo-physical map of a PV guest.
 fn machine_map(frames: &[Frame]) -> Vec<(u64, u64)> {
-    let mut map: Vec<(u64, u64)> = frames
-        .iter()
-        .filter(|frame| frame.mfn < FRAME_LIMIT)
-        .map(|frame| (frame.mfn, frame.pfn))
-        .collect();
+    let mut map: Vec<(u64, u64)> =
+        frames.iter().filter(|frame| frame.mfn < FRAME_LIMIT).map(|frame| (frame.mfn, frame.pfn)).collect();
     map.sort_unstable();
     let before = map.len();
     map.dedup_by_key(|entry| entry.0);

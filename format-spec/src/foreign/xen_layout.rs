@@ -154,9 +154,11 @@ mod tests {
             ("fs", FS),
             ("gs", GS),
         ];
-        let mut source = String::from("#include <stddef.h>\n#include <stdint.h>\n#include <xen/xen.h>\n#include <xen/version.h>\n");
+        let mut source =
+            String::from("#include <stddef.h>\n#include <stdint.h>\n#include <xen/xen.h>\n#include <xen/version.h>\n");
         let mut check = |expression: String, expected: usize| {
-            writeln!(source, "_Static_assert({expression} == {expected}, \"{expression} is not {expected}\");").unwrap();
+            writeln!(source, "_Static_assert({expression} == {expected}, \"{expression} is not {expected}\");")
+                .unwrap();
         };
         check("sizeof(struct vcpu_guest_context)".into(), CONTEXT_LEN);
         for (field, offset) in context {
