@@ -40,7 +40,7 @@ LAB_START=$(now)
 
 # Host packages, installed only when missing.
 need=()
-for package in qemu-system-x86 debootstrap xen-hypervisor-4.17-amd64 e2fsprogs gcc make binutils; do
+for package in qemu-system-x86 debootstrap xen-hypervisor-4.17-amd64 e2fsprogs gcc make binutils gdb python3; do
 	dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' ||
 		need+=("$package")
 done
@@ -156,5 +156,15 @@ cp "$WORK/unikernel/"unikernel-xen-pv-*.elf "$OUT/"
 echo
 echo "== summary (results in $OUT)"
 "$HERE/summary.sh" "$OUT"
+
+check_status=0
+"$HERE/check-gdb.sh" "$OUT" >"$OUT/check-gdb.txt" 2>&1 || check_status=$?
+echo
+if [ "$check_status" -eq 0 ]; then
+	echo "lab: gdb unwinds every vCPU and sleeping thread of every core (details in $OUT/check-gdb.txt)"
+else
+	echo "lab: the gdb check of the cores failed:"
+	grep '^!!' "$OUT/check-gdb.txt" || tail -n 5 "$OUT/check-gdb.txt"
+fi
 echo "lab: whole run $(elapsed "$LAB_START") s"
-[ "$qemu_status" -eq 0 ]
+[ "$qemu_status" -eq 0 ] && [ "$check_status" -eq 0 ]
