@@ -2,6 +2,7 @@
 //! context and copy its memory, resume it (or leave it paused, or destroy
 //! it), then rewrite, walk, compress and write the snapshot.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use stardump_format::{Mapping, Metadata, SnapshotWriter, SourceKind, VcpuState, WriterOptions};
 use tracing::{debug, info, info_span, warn};
 
-use super::bindings::ctrl::XenCtrl;
+use super::bindings::ctrl::{M2p, XenCtrl};
 use super::bindings::foreign::ForeignMemory;
 use super::bindings::light::destroy_domain;
 use super::bindings::XenDomctlGetDomainInfo;
@@ -18,7 +19,7 @@ use super::context::{vcpu_from_pv_context, vcpus_from_hvm_context};
 use super::domain::{dominf, find_domain, DomainKind};
 use super::error::XenError;
 use super::frames::FrameMap;
-use super::memory::{check_cancel, copy_hvm, copy_pv, find_pv_frames, CopyReport};
+use super::memory::{check_cancel, classify_pv_frames, copy_hvm, copy_pv, scan_owned_frames, CopyReport};
 use super::pause::PausedDomain;
 use crate::capture::CaptureSummary;
 use crate::memory::{MemoryCopy, PAGE_SIZE};
@@ -86,17 +87,24 @@ pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, Xen
     };
     info!(domid, kind = kind.name(), tot_pages = info.tot_pages, "capturing");
 
+    // Finding a PV domain's frames scans the whole host, so it runs before
+    // the pause and is checked after it.
+    let (m2p, scanned) = match kind {
+        DomainKind::Pv => (Some(ctrl.map_m2p()?), scan_owned_frames(&ctrl, domid, info.tot_pages, &options.cancel)?),
+        DomainKind::Hvm | DomainKind::Pvh => (None, Vec::new()),
+    };
+
     let paused_unix = SystemTime::now();
     let paused = PausedDomain::pause(&ctrl, domid)?;
     let mut report = CopyReport::default();
-    let (mut vcpus, copy, frames) = match kind {
-        DomainKind::Pv => {
+    let (mut vcpus, copy, frames) = match (kind, &m2p) {
+        (DomainKind::Pv, Some(m2p)) => {
             let vcpus = read_pv_vcpus(&ctrl, domid, &info)?;
-            let (frames, table_levels) = find_pv_frames(&ctrl, domid, info.tot_pages, &options.cancel, &mut report)?;
+            let (frames, table_levels) = place_pv_frames(&ctrl, m2p, domid, scanned, &options.cancel, &mut report)?;
             let copy = copy_pv(&foreign, domid, &frames, &table_levels, &options.cancel, &mut report)?;
             (vcpus, copy, Some(frames))
         }
-        DomainKind::Hvm | DomainKind::Pvh => {
+        _ => {
             let vcpus = read_hvm_vcpus(&ctrl, domid)?;
             let max_gpfn = ctrl.maximum_gpfn(domid)?;
             let copy = copy_hvm(&foreign, domid, max_gpfn, &options.cancel, &mut report)?;
@@ -166,6 +174,32 @@ pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, Xen
         total_time_us: started.elapsed().as_micros() as u64,
         left_paused: options.after == AfterCapture::LeavePaused,
     })
+}
+
+/// Places the frames found by the scan before the pause. When the paused
+/// domain owns frames the scan did not see (it ballooned in between),
+/// scans the host again while paused.
+fn place_pv_frames(
+    ctrl: &XenCtrl,
+    m2p: &M2p,
+    domid: u32,
+    scanned: Vec<u64>,
+    cancel: &Option<Arc<AtomicUsize>>,
+    report: &mut CopyReport,
+) -> Result<(FrameMap, HashMap<u64, u32>), XenError> {
+    let tot_pages = ctrl.domain_info(domid)?.ok_or(XenError::MissingDomain { domid })?.tot_pages;
+    let (frames, table_levels, owned) = classify_pv_frames(ctrl, m2p, domid, &scanned, cancel, report)?;
+    if owned >= tot_pages {
+        return Ok((frames, table_levels));
+    }
+    warn!(found = owned, tot_pages, "the domain's frames changed before the pause; scanning the host again");
+    *report = CopyReport::default();
+    let rescanned = scan_owned_frames(ctrl, domid, tot_pages, cancel)?;
+    let (frames, table_levels, owned) = classify_pv_frames(ctrl, m2p, domid, &rescanned, cancel, report)?;
+    if owned < tot_pages {
+        warn!(found = owned, tot_pages, "found fewer frames than the domain has");
+    }
+    Ok((frames, table_levels))
 }
 
 /// Reads the context of every initialised vCPU of a 64-bit PV domain.

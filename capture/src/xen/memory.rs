@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use stardump_format::MemoryRange;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::bindings::ctrl::{XenCtrl, PFN_TYPE_BATCH};
+use super::bindings::ctrl::{M2p, XenCtrl, PFN_TYPE_BATCH};
 use super::bindings::foreign::ForeignMemory;
 use super::error::XenError;
 use super::frames::{canonicalize_page_table, CanonicalCounts, FrameMap};
@@ -88,35 +88,71 @@ impl Run {
     }
 }
 
-/// Finds the machine frames PV domain `domid` owns and the guest frame of
-/// each, and the page-table level of those that are page tables.
+/// Returns the machine frames that PV domain `domid` owns.
 ///
 /// Xen's `XEN_DOMCTL_getpageframeinfo3` returns "invalid" for every
 /// machine frame the domain does not own, so asking it about every frame
 /// of the host finds the domain's frames without the P2M list the guest
 /// may not have published. The scan stops once it has found as many
-/// frames as the domain has (`tot_pages`).
-pub fn find_pv_frames(
+/// frames as the domain has (`tot_pages`). It can run before the pause,
+/// because a domain's frames change only when it balloons;
+/// [`classify_pv_frames`] checks the result while the domain is paused.
+pub fn scan_owned_frames(
     ctrl: &XenCtrl,
     domid: u32,
     tot_pages: u64,
     cancel: &Option<Arc<AtomicUsize>>,
-    report: &mut CopyReport,
-) -> Result<(FrameMap, HashMap<u64, u32>), XenError> {
-    let m2p = ctrl.map_m2p()?;
-    let max_page = m2p.len();
-    let mut frames = FrameMap::new();
-    let mut table_levels: HashMap<u64, u32> = HashMap::new();
-    let mut owned = 0u64;
+) -> Result<Vec<u64>, XenError> {
+    let max_page = ctrl.maximum_ram_page()?;
+    let mut owned = Vec::new();
     let mut batch: Vec<u64> = Vec::with_capacity(PFN_TYPE_BATCH);
     let mut mfn = 0u64;
-    while mfn < max_page && owned < tot_pages {
+    while mfn < max_page && (owned.len() as u64) < tot_pages {
         check_cancel(cancel)?;
         let end = mfn.saturating_add(PFN_TYPE_BATCH as u64).min(max_page);
         batch.clear();
         batch.extend(mfn..end);
         ctrl.frame_types(domid, &mut batch)?;
         for (frame, &value) in (mfn..end).zip(&batch) {
+            if !matches!((value >> 28) & 0xf, pfinfo::XTAB | pfinfo::XALLOC) {
+                owned.push(frame);
+            }
+        }
+        mfn = end;
+    }
+    debug!(
+        frames = owned.len(),
+        scanned_to = format_args!("{mfn:#x}"),
+        max_page = format_args!("{max_page:#x}"),
+        "scanned the host's machine frames"
+    );
+    Ok(owned)
+}
+
+/// Places the machine frames `mfns` of PV domain `domid` by their M2P
+/// entries and finds which are page tables, with the types Xen reports
+/// now. Run it while the domain is paused.
+///
+/// Returns the frame map, the page-table level of each page-table frame,
+/// and how many of `mfns` the domain still owns (broken frames included).
+pub fn classify_pv_frames(
+    ctrl: &XenCtrl,
+    m2p: &M2p,
+    domid: u32,
+    mfns: &[u64],
+    cancel: &Option<Arc<AtomicUsize>>,
+    report: &mut CopyReport,
+) -> Result<(FrameMap, HashMap<u64, u32>, u64), XenError> {
+    let mut frames = FrameMap::new();
+    let mut table_levels: HashMap<u64, u32> = HashMap::new();
+    let mut owned = 0u64;
+    let mut batch: Vec<u64> = Vec::with_capacity(PFN_TYPE_BATCH);
+    for chunk in mfns.chunks(PFN_TYPE_BATCH) {
+        check_cancel(cancel)?;
+        batch.clear();
+        batch.extend_from_slice(chunk);
+        ctrl.frame_types(domid, &mut batch)?;
+        for (&frame, &value) in chunk.iter().zip(&batch) {
             let kind = (value >> 28) & 0xf;
             match kind {
                 pfinfo::XTAB | pfinfo::XALLOC => continue,
@@ -147,19 +183,9 @@ pub fn find_pv_frames(
                 table_levels.insert(frame, level);
             }
         }
-        mfn = end;
     }
-    info!(
-        frames = frames.len(),
-        page_tables = table_levels.len(),
-        scanned_to = format_args!("{mfn:#x}"),
-        max_page = format_args!("{max_page:#x}"),
-        "found the domain's machine frames"
-    );
-    if owned < tot_pages {
-        warn!(found = owned, tot_pages, "found fewer frames than the domain has");
-    }
-    Ok((frames, table_levels))
+    info!(frames = frames.len(), page_tables = table_levels.len(), "placed the domain's machine frames");
+    Ok((frames, table_levels, owned))
 }
 
 /// Copies the frames of PV domain `domid` in guest frame order, rewriting

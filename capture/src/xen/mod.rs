@@ -20,17 +20,21 @@
 //!
 //! Memory of a PV domain: stardump does not rely on the P2M list, because
 //! a guest that never published it in its shared_info (a small unikernel
-//! usually does not) makes `xl dump-core` fail. Instead it requests
-//! the page type of every machine frame of the host
-//! (`XEN_DOMCTL_getpageframeinfo3`, 1024 frames per call), which reports
-//! the frames the domain does not own as invalid, so the domain's frames
-//! are exactly those with another answer; the scan stops once it has
-//! found `tot_pages` of them. Xen's M2P table gives each frame's guest
-//! frame number. The same answer says which frames are page tables; the
-//! copy rewrites their entries from machine to guest frames (see
-//! [`frames`]) so that the snapshot's page tables, cr3 values and
-//! mapping tables are all guest-physical, like those of an HVM capture.
-//! The scan costs one hypercall per 4 MiB of host memory.
+//! usually does not) makes `xl dump-core` fail. Instead it requests the
+//! page type of every machine frame of the host
+//! (`XEN_DOMCTL_getpageframeinfo3`, 1024 frames per call). Xen reports the
+//! frames the domain does not own as invalid, so the domain's frames are
+//! exactly those with another type. The scan stops once it has found
+//! `tot_pages` of them, and it runs before the pause because it costs one
+//! hypercall per 4 MiB of host memory. While the domain is paused, Xen
+//! reports the current types of the frames found, and a domain that
+//! gained frames in between is scanned again. Xen's M2P table gives each
+//! frame's guest frame number.
+//!
+//! The same types show which frames are page tables. The copy rewrites
+//! their entries from machine to guest frames (see [`frames`]), so the
+//! snapshot's page tables, cr3 values and mapping tables are all
+//! guest-physical, like those of an HVM capture.
 
 pub mod bindings;
 pub mod capture;
