@@ -119,6 +119,8 @@ pub struct Image {
     eh_frame_hdr_address: Option<u64>,
     debug_frame: Option<UnwindSectionData>,
     dwarf: addr2line::Context<DwarfReader>,
+    /// The same sections as `dwarf`, for reading types and variables.
+    dwarf_sections: Arc<gimli::Dwarf<DwarfReader>>,
     has_debug_info: bool,
     /// `DW_AT_comp_dir` of every compilation unit, longest first.
     compilation_dirs: Vec<String>,
@@ -240,7 +242,8 @@ impl Image {
             Ok(section_data(id.name())?.map(|(_, data)| data).unwrap_or_else(empty))
         })?;
         let (compilation_dirs, display_names) = source_names(&dwarf);
-        let dwarf = addr2line::Context::from_dwarf(dwarf)
+        let dwarf_sections = Arc::new(dwarf);
+        let dwarf = addr2line::Context::from_arc_dwarf(Arc::clone(&dwarf_sections))
             .map_err(|source| ImageError::InvalidDwarf { path: path.to_owned(), source })?;
 
         tracing::debug!(
@@ -262,6 +265,7 @@ impl Image {
             eh_frame_hdr_address,
             debug_frame,
             dwarf,
+            dwarf_sections,
             has_debug_info,
             compilation_dirs,
             display_names,
@@ -316,6 +320,16 @@ impl Image {
     /// The DWARF symbolization context.
     pub fn dwarf(&self) -> &addr2line::Context<DwarfReader> {
         &self.dwarf
+    }
+
+    /// The DWARF sections, for reading types and variables.
+    pub fn dwarf_sections(&self) -> &Arc<gimli::Dwarf<DwarfReader>> {
+        &self.dwarf_sections
+    }
+
+    /// The whole ELF file.
+    pub fn elf_bytes(&self) -> &[u8] {
+        &self.data
     }
 
     /// Returns the name gdb shows for the source file `path` (a path as

@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod image;
 pub mod symbolize;
 pub mod unwind;
+pub mod variables;
 
 #[cfg(test)]
 mod test_fixtures;

@@ -25,6 +25,32 @@ enum Command {
     Regs(cmd::regs::Args),
     /// Show a backtrace of every vCPU, like gdb's `thread apply all bt`.
     Bt(cmd::bt::Args),
+    /// Show one frame, its arguments and locals, like gdb's `frame N`.
+    Frame(cmd::frame::Args),
+    /// Evaluate a C expression in a frame and print its value, like gdb's `print`.
+    #[command(alias = "p")]
+    Print(cmd::print::Args),
+    /// Print the type of an expression or a type name, like gdb's `ptype`.
+    Ptype(cmd::print::Args),
+    /// Dump memory, like gdb's `x/FMT ADDR` (also written `stardump x/8xg ...`).
+    X(cmd::examine::Args),
+    /// Name the symbol an address is in, like gdb's `info symbol` (also written `stardump info symbol ...`).
+    InfoSymbol(cmd::symbol::Args),
+    /// Show the source lines around a frame's line, like gdb's `list`.
+    List(cmd::list::Args),
+}
+
+/// Rewrites gdb's spellings that clap cannot parse: `x/8xg` becomes
+/// `x --format /8xg`, and `info symbol` becomes `info-symbol`.
+fn gdb_style_arguments(mut arguments: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if let Some(first) = arguments.get(1).and_then(|argument| argument.to_str()).map(str::to_owned) {
+        if let Some(format) = first.strip_prefix("x/") {
+            arguments.splice(1..2, ["x".into(), "--format".into(), format!("/{format}").into()]);
+        } else if first == "info" && arguments.get(2).and_then(|argument| argument.to_str()) == Some("symbol") {
+            arguments.splice(1..3, ["info-symbol".into()]);
+        }
+    }
+    arguments
 }
 
 fn init_logging(verbose: u8) {
@@ -65,7 +91,7 @@ fn error_line(error: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(gdb_style_arguments(std::env::args_os().collect()));
     init_logging(cli.verbose);
 
     let stdout = std::io::stdout();
@@ -75,6 +101,12 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd::info::run(args, &mut out),
         Command::Regs(args) => cmd::regs::run(args, &mut out),
         Command::Bt(args) => cmd::bt::run(args, &mut out, &mut err),
+        Command::Frame(args) => cmd::frame::run(args, &mut out),
+        Command::Print(args) => cmd::print::run_print(args, &mut out),
+        Command::Ptype(args) => cmd::print::run_ptype(args, &mut out),
+        Command::X(args) => cmd::examine::run(args, &mut out),
+        Command::InfoSymbol(args) => cmd::symbol::run(args, &mut out),
+        Command::List(args) => cmd::list::run(args, &mut out),
     }
     .and_then(|outcome| {
         out.flush()?;

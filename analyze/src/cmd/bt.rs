@@ -14,11 +14,16 @@ use anyhow::Context as _;
 use serde::Serialize;
 use stardump_format::{Target, VcpuState};
 
+use super::inspect::{frame_arguments, variable_reports, VariableReport};
 use super::regs::select_vcpus;
 use super::{hex, open_snapshot, Outcome, JSON_SCHEMA_VERSION};
 use crate::check::{self, check_image};
 use crate::image::Image;
 use crate::symbolize::{self, SourceFrame};
+use crate::variables::dwarf::DebugInfo;
+use crate::variables::format::{PrintOptions, Printer};
+use crate::variables::symbols::SymbolTable;
+use crate::variables::Inspector;
 use crate::unwind::{
     Backtrace, Frame, Pc, Registers, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES,
 };
@@ -40,6 +45,15 @@ pub struct Args {
     /// Print JSON (schema in analyze/JSON.md) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Show every frame's arguments and locals, like gdb's `bt full`.
+    #[arg(long)]
+    pub full: bool,
+    /// With `--full`: nesting depth after which structs and arrays print as `{...}`.
+    #[arg(long, default_value_t = crate::variables::format::DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+    /// With `--full`: maximum number of array elements and string characters printed.
+    #[arg(long, default_value_t = crate::variables::format::DEFAULT_PRINT_ELEMENTS)]
+    pub print_elements: usize,
 }
 
 /// Kind of frame a line shows.
@@ -93,6 +107,15 @@ pub struct FrameReport {
     pub inlined: bool,
     /// The registers known in this frame.
     pub registers: std::collections::BTreeMap<&'static str, String>,
+    /// With `--full`: the function's arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Vec<VariableReport>>,
+    /// With `--full`: the locals, innermost block first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locals: Option<Vec<VariableReport>>,
+    /// With `--full`: the arguments as the frame line shows them.
+    #[serde(skip)]
+    pub argument_text: Option<String>,
 }
 
 /// One vCPU's backtrace.
@@ -173,6 +196,9 @@ fn frame_lines(image: &Image, frame: &Frame, physical_index: usize, first_index:
                 column: source.column,
                 inlined: source.inlined,
                 registers: registers.clone(),
+                arguments: None,
+                locals: None,
+                argument_text: None,
             }
         })
         .collect()
@@ -201,6 +227,35 @@ pub fn thread_report(image: &Image, vcpu: u32, backtrace: &Backtrace) -> ThreadR
     }
 }
 
+/// Fills in the arguments and locals of every frame of `report`.
+#[allow(clippy::too_many_arguments)]
+fn add_variables(
+    report: &mut ThreadReport,
+    backtrace: &Backtrace,
+    info: &DebugInfo,
+    symbols: &SymbolTable,
+    memory: &TargetMemory<'_>,
+    vcpu: &VcpuState,
+    options: PrintOptions,
+    incomplete: &mut bool,
+) {
+    let mut lines_per_frame = vec![0usize; backtrace.frames.len()];
+    for line in &report.frames {
+        if let Some(count) = lines_per_frame.get_mut(line.physical_index) {
+            *count += 1;
+        }
+    }
+    let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, Some(vcpu), &lines_per_frame);
+    let printer = Printer::new(inspector.types(), memory, symbols, options);
+    for (index, frame) in report.frames.iter_mut().enumerate() {
+        let arguments = inspector.arguments(index);
+        let locals = inspector.locals(index);
+        frame.argument_text = Some(frame_arguments(&printer, &arguments));
+        frame.arguments = Some(variable_reports(&printer, &arguments, incomplete));
+        frame.locals = Some(variable_reports(&printer, &locals, incomplete));
+    }
+}
+
 fn unwind_vcpu(unwinder: &mut Unwinder<'_>, target: &dyn Target, vcpu: &VcpuState) -> Option<Backtrace> {
     if !vcpu.present.general {
         return None;
@@ -211,25 +266,43 @@ fn unwind_vcpu(unwinder: &mut Unwinder<'_>, target: &dyn Target, vcpu: &VcpuStat
 }
 
 /// Writes one frame line as gdb does, with how it was found appended.
+pub fn write_text_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> {
+    write_frame(out, frame)
+}
+
 fn write_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> {
     let file = frame.display_file.as_ref().or(frame.file.as_ref());
     write!(out, "#{:<3}", frame.index)?;
     if frame.kind == FrameKind::Trap {
-        return writeln!(out, "<signal handler called> [{}]", frame.found_by);
+        writeln!(out, "<signal handler called> [{}]", frame.found_by)?;
+        if frame.locals.is_some() {
+            writeln!(out, "No locals.")?;
+        }
+        return Ok(());
     }
     if frame.show_address {
         let pc = u64::from_str_radix(frame.pc.trim_start_matches("0x"), 16).unwrap_or(0);
         write!(out, "{pc:#018x} in ")?;
     }
+    let arguments = frame.argument_text.as_deref().unwrap_or("");
     match (&frame.function, frame.symbol_offset) {
-        (Some(name), Some(offset)) if offset != 0 => write!(out, "{name}+{offset:#x} ()")?,
-        (Some(name), _) => write!(out, "{name} ()")?,
-        (None, _) => write!(out, "?? ()")?,
+        (Some(name), Some(offset)) if offset != 0 => write!(out, "{name}+{offset:#x} ({arguments})")?,
+        (Some(name), _) => write!(out, "{name} ({arguments})")?,
+        (None, _) => write!(out, "?? ({arguments})")?,
     }
     if let (Some(file), Some(line)) = (file, frame.line) {
         write!(out, " at {file}:{line}")?;
     }
-    writeln!(out, " [{}]", frame.found_by)
+    writeln!(out, " [{}]", frame.found_by)?;
+    if let Some(locals) = &frame.locals {
+        if locals.is_empty() {
+            writeln!(out, "No locals.")?;
+        }
+        for local in locals {
+            writeln!(out, "        {} = {}", local.name, local.value)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the text form of `report`.
@@ -265,10 +338,24 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
 
     let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
     let mut unwinder = Unwinder::new(&image, options);
+    let variables = args.full.then(|| {
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let symbols = SymbolTable::from_image(&image);
+        (info, symbols)
+    });
+    let print_options = PrintOptions { elements: args.print_elements, max_depth: args.max_depth };
+    let mut variables_incomplete = false;
     let mut threads = Vec::new();
     for vcpu in &vcpus {
         let thread = match unwind_vcpu(&mut unwinder, &snapshot, vcpu) {
-            Some(backtrace) => thread_report(&image, vcpu.id, &backtrace),
+            Some(backtrace) => {
+                let mut report = thread_report(&image, vcpu.id, &backtrace);
+                if let Some((info, symbols)) = &variables {
+                    let memory = TargetMemory::new(&snapshot, vcpu.cr3);
+                    add_variables(&mut report, &backtrace, info, symbols, &memory, vcpu, print_options, &mut variables_incomplete);
+                }
+                report
+            }
             None => ThreadReport {
                 vcpu: vcpu.id,
                 complete: false,
@@ -278,7 +365,8 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         };
         threads.push(thread);
     }
-    let outcome = if threads.iter().all(|thread| thread.complete) { Outcome::Complete } else { Outcome::Incomplete };
+    let complete = threads.iter().all(|thread| thread.complete) && !variables_incomplete;
+    let outcome = if complete { Outcome::Complete } else { Outcome::Incomplete };
 
     let report = BtReport {
         schema_version: JSON_SCHEMA_VERSION,

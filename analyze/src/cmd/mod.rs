@@ -5,8 +5,14 @@
 //! status.
 
 pub mod bt;
+pub mod examine;
+pub mod frame;
 pub mod info;
+pub mod inspect;
+pub mod list;
+pub mod print;
 pub mod regs;
+pub mod symbol;
 mod time;
 
 use std::path::Path;

@@ -54,3 +54,13 @@ impl StackMemory for WordStack {
         Ok(())
     }
 }
+
+/// Memory of which nothing was captured: every read fails. Values that
+/// DWARF computes from registers and constants need no memory.
+pub struct EmptyMemory;
+
+impl StackMemory for EmptyMemory {
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        Err(MemoryError::NotCaptured { address, len: buf.len() })
+    }
+}

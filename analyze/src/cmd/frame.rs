@@ -1,0 +1,84 @@
+//! `stardump frame N`: one frame's line, and with `--args` and `--locals`
+//! its arguments and locals, like gdb's `frame N`, `info args` and
+//! `info locals`.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::inspect::{frame_arguments, variable_reports, ContextArgs, Session, VariableReport};
+use super::{Outcome, JSON_SCHEMA_VERSION};
+use crate::variables::format::Printer;
+
+/// Arguments of `stardump frame`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[allow(missing_docs)] // The shared options document themselves.
+    #[command(flatten)]
+    pub context: ContextArgs,
+    /// Show the arguments, like gdb's `info args`.
+    #[arg(long)]
+    pub args: bool,
+    /// Show the locals, innermost block first, like gdb's `info locals`.
+    #[arg(long)]
+    pub locals: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct FrameJson {
+    schema_version: u32,
+    command: &'static str,
+    vcpu: u32,
+    frame: super::bt::FrameReport,
+    arguments: Vec<VariableReport>,
+    locals: Vec<VariableReport>,
+}
+
+/// Runs `stardump frame`.
+pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let session = Session::open(&args.context)?;
+    let index = args.context.frame;
+    session.check_frame(index)?;
+    let memory = session.memory();
+    let inspector = session.inspector(&memory);
+    let printer = Printer::new(inspector.types(), &memory, &session.symbols, args.context.print_options());
+    let arguments = inspector.arguments(index);
+    let locals = inspector.locals(index);
+    let mut incomplete = false;
+    let argument_reports = variable_reports(&printer, &arguments, &mut incomplete);
+    let local_reports = variable_reports(&printer, &locals, &mut incomplete);
+    let mut frame = session.report.frames[index].clone();
+    frame.argument_text = Some(frame_arguments(&printer, &arguments));
+
+    if args.context.json {
+        let report = FrameJson {
+            schema_version: JSON_SCHEMA_VERSION,
+            command: "frame",
+            vcpu: session.vcpu.id,
+            frame,
+            arguments: argument_reports,
+            locals: local_reports,
+        };
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        super::bt::write_text_frame(out, &frame)?;
+        if args.args {
+            if argument_reports.is_empty() {
+                writeln!(out, "No arguments.")?;
+            }
+            for argument in &argument_reports {
+                writeln!(out, "{} = {}", argument.name, argument.value)?;
+            }
+        }
+        if args.locals {
+            if local_reports.is_empty() {
+                writeln!(out, "No locals.")?;
+            }
+            for local in &local_reports {
+                writeln!(out, "{} = {}", local.name, local.value)?;
+            }
+        }
+    }
+    Ok(if incomplete || printer.incomplete() { Outcome::Incomplete } else { Outcome::Complete })
+}

@@ -1,0 +1,170 @@
+//! What the variable commands (`print`, `ptype`, `x`, `frame`, `list`,
+//! `info symbol`, `bt --full`) share: opening the snapshot and image,
+//! unwinding the selected vCPU, and the frame and print options.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use stardump_format::{Snapshot, Target, VcpuState};
+
+use super::bt::{thread_report, ThreadReport};
+use super::open_snapshot;
+use super::regs::select_vcpus;
+use crate::image::Image;
+use crate::unwind::{Backtrace, Registers, TargetMemory, UnwindOptions, Unwinder};
+use crate::variables::dwarf::DebugInfo;
+use crate::variables::format::{PrintOptions, Printer, DEFAULT_MAX_DEPTH, DEFAULT_PRINT_ELEMENTS};
+use crate::variables::symbols::SymbolTable;
+use crate::variables::{Inspector, NamedValue};
+
+/// Options every variable command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContextArgs {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// The unikernel's ELF file, with DWARF.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// The vCPU whose frames are used (default: the first one).
+    #[arg(long)]
+    pub vcpu: Option<u32>,
+    /// The frame whose scope names resolve in, numbered as `bt` does.
+    #[arg(long, default_value_t = 0)]
+    pub frame: usize,
+    /// Print JSON (schema in analyze/JSON.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Nesting depth after which structs and arrays print as `{...}`.
+    #[arg(long, default_value_t = DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+    /// Maximum number of array elements and string characters printed.
+    #[arg(long, default_value_t = DEFAULT_PRINT_ELEMENTS)]
+    pub print_elements: usize,
+}
+
+impl ContextArgs {
+    /// The print options the arguments select.
+    pub fn print_options(&self) -> PrintOptions {
+        PrintOptions { elements: self.print_elements, max_depth: self.max_depth }
+    }
+}
+
+/// A snapshot, its image and one vCPU's backtrace, ready for inspection.
+pub struct Session {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// The image.
+    pub image: Image,
+    /// The image's DWARF.
+    pub info: DebugInfo,
+    /// The image's symbols.
+    pub symbols: SymbolTable,
+    /// The selected vCPU.
+    pub vcpu: VcpuState,
+    /// Its backtrace.
+    pub backtrace: Backtrace,
+    /// The backtrace as `bt` prints it.
+    pub report: ThreadReport,
+}
+
+impl Session {
+    /// Opens the snapshot and image of `args` and unwinds the selected vCPU.
+    pub fn open(args: &ContextArgs) -> anyhow::Result<Session> {
+        let snapshot = open_snapshot(&args.file)?;
+        let image = Image::open(&args.image).context("cannot load the image")?;
+        let vcpu = match args.vcpu {
+            Some(id) => select_vcpus(snapshot.vcpus(), Some(id))?[0].clone(),
+            None => snapshot.vcpus().first().cloned().context("the snapshot has no vCPU")?,
+        };
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let symbols = SymbolTable::from_image(&image);
+        let backtrace = if vcpu.present.general {
+            let memory = TargetMemory::new(&snapshot, vcpu.cr3);
+            Unwinder::new(&image, UnwindOptions::default()).walk(Registers::from_vcpu(&vcpu), &memory)
+        } else {
+            Backtrace { frames: Vec::new(), stop: None }
+        };
+        let report = thread_report(&image, vcpu.id, &backtrace);
+        Ok(Session { snapshot, image, info, symbols, vcpu, backtrace, report })
+    }
+
+    /// The memory of the vCPU's address space.
+    pub fn memory(&self) -> TargetMemory<'_> {
+        TargetMemory::new(&self.snapshot, self.vcpu.cr3)
+    }
+
+    /// Creates the inspector over `memory` (from [`Session::memory`]).
+    pub fn inspector<'s>(&'s self, memory: &'s TargetMemory<'s>) -> Inspector<'s> {
+        let mut lines_per_frame = vec![0usize; self.backtrace.frames.len()];
+        for line in &self.report.frames {
+            if let Some(count) = lines_per_frame.get_mut(line.physical_index) {
+                *count += 1;
+            }
+        }
+        Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
+    }
+
+    /// Checks that source frame `frame` exists.
+    pub fn check_frame(&self, frame: usize) -> anyhow::Result<()> {
+        if frame >= self.report.frames.len().max(1) {
+            anyhow::bail!(
+                "no frame {frame}: the backtrace of vCPU {} has {} frames",
+                self.vcpu.id,
+                self.report.frames.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A variable in JSON output.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariableReport {
+    /// The variable's name.
+    pub name: String,
+    /// Its type, as gdb names it.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Its value as the text output prints it.
+    pub value: String,
+    /// Whether every part of the value was known.
+    pub complete: bool,
+}
+
+/// Formats `values` as `info locals` prints them and records whether any
+/// was incomplete in `incomplete`.
+pub fn variable_reports(printer: &Printer<'_>, values: &[NamedValue], incomplete: &mut bool) -> Vec<VariableReport> {
+    values
+        .iter()
+        .map(|named| {
+            let fresh = Printer::new(printer.types, printer.memory, printer.symbols, printer.options);
+            let value = fresh.format(&named.value, 0);
+            if fresh.incomplete() {
+                *incomplete = true;
+            }
+            VariableReport {
+                name: named.name.clone(),
+                type_name: printer.types.name(&named.value.ty),
+                value,
+                complete: !fresh.incomplete(),
+            }
+        })
+        .collect()
+}
+
+/// Formats arguments for a frame line: `a=1, b=...`, aggregates hidden as
+/// gdb's `print frame-arguments scalars` does.
+pub fn frame_arguments(printer: &Printer<'_>, values: &[NamedValue]) -> String {
+    values
+        .iter()
+        .map(|named| {
+            if crate::variables::format::is_aggregate(&printer.types, &named.value.ty) {
+                format!("{}=...", named.name)
+            } else {
+                format!("{}={}", named.name, printer.format(&named.value, 0))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,193 @@
+//! `stardump print EXPR` (alias `p`) and `stardump ptype EXPR`: gdb's
+//! `print` and `ptype` in the scope of a frame.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::inspect::{ContextArgs, Session};
+use super::{Outcome, JSON_SCHEMA_VERSION};
+use crate::variables::expr::{parse, Evaluator};
+use crate::variables::format::Printer;
+use crate::variables::types::{Type, TypeRef, TypeTable};
+
+/// Arguments of `stardump print` and `stardump ptype`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[allow(missing_docs)] // The shared options document themselves.
+    #[command(flatten)]
+    pub context: ContextArgs,
+    /// The C expression (`request->origin.x`, `*p`, `$rip`, `'worker.c'::counter`).
+    pub expression: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PrintReport {
+    schema_version: u32,
+    command: &'static str,
+    vcpu: u32,
+    frame: usize,
+    expression: String,
+    #[serde(rename = "type")]
+    type_name: String,
+    value: String,
+    address: Option<String>,
+    complete: bool,
+}
+
+/// Runs `stardump print`.
+pub fn run_print(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let session = Session::open(&args.context)?;
+    session.check_frame(args.context.frame)?;
+    let memory = session.memory();
+    let inspector = session.inspector(&memory);
+    let evaluator = Evaluator { inspector: &inspector, frame: Some(args.context.frame) };
+    let is_type = |name: &str| !session.info.types_named(name).is_empty();
+    let expr = parse(&args.expression, &is_type)?;
+    let value = evaluator.evaluate(&expr)?;
+    let printer = Printer::new(inspector.types(), &memory, &session.symbols, args.context.print_options());
+    let text = printer.top_level(&value);
+    let complete = !printer.incomplete();
+    if args.context.json {
+        let report = PrintReport {
+            schema_version: JSON_SCHEMA_VERSION,
+            command: "print",
+            vcpu: session.vcpu.id,
+            frame: args.context.frame,
+            expression: args.expression.clone(),
+            type_name: inspector.types().name(&value.ty),
+            value: text,
+            address: value.address().map(super::hex),
+            complete,
+        };
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "$1 = {text}")?;
+    }
+    Ok(if complete { Outcome::Complete } else { Outcome::Incomplete })
+}
+
+#[derive(Debug, Serialize)]
+struct PtypeReport {
+    schema_version: u32,
+    command: &'static str,
+    expression: String,
+    #[serde(rename = "type")]
+    type_name: String,
+    definition: String,
+}
+
+/// Runs `stardump ptype`.
+pub fn run_ptype(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let session = Session::open(&args.context)?;
+    let memory = session.memory();
+    let inspector = session.inspector(&memory);
+    let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
+    let evaluator = Evaluator { inspector: &inspector, frame };
+    let ty = evaluator.type_of(&args.expression)?;
+    let types = inspector.types();
+    let definition = ptype(&types, &ty);
+    if args.context.json {
+        let report = PtypeReport {
+            schema_version: JSON_SCHEMA_VERSION,
+            command: "ptype",
+            expression: args.expression.clone(),
+            type_name: types.name(&ty),
+            definition,
+        };
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "type = {definition}")?;
+    }
+    Ok(Outcome::Complete)
+}
+
+/// Returns the type as gdb's `ptype` prints it: the outermost typedef
+/// resolved, and the struct, union or enum at the core expanded.
+pub fn ptype(types: &TypeTable<'_>, ty: &TypeRef) -> String {
+    let mut ty = ty.clone();
+    if let Type::Typedef { target, .. } = types.resolve(&ty) {
+        ty = target;
+    }
+    let (base, prefix, suffix) = types.declarator(&ty, 0);
+    let core = core_type(types, &ty);
+    let body = match core.as_ref().map(|core| (core, types.resolve(core))) {
+        Some((_, Type::Aggregate { kind, name, members, .. })) => {
+            let mut text = match &name {
+                Some(name) => format!("{} {name}", kind.keyword()),
+                None => kind.keyword().to_owned(),
+            };
+            let bases: Vec<String> = members
+                .iter()
+                .filter(|member| member.is_base)
+                .map(|member| format!("public {}", types.name(&member.ty)))
+                .collect();
+            if !bases.is_empty() {
+                text.push_str(&format!(" : {}", bases.join(", ")));
+            }
+            text.push_str(" {\n");
+            if kind == crate::variables::types::AggregateKind::Class {
+                text.push_str("  public:\n");
+            }
+            for member in members.iter().filter(|member| !member.is_base) {
+                let name = member.name.clone().unwrap_or_default();
+                let mut line = types.declaration(&member.ty, &name);
+                if member.name.is_none() {
+                    line = ptype(types, &member.ty);
+                }
+                if member.is_static {
+                    line = format!("static {line}");
+                }
+                if let Some((_, bits)) = member.bitfield {
+                    line.push_str(&format!(" : {bits}"));
+                }
+                text.push_str(&format!("    {line};\n"));
+            }
+            text.push('}');
+            text
+        }
+        Some((_, Type::Enum { name, enumerators, .. })) => {
+            let mut next = 0i128;
+            let items: Vec<String> = enumerators
+                .iter()
+                .map(|enumerator| {
+                    let item = if enumerator.value == next {
+                        enumerator.name.clone()
+                    } else {
+                        format!("{} = {}", enumerator.name, enumerator.value)
+                    };
+                    next = enumerator.value + 1;
+                    item
+                })
+                .collect();
+            match name {
+                Some(name) => format!("enum {name} {{{}}}", items.join(", ")),
+                None => format!("enum {{{}}}", items.join(", ")),
+            }
+        }
+        _ => base,
+    };
+    if prefix.is_empty() && suffix.is_empty() {
+        body
+    } else {
+        format!("{body} {prefix}{suffix}")
+    }
+}
+
+/// Follows pointers, arrays, qualifiers and functions' return types to the
+/// type at the core of a declarator.
+fn core_type(types: &TypeTable<'_>, ty: &TypeRef) -> Option<TypeRef> {
+    let mut current = ty.clone();
+    for _ in 0..64 {
+        current = match types.resolve(&current) {
+            Type::Pointer { target, .. } | Type::Reference { target, .. } | Type::Qualified { target, .. } => target,
+            Type::Array { element, .. } => element,
+            Type::Function(signature) => signature.return_type,
+            Type::Aggregate { .. } | Type::Enum { .. } => return Some(current),
+            _ => return None,
+        };
+    }
+    None
+}

@@ -1,0 +1,78 @@
+//! `stardump info symbol ADDR`: which symbol an address is in, printed as
+//! gdb does (`worker_config in section .data`, `main + 12 in section .text`).
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::inspect::{ContextArgs, Session};
+use super::{Outcome, JSON_SCHEMA_VERSION};
+use crate::variables::expr::{parse, Evaluator};
+use crate::variables::types::Type;
+use crate::variables::value::le_unsigned;
+
+/// Arguments of `stardump info symbol`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[allow(missing_docs)] // The shared options document themselves.
+    #[command(flatten)]
+    pub context: ContextArgs,
+    /// The address, a C expression (`$rip`, `0xffffffff80100b62`, `&counter`).
+    pub address: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SymbolReport {
+    schema_version: u32,
+    command: &'static str,
+    address: String,
+    symbol: Option<String>,
+    offset: Option<u64>,
+    section: Option<String>,
+}
+
+/// Runs `stardump info symbol`.
+pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let session = Session::open(&args.context)?;
+    let memory = session.memory();
+    let inspector = session.inspector(&memory);
+    let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
+    let evaluator = Evaluator { inspector: &inspector, frame };
+    let is_type = |name: &str| !session.info.types_named(name).is_empty();
+    let value = evaluator.evaluate(&parse(&args.address, &is_type)?)?;
+    let address = match inspector.types().resolve_stripped(&value.ty) {
+        Type::Array { .. } | Type::Function(_) | Type::Aggregate { .. } => value.address(),
+        _ => None,
+    };
+    let address = match address {
+        Some(address) => address,
+        None => {
+            let bytes = value.read(&memory, 0, 8.min(inspector.types().size_of(&value.ty).unwrap_or(8)))
+                .map_err(|hole| anyhow::anyhow!("cannot read the address: {}", hole.marker()))?;
+            le_unsigned(&bytes)
+        }
+    };
+    let found = session.symbols.lookup(address);
+    let section = found.map(|(symbol, _)| session.symbols.section_name(symbol.section).to_owned());
+    if args.context.json {
+        let report = SymbolReport {
+            schema_version: JSON_SCHEMA_VERSION,
+            command: "info symbol",
+            address: super::hex(address),
+            symbol: found.map(|(symbol, _)| symbol.name.clone()),
+            offset: found.map(|(_, offset)| offset),
+            section,
+        };
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        match found {
+            Some((symbol, 0)) => writeln!(out, "{} in section {}", symbol.name, section.unwrap_or_default())?,
+            Some((symbol, offset)) => {
+                writeln!(out, "{} + {offset} in section {}", symbol.name, section.unwrap_or_default())?
+            }
+            None => writeln!(out, "No symbol matches {}.", args.address)?,
+        }
+    }
+    Ok(Outcome::Complete)
+}

@@ -1,0 +1,619 @@
+//! Printing values as gdb 13 prints them with its default settings.
+//!
+//! The rules follow gdb's C and C++ value printers: integers in decimal,
+//! characters as `87 'W'`, pointers in hex followed by `<symbol+offset>`
+//! when they point into a symbol and by the string for character pointers,
+//! arrays with runs of equal elements folded (`0 <repeats 15 times>`),
+//! structs as `{x = 1, y = 2}` with base classes as `<Base> = {...}`, enums
+//! by name (flag enums as `(A | B)`). Output is bounded: `print elements`
+//! (200) limits array elements and string characters, `max-depth` (20)
+//! limits nesting, after which an aggregate prints as `{...}`.
+//!
+//! Values that cannot be read print in place (`<optimized out>`,
+//! `<unreadable at 0x…: page not captured>`) and mark the output incomplete;
+//! the rest of the value still prints.
+
+use std::cell::Cell;
+
+use gimli::constants;
+
+use super::types::{AggregateKind, Builtin, Member, Type, TypeRef, TypeTable};
+use super::value::{le_signed, le_unsigned, Hole, Value};
+use super::symbols::SymbolTable;
+use crate::unwind::StackMemory;
+
+/// gdb's `print elements` default.
+pub const DEFAULT_PRINT_ELEMENTS: usize = 200;
+/// gdb's `print max-depth` default.
+pub const DEFAULT_MAX_DEPTH: usize = 20;
+/// gdb's `print repeats` default: runs longer than this are folded.
+pub const REPEAT_THRESHOLD: usize = 10;
+
+/// Printing limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrintOptions {
+    /// Maximum number of array elements and string characters printed.
+    pub elements: usize,
+    /// Maximum nesting of aggregates; deeper ones print as `{...}`.
+    pub max_depth: usize,
+}
+
+impl Default for PrintOptions {
+    fn default() -> Self {
+        PrintOptions { elements: DEFAULT_PRINT_ELEMENTS, max_depth: DEFAULT_MAX_DEPTH }
+    }
+}
+
+/// Prints values of one image against one memory.
+pub struct Printer<'a> {
+    /// The image's types.
+    pub types: TypeTable<'a>,
+    /// Memory the values live in.
+    pub memory: &'a dyn StackMemory,
+    /// Symbols for naming pointers.
+    pub symbols: &'a SymbolTable,
+    /// Limits.
+    pub options: PrintOptions,
+    incomplete: Cell<bool>,
+}
+
+impl<'a> Printer<'a> {
+    /// Creates a printer.
+    pub fn new(
+        types: TypeTable<'a>,
+        memory: &'a dyn StackMemory,
+        symbols: &'a SymbolTable,
+        options: PrintOptions,
+    ) -> Printer<'a> {
+        Printer { types, memory, symbols, options, incomplete: Cell::new(false) }
+    }
+
+    /// Whether something printed so far was unknown or unreadable.
+    pub fn incomplete(&self) -> bool {
+        self.incomplete.get()
+    }
+
+    /// Marks the output incomplete.
+    pub fn mark_incomplete(&self) {
+        self.incomplete.set(true);
+    }
+
+    fn hole(&self, hole: &Hole) -> String {
+        self.incomplete.set(true);
+        hole.marker()
+    }
+
+    /// Formats `value` as `print` does: pointers and references are
+    /// preceded by their type, functions by their signature.
+    pub fn top_level(&self, value: &Value) -> String {
+        let stripped = self.types.strip(&value.ty);
+        match self.types.resolve(&stripped) {
+            Type::Pointer { target, .. } => {
+                // gdb omits the type before a pointer to plain `char`
+                // (the string says enough), unless a typedef names it.
+                let typedef_named = !matches!(self.types.resolve(&value.ty), Type::Pointer { .. } | Type::Qualified { .. });
+                let target_name = self.types.name(&self.types.unqualified(&target));
+                if target_name == "char" && !typedef_named {
+                    return self.format(value, 0);
+                }
+                format!("({}) {}", self.types.name(&value.ty), self.format(value, 0))
+            }
+            Type::Reference { .. } => format!("({}) {}", self.types.name(&value.ty), self.format(value, 0)),
+            Type::Function(_) => {
+                let text = self.format(value, 0);
+                format!("{{{}}} {text}", self.types.name(&value.ty))
+            }
+            _ => self.format(value, 0),
+        }
+    }
+
+    /// Formats `value` as `info locals` and members do.
+    pub fn format(&self, value: &Value, depth: usize) -> String {
+        let ty = self.types.strip(&value.ty);
+        match self.types.resolve(&ty) {
+            Type::Void => "void".to_owned(),
+            Type::Base { encoding, size, .. } => match value.read(self.memory, 0, size) {
+                Ok(bytes) => format_base(encoding, &bytes),
+                Err(hole) => self.hole(&hole),
+            },
+            Type::Enum { .. } => self.format_enum(value, &ty),
+            Type::Pointer { target, size } => match value.read(self.memory, 0, size) {
+                Ok(bytes) => self.format_pointer(le_unsigned(&bytes), &target),
+                Err(hole) => self.hole(&hole),
+            },
+            Type::Reference { target, .. } => match value.read(self.memory, 0, 8) {
+                Ok(bytes) => {
+                    let address = le_unsigned(&bytes);
+                    let referent = Value::in_memory(target, address);
+                    format!("@{address:#x}: {}", self.format(&referent, depth))
+                }
+                Err(hole) => self.hole(&hole),
+            },
+            Type::Array { element, count } => self.format_array(value, &element, count, depth),
+            Type::Aggregate { members, incomplete, .. } => {
+                if incomplete && members.is_empty() {
+                    return "<incomplete type>".to_owned();
+                }
+                self.format_aggregate(value, &members, depth)
+            }
+            Type::Function(_) => match value.address() {
+                Some(address) => match self.symbols.annotation(address) {
+                    Some(name) => format!("{address:#x} {name}"),
+                    None => format!("{address:#x}"),
+                },
+                None => "<function without address>".to_owned(),
+            },
+            Type::Typedef { .. } | Type::Qualified { .. } => "<type chain too long>".to_owned(),
+            Type::Unsupported { tag } => {
+                self.incomplete.set(true);
+                format!("<unsupported type {tag}>")
+            }
+        }
+    }
+
+    fn format_enum(&self, value: &Value, ty: &TypeRef) -> String {
+        let Type::Enum { size, signed, enumerators, .. } = self.types.resolve(ty) else {
+            return String::new();
+        };
+        let bytes = match value.read(self.memory, 0, size) {
+            Ok(bytes) => bytes,
+            Err(hole) => return self.hole(&hole),
+        };
+        let raw = if signed { i128::from(le_signed(&bytes)) } else { i128::from(le_unsigned(&bytes)) };
+        format_enum_value(raw, &enumerators)
+    }
+
+    /// Formats a pointer: the address, the symbol it points into, and for
+    /// a character pointer the string.
+    pub fn format_pointer(&self, address: u64, target: &TypeRef) -> String {
+        let mut text = format!("{address:#x}");
+        let target_type = self.types.resolve_stripped(target);
+        let is_function = matches!(target_type, Type::Function(_)) || matches!(target, TypeRef::Builtin(Builtin::CodePointer));
+        // gdb names the symbol of any pointer that points into a section;
+        // stack and heap pointers have none.
+        if let Some(name) = self.symbols.annotation(address) {
+            text.push(' ');
+            text.push_str(&name);
+        } else if is_function {
+            return text;
+        }
+        if address != 0 && self.types.is_char(target) {
+            text.push(' ');
+            text.push_str(&self.read_c_string(address));
+        }
+        text
+    }
+
+    /// Reads a NUL-terminated string at `address`, at most `elements`
+    /// characters, and formats it as gdb does.
+    pub fn read_c_string(&self, address: u64) -> String {
+        let limit = self.options.elements;
+        let mut bytes = Vec::new();
+        let mut terminated = false;
+        let mut failure = None;
+        while bytes.len() < limit {
+            let current = match address.checked_add(bytes.len() as u64) {
+                Some(current) => current,
+                None => break,
+            };
+            // Read up to the end of the page, so one unreadable page does not
+            // hide the characters before it.
+            let to_page_end = 4096 - (current % 4096) as usize;
+            let chunk_len = to_page_end.min(64).min(limit - bytes.len());
+            let mut chunk = vec![0u8; chunk_len];
+            if let Err(error) = self.memory.read(current, &mut chunk) {
+                failure = Some(Hole::from_memory(&error));
+                break;
+            }
+            if let Some(nul) = chunk.iter().position(|&byte| byte == 0) {
+                bytes.extend_from_slice(&chunk[..nul]);
+                terminated = true;
+                break;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if let Some(hole) = failure {
+            if bytes.is_empty() {
+                return self.hole(&hole);
+            }
+            let mut text = format_char_runs(&bytes, usize::MAX);
+            text.push_str(&self.hole(&hole));
+            return text;
+        }
+        let mut text = format_char_runs(&bytes, usize::MAX);
+        if text.is_empty() {
+            text.push_str("\"\"");
+        }
+        if !terminated {
+            text.push_str("...");
+        }
+        text
+    }
+
+    fn format_array(&self, value: &Value, element: &TypeRef, count: Option<u64>, depth: usize) -> String {
+        let Some(count) = count else {
+            // gdb prints a flexible array member as `0x… ` of its address.
+            return match value.address() {
+                Some(address) => format!("{address:#x}"),
+                None => "{}".to_owned(),
+            };
+        };
+        let element_size = self.types.size_of(element).unwrap_or(0);
+        if self.types.is_char(element) {
+            let shown = count.min(self.options.elements as u64);
+            return match value.read(self.memory, 0, shown) {
+                Ok(mut bytes) => {
+                    // gdb drops one trailing NUL of a fully printed array
+                    // and stops at the first NUL after it when there are
+                    // only NULs left: `"hi", '\000' <repeats 13 times>`.
+                    let truncated = shown < count;
+                    if !truncated && bytes.last() == Some(&0) {
+                        bytes.pop();
+                    }
+                    let mut text = format_char_runs(&bytes, REPEAT_THRESHOLD);
+                    if text.is_empty() {
+                        text.push_str("\"\"");
+                    }
+                    if truncated {
+                        text.push_str("...");
+                    }
+                    text
+                }
+                Err(hole) => self.hole(&hole),
+            };
+        }
+        if depth >= self.options.max_depth {
+            return "{...}".to_owned();
+        }
+        let mut items: Vec<String> = Vec::new();
+        let mut index = 0u64;
+        let mut printed = 0usize;
+        while index < count {
+            if printed >= self.options.elements {
+                items.push("...".to_owned());
+                break;
+            }
+            let element_value = value.slice(index * element_size, element_size, element.clone());
+            let text = self.format(&element_value, depth + 1);
+            // Count the run of equal elements from here, comparing bytes as gdb does.
+            let mut run = 1u64;
+            if element_size > 0 {
+                let first = value.read(self.memory, index * element_size, element_size).ok();
+                if let Some(first) = first {
+                    while index + run < count {
+                        let next = value.read(self.memory, (index + run) * element_size, element_size).ok();
+                        if next.as_ref() != Some(&first) {
+                            break;
+                        }
+                        run += 1;
+                    }
+                }
+            }
+            if run > REPEAT_THRESHOLD as u64 {
+                items.push(format!("{text} <repeats {run} times>"));
+                index += run;
+                printed += REPEAT_THRESHOLD;
+            } else {
+                items.push(text);
+                index += 1;
+                printed += 1;
+            }
+        }
+        let mut text = String::from("{");
+        text.push_str(&items.join(", "));
+        if text.ends_with(", ...") {
+            text.truncate(text.len() - 5);
+            text.push_str("...");
+        }
+        text.push('}');
+        text
+    }
+
+    fn format_aggregate(&self, value: &Value, members: &[Member], depth: usize) -> String {
+        if depth >= self.options.max_depth {
+            return "{...}".to_owned();
+        }
+        let mut fields = Vec::new();
+        for member in members {
+            if member.is_static {
+                continue;
+            }
+            let size = self.types.size_of(&member.ty).unwrap_or(0);
+            let text = if let Some((bit_offset, bit_size)) = member.bitfield {
+                self.format_bitfield(value, &member.ty, bit_offset, bit_size)
+            } else {
+                let part = value.slice(member.offset_bytes, size, member.ty.clone());
+                self.format(&part, depth + 1)
+            };
+            let field = match (&member.name, member.is_base) {
+                (_, true) => format!("<{}> = {text}", self.types.name(&member.ty)),
+                (Some(name), false) => format!("{name} = {text}"),
+                (None, false) => text,
+            };
+            fields.push(field);
+        }
+        if fields.is_empty() {
+            return "{<No data fields>}".to_owned();
+        }
+        format!("{{{}}}", fields.join(", "))
+    }
+
+    fn format_bitfield(&self, value: &Value, ty: &TypeRef, bit_offset: u64, bit_size: u64) -> String {
+        if bit_size == 0 || bit_size > 64 {
+            return format!("<bitfield of {bit_size} bits>");
+        }
+        let first_byte = bit_offset / 8;
+        let shift = bit_offset % 8;
+        let len = (shift + bit_size).div_ceil(8);
+        let bytes = match value.read(self.memory, first_byte, len) {
+            Ok(bytes) => bytes,
+            Err(hole) => return self.hole(&hole),
+        };
+        let mut wide = [0u8; 16];
+        wide[..bytes.len()].copy_from_slice(&bytes);
+        let raw = (u128::from_le_bytes(wide) >> shift) & ((1u128 << bit_size) - 1);
+        let stripped = self.types.strip(ty);
+        let resolved = self.types.resolve(&stripped);
+        let signed = match &resolved {
+            Type::Base { encoding, .. } => matches!(*encoding, constants::DW_ATE_signed | constants::DW_ATE_signed_char),
+            Type::Enum { signed, .. } => *signed,
+            _ => false,
+        };
+        let value = if signed && bit_size < 64 && raw >> (bit_size - 1) & 1 == 1 {
+            raw as i128 - (1i128 << bit_size)
+        } else {
+            raw as i128
+        };
+        match resolved {
+            Type::Enum { enumerators, .. } => format_enum_value(value, &enumerators),
+            Type::Base { encoding: constants::DW_ATE_boolean, .. } => {
+                if value == 0 { "false".into() } else if value == 1 { "true".into() } else { value.to_string() }
+            }
+            _ => value.to_string(),
+        }
+    }
+}
+
+impl TypeTable<'_> {
+    /// Follows qualifiers (not typedefs) to the type they qualify.
+    pub fn unqualified(&self, ty: &TypeRef) -> TypeRef {
+        let mut current = ty.clone();
+        for _ in 0..64 {
+            match self.resolve(&current) {
+                Type::Qualified { target, .. } => current = target,
+                _ => return current,
+            }
+        }
+        current
+    }
+}
+
+/// Formats an enum value as gdb does: the enumerator's name; for a flag
+/// enum (enumerators with disjoint bits) the names of the bits it has, in
+/// parentheses; otherwise the number.
+pub fn format_enum_value(raw: i128, enumerators: &[super::types::Enumerator]) -> String {
+    if let Some(enumerator) = enumerators.iter().find(|enumerator| enumerator.value == raw) {
+        return enumerator.name.clone();
+    }
+    let mut seen_bits = 0i128;
+    let flag_enum = enumerators.iter().all(|enumerator| {
+        let disjoint = enumerator.value >= 0 && enumerator.value & seen_bits == 0;
+        seen_bits |= enumerator.value;
+        disjoint
+    });
+    if !flag_enum || raw < 0 || enumerators.is_empty() {
+        return raw.to_string();
+    }
+    if raw == 0 {
+        return "0".to_owned();
+    }
+    let mut names = Vec::new();
+    let mut remaining = raw;
+    for enumerator in enumerators {
+        if enumerator.value != 0 && remaining & enumerator.value == enumerator.value {
+            names.push(enumerator.name.clone());
+            remaining &= !enumerator.value;
+        }
+    }
+    if remaining != 0 {
+        names.push(format!("unknown: {remaining:#x}"));
+    }
+    format!("({})", names.join(" | "))
+}
+
+/// Formats a base type's bytes.
+pub fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
+    match encoding {
+        constants::DW_ATE_boolean => match le_unsigned(bytes) {
+            0 => "false".to_owned(),
+            1 => "true".to_owned(),
+            other => other.to_string(),
+        },
+        constants::DW_ATE_float if bytes.len() == 4 => {
+            format_float(f64::from(f32::from_bits(le_unsigned(bytes) as u32)), 9)
+        }
+        constants::DW_ATE_float if bytes.len() == 8 => format_float(f64::from_bits(le_unsigned(bytes)), 17),
+        constants::DW_ATE_float => format!("<float of {} bytes>", bytes.len()),
+        constants::DW_ATE_signed_char if bytes.len() == 1 => {
+            format!("{} {}", le_signed(bytes), char_literal(bytes[0]))
+        }
+        constants::DW_ATE_unsigned_char if bytes.len() == 1 => {
+            format!("{} {}", bytes[0], char_literal(bytes[0]))
+        }
+        constants::DW_ATE_signed | constants::DW_ATE_signed_char => {
+            if bytes.len() == 16 {
+                let mut wide = [0u8; 16];
+                wide.copy_from_slice(bytes);
+                return i128::from_le_bytes(wide).to_string();
+            }
+            le_signed(bytes).to_string()
+        }
+        _ => {
+            if bytes.len() == 16 {
+                let mut wide = [0u8; 16];
+                wide.copy_from_slice(bytes);
+                return u128::from_le_bytes(wide).to_string();
+            }
+            le_unsigned(bytes).to_string()
+        }
+    }
+}
+
+/// Formats a floating-point number as C's `%.{precision}g`, which is what
+/// gdb uses (9 significant digits for `float`, 17 for `double`).
+pub fn format_float(value: f64, precision: usize) -> String {
+    if value.is_nan() {
+        return if value.is_sign_negative() { "-nan".into() } else { "nan".into() };
+    }
+    if value.is_infinite() {
+        return if value < 0.0 { "-inf".into() } else { "inf".into() };
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let precision = precision.max(1);
+    let scientific = format!("{:.*e}", precision - 1, value);
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if exponent < -4 || exponent >= precision as i32 {
+        let mantissa = trim_fraction(mantissa);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    } else {
+        let decimals = (precision as i32 - 1 - exponent).max(0) as usize;
+        trim_fraction(&format!("{value:.decimals$}")).to_owned()
+    }
+}
+
+fn trim_fraction(text: &str) -> &str {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
+    }
+}
+
+/// Returns the escape gdb uses for `byte` inside quotes, or `None` when it
+/// prints as itself.
+fn escape(byte: u8, quote: u8) -> Option<String> {
+    Some(match byte {
+        b'\n' => "\\n".into(),
+        b'\t' => "\\t".into(),
+        b'\r' => "\\r".into(),
+        0x07 => "\\a".into(),
+        0x08 => "\\b".into(),
+        0x0c => "\\f".into(),
+        0x0b => "\\v".into(),
+        0x1b => "\\033".into(),
+        b'\\' => "\\\\".into(),
+        _ if byte == quote => format!("\\{}", quote as char),
+        0x20..=0x7e => return None,
+        _ => format!("\\{byte:03o}"),
+    })
+}
+
+/// Formats one character as `'W'` or `'\000'`.
+pub fn char_literal(byte: u8) -> String {
+    match escape(byte, b'\'') {
+        Some(escaped) => format!("'{escaped}'"),
+        None => format!("'{}'", byte as char),
+    }
+}
+
+/// Formats characters as gdb prints strings: quoted segments, with runs of
+/// more than `threshold` equal characters as `'x' <repeats N times>`.
+pub fn format_char_runs(bytes: &[u8], threshold: usize) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut quoted = String::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        let run = bytes[index..].iter().take_while(|&&other| other == byte).count();
+        if run > threshold {
+            if !quoted.is_empty() {
+                parts.push(format!("\"{quoted}\""));
+                quoted.clear();
+            }
+            parts.push(format!("{} <repeats {run} times>", char_literal(byte)));
+            index += run;
+            continue;
+        }
+        match escape(byte, b'"') {
+            Some(escaped) => quoted.push_str(&escaped),
+            None => quoted.push(byte as char),
+        }
+        index += 1;
+    }
+    if !quoted.is_empty() {
+        parts.push(format!("\"{quoted}\""));
+    }
+    parts.join(", ")
+}
+
+/// Whether `ty` is printed as `...` in a frame line: gdb's default
+/// `print frame-arguments scalars` hides aggregates and arrays.
+pub fn is_aggregate(types: &TypeTable<'_>, ty: &TypeRef) -> bool {
+    let stripped = types.strip(ty);
+    match types.resolve(&stripped) {
+        Type::Aggregate { .. } | Type::Array { .. } => true,
+        Type::Reference { target, .. } => matches!(types.resolve_stripped(&target), Type::Aggregate { .. } | Type::Array { .. }),
+        _ => false,
+    }
+}
+
+/// The keyword and name a `ptype` of an aggregate starts with.
+pub fn aggregate_heading(kind: AggregateKind, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{} {name}", kind.keyword()),
+        None => kind.keyword().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::variables::types::Enumerator;
+
+    fn enumerators(values: &[(&str, i128)]) -> Vec<Enumerator> {
+        values.iter().map(|(name, value)| Enumerator { name: (*name).into(), value: *value }).collect()
+    }
+
+    #[test]
+    fn char_formatting() {
+        assert_eq!(format_base(constants::DW_ATE_signed_char, &[87]), "87 'W'");
+        assert_eq!(format_base(constants::DW_ATE_signed_char, &[0]), "0 '\\000'");
+        assert_eq!(format_base(constants::DW_ATE_signed_char, &[0xff]), "-1 '\\377'");
+        assert_eq!(format_base(constants::DW_ATE_unsigned_char, &[b'\n']), "10 '\\n'");
+        assert_eq!(format_base(constants::DW_ATE_signed_char, &[b'\'']), "39 '\\''");
+    }
+
+    #[test]
+    fn string_runs_fold() {
+        assert_eq!(format_char_runs(b"hi", 10), "\"hi\"");
+        let mut bytes = b"ab".to_vec();
+        bytes.extend([0u8; 13]);
+        assert_eq!(format_char_runs(&bytes, 10), "\"ab\", '\\000' <repeats 13 times>");
+        assert_eq!(format_char_runs(b"a\"b\\", 10), "\"a\\\"b\\\\\"");
+    }
+
+    #[test]
+    fn enum_values() {
+        let plain = enumerators(&[("RED", 0), ("GREEN", 1), ("BLUE", 2), ("BLACK", 3)]);
+        assert_eq!(format_enum_value(1, &plain), "GREEN");
+        assert_eq!(format_enum_value(7, &plain), "7");
+        let flags = enumerators(&[("FLAG_A", 1), ("FLAG_B", 2), ("FLAG_C", 4)]);
+        assert_eq!(format_enum_value(3, &flags), "(FLAG_A | FLAG_B)");
+        assert_eq!(format_enum_value(9, &flags), "(FLAG_A | unknown: 0x8)");
+        assert_eq!(format_enum_value(0, &flags), "0");
+    }
+
+    #[test]
+    fn floats_like_printf_g() {
+        assert_eq!(format_float(f64::from(3.14159265f32), 9), "3.14159274");
+        assert_eq!(format_float(std::f64::consts::PI, 17), "3.1415926535897931");
+        assert_eq!(format_float(1.5, 17), "1.5");
+        assert_eq!(format_float(1e20, 17), "1e+20");
+        assert_eq!(format_float(0.0001, 17), "0.0001");
+        assert_eq!(format_float(-2.5e-7, 9), "-2.50000000e-07".replace("2.50000000", "2.5").as_str());
+    }
+}

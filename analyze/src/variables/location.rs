@@ -1,0 +1,490 @@
+//! Evaluation of DWARF location descriptions with gimli's [`gimli::Evaluation`].
+//!
+//! The evaluation runs against one physical frame of a backtrace: its
+//! recovered registers, its CFA (for `DW_OP_call_frame_cfa`, which gcc uses
+//! as every function's `DW_AT_frame_base`) and the target's memory. A
+//! location list is searched at the frame's lookup pc, one byte before a
+//! return address, so a caller's variables are those live at the call.
+//!
+//! `DW_OP_entry_value(DW_OP_regN)`, the value a register had when the
+//! function was entered, comes from the caller: first from the
+//! `DW_TAG_call_site_parameter` of the call that made the frame, evaluated in
+//! the caller's frame (as gdb does), then, for a callee-saved register, from
+//! the caller's recovered register, which holds the same value at the call.
+
+use gimli::{constants, AttributeValue, EvaluationResult, Location, Operation, Reader as _};
+
+use super::dwarf::{DebugInfo, DieId};
+use super::value::{le_unsigned, Contents, Hole, Value};
+use super::types::{TypeRef, TypeTable};
+use crate::image::DwarfReader;
+use crate::unwind::registers::{CALLEE_SAVED, REGISTER_NAMES};
+use crate::unwind::{Frame, Pc, StackMemory};
+
+/// Maximum number of operations one evaluation may run, so a looping
+/// expression in corrupt DWARF ends.
+const MAX_OPERATIONS: u32 = 10_000;
+
+/// How deep entry values may recurse through callers.
+const MAX_ENTRY_VALUE_DEPTH: usize = 4;
+
+/// The frames a location is evaluated in: a backtrace's physical frames and
+/// the memory of their address space.
+#[derive(Clone, Copy)]
+pub struct FrameSet<'a> {
+    /// The physical frames, innermost first.
+    pub frames: &'a [Frame],
+    /// The address space's memory.
+    pub memory: &'a dyn StackMemory,
+}
+
+/// Returns the name of DWARF register `number` as gdb names it.
+pub fn register_name(number: u16) -> String {
+    REGISTER_NAMES.get(usize::from(number)).map_or_else(|| format!("DWARF register {number}"), |name| (*name).to_owned())
+}
+
+/// Evaluates locations of one image's DWARF.
+pub struct Locator<'d> {
+    info: &'d DebugInfo,
+}
+
+/// What a DWARF expression computed, before it is turned into bytes.
+enum Computed {
+    Pieces(Vec<gimli::Piece<DwarfReader>>),
+}
+
+impl<'d> Locator<'d> {
+    /// Creates a locator over `info`.
+    pub fn new(info: &'d DebugInfo) -> Locator<'d> {
+        Locator { info }
+    }
+
+    /// Returns the value of variable or parameter `die` in physical frame
+    /// `frame` of `set`; `function` is the subprogram that contains it (for
+    /// `DW_AT_frame_base`). Globals pass no frame.
+    pub fn variable(&self, die: DieId, set: Option<FrameSet<'_>>, frame: usize, function: Option<DieId>) -> Value {
+        let types = TypeTable { info: self.info };
+        let ty = types.type_of(die);
+        let size = types.size_of(&ty).unwrap_or(0);
+
+        let Some(location) = self.info.own_attr(die, constants::DW_AT_location) else {
+            return match self.const_value(die, size) {
+                Some(bytes) => Value::from_bytes(ty, bytes),
+                None => {
+                    // A declaration's definition may be elsewhere (C++
+                    // static members, `extern` variables).
+                    Value::missing(ty, Hole::OptimizedOut)
+                }
+            };
+        };
+        let pc = set.and_then(|set| set.frames.get(frame)).map(|frame| frame.pc.lookup_address());
+        let expression = match self.select_expression(die, location, pc) {
+            Ok(Some(expression)) => expression,
+            Ok(None) => return Value::missing(ty, Hole::OptimizedOut),
+            Err(hole) => return Value::missing(ty, hole),
+        };
+        let contents = match self.evaluate(die, expression, set, frame, function, 0) {
+            Ok(Computed::Pieces(pieces)) => self.assemble(pieces, size, set, frame),
+            Err(hole) => Contents::Missing(hole),
+        };
+        Value { ty, contents }
+    }
+
+    fn const_value(&self, die: DieId, size: u64) -> Option<Vec<u8>> {
+        let value = self.info.own_attr(die, constants::DW_AT_const_value)?;
+        let size = usize::try_from(size).ok()?.min(8);
+        let bytes = match value {
+            AttributeValue::Block(block) => return block.to_slice().ok().map(|slice| slice.into_owned()),
+            AttributeValue::Sdata(v) => v.to_le_bytes()[..size].to_vec(),
+            AttributeValue::Udata(v) | AttributeValue::Data8(v) => v.to_le_bytes()[..size].to_vec(),
+            AttributeValue::Data1(v) => u64::from(v).to_le_bytes()[..size].to_vec(),
+            AttributeValue::Data2(v) => u64::from(v).to_le_bytes()[..size].to_vec(),
+            AttributeValue::Data4(v) => u64::from(v).to_le_bytes()[..size].to_vec(),
+            _ => return None,
+        };
+        Some(bytes)
+    }
+
+    /// Picks the expression of a location attribute: the expression itself,
+    /// or the location-list entry covering `pc`. `Ok(None)` means no entry
+    /// covers `pc`: the variable is optimized out there.
+    fn select_expression(
+        &self,
+        die: DieId,
+        location: AttributeValue<DwarfReader>,
+        pc: Option<u64>,
+    ) -> Result<Option<gimli::Expression<DwarfReader>>, Hole> {
+        if let AttributeValue::Exprloc(expression) = location {
+            return Ok(Some(expression));
+        }
+        let unit = &self.info.unit(die).unit;
+        let dwarf = self.info.dwarf();
+        let mut list = match dwarf.attr_locations(unit, location) {
+            Ok(Some(list)) => list,
+            Ok(None) => return Err(Hole::Error("invalid DW_AT_location form".into())),
+            Err(error) => return Err(Hole::Error(format!("invalid location list: {error}"))),
+        };
+        let Some(pc) = pc else {
+            return Err(Hole::Error("a location list needs a frame".into()));
+        };
+        loop {
+            match list.next() {
+                Ok(Some(entry)) => {
+                    if entry.range.begin <= pc && pc < entry.range.end {
+                        return Ok(Some(entry.data));
+                    }
+                }
+                Ok(None) => return Ok(None),
+                Err(error) => return Err(Hole::Error(format!("invalid location list: {error}"))),
+            }
+        }
+    }
+
+    /// Runs `expression` of a DIE in `die`'s unit.
+    fn evaluate(
+        &self,
+        die: DieId,
+        expression: gimli::Expression<DwarfReader>,
+        set: Option<FrameSet<'_>>,
+        frame: usize,
+        function: Option<DieId>,
+        depth: usize,
+    ) -> Result<Computed, Hole> {
+        let unit = &self.info.unit(die).unit;
+        let mut evaluation = expression.evaluation(unit.encoding());
+        evaluation.set_max_iterations(MAX_OPERATIONS);
+        let current = set.and_then(|set| set.frames.get(frame));
+        let invalid = |error: gimli::Error| Hole::Error(format!("invalid location expression: {error}"));
+        let mut result = evaluation.evaluate().map_err(invalid)?;
+        loop {
+            result = match result {
+                EvaluationResult::Complete => break,
+                EvaluationResult::RequiresMemory { address, size, .. } => {
+                    let Some(set) = set else {
+                        return Err(Hole::Error("the location reads memory, but there is no target".into()));
+                    };
+                    let mut buf = vec![0u8; usize::from(size)];
+                    set.memory.read(address, &mut buf).map_err(|error| Hole::from_memory(&error))?;
+                    evaluation.resume_with_memory(gimli::Value::Generic(le_unsigned(&buf))).map_err(invalid)?
+                }
+                EvaluationResult::RequiresRegister { register, .. } => {
+                    let value = current
+                        .and_then(|frame| frame.registers.get(register.0))
+                        .ok_or_else(|| Hole::NotSaved { register: register_name(register.0) })?;
+                    evaluation.resume_with_register(gimli::Value::Generic(value)).map_err(invalid)?
+                }
+                EvaluationResult::RequiresFrameBase => {
+                    let base = self.frame_base(function, set, frame, depth)?;
+                    evaluation.resume_with_frame_base(base).map_err(invalid)?
+                }
+                EvaluationResult::RequiresCallFrameCfa => {
+                    let cfa = current
+                        .and_then(|frame| frame.cfa)
+                        .ok_or_else(|| Hole::Error("the frame's CFA is not known".into()))?;
+                    evaluation.resume_with_call_frame_cfa(cfa).map_err(invalid)?
+                }
+                EvaluationResult::RequiresRelocatedAddress(address) => {
+                    evaluation.resume_with_relocated_address(address).map_err(invalid)?
+                }
+                EvaluationResult::RequiresIndexedAddress { index, .. } => {
+                    let address = self.info.dwarf().address(unit, index).map_err(invalid)?;
+                    evaluation.resume_with_indexed_address(address).map_err(invalid)?
+                }
+                EvaluationResult::RequiresBaseType(offset) => {
+                    let base = self.base_value_type(die, offset)?;
+                    evaluation.resume_with_base_type(base).map_err(invalid)?
+                }
+                EvaluationResult::RequiresEntryValue(entry) => {
+                    let value = self.entry_value(die, entry, set, frame, depth)?;
+                    evaluation.resume_with_entry_value(gimli::Value::Generic(value)).map_err(invalid)?
+                }
+                EvaluationResult::RequiresTls(_) => {
+                    return Err(Hole::Error("thread-local storage is not supported".into()))
+                }
+                EvaluationResult::RequiresAtLocation(_) | EvaluationResult::RequiresParameterRef(_) => {
+                    return Err(Hole::Error("DW_OP_call and DW_OP_GNU_parameter_ref are not supported".into()))
+                }
+                EvaluationResult::RequiresWasmLocal { .. }
+                | EvaluationResult::RequiresWasmGlobal { .. }
+                | EvaluationResult::RequiresWasmStack { .. } => {
+                    return Err(Hole::Error("WebAssembly locations are not supported".into()))
+                }
+            };
+        }
+        Ok(Computed::Pieces(evaluation.result()))
+    }
+
+    fn base_value_type(&self, die: DieId, offset: gimli::UnitOffset) -> Result<gimli::ValueType, Hole> {
+        let base = self
+            .info
+            .resolve_ref(die, AttributeValue::UnitRef(offset))
+            .ok_or_else(|| Hole::Error(format!("no base type at unit offset {:#x}", offset.0)))?;
+        let encoding = match self.info.attr(base, constants::DW_AT_encoding) {
+            Some(AttributeValue::Encoding(encoding)) => encoding,
+            _ => constants::DW_ATE_unsigned,
+        };
+        let size = self.info.udata(base, constants::DW_AT_byte_size).unwrap_or(8);
+        gimli::ValueType::from_encoding(encoding, size)
+            .ok_or_else(|| Hole::Error(format!("unsupported base type of {size} bytes")))
+    }
+
+    /// Computes `DW_AT_frame_base` of `function` in `frame`.
+    fn frame_base(&self, function: Option<DieId>, set: Option<FrameSet<'_>>, frame: usize, depth: usize) -> Result<u64, Hole> {
+        let function = function.ok_or_else(|| Hole::Error("DW_OP_fbreg outside a function".into()))?;
+        let attr = self
+            .info
+            .attr(function, constants::DW_AT_frame_base)
+            .ok_or_else(|| Hole::Error("the function has no DW_AT_frame_base".into()))?;
+        let pc = set.and_then(|set| set.frames.get(frame)).map(|frame| frame.pc.lookup_address());
+        let expression = self
+            .select_expression(function, attr, pc)?
+            .ok_or_else(|| Hole::Error("the frame base is not available at this pc".into()))?;
+        let Computed::Pieces(pieces) = self.evaluate(function, expression, set, frame, None, depth)?;
+        let current = set.and_then(|set| set.frames.get(frame));
+        match pieces.as_slice() {
+            [piece] => match piece.location {
+                Location::Address { address } => Ok(address),
+                // `DW_OP_breg6 0` computes an address; `DW_OP_reg6` names
+                // the register that holds the frame base.
+                Location::Register { register } => current
+                    .and_then(|frame| frame.registers.get(register.0))
+                    .ok_or_else(|| Hole::NotSaved { register: register_name(register.0) }),
+                Location::Value { value } => Ok(value.to_u64(u64::MAX).unwrap_or(0)),
+                _ => Err(Hole::Error("unsupported frame base".into())),
+            },
+            _ => Err(Hole::Error("unsupported frame base".into())),
+        }
+    }
+
+    /// Computes `DW_OP_entry_value(entry)` of physical frame `frame`.
+    fn entry_value(
+        &self,
+        die: DieId,
+        entry: gimli::Expression<DwarfReader>,
+        set: Option<FrameSet<'_>>,
+        frame: usize,
+        depth: usize,
+    ) -> Result<u64, Hole> {
+        let set = set.ok_or(Hole::OptimizedOut)?;
+        if depth >= MAX_ENTRY_VALUE_DEPTH {
+            return Err(Hole::OptimizedOut);
+        }
+        let unit = &self.info.unit(die).unit;
+        let mut operations = entry.clone().operations(unit.encoding());
+        let register = match (operations.next(), operations.next()) {
+            (Ok(Some(Operation::Register { register })), Ok(None)) => register.0,
+            // gdb also only resolves entry values of a single register.
+            _ => return Err(Hole::OptimizedOut),
+        };
+        let (Some(callee), Some(caller)) = (set.frames.get(frame), set.frames.get(frame + 1)) else {
+            return Err(Hole::OptimizedOut);
+        };
+        // Only a call has a call site: not a frame interrupted by a trap.
+        let Pc::ReturnAddress(return_address) = caller.pc else {
+            return Err(Hole::OptimizedOut);
+        };
+        if callee.trap {
+            return Err(Hole::OptimizedOut);
+        }
+        if let Some(value) = self.call_site_value(register, return_address, set, frame + 1, depth)? {
+            return Ok(value);
+        }
+        if CALLEE_SAVED.contains(&register) {
+            if let Some(value) = caller.registers.get(register) {
+                return Ok(value);
+            }
+        }
+        Err(Hole::OptimizedOut)
+    }
+
+    /// Finds the call site with `return_address` in the caller's function and
+    /// evaluates the value of its parameter passed in `register`.
+    fn call_site_value(
+        &self,
+        register: u16,
+        return_address: u64,
+        set: FrameSet<'_>,
+        caller: usize,
+        depth: usize,
+    ) -> Result<Option<u64>, Hole> {
+        let lookup = return_address.saturating_sub(1);
+        let Some((function, call_site)) = self.find_call_site(lookup, return_address) else {
+            return Ok(None);
+        };
+        for parameter in self.info.children(call_site) {
+            if !matches!(
+                self.info.tag(parameter),
+                constants::DW_TAG_call_site_parameter | constants::DW_TAG_GNU_call_site_parameter
+            ) {
+                continue;
+            }
+            let Some(AttributeValue::Exprloc(location)) = self.info.own_attr(parameter, constants::DW_AT_location)
+            else {
+                continue;
+            };
+            let unit = &self.info.unit(parameter).unit;
+            let mut operations = location.operations(unit.encoding());
+            let matches = matches!(
+                (operations.next(), operations.next()),
+                (Ok(Some(Operation::Register { register: r })), Ok(None)) if r.0 == register
+            );
+            if !matches {
+                continue;
+            }
+            let value = self
+                .info
+                .own_attr(parameter, constants::DW_AT_call_value)
+                .or_else(|| self.info.own_attr(parameter, constants::DW_AT_GNU_call_site_value));
+            let Some(AttributeValue::Exprloc(value)) = value else { continue };
+            let Computed::Pieces(pieces) = self.evaluate(parameter, value, Some(set), caller, Some(function), depth + 1)?;
+            return match pieces.as_slice() {
+                [piece] => match &piece.location {
+                    Location::Address { address } => Ok(Some(*address)),
+                    Location::Value { value } => Ok(Some(value.to_u64(u64::MAX).unwrap_or(0))),
+                    Location::Register { register } => Ok(set.frames[caller].registers.get(register.0)),
+                    _ => Ok(None),
+                },
+                _ => Ok(None),
+            };
+        }
+        Ok(None)
+    }
+
+    /// Returns the function and the call-site DIE whose return pc is
+    /// `return_address`.
+    fn find_call_site(&self, lookup: u64, return_address: u64) -> Option<(DieId, DieId)> {
+        for unit in self.info.units_at(lookup) {
+            let root = self.info.unit_root(unit);
+            let mut stack: Vec<DieId> = self.info.children(root).collect();
+            while let Some(die) = stack.pop() {
+                match self.info.tag(die) {
+                    constants::DW_TAG_subprogram if self.info.contains_pc(die, lookup) => {
+                        let mut inner: Vec<DieId> = self.info.children(die).collect();
+                        while let Some(child) = inner.pop() {
+                            match self.info.tag(child) {
+                                constants::DW_TAG_call_site | constants::DW_TAG_GNU_call_site => {
+                                    let pc = self
+                                        .info
+                                        .own_attr(child, constants::DW_AT_call_return_pc)
+                                        .or_else(|| self.info.own_attr(child, constants::DW_AT_low_pc))
+                                        .and_then(|value| {
+                                            self.info.dwarf().attr_address(&self.info.unit(child).unit, value).ok().flatten()
+                                        });
+                                    if pc == Some(return_address) {
+                                        return Some((die, child));
+                                    }
+                                }
+                                constants::DW_TAG_lexical_block | constants::DW_TAG_inlined_subroutine => {
+                                    inner.extend(self.info.children(child))
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    constants::DW_TAG_namespace | constants::DW_TAG_class_type | constants::DW_TAG_structure_type => {
+                        stack.extend(self.info.children(die))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        None
+    }
+
+    /// Turns evaluated pieces into the bytes of a value of `size` bytes.
+    fn assemble(
+        &self,
+        pieces: Vec<gimli::Piece<DwarfReader>>,
+        size: u64,
+        set: Option<FrameSet<'_>>,
+        frame: usize,
+    ) -> Contents {
+        if let [piece] = pieces.as_slice() {
+            if piece.size_in_bits.is_none() {
+                if let Location::Address { address } = piece.location {
+                    return Contents::Memory(address);
+                }
+            }
+        }
+        let size_usize = match usize::try_from(size) {
+            Ok(size) if size as u64 <= super::value::MAX_VALUE_BYTES => size,
+            _ => return Contents::Missing(Hole::Error(format!("value of {size} bytes is too large"))),
+        };
+        let mut bytes = vec![0u8; size_usize];
+        let mut holes = Vec::new();
+        let mut offset = 0usize;
+        let current = set.and_then(|set| set.frames.get(frame));
+        for piece in &pieces {
+            let piece_len = match piece.size_in_bits {
+                Some(bits) => usize::try_from(bits.div_ceil(8)).unwrap_or(usize::MAX),
+                None => size_usize.saturating_sub(offset),
+            };
+            let end = offset.saturating_add(piece_len).min(size_usize);
+            if offset >= end {
+                break;
+            }
+            let range = offset..end;
+            let len = end - offset;
+            let filled: Result<Vec<u8>, Hole> = match &piece.location {
+                Location::Empty => Err(Hole::OptimizedOut),
+                Location::Register { register } => current
+                    .and_then(|frame| frame.registers.get(register.0))
+                    .map(|value| value.to_le_bytes().iter().copied().chain(std::iter::repeat(0)).take(len).collect())
+                    .ok_or_else(|| {
+                        // Registers past rip (vector, x87) are not tracked.
+                        if register.0 as usize >= REGISTER_NAMES.len() {
+                            Hole::Error(format!("{} is not available", register_name(register.0)))
+                        } else {
+                            Hole::NotSaved { register: register_name(register.0) }
+                        }
+                    }),
+                Location::Address { address } => {
+                    let mut buf = vec![0u8; len];
+                    match set {
+                        Some(set) => set.memory.read(*address, &mut buf).map(|_| buf).map_err(|error| Hole::from_memory(&error)),
+                        None => Err(Hole::Error("no target memory".into())),
+                    }
+                }
+                Location::Value { value } => {
+                    let raw = value_bits(*value);
+                    Ok(raw.to_le_bytes().iter().copied().chain(std::iter::repeat(0)).take(len).collect())
+                }
+                Location::Bytes { value } => match value.to_slice() {
+                    Ok(slice) => Ok(slice.iter().copied().chain(std::iter::repeat(0)).take(len).collect()),
+                    Err(error) => Err(Hole::Error(format!("invalid DW_OP_implicit_value: {error}"))),
+                },
+                Location::ImplicitPointer { .. } => Err(Hole::Error("synthetic pointer".into())),
+            };
+            match filled {
+                Ok(data) => bytes[range].copy_from_slice(&data),
+                Err(hole) => holes.push((range, hole)),
+            }
+            offset = end;
+        }
+        if offset < size_usize && pieces.len() > 1 {
+            holes.push((offset..size_usize, Hole::OptimizedOut));
+        }
+        Contents::Bytes { bytes, holes }
+    }
+}
+
+/// Returns the bits of a typed DWARF stack value.
+fn value_bits(value: gimli::Value) -> u64 {
+    match value {
+        gimli::Value::Generic(v) | gimli::Value::U64(v) => v,
+        gimli::Value::I8(v) => v as u64,
+        gimli::Value::U8(v) => v.into(),
+        gimli::Value::I16(v) => v as u64,
+        gimli::Value::U16(v) => v.into(),
+        gimli::Value::I32(v) => v as u64,
+        gimli::Value::U32(v) => v.into(),
+        gimli::Value::I64(v) => v as u64,
+        gimli::Value::F32(v) => v.to_bits().into(),
+        gimli::Value::F64(v) => v.to_bits(),
+    }
+}
+
+/// Returns whether `ty` names no storage, so a value of it is not read.
+pub fn is_void(types: &TypeTable<'_>, ty: &TypeRef) -> bool {
+    matches!(types.resolve_stripped(ty), super::types::Type::Void)
+}

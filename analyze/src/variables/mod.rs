@@ -1,0 +1,230 @@
+//! Variables: locals, arguments and globals read from DWARF and printed as
+//! gdb prints them.
+//!
+//! The path of a value: [`dwarf`] reads the DIE tree, [`scope`] finds the
+//! function, inlined calls and blocks at a frame's pc, [`location`]
+//! evaluates where a variable is (registers, memory, pieces, entry values),
+//! [`value`] holds its bytes, [`types`] says what they mean, [`format`]
+//! prints them and [`expr`] evaluates C expressions over them. An
+//! [`Inspector`] ties one backtrace, its memory and the image together.
+
+pub mod dwarf;
+pub mod expr;
+pub mod format;
+pub mod location;
+pub mod scope;
+pub mod symbols;
+pub mod types;
+pub mod value;
+
+use gimli::constants;
+use stardump_format::VcpuState;
+
+use self::dwarf::{DebugInfo, DieId};
+use self::location::{FrameSet, Locator};
+use self::scope::FunctionScope;
+use self::symbols::SymbolTable;
+use self::types::{Builtin, TypeRef, TypeTable};
+use self::value::{Hole, Value};
+use crate::unwind::{Frame, StackMemory};
+
+/// One source frame, as `bt` numbers them: a function at a physical
+/// frame's pc, which may be inlined into the next source frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFrameScope {
+    /// Index of the physical frame.
+    pub physical: usize,
+    /// The function's scopes at the pc; `None` without DWARF for it and for
+    /// trap frames.
+    pub scope: Option<FunctionScope>,
+}
+
+/// A named value of a frame.
+#[derive(Debug, Clone)]
+pub struct NamedValue {
+    /// The variable's name.
+    pub name: String,
+    /// The variable's DIE.
+    pub die: DieId,
+    /// Its value.
+    pub value: Value,
+}
+
+/// Reads variables of one backtrace.
+pub struct Inspector<'a> {
+    /// The image's DWARF.
+    pub info: &'a DebugInfo,
+    /// The image's symbols.
+    pub symbols: &'a SymbolTable,
+    /// The memory of the backtrace's address space.
+    pub memory: &'a dyn StackMemory,
+    /// The physical frames, innermost first.
+    pub frames: &'a [Frame],
+    /// The vCPU, for registers that are not unwound (control registers).
+    pub vcpu: Option<&'a VcpuState>,
+    /// The source frames, innermost first.
+    pub source_frames: Vec<SourceFrameScope>,
+}
+
+impl<'a> Inspector<'a> {
+    /// Creates an inspector; `lines_per_frame[i]` is how many source frames
+    /// `bt` shows for physical frame `i`, so frame numbers agree with `bt`.
+    pub fn new(
+        info: &'a DebugInfo,
+        symbols: &'a SymbolTable,
+        memory: &'a dyn StackMemory,
+        frames: &'a [Frame],
+        vcpu: Option<&'a VcpuState>,
+        lines_per_frame: &[usize],
+    ) -> Inspector<'a> {
+        let mut source_frames = Vec::new();
+        for (physical, frame) in frames.iter().enumerate() {
+            let lines = lines_per_frame.get(physical).copied().unwrap_or(1).max(1);
+            if frame.trap {
+                source_frames.extend((0..lines).map(|_| SourceFrameScope { physical, scope: None }));
+                continue;
+            }
+            let scopes = scope::scopes_at(info, frame.pc.lookup_address());
+            if scopes.len() != lines {
+                tracing::debug!(physical, lines, scopes = scopes.len(), "DWARF scopes and line-table frames differ");
+            }
+            for line in 0..lines {
+                let scope = if scopes.len() == lines {
+                    scopes.get(line).cloned()
+                } else if line + 1 == lines {
+                    scopes.last().cloned()
+                } else {
+                    None
+                };
+                source_frames.push(SourceFrameScope { physical, scope });
+            }
+        }
+        Inspector { info, symbols, memory, frames, vcpu, source_frames }
+    }
+
+    /// The image's types.
+    pub fn types(&self) -> TypeTable<'a> {
+        TypeTable { info: self.info }
+    }
+
+    fn frame_set(&self) -> FrameSet<'_> {
+        FrameSet { frames: self.frames, memory: self.memory }
+    }
+
+    /// Returns the value of a local or parameter `die` in source frame `frame`.
+    pub fn frame_value(&self, frame: usize, die: DieId) -> Value {
+        let Some(source) = self.source_frames.get(frame) else {
+            return Value::missing(TypeRef::Void, Hole::Error(format!("no frame {frame}")));
+        };
+        let function = source.scope.as_ref().map(|scope| scope.physical_function);
+        Locator::new(self.info).variable(die, Some(self.frame_set()), source.physical, function)
+    }
+
+    /// Returns the value of global or static variable `die`, following a
+    /// declaration to its definition.
+    pub fn global_value(&self, die: DieId) -> Value {
+        let die = self.definition_of(die);
+        Locator::new(self.info).variable(die, Some(self.frame_set()), 0, None)
+    }
+
+    fn definition_of(&self, die: DieId) -> DieId {
+        if self.info.own_attr(die, constants::DW_AT_location).is_some()
+            || self.info.own_attr(die, constants::DW_AT_const_value).is_some()
+        {
+            return die;
+        }
+        let Some(name) = self.info.qualified_name(die) else { return die };
+        self.info
+            .globals_named(&name)
+            .into_iter()
+            .find(|&other| self.info.own_attr(other, constants::DW_AT_location).is_some())
+            .unwrap_or(die)
+    }
+
+    /// Returns the parameters of source frame `frame`, in declaration order.
+    pub fn arguments(&self, frame: usize) -> Vec<NamedValue> {
+        let Some(scope) = self.source_frames.get(frame).and_then(|source| source.scope.as_ref()) else {
+            return Vec::new();
+        };
+        scope::parameters(self.info, scope.function)
+            .into_iter()
+            .map(|die| NamedValue {
+                name: self.info.name(die).unwrap_or_else(|| "<anonymous>".to_owned()),
+                die,
+                value: self.frame_value(frame, die),
+            })
+            .collect()
+    }
+
+    /// Returns the locals of source frame `frame`, innermost block first.
+    pub fn locals(&self, frame: usize) -> Vec<NamedValue> {
+        let Some(scope) = self.source_frames.get(frame).and_then(|source| source.scope.as_ref()) else {
+            return Vec::new();
+        };
+        scope::locals(self.info, scope)
+            .into_iter()
+            .filter_map(|die| {
+                let name = self.info.name(die)?;
+                Some(NamedValue { name, die, value: self.frame_value(frame, die) })
+            })
+            .collect()
+    }
+
+    /// Looks `name` up among the locals and parameters of `frame`.
+    pub fn lookup_local(&self, frame: Option<usize>, name: &str) -> Option<Value> {
+        let frame = frame?;
+        let scope = self.source_frames.get(frame)?.scope.as_ref()?;
+        let local = scope::locals(self.info, scope)
+            .into_iter()
+            .chain(scope::parameters(self.info, scope.function))
+            .find(|&die| self.info.name(die).as_deref() == Some(name))?;
+        Some(self.frame_value(frame, local))
+    }
+
+    /// Looks `name` up among the file's statics (of `frame`'s unit), the
+    /// globals and the functions.
+    pub fn lookup_global(&self, frame: Option<usize>, name: &str) -> Option<Value> {
+        let unit = frame
+            .and_then(|frame| self.source_frames.get(frame))
+            .and_then(|source| source.scope.as_ref())
+            .map(|scope| scope.function.unit);
+        if let Some(unit) = unit {
+            if let Some(die) = scope::file_static(self.info, unit, name) {
+                return Some(self.global_value(die));
+            }
+        }
+        if let Some(&die) = self.info.globals_named(name).first() {
+            return Some(self.global_value(die));
+        }
+        let function = *self.info.functions_named(name).first()?;
+        let address = self.info.ranges(function).first().map(|range| range.start);
+        let ty = TypeRef::Die(function);
+        Some(match address {
+            Some(address) => Value::in_memory(ty, address),
+            None => Value::missing(ty, Hole::OptimizedOut),
+        })
+    }
+
+    /// Returns the value of register `name` (gdb's name, without `$`) in
+    /// source frame `frame`, with the type gdb gives it; `None` for an
+    /// unknown name, `Some((None, _))` when the frame did not recover it.
+    pub fn register(&self, frame: Option<usize>, name: &str) -> Option<(Option<u64>, Builtin)> {
+        let physical = frame.and_then(|frame| self.source_frames.get(frame)).map_or(0, |source| source.physical);
+        let registers = self.frames.get(physical).map(|frame| frame.registers);
+        let (number, ty) = match name {
+            "pc" | "rip" => (16, Builtin::CodePointer),
+            "sp" | "rsp" => (7, Builtin::DataPointer),
+            "fp" | "rbp" => (6, Builtin::DataPointer),
+            _ => match crate::unwind::registers::REGISTER_NAMES.iter().position(|&known| known == name) {
+                Some(number) => (number as u16, Builtin::Long),
+                None => {
+                    // Registers that unwinding does not track come from the
+                    // vCPU; they are the same in every frame.
+                    let value = self.vcpu?.named_register(name)?;
+                    return Some((Some(value), Builtin::Long));
+                }
+            },
+        };
+        Some((registers.and_then(|registers| registers.get(number)), ty))
+    }
+}

@@ -1,0 +1,167 @@
+//! Scopes at a frame's pc: which function, inlined function and lexical
+//! blocks contain it, and the variables and parameters they declare.
+//!
+//! One physical frame becomes one source frame per function at its pc,
+//! innermost inlined function first, as `bt` numbers them. Lexical blocks
+//! without addresses are transparent, as in gdb: gcc emits them for blocks
+//! whose code was optimized away, and gdb puts their variables in the
+//! enclosing block.
+
+use gimli::constants;
+
+use super::dwarf::{DebugInfo, DieId};
+
+/// The scopes of one function at one pc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionScope {
+    /// The `DW_TAG_subprogram` or `DW_TAG_inlined_subroutine`.
+    pub function: DieId,
+    /// The physical function (`DW_TAG_subprogram`) whose frame holds the
+    /// variables; the same as `function` unless it was inlined.
+    pub physical_function: DieId,
+    /// The blocks containing the pc, innermost first, ending with `function`.
+    pub blocks: Vec<DieId>,
+}
+
+/// Returns the functions at `pc`, innermost inlined function first and the
+/// physical function last; empty when no DWARF function covers `pc`.
+pub fn scopes_at(info: &DebugInfo, pc: u64) -> Vec<FunctionScope> {
+    let Some(subprogram) = subprogram_at(info, pc) else {
+        return Vec::new();
+    };
+    let mut chain = vec![subprogram];
+    let mut current = subprogram;
+    // Each level descends into the child block that contains pc. Nesting
+    // deeper than this is corrupt DWARF.
+    for _ in 0..256 {
+        let Some(next) = child_block_at(info, current, pc) else { break };
+        chain.push(next);
+        current = next;
+    }
+
+    let mut scopes: Vec<FunctionScope> = Vec::new();
+    for die in chain {
+        let starts_function = matches!(info.tag(die), constants::DW_TAG_subprogram | constants::DW_TAG_inlined_subroutine);
+        if starts_function {
+            scopes.push(FunctionScope { function: die, physical_function: subprogram, blocks: vec![die] });
+        } else if let Some(scope) = scopes.last_mut() {
+            scope.blocks.push(die);
+        }
+    }
+    for scope in &mut scopes {
+        scope.blocks.reverse();
+    }
+    scopes.reverse();
+    scopes
+}
+
+/// Finds the subprogram that contains `pc`, in any unit that covers it.
+fn subprogram_at(info: &DebugInfo, pc: u64) -> Option<DieId> {
+    for unit in info.units_at(pc) {
+        let mut stack: Vec<DieId> = info.children(info.unit_root(unit)).collect();
+        while let Some(die) = stack.pop() {
+            match info.tag(die) {
+                constants::DW_TAG_subprogram => {
+                    if info.contains_pc(die, pc) {
+                        return Some(die);
+                    }
+                }
+                constants::DW_TAG_namespace
+                | constants::DW_TAG_class_type
+                | constants::DW_TAG_structure_type
+                | constants::DW_TAG_union_type => stack.extend(info.children(die)),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// Returns the child block or inlined call of `parent` that contains `pc`,
+/// looking through blocks without addresses.
+fn child_block_at(info: &DebugInfo, parent: DieId, pc: u64) -> Option<DieId> {
+    for child in info.children(parent) {
+        match info.tag(child) {
+            constants::DW_TAG_lexical_block | constants::DW_TAG_inlined_subroutine => {
+                let ranges = info.ranges(child);
+                if ranges.is_empty() && info.tag(child) == constants::DW_TAG_lexical_block {
+                    if let Some(found) = child_block_at(info, child, pc) {
+                        return Some(found);
+                    }
+                } else if ranges.iter().any(|range| range.contains(&pc)) {
+                    return Some(child);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Returns the variables a block declares, in DIE order, including those
+/// of nested blocks without addresses.
+pub fn block_variables(info: &DebugInfo, block: DieId) -> Vec<DieId> {
+    let mut variables = Vec::new();
+    collect_variables(info, block, &mut variables, 0);
+    variables
+}
+
+fn collect_variables(info: &DebugInfo, block: DieId, out: &mut Vec<DieId>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    for child in info.children(block) {
+        match info.tag(child) {
+            constants::DW_TAG_variable => out.push(child),
+            constants::DW_TAG_lexical_block if info.ranges(child).is_empty() => {
+                collect_variables(info, child, out, depth + 1)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Returns the parameters of a function or inlined call, in DIE order.
+pub fn parameters(info: &DebugInfo, function: DieId) -> Vec<DieId> {
+    info.children(function).filter(|&child| info.tag(child) == constants::DW_TAG_formal_parameter).collect()
+}
+
+/// Returns the locals visible in `scope`, innermost block first, as gdb's
+/// `info locals` lists them.
+pub fn locals(info: &DebugInfo, scope: &FunctionScope) -> Vec<DieId> {
+    scope.blocks.iter().flat_map(|&block| block_variables(info, block)).collect()
+}
+
+/// Returns the unit-level variable of the unit containing `scope` named `name`
+/// (a `static` global of that file).
+pub fn file_static(info: &DebugInfo, unit: u32, name: &str) -> Option<DieId> {
+    let root = info.unit_root(unit);
+    let found = info
+        .children(root)
+        .filter(|&die| info.tag(die) == constants::DW_TAG_variable && info.name(die).as_deref() == Some(name))
+        .collect::<Vec<_>>();
+    found
+        .iter()
+        .copied()
+        .find(|&die| info.own_attr(die, constants::DW_AT_location).is_some())
+        .or_else(|| found.first().copied())
+}
+
+/// Returns the `static` local named `name` declared anywhere in `function`
+/// (gdb's `function::name`).
+pub fn find_static_local(info: &DebugInfo, function: DieId, name: &str) -> Option<DieId> {
+    let mut stack: Vec<DieId> = info.children(function).collect();
+    let mut visited = 0usize;
+    while let Some(die) = stack.pop() {
+        visited += 1;
+        if visited > 1_000_000 {
+            return None;
+        }
+        match info.tag(die) {
+            constants::DW_TAG_variable if info.name(die).as_deref() == Some(name) => return Some(die),
+            constants::DW_TAG_lexical_block => stack.extend(info.children(die)),
+            _ => {}
+        }
+    }
+    None
+}

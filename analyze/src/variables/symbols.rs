@@ -1,0 +1,118 @@
+//! ELF symbols of every kind, for naming what a pointer points to
+//! (`<worker_config>`, `<thread_pool+216>`) and for `info symbol`.
+//!
+//! [`crate::image::Image`] keeps only function symbols, for unwinding; a
+//! data pointer needs the data symbols too, and gdb's rule: a symbol names
+//! an address in the same section, within the symbol's size when it has one.
+
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+
+use crate::image::Image;
+
+/// One ELF symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    /// Its name, demangled.
+    pub name: String,
+    /// Its address.
+    pub address: u64,
+    /// Its size in bytes; 0 when unknown.
+    pub size: u64,
+    /// Index of its section in `sections`.
+    pub section: usize,
+}
+
+/// An allocated section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// Its name (`.data`).
+    pub name: String,
+    /// Its address.
+    pub address: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The symbols and sections of an image.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolTable {
+    symbols: Vec<Symbol>,
+    sections: Vec<Section>,
+}
+
+impl SymbolTable {
+    /// Reads the symbols of `image`'s ELF file. A file object cannot parse
+    /// yields an empty table: pointers then print without names.
+    pub fn from_image(image: &Image) -> SymbolTable {
+        let Ok(elf) = object::File::parse(image.elf_bytes()) else {
+            return SymbolTable::default();
+        };
+        let mut sections = Vec::new();
+        let mut section_index = std::collections::HashMap::new();
+        for section in elf.sections() {
+            if section.address() == 0 || section.size() == 0 {
+                continue;
+            }
+            section_index.insert(section.index(), sections.len());
+            sections.push(Section {
+                name: section.name().unwrap_or("?").to_owned(),
+                address: section.address(),
+                size: section.size(),
+            });
+        }
+        let mut symbols: Vec<Symbol> = elf
+            .symbols()
+            .filter(|symbol| symbol.is_definition() || symbol.kind() == SymbolKind::Label)
+            .filter(|symbol| !matches!(symbol.kind(), SymbolKind::Section | SymbolKind::File))
+            .filter_map(|symbol| {
+                let name = symbol.name().ok().filter(|name| !name.is_empty())?;
+                let section = *section_index.get(&symbol.section_index()?)?;
+                let name = addr2line::demangle_auto(name.into(), None).into_owned();
+                Some(Symbol { name, address: symbol.address(), size: symbol.size(), section })
+            })
+            .collect();
+        // At one address, prefer a global sized symbol (as gdb prefers
+        // global over static ones), then the name, for a stable choice.
+        symbols.sort_by(|a, b| a.address.cmp(&b.address).then((b.size != 0).cmp(&(a.size != 0))).then(a.name.cmp(&b.name)));
+        symbols.dedup_by(|later, earlier| later.address == earlier.address);
+        SymbolTable { symbols, sections }
+    }
+
+    /// Returns the section containing `address`.
+    pub fn section_for(&self, address: u64) -> Option<&Section> {
+        self.sections.iter().find(|section| address >= section.address && address - section.address < section.size)
+    }
+
+    /// Returns the symbol naming `address` and the offset into it, as gdb's
+    /// `<symbol+offset>`: the closest symbol at or below `address` in the
+    /// same section that contains it (or has no size).
+    pub fn lookup(&self, address: u64) -> Option<(&Symbol, u64)> {
+        let section = self.sections.iter().position(|section| {
+            address >= section.address && address - section.address < section.size
+        })?;
+        let index = self.symbols.partition_point(|symbol| symbol.address <= address);
+        self.symbols[..index]
+            .iter()
+            .rev()
+            .take_while(|symbol| symbol.section == section)
+            .find(|symbol| symbol.size == 0 || address - symbol.address < symbol.size)
+            .map(|symbol| (symbol, address - symbol.address))
+    }
+
+    /// Returns the symbol named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Symbol> {
+        self.symbols.iter().find(|symbol| symbol.name == name)
+    }
+
+    /// Returns `<symbol>` or `<symbol+offset>` for `address`, as gdb prints
+    /// after a pointer.
+    pub fn annotation(&self, address: u64) -> Option<String> {
+        let (symbol, offset) = self.lookup(address)?;
+        Some(if offset == 0 { format!("<{}>", symbol.name) } else { format!("<{}+{offset}>", symbol.name) })
+    }
+
+    /// The name of section `index`.
+    pub fn section_name(&self, index: usize) -> &str {
+        self.sections.get(index).map_or("?", |section| section.name.as_str())
+    }
+}
