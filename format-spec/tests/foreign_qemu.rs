@@ -1,7 +1,8 @@
-//! End-to-end test of the QEMU dump reader: boots the test unikernel under
-//! QEMU until it halts after a #UD, writes a core with QMP
-//! `dump-guest-memory` (`paging=false`), and checks the registers and memory
-//! that `open_core` reads back against the serial log and the kernel image.
+//! End-to-end test of the QEMU dump reader. It boots the test unikernel
+//! under QEMU until it halts after a #UD and writes a core with QMP
+//! `dump-guest-memory` (`paging=false`). Then it checks the registers and
+//! memory that `open_core` reads back against the serial log and the
+//! kernel image.
 //!
 //! Needs qemu-system-x86_64 (Debian package qemu-system-x86), gcc, binutils
 //! and make; the test fails naming the package when one is missing.

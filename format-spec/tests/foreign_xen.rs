@@ -139,7 +139,7 @@ impl DumpSpec {
     }
 }
 
-/// A 64-bit `vcpu_guest_context` with distinct register values.
+/// Builds a 64-bit `vcpu_guest_context` with distinct register values.
 fn context(seed: u64, flags: u64, cs: u16, cr3: u64) -> Vec<u8> {
     let mut bytes = vec![0u8; CONTEXT_LEN];
     let mut put = |at: usize, value: u64| bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
@@ -178,7 +178,7 @@ fn mfn_of(pfn: u64) -> u64 {
 
 /// A PV guest of 8 frames: page tables at pfns 1-4 map KERNEL_VIRTUAL to
 /// pfn 5, the next page to pfn 6 and the third to pfn 7, which is not
-/// dumped. Every entry holds machine frames, and the table lists the pages
+/// dumped. Every entry contains machine frames, and the table lists the pages
 /// out of order with a padding entry.
 fn pv_sample() -> DumpSpec {
     let entry = |pfn: u64| (mfn_of(pfn) << 12) | PRESENT_WRITABLE;

@@ -20,9 +20,9 @@ pub const EM_X86_64: u16 = 62;
 pub const PT_LOAD: u32 = 1;
 /// `p_type` of a note segment.
 pub const PT_NOTE: u32 = 4;
-/// `e_phnum` value meaning that section header 0's `sh_info` holds the count.
+/// `e_phnum` value meaning that section header 0's `sh_info` contains the count.
 const PN_XNUM: u16 = 0xffff;
-/// `e_shstrndx` value meaning that section header 0's `sh_link` holds the index.
+/// `e_shstrndx` value meaning that section header 0's `sh_link` contains the index.
 const SHN_XINDEX: u16 = 0xffff;
 
 /// Reads a little-endian u16 at `at`; the caller has checked the bounds.
@@ -166,7 +166,7 @@ pub fn parse_file_header(file: &[u8]) -> Result<FileHeader, CoreFileError> {
     Ok(parsed)
 }
 
-/// Reads section header 0, which holds the real section count, program
+/// Reads section header 0, which contains the real section count, program
 /// header count and string table index when they overflow the file header.
 fn first_section_header<'a>(file: &'a [u8], header: &FileHeader) -> Result<Option<&'a [u8]>, CoreFileError> {
     if header.e_shoff == 0 {

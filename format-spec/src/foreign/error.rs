@@ -30,7 +30,7 @@ pub enum CoreFileError {
         field: &'static str,
         /// The value found.
         value: u64,
-        /// What the reader accepts.
+        /// Values the reader accepts.
         expected: &'static str,
     },
     /// A program header is inconsistent.
@@ -88,7 +88,7 @@ pub enum CoreFileError {
         value: u64,
         /// File offset of the field.
         offset: u64,
-        /// What the reader supports.
+        /// Values the reader supports.
         supported: &'static str,
     },
 }
@@ -106,12 +106,12 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is none of the formats stardump reads.
+    /// The file is not in any format stardump reads.
     #[error("{path} is not a stardump snapshot, QEMU dump or xl dump-core: {found}")]
     UnknownFormat {
         /// Path of the file.
         path: PathBuf,
-        /// What the file looks like instead ("ELF type ET_EXEC", "no ELF magic").
+        /// Description of the file's actual contents ("ELF type ET_EXEC", "no ELF magic").
         found: String,
     },
     /// The file is a stardump snapshot that the snapshot reader rejected.
@@ -128,7 +128,7 @@ pub enum OpenError {
     QemuDump {
         /// Path of the file.
         path: PathBuf,
-        /// What is damaged, with its file offset.
+        /// The damaged part and its file offset.
         #[source]
         source: CoreFileError,
     },
@@ -137,7 +137,7 @@ pub enum OpenError {
     XenDumpCore {
         /// Path of the file.
         path: PathBuf,
-        /// What is damaged, with its file offset.
+        /// The damaged part and its file offset.
         #[source]
         source: CoreFileError,
     },

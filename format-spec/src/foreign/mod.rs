@@ -170,7 +170,7 @@ impl Target for Core {
     }
 }
 
-/// The formats [`detect_format`] tells apart.
+/// Formats that [`detect_format`] recognizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     Snapshot,

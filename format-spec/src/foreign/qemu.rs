@@ -2,10 +2,10 @@
 //! writes with `paging=false`.
 //!
 //! Such a file has one `PT_LOAD` per guest RAM block, whose `p_paddr` is
-//! the guest physical address, and per vCPU one `CORE`/`NT_PRSTATUS` note
-//! and one `QEMU` note holding `QEMUCPUState` (QEMU's `target/i386/arch_dump.c`,
-//! version 1: general registers, segments with their bases, cr0..cr4 and
-//! `kernel_gs_base`). QEMU writes all `NT_PRSTATUS` notes first and then all
+//! the guest physical address. Each vCPU has one `CORE`/`NT_PRSTATUS` note
+//! and one `QEMU` note containing `QEMUCPUState` version 1 (QEMU's
+//! `target/i386/arch_dump.c`): general registers, segments with their
+//! bases, cr0..cr4 and `kernel_gs_base`. QEMU writes all `NT_PRSTATUS` notes first and then all
 //! `QEMU` notes, in the same vCPU order, so the n-th of each belong together.
 //!
 //! Files written with `paging=true` hold guest virtual addresses in their
@@ -188,11 +188,12 @@ fn apply_prstatus(vcpu: &mut VcpuState, note: &Note<'_>) -> Result<(), CoreFileE
             reason: format!("descriptor is {} bytes, expected {PRSTATUS_LEN}", note.desc.len()),
         });
     }
-    let register = |index: usize| read_u64(note.desc, PRSTATUS_REGS + index * 8);
     let pid = read_u32(note.desc, PRSTATUS_PID);
     if pid != 0 {
         vcpu.id = pid - 1;
     }
+
+    let register = |index: usize| read_u64(note.desc, PRSTATUS_REGS + index * 8);
     vcpu.r15 = register(0);
     vcpu.r14 = register(1);
     vcpu.r13 = register(2);

@@ -1,9 +1,9 @@
 //! Reader of Xen `xl dump-core` files of 64-bit x86 guests.
 //!
-//! A dump-core is an ELF64 `ET_CORE` file with no program headers; its
-//! sections carry the notes (`.note.Xen`), one `vcpu_guest_context` per vCPU
-//! (`.xen_prstatus`), the page contents (`.xen_pages`) and, in the same
-//! order as the pages, their frame numbers: `.xen_p2m` (pairs of
+//! A dump-core is an ELF64 `ET_CORE` file with no program headers. Its
+//! sections contain the notes (`.note.Xen`), one `vcpu_guest_context` per
+//! vCPU (`.xen_prstatus`) and the page contents (`.xen_pages`). The frame
+//! numbers of the pages follow in the same order: `.xen_p2m` (pairs of
 //! pseudo-physical and machine frame) for PV guests, `.xen_pfn` for HVM.
 //! All-ones entries are padding whose page holds nothing.
 //!
@@ -104,7 +104,7 @@ pub(super) fn has_xen_note_section(sections: &[SectionHeader]) -> bool {
     find_section(sections, layout::SECTION_NOTE).is_some()
 }
 
-/// Returns the descriptor of `note` after checking that it holds `len` bytes.
+/// Returns the descriptor of `note` after checking that it has at least `len` bytes.
 fn note_desc<'a>(note: &Note<'a>, name: &'static str, len: usize) -> Result<&'a [u8], CoreFileError> {
     if note.desc.len() < len {
         return Err(CoreFileError::InvalidNote {
@@ -337,7 +337,7 @@ fn vcpu_from_context(id: u32, context: &[u8], kind: XenGuestKind) -> VcpuState {
 
 /// Reads the vCPU contexts of `.xen_prstatus`.
 ///
-/// The section holds one context per vCPU whose context `xl` could read,
+/// The section contains one context per vCPU whose context `xl` could read,
 /// without the vCPU id. NOTE: the ids given here count those contexts from
 /// 0, which differs from Xen's numbering when a vCPU in the middle was never
 /// brought up.
@@ -481,7 +481,7 @@ impl XenDumpCore {
         &self.path
     }
 
-    /// Whether the domain was PV or HVM.
+    /// Returns whether the domain was PV or HVM.
     pub fn guest_kind(&self) -> XenGuestKind {
         self.kind
     }
@@ -515,7 +515,7 @@ impl XenDumpCore {
 
     /// Copies from the page of `frame`, at `offset_in_page`, into `out`.
     fn copy_from_page(&self, frame: &Frame, offset_in_page: u64, out: &mut [u8]) {
-        // `parse` checked that .xen_pages holds every page index of the table.
+        // `parse` checked that .xen_pages contains every page index of the table.
         let start = (self.pages_offset + frame.page_index * PAGE_SIZE + offset_in_page) as usize;
         out.copy_from_slice(&self.bytes[start..start + out.len()]);
     }

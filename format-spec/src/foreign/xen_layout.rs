@@ -33,8 +33,8 @@ pub const HEADER_PAGE_SIZE: usize = 24;
 
 /// The Xen version descriptor starts with `major_version` and
 /// `minor_version` (u64 each) and `extra_version` (`xen_extraversion_t`,
-/// char[16]); compile info, capabilities, changeset, platform parameters and
-/// page size follow and are not read.
+/// char[16]). This reader skips the compile info, capabilities, changeset,
+/// platform parameters and page size that follow.
 pub const VERSION_MAJOR: usize = 0;
 pub const VERSION_MINOR: usize = 8;
 pub const VERSION_EXTRA: usize = 16;
