@@ -68,6 +68,9 @@ pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, Xen
     let ctrl = XenCtrl::open()?;
     let foreign = ForeignMemory::open()?;
     let (domid, info) = find_domain(&ctrl, &options.domain)?;
+    if domid == 0 {
+        return Err(XenError::ControlDomain { domid });
+    }
     if info.flags & dominf::DYING != 0 {
         return Err(XenError::Dying { domid });
     }

@@ -74,6 +74,12 @@ pub enum XenError {
         /// The requested name.
         name: String,
     },
+    /// The domain is dom0, which runs this process and cannot pause itself.
+    #[error("domain {domid} is the control domain that runs stardump-capture and cannot be paused; capture a guest domain")]
+    ControlDomain {
+        /// The domain.
+        domid: u32,
+    },
     /// The domain is being destroyed; its memory is going away.
     #[error("domain {domid} is dying and cannot be captured")]
     Dying {
