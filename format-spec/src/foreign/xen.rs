@@ -496,6 +496,13 @@ impl XenDumpCore {
         self.by_pfn.len()
     }
 
+    /// Returns the machine address of guest-physical `address`, when its
+    /// page was dumped. For an HVM guest both are the same.
+    pub fn machine_address(&self, address: u64) -> Option<u64> {
+        let frame = self.frame_of_pfn(address / PAGE_SIZE)?;
+        Some(frame.mfn.checked_mul(PAGE_SIZE)? | (address % PAGE_SIZE))
+    }
+
     fn frame_of_pfn(&self, pfn: u64) -> Option<&Frame> {
         let index = self.by_pfn.binary_search_by_key(&pfn, |frame| frame.pfn).ok()?;
         Some(&self.by_pfn[index])
