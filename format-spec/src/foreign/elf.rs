@@ -395,6 +395,30 @@ mod tests {
     }
 
     #[test]
+    fn program_header_count_from_section_zero() {
+        // 0xffff program headers (PN_XNUM): section header 0's sh_info has the count.
+        let mut bytes = vec![0u8; 64 + 64 + 2 * 56];
+        bytes[0..4].copy_from_slice(b"\x7fELF");
+        bytes[4] = 2;
+        bytes[5] = 1;
+        bytes[16] = 4;
+        bytes[18] = 62;
+        bytes[32..40].copy_from_slice(&128u64.to_le_bytes());
+        bytes[40..48].copy_from_slice(&64u64.to_le_bytes());
+        bytes[54..56].copy_from_slice(&56u16.to_le_bytes());
+        bytes[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+        bytes[58..60].copy_from_slice(&64u16.to_le_bytes());
+        bytes[60..62].copy_from_slice(&1u16.to_le_bytes());
+        bytes[64 + 44..64 + 48].copy_from_slice(&2u32.to_le_bytes());
+        bytes[128..132].copy_from_slice(&PT_NOTE.to_le_bytes());
+        bytes[184..188].copy_from_slice(&PT_LOAD.to_le_bytes());
+        let header = parse_file_header(&bytes).unwrap();
+        let headers = parse_program_headers(&bytes, &header).unwrap();
+        assert_eq!(headers.iter().map(|h| h.p_type).collect::<Vec<_>>(), vec![PT_NOTE, PT_LOAD]);
+        assert_eq!(headers[1].header_offset, 184);
+    }
+
+    #[test]
     fn program_headers_beyond_file_are_truncated() {
         let mut bytes = vec![0u8; 64];
         bytes[0..4].copy_from_slice(b"\x7fELF");

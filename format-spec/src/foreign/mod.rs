@@ -194,6 +194,14 @@ fn elf_type_name(e_type: u16) -> String {
 /// file is instead.
 fn detect_format(file: &[u8]) -> Result<Format, String> {
     let Some((class, data, e_type)) = elf::identify(file) else {
+        // QEMU's dump-guest-memory writes these two when asked for a format
+        // other than ELF.
+        if file.starts_with(b"KDUMP   ") {
+            return Err("a kdump-compressed dump; write it with dump-guest-memory's default ELF format".into());
+        }
+        if file.starts_with(b"PAGEDU64") {
+            return Err("a Windows crash dump; write it with dump-guest-memory's default ELF format".into());
+        }
         let start = &file[..file.len().min(4)];
         return Err(if start.is_empty() {
             "the file is empty".into()
@@ -271,5 +279,39 @@ pub fn parse_core(path: &Path, bytes: Vec<u8>) -> Result<Core, OpenError> {
         }),
         Format::QemuDump => QemuDump::from_bytes(path, bytes).map(Core::QemuDump),
         Format::XenDumpCore => XenDumpCore::from_bytes(path, bytes).map(Core::XenDumpCore),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Core>();
+    }
+
+    #[test]
+    fn detect_names_kdump_files() {
+        let mut file = b"KDUMP   ".to_vec();
+        file.resize(4096, 0);
+        let found = detect_format(&file).unwrap_err();
+        assert!(found.contains("kdump-compressed"), "{found}");
+    }
+
+    #[test]
+    fn detect_names_empty_file() {
+        assert_eq!(detect_format(&[]), Err("the file is empty".to_string()));
+    }
+
+    #[test]
+    fn detect_names_elf_type() {
+        let mut file = vec![0u8; 64];
+        file[0..4].copy_from_slice(b"\x7fELF");
+        file[4] = 2;
+        file[5] = 1;
+        file[16] = 3;
+        assert_eq!(detect_format(&file), Err("ELF type ET_DYN".to_string()));
     }
 }
