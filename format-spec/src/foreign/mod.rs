@@ -236,7 +236,8 @@ fn detect_format(file: &[u8]) -> Result<Format, String> {
             "ELF core without program headers whose section headers cannot be read (a truncated xl dump-core?): {error}"
         ));
     }
-    let notes = qemu::segment_notes(file, &headers).map_err(|error| format!("ELF core with unreadable notes: {error}"))?;
+    let notes =
+        qemu::segment_notes(file, &headers).map_err(|error| format!("ELF core with unreadable notes: {error}"))?;
     if qemu::has_qemu_notes(&notes) {
         return Ok(Format::QemuDump);
     }
@@ -247,8 +248,7 @@ fn detect_format(file: &[u8]) -> Result<Format, String> {
 /// `xl dump-core` file, recognized by its contents.
 pub fn open_core(path: &Path) -> Result<Core, OpenError> {
     let bytes = FileBytes::map(path)?;
-    let format = detect_format(&bytes)
-        .map_err(|found| OpenError::UnknownFormat { path: path.to_path_buf(), found })?;
+    let format = detect_format(&bytes).map_err(|found| OpenError::UnknownFormat { path: path.to_path_buf(), found })?;
     tracing::debug!(path = %path.display(), ?format, "recognized core file");
     match format {
         Format::Snapshot => {
@@ -270,8 +270,7 @@ pub fn open_core(path: &Path) -> Result<Core, OpenError> {
 /// metadata and errors. A stardump snapshot must be opened from a file, so
 /// it gets an `UnknownFormat` error naming [`Snapshot::open`].
 pub fn parse_core(path: &Path, bytes: Vec<u8>) -> Result<Core, OpenError> {
-    let format = detect_format(&bytes)
-        .map_err(|found| OpenError::UnknownFormat { path: path.to_path_buf(), found })?;
+    let format = detect_format(&bytes).map_err(|found| OpenError::UnknownFormat { path: path.to_path_buf(), found })?;
     match format {
         Format::Snapshot => Err(OpenError::UnknownFormat {
             path: path.to_path_buf(),
