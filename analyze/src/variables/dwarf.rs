@@ -407,6 +407,10 @@ impl DebugInfo {
                             // C++ names a class without its keyword; C only
                             // through a typedef, but gdb accepts both.
                         }
+                        let canonical = super::types::canonical_base_name(&name);
+                        if canonical != name {
+                            types.entry(canonical.to_owned()).or_default().push(die);
+                        }
                         types.entry(name).or_default().push(die);
                         // Nested types and static members of classes.
                         if keyword.is_some() && unit.is_cplusplus() {

@@ -109,6 +109,11 @@ impl<'a> Printer<'a> {
 
     /// Formats `value` as `info locals` and members do.
     pub fn format(&self, value: &Value, depth: usize) -> String {
+        // gdb prints a value whose every piece is missing as one marker,
+        // not as an aggregate of markers.
+        if let Some(hole) = whole_hole(value) {
+            return self.hole(&hole);
+        }
         let ty = self.types.strip(&value.ty);
         match self.types.resolve(&ty) {
             Type::Void => "void".to_owned(),
@@ -372,6 +377,24 @@ impl<'a> Printer<'a> {
             _ => value.to_string(),
         }
     }
+}
+
+/// Returns the hole covering all of `value`'s bytes, when one hole does.
+fn whole_hole(value: &Value) -> Option<Hole> {
+    let (bytes, holes) = match &value.contents {
+        super::value::Contents::Missing(hole) => return Some(hole.clone()),
+        super::value::Contents::Bytes { bytes, holes } => (bytes, holes),
+        super::value::Contents::Memory(_) => return None,
+    };
+    let first = &holes.first()?.1;
+    let mut covered = 0;
+    for (range, hole) in holes {
+        if hole != first || range.start != covered {
+            return None;
+        }
+        covered = range.end;
+    }
+    (covered >= bytes.len() && !bytes.is_empty()).then(|| first.clone())
 }
 
 impl TypeTable<'_> {

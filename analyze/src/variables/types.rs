@@ -255,7 +255,8 @@ impl<'d> TypeTable<'d> {
                         size: 8,
                     };
                 }
-                Type::Base { name: info.name(die).unwrap_or_else(|| "?".into()), encoding, size: size() }
+                let name = info.name(die).unwrap_or_else(|| "?".into());
+                Type::Base { name: canonical_base_name(&name).to_owned(), encoding, size: size() }
             }
             constants::DW_TAG_pointer_type => Type::Pointer {
                 target: self.type_of(die),
@@ -559,6 +560,20 @@ impl<'d> TypeTable<'d> {
             }
             Type::Unsupported { tag } => (format!("<unsupported type {tag}>"), String::new(), String::new()),
         }
+    }
+}
+
+/// Returns the name gdb 13 shows for a base type: gcc writes
+/// `long unsigned int`, gdb prints `unsigned long`.
+pub fn canonical_base_name(name: &str) -> &str {
+    match name {
+        "long int" => "long",
+        "long unsigned int" => "unsigned long",
+        "short int" => "short",
+        "short unsigned int" => "unsigned short",
+        "long long int" => "long long",
+        "long long unsigned int" => "unsigned long long",
+        other => other,
     }
 }
 
