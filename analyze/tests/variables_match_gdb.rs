@@ -22,7 +22,7 @@ use stardump_tests::build::{binaries, unikernel_image};
 use stardump_tests::qemu::{GuestConfig, Qemu};
 use stardump_tests::require_program;
 
-/// End modes that crash, with the serial line that says the guest got there.
+/// End modes that crash the guest; each ends in crash_halt, which prints [`HALTED`].
 const CRASH_MODES: [&str; 3] = ["ud2", "null", "div0"];
 const HALTED: &str = "stardust-test: halted in crash_halt";
 

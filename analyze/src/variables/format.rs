@@ -90,7 +90,7 @@ impl<'a> Printer<'a> {
         match self.types.resolve(&stripped) {
             Type::Pointer { target, .. } => {
                 // gdb omits the type before a pointer to plain `char`
-                // (the string says enough), unless a typedef names it.
+                // (the string follows), unless a typedef names it.
                 let typedef_named = !matches!(self.types.resolve(&value.ty), Type::Pointer { .. } | Type::Qualified { .. });
                 let target_name = self.types.name(&self.types.unqualified(&target));
                 if target_name == "char" && !typedef_named {
