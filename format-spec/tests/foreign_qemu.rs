@@ -81,8 +81,8 @@ impl QmpGuest {
         }
     }
 
-    /// Runs QMP `dump-guest-memory` with `paging=false` into `output`.
-    fn dump_guest_memory(&self, output: &Path) {
+    /// Runs QMP `dump-guest-memory` into `output`, with or without `paging`.
+    fn dump_guest_memory(&self, output: &Path, paging: bool) {
         let stream = UnixStream::connect(&self.qmp_path).expect("cannot connect to the QMP socket");
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut writer = stream.try_clone().unwrap();
@@ -93,7 +93,7 @@ impl QmpGuest {
         let commands = [
             r#"{"execute": "qmp_capabilities"}"#.to_string(),
             format!(
-                r#"{{"execute": "dump-guest-memory", "arguments": {{"paging": false, "protocol": "file:{}"}}}}"#,
+                r#"{{"execute": "dump-guest-memory", "arguments": {{"paging": {paging}, "protocol": "file:{}"}}}}"#,
                 output.display()
             ),
         ];
@@ -155,8 +155,15 @@ fn qemu_dump_reads_registers_and_memory() {
     let dump_path = dir.path().join("guest.core");
     let mut guest = QmpGuest::start(&kernel, dir.path());
     let serial = guest.wait_for_serial(HALTED_MARKER);
-    guest.dump_guest_memory(&dump_path);
+    guest.dump_guest_memory(&dump_path, false);
+    let paging_dump_path = dir.path().join("guest-paging.core");
+    guest.dump_guest_memory(&paging_dump_path, true);
     drop(guest);
+
+    // A dump with paging=true has a segment per virtual mapping: rejected.
+    let error = open_core(&paging_dump_path).expect_err("a paging=true dump is rejected");
+    let message = format!("{error}: {}", std::error::Error::source(&error).expect("error has a cause"));
+    assert!(message.contains("paging=false"), "{message}");
 
     let core = open_core(&dump_path).expect("open_core reads the QEMU dump");
     assert!(matches!(core, Core::QemuDump(_)), "recognized as {}", core.format_name());

@@ -126,10 +126,15 @@ pub struct Note<'a> {
 /// Returns the ELF class, byte order and type of `file` without validating
 /// more, or `None` when it does not start with the ELF magic.
 pub fn identify(file: &[u8]) -> Option<(u8, u8, u16)> {
-    if file.len() < 18 || file[0..4] != [0x7f, b'E', b'L', b'F'] {
+    if !has_elf_magic(file) || file.len() < 18 {
         return None;
     }
     Some((file[4], file[5], read_u16(file, 16)))
+}
+
+/// Returns whether `file` starts with the ELF magic.
+pub fn has_elf_magic(file: &[u8]) -> bool {
+    file.starts_with(&[0x7f, b'E', b'L', b'F'])
 }
 
 /// Parses the file header of a little-endian x86_64 ELF64 core file.

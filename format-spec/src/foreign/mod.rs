@@ -202,6 +202,9 @@ fn detect_format(file: &[u8]) -> Result<Format, String> {
         if file.starts_with(b"PAGEDU64") {
             return Err("a Windows crash dump; write it with dump-guest-memory's default ELF format".into());
         }
+        if elf::has_elf_magic(file) {
+            return Err(format!("an ELF file of {} bytes, too short for an ELF header", file.len()));
+        }
         let start = &file[..file.len().min(4)];
         return Err(if start.is_empty() {
             "the file is empty".into()

@@ -8,9 +8,10 @@
 //! bases, cr0..cr4 and `kernel_gs_base`. QEMU writes all `NT_PRSTATUS` notes first and then all
 //! `QEMU` notes, in the same vCPU order, so the n-th of each belong together.
 //!
-//! Files written with `paging=true` hold guest virtual addresses in their
-//! segments; this reader does not interpret them and reads them as
-//! physical. QEMU 7.2 also writes such files with wrong segment sizes.
+//! Files written with `paging=true` have one segment per virtual mapping,
+//! so several segments can cover the same physical memory, and QEMU 7.2
+//! writes them with wrong segment sizes. This reader rejects them: a
+//! segment whose `p_vaddr` is neither 0 nor its `p_paddr` marks such a file.
 
 use std::path::{Path, PathBuf};
 
@@ -118,6 +119,15 @@ pub(super) fn segment_notes<'a>(file: &'a [u8], headers: &[ProgramHeader]) -> Re
 /// physical address. A segment cut short by the end of the file keeps the
 /// bytes that are present; the rest reads as not captured.
 fn load_segments(file_len: u64, headers: &[ProgramHeader]) -> Result<Vec<LoadSegment>, CoreFileError> {
+    let paging = headers.iter().find(|h| h.p_type == elf::PT_LOAD && h.p_vaddr != 0 && h.p_vaddr != h.p_paddr);
+    if let Some(header) = paging {
+        return Err(CoreFileError::Unsupported {
+            what: "PT_LOAD p_vaddr",
+            value: header.p_vaddr,
+            offset: header.header_offset + 16,
+            supported: "dumps written with paging=false, whose p_vaddr is 0 or equal to p_paddr",
+        });
+    }
     let mut segments = Vec::new();
     for header in headers.iter().filter(|h| h.p_type == elf::PT_LOAD && h.p_memsz > 0) {
         let invalid = |reason: String| CoreFileError::InvalidProgramHeader {
@@ -570,6 +580,15 @@ mod tests {
         let loads = [(0x1000, vec![0; 0x1000], 0x1000), (0x1800, vec![0; 0x1000], 0x1000)];
         let error = parse(build(&two_vcpu_notes(), &loads)).unwrap_err();
         assert!(matches!(error, CoreFileError::InvalidProgramHeader { index: 2, offset: 176, .. }), "{error}");
+    }
+
+    #[test]
+    fn rejects_dump_written_with_paging() {
+        let mut bytes = build(&two_vcpu_notes(), &[(0x1000, vec![0; 0x1000], 0x1000)]);
+        // Program header 1 at 120: p_vaddr at 136 becomes a higher-half address.
+        bytes[136..144].copy_from_slice(&0xffff_ffff_8000_0000u64.to_le_bytes());
+        let error = parse(bytes).unwrap_err();
+        assert!(matches!(error, CoreFileError::Unsupported { what: "PT_LOAD p_vaddr", offset: 136, .. }), "{error}");
     }
 
     #[test]
