@@ -64,3 +64,44 @@ impl StackMemory for EmptyMemory {
         Err(MemoryError::NotCaptured { address, len: buf.len() })
     }
 }
+
+/// Memory as the image file describes it before the program runs: the
+/// file-backed bytes of each `PT_LOAD` segment, and zeros for the rest of
+/// the segment (`.bss`). Reading initialized globals needs nothing else,
+/// which is how a program's static data can be printed without a capture.
+pub struct ImageMemory<'i> {
+    image: &'i crate::image::Image,
+}
+
+impl<'i> ImageMemory<'i> {
+    /// Reads the load segments of `image`.
+    pub fn new(image: &'i crate::image::Image) -> Self {
+        ImageMemory { image }
+    }
+}
+
+impl StackMemory for ImageMemory<'_> {
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let not_captured = MemoryError::NotCaptured { address, len: buf.len() };
+        let len = buf.len() as u64;
+        let segment = self
+            .image
+            .segments()
+            .iter()
+            .find(|segment| {
+                address >= segment.address
+                    && (address - segment.address).checked_add(len).is_some_and(|end| end <= segment.memory_len_bytes)
+            })
+            .ok_or(not_captured.clone())?;
+        let offset = address - segment.address;
+        for (index, byte) in buf.iter_mut().enumerate() {
+            let position = offset + index as u64;
+            *byte = if position < segment.file_len_bytes {
+                *self.image.bytes_at(segment.address + position, 1).ok_or(not_captured.clone())?.first().unwrap_or(&0)
+            } else {
+                0
+            };
+        }
+        Ok(())
+    }
+}

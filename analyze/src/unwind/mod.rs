@@ -21,7 +21,7 @@ use stardump_format::MemoryError;
 use crate::image::Image;
 pub use cfi::{CfiError, CfiStep, CfiUnwinder};
 pub use frame_pointer::FramePointerError;
-pub use memory::{StackMemory, TargetMemory};
+pub use memory::{ImageMemory, StackMemory, TargetMemory};
 pub use registers::Registers;
 
 /// Default maximum number of frames in one backtrace.

@@ -128,9 +128,10 @@ impl<'a> Inspector<'a> {
     }
 
     fn definition_of(&self, die: DieId) -> DieId {
-        if self.info.own_attr(die, constants::DW_AT_location).is_some()
-            || self.info.own_attr(die, constants::DW_AT_const_value).is_some()
-        {
+        // Only a declaration (`extern int x;`, a C++ static member) points
+        // elsewhere. A definition without a location is optimized out,
+        // even when another file has a variable of the same name.
+        if !self.info.flag(die, constants::DW_AT_declaration) {
             return die;
         }
         let Some(name) = self.info.qualified_name(die) else { return die };
