@@ -17,31 +17,34 @@ use std::process::Command;
 use object::{Object, ObjectSection};
 use stardump_format::{Snapshot, SourceKind, Target};
 
-/// Guests of the lab's plan that stay alive to be captured, with the
-/// image each one runs.
-const GUESTS: &[(&str, &str)] = &[
-    ("o2-spin", "unikernel-xen-pv-O2-nofp.elf"),
-    ("o2-ud2", "unikernel-xen-pv-O2-nofp.elf"),
-    ("o2-null", "unikernel-xen-pv-O2-nofp.elf"),
-    ("o2-div0", "unikernel-xen-pv-O2-nofp.elf"),
-    ("o2-nop2m", "unikernel-xen-pv-O2-nofp.elf"),
-    ("o0-spin", "unikernel-xen-pv-O0-fp.elf"),
-    ("o0-ud2", "unikernel-xen-pv-O0-fp.elf"),
-    ("o0-null", "unikernel-xen-pv-O0-fp.elf"),
-    ("o0-div0", "unikernel-xen-pv-O0-fp.elf"),
-];
+/// Guests of the lab's plan that stay alive to be captured. The check
+/// also covers any other guest the lab captured.
+const EXPECTED_GUESTS: &[&str] =
+    &["o2-spin", "o2-ud2", "o2-null", "o2-div0", "o2-nop2m", "o0-spin", "o0-ud2", "o0-null", "o0-div0"];
+
+/// Returns the image a lab guest runs, from its name's prefix.
+fn image_of(guest: &str) -> Option<&'static str> {
+    match guest.split('-').next()? {
+        "o2" => Some("unikernel-xen-pv-O2-nofp.elf"),
+        "o0" => Some("unikernel-xen-pv-O0-fp.elf"),
+        _ => None,
+    }
+}
 
 fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("capture/ has a parent").to_owned()
 }
 
-/// Returns the exit status of `stardump-capture` for `guest` from the
-/// lab's timings.tsv (NAME STEP STATUS START END SECONDS BYTES).
-fn capture_status(timings: &str, guest: &str) -> Option<String> {
-    timings.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split('\t').collect();
-        (fields.len() >= 3 && fields[0] == guest && fields[1] == "capture").then(|| fields[2].to_owned())
-    })
+/// Returns each guest's `stardump-capture` exit status from the lab's
+/// timings.tsv (NAME STEP STATUS START END SECONDS BYTES), in run order.
+fn capture_statuses(timings: &str) -> Vec<(String, String)> {
+    timings
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            (fields.len() >= 3 && fields[1] == "capture").then(|| (fields[0].to_owned(), fields[2].to_owned()))
+        })
+        .collect()
 }
 
 /// Returns the address in the image's XEN_ELFNOTE_HYPERCALL_PAGE note
@@ -146,16 +149,23 @@ fn xen_lab_pv_guests() {
     };
 
     let timings = std::fs::read_to_string(out.join("timings.tsv")).expect("the lab writes timings.tsv");
+    let statuses = capture_statuses(&timings);
     let mut failures = Vec::new();
-    for &(guest, image) in GUESTS {
-        let log = std::fs::read_to_string(out.join(format!("{guest}.capture.log"))).unwrap_or_default();
-        match capture_status(&timings, guest).as_deref() {
-            Some("0") => {}
-            other => {
-                failures.push(format!("{guest}: capture status {other:?}, log:\n{log}"));
-                continue;
-            }
+    for guest in EXPECTED_GUESTS {
+        if !statuses.iter().any(|(name, _)| name == guest) {
+            failures.push(format!("{guest}: the lab did not capture it"));
         }
+    }
+    for (guest, status) in &statuses {
+        let log = std::fs::read_to_string(out.join(format!("{guest}.capture.log"))).unwrap_or_default();
+        if status != "0" {
+            failures.push(format!("{guest}: capture status {status}, log:\n{log}"));
+            continue;
+        }
+        let Some(image) = image_of(guest) else {
+            failures.push(format!("{guest}: no image known for this guest name"));
+            continue;
+        };
         if let Err(error) = check_snapshot(&out, guest, image) {
             failures.push(format!("{guest}: {error}\ncapture log:\n{log}"));
         }
