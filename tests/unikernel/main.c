@@ -139,6 +139,10 @@ void kernel_main(unsigned long start_info_phys)
 	trap_init();
 	paging_init();
 	cmdline = xen_cmdline();
+	if (cmdline_has_word(cmdline, "int3")) {
+		__asm__ volatile("int3");
+		printk("boot: back from the int3 handler\n");
+	}
 	if (cmdline_has_word(cmdline, "nop2m"))
 		printk("boot: nop2m: P2M not published\n");
 	else

@@ -58,7 +58,7 @@ for core in "$DIR"/*.core; do
 	# The vCPU is thread 1: the worker, from the end mode down to thread_start.
 	vcpu=$(sed -n '/^Thread 1 /,$p' "$out")
 	case "$name" in
-	*-spin|*-nop2m) expected="spin_here dispatch_end_mode process_request worker_main thread_start" ;;
+	*-spin|*-nop2m|*-int3) expected="spin_here dispatch_end_mode process_request worker_main thread_start" ;;
 	*-ud2|*-null|*-div0)
 		mode=${name##*-}
 		expected="crash_halt trap_handler <signal.handler.called> trigger_$mode dispatch_end_mode transform_values compute_checksum process_request worker_main thread_main thread_start" ;;

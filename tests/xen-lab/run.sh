@@ -7,6 +7,10 @@
 # Usage: run.sh [--out DIR] [--capture-bin PATH] [--timeout SECONDS]
 set -euo pipefail
 
+# The whole script is one block, so bash parses it before running it and an
+# edit of this file during a run cannot change the running lab.
+{
+
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=$PWD/xen-lab-results
@@ -112,13 +116,15 @@ if [ -n "$CAPTURE_BIN" ]; then
 	cp "$CAPTURE_BIN" "$WORK/disk/in/stardump-capture"
 fi
 # NAME IMAGE EXTRA: the guests dom0 runs, in order. o2-nop2m does not
-# publish its P2M, so xl dump-core is expected to fail on it.
+# publish its P2M, so xl dump-core is expected to fail on it. o2-int3
+# reaches its marker only after returning from a trap through HYPERVISOR_iret.
 cat >"$WORK/disk/in/plan" <<'PLAN'
 o2-spin unikernel-xen-pv-O2-nofp.elf mode=spin
 o2-ud2 unikernel-xen-pv-O2-nofp.elf mode=ud2
 o2-null unikernel-xen-pv-O2-nofp.elf mode=null
 o2-div0 unikernel-xen-pv-O2-nofp.elf mode=div0
 o2-nop2m unikernel-xen-pv-O2-nofp.elf mode=spin nop2m
+o2-int3 unikernel-xen-pv-O2-nofp.elf mode=spin int3
 o0-spin unikernel-xen-pv-O0-fp.elf mode=spin
 o0-ud2 unikernel-xen-pv-O0-fp.elf mode=ud2
 o0-null unikernel-xen-pv-O0-fp.elf mode=null
@@ -168,3 +174,5 @@ else
 fi
 echo "lab: whole run $(elapsed "$LAB_START") s"
 [ "$qemu_status" -eq 0 ] && [ "$check_status" -eq 0 ]
+exit
+}

@@ -32,8 +32,7 @@ XEN_L4_SLOTS = range(256, 272)
 CONTEXT_SIZE = 5168
 USER_REGS = 520
 CTRLREG = 4984
-FS_BASE = 5144
-GS_BASE_KERNEL = 5152
+FS_BASE = 5144  # then gs_base_kernel at 5152
 
 # struct thread of the test unikernel (tests/unikernel/kernel.h).
 THREAD_NAME, THREAD_SP, THREAD_IP, THREAD_FLAGS, THREAD_NEXT = 0, 8, 16, 36, 40
@@ -78,7 +77,6 @@ class XenCore:
         p2m_offset, p2m_size = self.sections[".xen_p2m"]
         self.pages_offset = pages_offset
         self.frame_of_mfn = {}
-        self.page_index_of_pfn = {}
         for i in range(p2m_size // 16):
             pfn, gmfn = struct.unpack_from("<QQ", d, p2m_offset + 16 * i)
             if pfn == 0xFFFFFFFFFFFFFFFF:
@@ -86,7 +84,6 @@ class XenCore:
             if (i + 1) * PAGE > pages_size:
                 raise CoreError(f"{path}: .xen_p2m entry {i} has no page in .xen_pages")
             self.frame_of_mfn[gmfn] = i
-            self.page_index_of_pfn[pfn] = i
 
         offset, size = self.sections[".xen_prstatus"]
         self.contexts = [d[offset + i * CONTEXT_SIZE: offset + (i + 1) * CONTEXT_SIZE]

@@ -85,6 +85,13 @@ noinline void trap_handler(struct trap_frame *frame)
 		name = exception_names[frame->vector];
 
 	/* Xen copies a #PF's address to vcpu_info.cr2; reading %cr2 would trap to Xen. */
+	/* int3 (the `int3` command-line word) checks the return through HYPERVISOR_iret. */
+	if (frame->vector == 3) {
+		printk("trap: breakpoint at rip=0x%lx, returning through HYPERVISOR_iret\n",
+		       frame->rip);
+		return;
+	}
+
 	printk("stardust-test: exception %lu (%s) at rip=0x%lx on cpu %d\n",
 	       frame->vector, name, frame->rip, this_cpu()->cpu_id);
 	printk("  error_code=0x%lx cr2=0x%lx rsp=0x%lx rbp=0x%lx cr3=0x%lx\n",
