@@ -46,6 +46,13 @@ const CPP_GLOBALS: &[&str] = &[
     "square.length", "square.sides", "square.name", "tail.next",
 ];
 
+/// Expressions and type names whose `ptype` is compared.
+const C_PTYPES: &[&str] = &[
+    "struct record", "struct bits", "union number", "enum flags", "enum color", "record_pointer", "handler_t",
+    "matrix", "array_pointer", "other_function", "crash_here", "counter_t", "point_t", "int_value * 2",
+];
+const CPP_PTYPES: &[&str] = &["geometry::Color", "geometry::Square", "geometry::Shape", "square_reference", "Node", "int_reference", "rvalue_reference", "shape_pointer"];
+
 /// Builds the fixtures once and returns their directory.
 fn fixture_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -138,6 +145,67 @@ fn compare_static(name: &str, expressions: &[&str]) {
     let agreed = expressions.len() - differences.len();
     eprintln!("{name}: {agreed} of {} globals agree with gdb", expressions.len());
     assert!(differences.is_empty(), "{name}: stardump and gdb disagree:\n{}", differences.join("\n"));
+}
+
+/// Runs gdb's `ptype` on each expression of the executable and returns
+/// the whole output of each, `type = ` removed.
+fn gdb_ptypes(program: &Path, expressions: &[&str]) -> Vec<String> {
+    require_program("gdb", "gdb");
+    let mut command = Command::new("timeout");
+    command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0"]);
+    for (index, expression) in expressions.iter().enumerate() {
+        command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("ptype {expression}")]);
+    }
+    command.arg(program);
+    let output = command.output().expect("running gdb");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut values = vec![String::new(); expressions.len()];
+    let mut current: Option<usize> = None;
+    for line in stdout.lines() {
+        if let Some(marker) = line.strip_prefix("@@") {
+            current = marker.parse().ok();
+            continue;
+        }
+        if let Some(index) = current {
+            if !values[index].is_empty() {
+                values[index].push('\n');
+            }
+            values[index].push_str(line.strip_prefix("type = ").unwrap_or(line));
+        }
+    }
+    values
+}
+
+fn compare_ptypes(name: &str, expressions: &[&str]) {
+    let program = fixture_dir().join(name);
+    let gdb = gdb_ptypes(&program, expressions);
+    let image = Image::open(&program).expect("opening the fixture");
+    let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+    let symbols = SymbolTable::from_image(&image);
+    let memory = ImageMemory::new(&image);
+    let inspector = Inspector::new(&info, &symbols, &memory, &[], None, &[]);
+    let evaluator = Evaluator { inspector: &inspector, frame: None };
+    let mut differences = Vec::new();
+    for (index, expression) in expressions.iter().enumerate() {
+        let ours = match evaluator.type_of(expression) {
+            Ok(ty) => stardump::cmd::print::ptype(&inspector.types(), &ty),
+            Err(error) => format!("error: {error}"),
+        };
+        if ours != gdb[index] {
+            differences.push(format!("  ptype {expression}\n    gdb:\n{}\n    stardump:\n{ours}", gdb[index]));
+        }
+    }
+    assert!(differences.is_empty(), "{name}: ptype differs:\n{}", differences.join("\n"));
+}
+
+#[test]
+fn c_ptype_o0_match_gdb() {
+    compare_ptypes("types-c-O0", C_PTYPES);
+}
+
+#[test]
+fn cpp_ptype_o0_match_gdb() {
+    compare_ptypes("types-cpp-O0", CPP_PTYPES);
 }
 
 #[test]

@@ -107,17 +107,24 @@ pub fn run_ptype(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
 /// Returns the type as gdb's `ptype` prints it: the outermost typedef
 /// resolved, and the struct, union or enum at the core expanded.
 pub fn ptype(types: &TypeTable<'_>, ty: &TypeRef) -> String {
+    ptype_indented(types, ty, 0)
+}
+
+/// Formats `ty` for `ptype` with members indented by `indent + 4` spaces,
+/// so an anonymous struct or union member nests inside its parent.
+fn ptype_indented(types: &TypeTable<'_>, ty: &TypeRef, indent: usize) -> String {
     let mut ty = ty.clone();
     if let Type::Typedef { target, .. } = types.resolve(&ty) {
         ty = target;
     }
     let (base, prefix, suffix) = types.declarator(&ty, 0);
     let core = core_type(types, &ty);
-    let body = match core.as_ref().map(|core| (core, types.resolve(core))) {
+    let qualifiers: String = core.iter().flat_map(|(_, qualifiers)| qualifiers.iter()).map(|q| format!("{q} ")).collect();
+    let body = match core.as_ref().map(|(core, _)| (core, types.resolve(core))) {
         Some((_, Type::Aggregate { kind, name, members, .. })) => {
             let mut text = match &name {
-                Some(name) => format!("{} {name}", kind.keyword()),
-                None => kind.keyword().to_owned(),
+                Some(name) => format!("{qualifiers}{} {name}", kind.keyword()),
+                None => format!("{qualifiers}{}", kind.keyword()),
             };
             let bases: Vec<String> = members
                 .iter()
@@ -128,14 +135,15 @@ pub fn ptype(types: &TypeTable<'_>, ty: &TypeRef) -> String {
                 text.push_str(&format!(" : {}", bases.join(", ")));
             }
             text.push_str(" {\n");
+            let pad = " ".repeat(indent);
             if kind == crate::variables::types::AggregateKind::Class {
-                text.push_str("  public:\n");
+                text.push_str(&format!("{pad}  public:\n"));
             }
             for member in members.iter().filter(|member| !member.is_base) {
                 let name = member.name.clone().unwrap_or_default();
                 let mut line = types.declaration(&member.ty, &name);
                 if member.name.is_none() {
-                    line = ptype(types, &member.ty);
+                    line = ptype_indented(types, &member.ty, indent + 4);
                 }
                 if member.is_static {
                     line = format!("static {line}");
@@ -143,12 +151,13 @@ pub fn ptype(types: &TypeTable<'_>, ty: &TypeRef) -> String {
                 if let Some((_, bits)) = member.bitfield {
                     line.push_str(&format!(" : {bits}"));
                 }
-                text.push_str(&format!("    {line};\n"));
+                text.push_str(&format!("{pad}    {line};\n"));
             }
+            text.push_str(&pad);
             text.push('}');
             text
         }
-        Some((_, Type::Enum { name, enumerators, .. })) => {
+        Some((core, Type::Enum { name, enumerators, enum_class, underlying, .. })) => {
             let mut next = 0i128;
             let items: Vec<String> = enumerators
                 .iter()
@@ -162,10 +171,17 @@ pub fn ptype(types: &TypeTable<'_>, ty: &TypeRef) -> String {
                     item
                 })
                 .collect();
-            match name {
-                Some(name) => format!("enum {name} {{{}}}", items.join(", ")),
-                None => format!("enum {{{}}}", items.join(", ")),
+            let mut heading = format!("{qualifiers}{}", if enum_class { "enum class" } else { "enum" });
+            if let Some(name) = name {
+                heading.push(' ');
+                heading.push_str(&name);
             }
+            // gdb shows the underlying type of C++ enums only.
+            let cplusplus = matches!(core, TypeRef::Die(die) if types.info.unit(*die).is_cplusplus());
+            if cplusplus && !matches!(underlying, TypeRef::Void) {
+                heading.push_str(&format!(" : {}", types.name(&underlying)));
+            }
+            format!("{heading} {{{}}}", items.join(", "))
         }
         _ => base,
     };
@@ -178,14 +194,29 @@ pub fn ptype(types: &TypeTable<'_>, ty: &TypeRef) -> String {
 
 /// Follows pointers, arrays, qualifiers and functions' return types to the
 /// type at the core of a declarator.
-fn core_type(types: &TypeTable<'_>, ty: &TypeRef) -> Option<TypeRef> {
+/// Also returns the qualifiers (`const`) written directly on the core type.
+fn core_type(types: &TypeTable<'_>, ty: &TypeRef) -> Option<(TypeRef, Vec<&'static str>)> {
     let mut current = ty.clone();
+    let mut qualifiers = Vec::new();
     for _ in 0..64 {
         current = match types.resolve(&current) {
-            Type::Pointer { target, .. } | Type::Reference { target, .. } | Type::Qualified { target, .. } => target,
-            Type::Array { element, .. } => element,
-            Type::Function(signature) => signature.return_type,
-            Type::Aggregate { .. } | Type::Enum { .. } => return Some(current),
+            Type::Qualified { qualifier, target } => {
+                qualifiers.push(qualifier);
+                target
+            }
+            Type::Pointer { target, .. } | Type::Reference { target, .. } => {
+                qualifiers.clear();
+                target
+            }
+            Type::Array { element, .. } => {
+                qualifiers.clear();
+                element
+            }
+            Type::Function(signature) => {
+                qualifiers.clear();
+                signature.return_type
+            }
+            Type::Aggregate { .. } | Type::Enum { .. } => return Some((current, qualifiers)),
             _ => return None,
         };
     }

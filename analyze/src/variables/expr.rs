@@ -624,9 +624,11 @@ impl Evaluator<'_, '_> {
         // `ptype struct point` and `ptype int` name a type, not a value.
         let tokens = tokenize(text)?;
         let mut parser = Parser { tokens, position: 0, text_len: text.len(), is_type_name: &is_type };
-        if parser.starts_type(0) || matches!(parser.peek(), Some(Token::Ident(word)) if is_type(word) && parser.peek_at(1).is_none()) {
+        if matches!(parser.peek(), Some(Token::Ident(_))) {
             if let Ok(type_name) = parser.parse_type_name() {
-                if parser.position == parser.tokens.len() {
+                let first_word = type_name.base.split(' ').next().unwrap_or("");
+                let known = TYPE_KEYWORDS.contains(&first_word) || is_type(&type_name.base);
+                if known && parser.position == parser.tokens.len() {
                     return self.type_named(&type_name);
                 }
             }

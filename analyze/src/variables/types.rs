@@ -183,6 +183,10 @@ pub enum Type {
         signed: bool,
         /// Enumerators in DIE order.
         enumerators: Vec<Enumerator>,
+        /// Whether it is a C++ `enum class`.
+        enum_class: bool,
+        /// The underlying type, when DWARF names it.
+        underlying: TypeRef,
     },
     /// A typedef.
     Typedef {
@@ -348,7 +352,7 @@ impl<'d> TypeTable<'d> {
                     };
                     enumerators.push(Enumerator { name: enumerator_name, value });
                 }
-                Type::Enum { name, size: size(), signed, enumerators }
+                Type::Enum { name, size: size(), signed, enumerators, enum_class, underlying }
             }
             constants::DW_TAG_subroutine_type | constants::DW_TAG_subprogram => {
                 Type::Function(self.signature(die))
