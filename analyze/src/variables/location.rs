@@ -150,8 +150,26 @@ impl<'d> Locator<'d> {
         function: Option<DieId>,
         depth: usize,
     ) -> Result<Computed, Hole> {
-        let unit = &self.info.unit(die).unit;
-        let mut evaluation = expression.evaluation(unit.encoding());
+        let encoding = self.info.unit(die).unit.encoding();
+        self.evaluate_encoded(Some(die), encoding, expression, set, frame, function, depth)
+    }
+
+    /// Runs `expression`, encoded as `encoding` says. Without the DIE the
+    /// expression belongs to, operations that refer to its unit
+    /// (`DW_OP_addrx`, typed stack values) fail.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_encoded(
+        &self,
+        die: Option<DieId>,
+        encoding: gimli::Encoding,
+        expression: gimli::Expression<DwarfReader>,
+        set: Option<FrameSet<'_>>,
+        frame: usize,
+        function: Option<DieId>,
+        depth: usize,
+    ) -> Result<Computed, Hole> {
+        let no_unit = || Hole::Error("the expression needs its unit, which is not known".into());
+        let mut evaluation = expression.evaluation(encoding);
         evaluation.set_max_iterations(MAX_OPERATIONS);
         let current = set.and_then(|set| set.frames.get(frame));
         let invalid = |error: gimli::Error| Hole::Error(format!("invalid location expression: {error}"));
@@ -187,15 +205,16 @@ impl<'d> Locator<'d> {
                     evaluation.resume_with_relocated_address(address).map_err(invalid)?
                 }
                 EvaluationResult::RequiresIndexedAddress { index, .. } => {
+                    let unit = &self.info.unit(die.ok_or_else(no_unit)?).unit;
                     let address = self.info.dwarf().address(unit, index).map_err(invalid)?;
                     evaluation.resume_with_indexed_address(address).map_err(invalid)?
                 }
                 EvaluationResult::RequiresBaseType(offset) => {
-                    let base = self.base_value_type(die, offset)?;
+                    let base = self.base_value_type(die.ok_or_else(no_unit)?, offset)?;
                     evaluation.resume_with_base_type(base).map_err(invalid)?
                 }
                 EvaluationResult::RequiresEntryValue(entry) => {
-                    let value = self.entry_value(die, entry, set, frame, depth)?;
+                    let value = self.entry_value(encoding, entry, set, frame, depth)?;
                     evaluation.resume_with_entry_value(gimli::Value::Generic(value)).map_err(invalid)?
                 }
                 EvaluationResult::RequiresTls(_) => {
@@ -259,7 +278,7 @@ impl<'d> Locator<'d> {
     /// Computes `DW_OP_entry_value(entry)` of physical frame `frame`.
     fn entry_value(
         &self,
-        die: DieId,
+        encoding: gimli::Encoding,
         entry: gimli::Expression<DwarfReader>,
         set: Option<FrameSet<'_>>,
         frame: usize,
@@ -269,8 +288,7 @@ impl<'d> Locator<'d> {
         if depth >= MAX_ENTRY_VALUE_DEPTH {
             return Err(Hole::OptimizedOut);
         }
-        let unit = &self.info.unit(die).unit;
-        let mut operations = entry.clone().operations(unit.encoding());
+        let mut operations = entry.clone().operations(encoding);
         let register = match (operations.next(), operations.next()) {
             (Ok(Some(Operation::Register { register })), Ok(None)) => register.0,
             // gdb also only resolves entry values of a single register.
@@ -468,6 +486,20 @@ impl<'d> Locator<'d> {
     }
 }
 
+impl Locator<'_> {
+    /// Evaluates raw expression bytes for a value of `size` bytes in frame
+    /// `frame` of `set`, for tests of the evaluator without a DIE.
+    #[cfg(test)]
+    fn evaluate_bytes(&self, bytes: &[u8], size: u64, set: FrameSet<'_>, frame: usize) -> Contents {
+        let encoding = gimli::Encoding { format: gimli::Format::Dwarf32, version: 5, address_size: 8 };
+        let reader = gimli::EndianArcSlice::new(std::sync::Arc::from(bytes), gimli::RunTimeEndian::Little);
+        match self.evaluate_encoded(None, encoding, gimli::Expression(reader), Some(set), frame, None, 0) {
+            Ok(Computed::Pieces(pieces)) => self.assemble(pieces, size, Some(set), frame),
+            Err(hole) => Contents::Missing(hole),
+        }
+    }
+}
+
 /// Returns the bits of a typed DWARF stack value.
 fn value_bits(value: gimli::Value) -> u64 {
     match value {
@@ -487,4 +519,161 @@ fn value_bits(value: gimli::Value) -> u64 {
 /// Returns whether `ty` names no storage, so a value of it is not read.
 pub fn is_void(types: &TypeTable<'_>, ty: &TypeRef) -> bool {
     matches!(types.resolve_stripped(ty), super::types::Type::Void)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gimli::constants::*;
+
+    use super::*;
+    use crate::unwind::memory::WordStack;
+    use crate::unwind::{FoundBy, Registers};
+
+    const STACK: u64 = 0x7000;
+    const CFA: u64 = 0x7020;
+
+    fn empty_info() -> DebugInfo {
+        let empty = gimli::EndianArcSlice::new(Arc::from(&[][..]), gimli::RunTimeEndian::Little);
+        let dwarf = gimli::Dwarf::load(|_| -> Result<_, gimli::Error> { Ok(empty.clone()) }).unwrap();
+        DebugInfo::load(Arc::new(dwarf))
+    }
+
+    /// Two frames: the callee stopped at 0x1000 with rbx and r12 known and
+    /// rdi not recovered, and its caller, which called it and returns to
+    /// 0x2005 with rbx = 0xb0b.
+    fn frames() -> Vec<Frame> {
+        let mut callee = Registers::default();
+        callee.set(3, Some(0x1111_2222_3333_4444)); // rbx
+        callee.set(12, Some(0x5555_6666)); // r12
+        callee.set(7, Some(STACK)); // rsp
+        let mut caller = Registers::default();
+        caller.set(3, Some(0xb0b));
+        caller.set(7, Some(CFA));
+        vec![
+            Frame { pc: Pc::Exact(0x1000), registers: callee, found_by: FoundBy::Context, cfa: Some(CFA), trap: false },
+            Frame { pc: Pc::ReturnAddress(0x2005), registers: caller, found_by: FoundBy::Cfi, cfa: None, trap: false },
+        ]
+    }
+
+    fn stack() -> WordStack {
+        WordStack { base: STACK, words: vec![0x11, 0x22, 0x33, 0x44] }
+    }
+
+    fn evaluate(bytes: &[u8], size: u64) -> Contents {
+        let info = empty_info();
+        let frames = frames();
+        let memory = stack();
+        let set = FrameSet { frames: &frames, memory: &memory };
+        Locator::new(&info).evaluate_bytes(bytes, size, set, 0)
+    }
+
+    fn known(bytes: Vec<u8>) -> Contents {
+        Contents::Bytes { bytes, holes: Vec::new() }
+    }
+
+    #[test]
+    fn register_location() {
+        let contents = evaluate(&[DW_OP_reg3.0], 8);
+        assert_eq!(contents, known(0x1111_2222_3333_4444u64.to_le_bytes().to_vec()));
+    }
+
+    #[test]
+    fn register_not_recovered() {
+        let contents = evaluate(&[DW_OP_reg5.0], 8);
+        let Contents::Bytes { holes, .. } = contents else { panic!("{contents:?}") };
+        assert_eq!(holes, vec![(0..8, Hole::NotSaved { register: "rdi".into() })]);
+    }
+
+    #[test]
+    fn cfa_relative_memory() {
+        // DW_OP_call_frame_cfa; DW_OP_consts -16; DW_OP_plus: an address.
+        let contents = evaluate(&[DW_OP_call_frame_cfa.0, DW_OP_consts.0, 0x70, DW_OP_plus.0], 8);
+        assert_eq!(contents, Contents::Memory(CFA - 16));
+    }
+
+    #[test]
+    fn breg_reads_memory() {
+        // DW_OP_breg7 (rsp) 8; DW_OP_deref; DW_OP_stack_value.
+        let contents = evaluate(&[DW_OP_breg7.0, 8, DW_OP_deref.0, DW_OP_stack_value.0], 8);
+        assert_eq!(contents, known(0x22u64.to_le_bytes().to_vec()));
+    }
+
+    #[test]
+    fn unreadable_memory_names_address() {
+        // DW_OP_const2u 0x9000; DW_OP_deref.
+        let contents = evaluate(&[DW_OP_const2u.0, 0x00, 0x90, DW_OP_deref.0], 8);
+        assert_eq!(contents, Contents::Missing(Hole::Unreadable { address: 0x9000, reason: "page not captured".into() }));
+    }
+
+    #[test]
+    fn stack_value() {
+        // DW_OP_lit5; DW_OP_lit7; DW_OP_mul; DW_OP_stack_value.
+        let contents = evaluate(&[DW_OP_lit5.0, DW_OP_lit7.0, DW_OP_mul.0, DW_OP_stack_value.0], 4);
+        assert_eq!(contents, known(vec![35, 0, 0, 0]));
+    }
+
+    #[test]
+    fn implicit_value() {
+        let contents = evaluate(&[DW_OP_implicit_value.0, 4, 0xde, 0xad, 0xbe, 0xef], 4);
+        assert_eq!(contents, known(vec![0xde, 0xad, 0xbe, 0xef]));
+    }
+
+    #[test]
+    fn pieces_from_registers() {
+        // DW_OP_reg3; DW_OP_piece 4; DW_OP_reg12; DW_OP_piece 4.
+        let contents = evaluate(&[DW_OP_reg3.0, DW_OP_piece.0, 4, DW_OP_reg12.0, DW_OP_piece.0, 4], 8);
+        assert_eq!(contents, known(vec![0x44, 0x44, 0x33, 0x33, 0x66, 0x66, 0x55, 0x55]));
+    }
+
+    #[test]
+    fn piece_optimized_out() {
+        // DW_OP_piece 4 (empty); DW_OP_lit9; DW_OP_stack_value; DW_OP_piece 4.
+        let contents = evaluate(&[DW_OP_piece.0, 4, DW_OP_lit9.0, DW_OP_stack_value.0, DW_OP_piece.0, 4], 8);
+        let Contents::Bytes { bytes, holes } = contents else { panic!("{contents:?}") };
+        assert_eq!(holes, vec![(0..4, Hole::OptimizedOut)]);
+        assert_eq!(&bytes[4..], &[9, 0, 0, 0]);
+    }
+
+    #[test]
+    fn piece_from_memory() {
+        // DW_OP_breg7 0; DW_OP_piece 8; DW_OP_lit1; DW_OP_stack_value; DW_OP_piece 8.
+        let contents = evaluate(&[DW_OP_breg7.0, 0, DW_OP_piece.0, 8, DW_OP_lit1.0, DW_OP_stack_value.0, DW_OP_piece.0, 8], 16);
+        let mut expected = 0x11u64.to_le_bytes().to_vec();
+        expected.extend(1u64.to_le_bytes());
+        assert_eq!(contents, known(expected));
+    }
+
+    #[test]
+    fn entry_value_of_callee_saved_register() {
+        // DW_OP_entry_value(DW_OP_reg3); DW_OP_stack_value: rbx at entry is
+        // the caller's rbx at the call.
+        let contents = evaluate(&[DW_OP_entry_value.0, 1, DW_OP_reg3.0, DW_OP_stack_value.0], 8);
+        assert_eq!(contents, known(0xb0bu64.to_le_bytes().to_vec()));
+    }
+
+    #[test]
+    fn entry_value_without_call_site() {
+        // rdi at entry needs the caller's call-site parameter, which this
+        // DWARF does not have.
+        let contents = evaluate(&[DW_OP_entry_value.0, 1, DW_OP_reg5.0, DW_OP_stack_value.0], 8);
+        assert_eq!(contents, Contents::Missing(Hole::OptimizedOut));
+    }
+
+    #[test]
+    fn entry_value_needs_a_caller() {
+        let info = empty_info();
+        let frames = frames();
+        let memory = stack();
+        let set = FrameSet { frames: &frames[1..], memory: &memory };
+        let contents = Locator::new(&info).evaluate_bytes(&[DW_OP_entry_value.0, 1, DW_OP_reg3.0, DW_OP_stack_value.0], 8, set, 0);
+        assert_eq!(contents, Contents::Missing(Hole::OptimizedOut));
+    }
+
+    #[test]
+    fn invalid_expression_is_an_error() {
+        let contents = evaluate(&[0xff], 8);
+        assert!(matches!(contents, Contents::Missing(Hole::Error(_))), "{contents:?}");
+    }
 }
