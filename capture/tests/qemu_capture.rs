@@ -151,3 +151,26 @@ fn walk_without_physical_mode_uses_identity_map() {
     live.read_virtual(cr3, code, &mut from_live).unwrap();
     assert_eq!(from_copy, from_live);
 }
+
+#[test]
+fn capture_after_gdb_session_resumes() {
+    // gdb switches QEMU's stub to multiprocess mode, and QEMU keeps that mode
+    // for later clients: a capture must still detach and resume the guest.
+    let qemu = start_spinning_guest(64, 1);
+    stardump_tests::require_program("gdb", "gdb");
+    let gdb = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "60", "gdb", "-batch", "-nx"])
+        .args(["-ex", &format!("target remote 127.0.0.1:{}", qemu.gdb_port())])
+        .args(["-ex", "detach"])
+        .output()
+        .expect("running gdb");
+    assert!(gdb.status.success(), "gdb failed: {}", String::from_utf8_lossy(&gdb.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("after-gdb.snap");
+    let result = run_capture(&[&qemu.gdb_target(), "-o", output.to_str().unwrap()]);
+    assert!(result.status.success(), "capture failed: {}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(files_in(dir.path()), ["after-gdb.snap"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(vm_was_running(qemu.gdb_port()), "the guest was not resumed after the capture");
+}

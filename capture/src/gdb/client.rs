@@ -84,6 +84,12 @@ pub struct ThreadId {
 }
 
 impl ThreadId {
+    /// Returns the process part of a multiprocess id (`1` of `p1.2`).
+    pub fn process(&self) -> Option<&str> {
+        let rest = self.text.strip_prefix('p')?;
+        rest.split_once('.').map(|(process, _)| process)
+    }
+
     fn parse(text: &str) -> ThreadId {
         let thread_part = text.rsplit('.').next().unwrap_or(text);
         let thread_part = thread_part.strip_prefix('p').unwrap_or(thread_part);
@@ -123,6 +129,9 @@ pub struct GdbClient {
     read_packet: ReadPacket,
     layout: Option<RegisterLayout>,
     first_frame: bool,
+    /// Process id of the stub's threads when it uses multiprocess thread
+    /// ids (`p1.2`), needed to detach from such a stub.
+    process_id: Option<String>,
 }
 
 impl GdbClient {
@@ -162,6 +171,7 @@ impl GdbClient {
             read_packet: ReadPacket::Unknown,
             layout: None,
             first_frame: true,
+            process_id: None,
         };
         client.negotiate()?;
         Ok(client)
@@ -435,7 +445,11 @@ impl GdbClient {
                                 reply: format!("more than {MAX_THREADS} threads"),
                             });
                         }
-                        threads.push(ThreadId::parse(id));
+                        let thread = ThreadId::parse(id);
+                        if let Some(process) = thread.process() {
+                            self.process_id = Some(process.to_owned());
+                        }
+                        threads.push(thread);
                     }
                 }
                 Some((b'l', _)) => break,
@@ -723,7 +737,18 @@ impl GdbClient {
     /// Sends `D`: the stub detaches and resumes the target (QEMU resumes
     /// the VM), then closes the connection.
     pub fn detach(mut self) -> Result<(), GdbError> {
-        let reply = self.request_ok(b"D")?;
+        let reply = self.request(b"D")?;
+        // QEMU keeps the multiprocess mode of an earlier client (gdb asks
+        // for it), and then rejects a `D` without a process id with E22.
+        let reply = match (&self.process_id, reply.first()) {
+            (Some(process), Some(b'E')) => {
+                let request = format!("D;{process}");
+                let reply = self.request_ok(request.as_bytes())?;
+                expect_ok(&request, &reply)?;
+                reply
+            }
+            _ => check_reply(b"D", reply)?,
+        };
         expect_ok("D", &reply)?;
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
         Ok(())
@@ -806,6 +831,8 @@ mod tests {
         assert_eq!(ThreadId::parse("1").number, Some(1));
         assert_eq!(ThreadId::parse("p01.0a").number, Some(10));
         assert_eq!(ThreadId::parse("p01.0a").text, "p01.0a");
+        assert_eq!(ThreadId::parse("p01.0a").process(), Some("01"));
+        assert_eq!(ThreadId::parse("2").process(), None);
     }
 
     #[test]
