@@ -735,8 +735,21 @@ impl GdbClient {
     }
 
     /// Sends `D`: the stub detaches and resumes the target (QEMU resumes
-    /// the VM), then closes the connection.
+    /// the VM), then closes the connection. When the stub rejects the
+    /// detach, the target is still continued with `c` before the error is
+    /// returned, so it does not stay paused.
     pub fn detach(mut self) -> Result<(), GdbError> {
+        let result = self.request_detach();
+        if result.is_err() {
+            // The stop reply to `c` comes only when the target stops again,
+            // so none is awaited.
+            let _ = self.send_packet(b"c", "continuing the target after a failed detach");
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        result
+    }
+
+    fn request_detach(&mut self) -> Result<(), GdbError> {
         let reply = self.request(b"D")?;
         // QEMU keeps the multiprocess mode of an earlier client (gdb asks
         // for it), and then rejects a `D` without a process id with E22.
@@ -749,9 +762,7 @@ impl GdbClient {
             }
             _ => check_reply(b"D", reply)?,
         };
-        expect_ok("D", &reply)?;
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-        Ok(())
+        expect_ok("D", &reply)
     }
 
     /// Closes the connection without detaching. QEMU 7.2 then leaves the
