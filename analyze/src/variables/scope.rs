@@ -110,7 +110,7 @@ fn collect_variables(info: &DebugInfo, block: DieId, out: &mut Vec<DieId>, depth
     if depth > 64 {
         return;
     }
-    for child in info.children(block) {
+    for child in info.children(block).chain(inherited_children(info, block)) {
         match info.tag(child) {
             constants::DW_TAG_variable => out.push(child),
             constants::DW_TAG_lexical_block if info.ranges(child).is_empty() => {
@@ -121,9 +121,37 @@ fn collect_variables(info: &DebugInfo, block: DieId, out: &mut Vec<DieId>, depth
     }
 }
 
+/// Returns the children of `die`'s abstract origin that no direct child of
+/// `die` refers to. gdb 13 adds them to the concrete scope (its
+/// `inherit_abstract_dies`), so a variable gcc moved into a nested block of
+/// an inlined call appears a second time, as `<optimized out>`; listing
+/// them keeps `info locals` equal to gdb's.
+fn inherited_children(info: &DebugInfo, die: DieId) -> Vec<DieId> {
+    if !matches!(info.tag(die), constants::DW_TAG_inlined_subroutine | constants::DW_TAG_lexical_block | constants::DW_TAG_subprogram) {
+        return Vec::new();
+    }
+    let Some(origin) = info.own_attr(die, constants::DW_AT_abstract_origin).and_then(|value| info.resolve_ref(die, value))
+    else {
+        return Vec::new();
+    };
+    let referenced: Vec<DieId> = info
+        .children(die)
+        .filter_map(|child| info.own_attr(child, constants::DW_AT_abstract_origin).and_then(|value| info.resolve_ref(child, value)))
+        .collect();
+    info.children(origin)
+        .filter(|child| !referenced.contains(child))
+        .filter(|&child| {
+            matches!(info.tag(child), constants::DW_TAG_variable | constants::DW_TAG_lexical_block | constants::DW_TAG_formal_parameter)
+        })
+        .collect()
+}
+
 /// Returns the parameters of a function or inlined call, in DIE order.
 pub fn parameters(info: &DebugInfo, function: DieId) -> Vec<DieId> {
-    info.children(function).filter(|&child| info.tag(child) == constants::DW_TAG_formal_parameter).collect()
+    info.children(function)
+        .chain(inherited_children(info, function))
+        .filter(|&child| info.tag(child) == constants::DW_TAG_formal_parameter)
+        .collect()
 }
 
 /// Returns the locals visible in `scope`, innermost block first, as gdb's
