@@ -1,7 +1,8 @@
 /*
  * Boot CPU start-up: serial, IDT, page tables, command line, three threads
  * ("logger", "waiter", "worker"), the other vCPUs, then the idle loop on
- * the boot stack.
+ * the boot stack. The Xen PV build (STARDUST_XEN_PV) uses the console ring,
+ * a trap table and start_info's command line instead, on one vCPU.
  */
 #include "kernel.h"
 #ifdef STARDUST_XEN_PV

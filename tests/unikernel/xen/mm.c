@@ -1,7 +1,7 @@
 /*
- * Page tables of the Xen PV build. A PV guest's page tables hold machine
- * frames and are read-only to the guest once in use: a new table is filled
- * while it is still ordinary memory, remapped read-only
+ * Page tables of the Xen PV build. A PV guest's page tables contain machine
+ * frames and are read-only to the guest once in use. So a new table is
+ * filled while it is still ordinary memory, remapped read-only
  * (HYPERVISOR_update_va_mapping), and then linked into a live table with
  * HYPERVISOR_mmu_update, which validates it.
  *

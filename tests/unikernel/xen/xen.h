@@ -129,9 +129,8 @@ extern struct start_info *xen_start_info;
 extern struct shared_info *xen_shared_info;
 
 /*
- * Calls entry `nr` of the hypercall page. Xen fills each 32-byte entry
- * with push %rcx; push %r11; mov $nr,%eax; syscall; pop %r11; pop %rcx;
- * ret, so only rax and the argument registers change.
+ * Calls entry `nr` of the hypercall page. Xen's stub in each 32-byte entry
+ * saves rcx and r11 around `syscall`, so only rax and the arguments change.
  */
 static inline long xen_hypercall(unsigned int nr, unsigned long a1,
 				 unsigned long a2, unsigned long a3,
@@ -150,11 +149,10 @@ static inline long xen_hypercall(unsigned int nr, unsigned long a1,
 }
 
 /*
- * SCHEDOP_shutdown issued with `syscall` in place rather than through the
- * hypercall page: the vCPU then stays stopped at an instruction of the
- * caller, whose CFI an unwinder has, instead of in the hypercall page,
- * which has none. From guest kernel mode, `syscall` is how every
- * hypercall enters Xen.
+ * Issues SCHEDOP_shutdown with `syscall` here instead of through the
+ * hypercall page. The stopped vCPU's rip then stays in the caller, which
+ * has CFI, and not in the hypercall page, which has none. From guest
+ * kernel mode, `syscall` enters Xen as a hypercall.
  */
 static inline __attribute__((always_inline)) void
 xen_shutdown_in_place(unsigned int reason)
