@@ -36,14 +36,19 @@ const C_GLOBALS: &[&str] = &[
     "record_pointer->list->next->value", "record_value.bits.delta", "&points[1]", "points[2].y + 1",
     "sizeof(struct record)", "(long) int_value * 3", "int_array[1] << 4", "-int_value / 5", "uint_value > 5",
     "*int_pointer", "&record_value.origin", "'types.c'::counter", "'other.c'::counter", "other_origin",
-    "record_value.anonymous_short", "(char) 65", "main", "&main", "*message", "message[2]",
+    "record_value.anonymous_short", "(char) 65", "main", "&main", "*message", "message[2]", "RED", "BLUE + 1",
+    "color_value == BLUE", "(enum color) 1", "!int_value", "int_value < 0 && uint_value > 0", "~0u",
+    "0x7fffffff + 1", "-5 % 3", "10 / 3", "1 << 40", "1L << 40", "'A' + 1", "int_pointer + 1",
+    "&int_array[4] - &int_array[1]", "*&int_value", "(long) &int_array == (long) int_array", "record_value.scores[3]",
 ];
 
 /// Globals of the C++ fixture.
 const CPP_GLOBALS: &[&str] = &[
     "square", "color_value", "odd_color", "target", "int_reference", "rvalue_reference", "square_reference",
     "shape_pointer", "*shape_pointer", "flag_value", "head", "geometry::shape_count", "geometry::detail::hidden",
-    "square.length", "square.sides", "square.name", "tail.next",
+    "square.length", "square.sides", "square.name", "tail.next", "counter_value", "derived_value",
+    "*base_pointer", "base_pointer", "Counter::instances", "geometry::Color::Red", "color_value == geometry::Color::Green",
+    "!flag_value", "square.length > 3 && flag_value", "sizeof(geometry::Square)",
 ];
 
 /// Expressions and type names whose `ptype` is compared.
@@ -51,7 +56,7 @@ const C_PTYPES: &[&str] = &[
     "struct record", "struct bits", "union number", "enum flags", "enum color", "record_pointer", "handler_t",
     "matrix", "array_pointer", "other_function", "crash_here", "counter_t", "point_t", "int_value * 2",
 ];
-const CPP_PTYPES: &[&str] = &["geometry::Color", "geometry::Square", "geometry::Shape", "square_reference", "Node", "int_reference", "rvalue_reference", "shape_pointer"];
+const CPP_PTYPES: &[&str] = &["Counter", "geometry::Color", "geometry::Square", "geometry::Shape", "square_reference", "Node", "int_reference", "rvalue_reference", "shape_pointer"];
 
 /// Builds the fixtures once and returns their directory.
 fn fixture_dir() -> &'static Path {

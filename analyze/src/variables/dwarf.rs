@@ -81,6 +81,8 @@ pub struct DebugInfo {
     functions: HashMap<String, Vec<DieId>>,
     /// Named types by the name a cast writes (`struct point`, `point`, `ns::Color`).
     types: HashMap<String, Vec<DieId>>,
+    /// Enumerators by the names an expression may use (`RED`, `ns::Color::Red`).
+    enumerators: HashMap<String, Vec<DieId>>,
 }
 
 impl std::fmt::Debug for DebugInfo {
@@ -149,6 +151,7 @@ impl DebugInfo {
             globals: HashMap::new(),
             functions: HashMap::new(),
             types: HashMap::new(),
+            enumerators: HashMap::new(),
         };
         info.index_names();
         info
@@ -369,6 +372,7 @@ impl DebugInfo {
         let mut globals: HashMap<String, Vec<DieId>> = HashMap::new();
         let mut functions: HashMap<String, Vec<DieId>> = HashMap::new();
         let mut types: HashMap<String, Vec<DieId>> = HashMap::new();
+        let mut enumerators: HashMap<String, Vec<DieId>> = HashMap::new();
         for (unit_index, unit) in self.units.iter().enumerate() {
             // Only DIEs at namespace scope: the root's children, and the
             // children of namespaces, recursively.
@@ -402,6 +406,9 @@ impl DebugInfo {
                             constants::DW_TAG_enumeration_type => Some("enum"),
                             _ => None,
                         };
+                        if node.tag == constants::DW_TAG_enumeration_type {
+                            self.index_enumerators(die, &name, &mut enumerators);
+                        }
                         if let Some(keyword) = keyword {
                             types.entry(format!("{keyword} {name}")).or_default().push(die);
                             // C++ names a class without its keyword; C only
@@ -433,6 +440,30 @@ impl DebugInfo {
         self.globals = globals;
         self.functions = functions;
         self.types = types;
+        self.enumerators = enumerators;
+    }
+
+    /// Indexes the enumerators of enum `die`, qualified by the enum's name
+    /// (`Color::Red`), and for an unscoped enum also by its enclosing scope
+    /// alone (`RED`, `ns::RED`), as C and C++ let code name them.
+    fn index_enumerators(&self, die: DieId, enum_name: &str, out: &mut HashMap<String, Vec<DieId>>) {
+        let scoped = self.flag(die, constants::DW_AT_enum_class);
+        let scope = enum_name.rsplit_once("::").map(|(scope, _)| format!("{scope}::")).unwrap_or_default();
+        for child in self.children(die) {
+            if self.tag(child) != constants::DW_TAG_enumerator {
+                continue;
+            }
+            let Some(name) = self.name(child) else { continue };
+            out.entry(format!("{enum_name}::{name}")).or_default().push(child);
+            if !scoped {
+                out.entry(format!("{scope}{name}")).or_default().push(child);
+            }
+        }
+    }
+
+    /// Returns the enumerators an expression can name `name`.
+    pub fn enumerators_named(&self, name: &str) -> Vec<DieId> {
+        self.enumerators.get(name).cloned().unwrap_or_default()
     }
 
     /// Returns the global variables named `name`, definitions first.

@@ -291,14 +291,21 @@ impl Parser<'_> {
     }
 
     fn starts_type(&self, ahead: usize) -> bool {
-        match self.peek_at(ahead) {
-            Some(Token::Ident(word)) => {
-                TYPE_KEYWORDS.contains(&word.as_str())
-                    || ((self.is_type_name)(word)
-                        && matches!(self.peek_at(ahead + 1), Some(Token::Punct(")" | "*"))))
-            }
-            _ => false,
+        let Some(Token::Ident(first)) = self.peek_at(ahead) else {
+            return false;
+        };
+        if TYPE_KEYWORDS.contains(&first.as_str()) {
+            return true;
         }
+        // A type name may be qualified: `ns::Type`.
+        let mut name = first.clone();
+        let mut next = ahead + 1;
+        while let (Some(Token::Punct("::")), Some(Token::Ident(part))) = (self.peek_at(next), self.peek_at(next + 1)) {
+            name.push_str("::");
+            name.push_str(part);
+            next += 2;
+        }
+        (self.is_type_name)(&name) && matches!(self.peek_at(next), Some(Token::Punct(")" | "*")))
     }
 
     fn parse_type_name(&mut self) -> Result<TypeName> {
@@ -556,6 +563,16 @@ pub struct Evaluator<'i, 'a> {
     pub frame: Option<usize>,
 }
 
+/// Returns the result of a comparison or logical operator: `int` in C,
+/// `bool` in C++.
+fn truth_value(result: bool, cplusplus: bool) -> Value {
+    if cplusplus {
+        Value::from_bytes(TypeRef::Builtin(Builtin::Bool), vec![u8::from(result)])
+    } else {
+        Integer { value: i128::from(result), size: 4, unsigned: false }.to_value()
+    }
+}
+
 impl Evaluator<'_, '_> {
     /// Evaluates `expr` to a value.
     pub fn evaluate(&self, expr: &Expr) -> Result<Value> {
@@ -574,13 +591,14 @@ impl Evaluator<'_, '_> {
                 let left = self.evaluate(left)?;
                 // `&&` and `||` evaluate their right side only when needed.
                 if *operator == "&&" || *operator == "||" {
+                    let cplusplus = self.inspector.is_cplusplus(self.frame);
                     let left_true = self.truth(&left)?;
                     if (*operator == "&&") != left_true {
-                        return Ok(Integer { value: i128::from(left_true), size: 4, unsigned: false }.to_value());
+                        return Ok(truth_value(left_true, cplusplus));
                     }
                     let right = self.evaluate(right)?;
                     let right_true = self.truth(&right)?;
-                    return Ok(Integer { value: i128::from(right_true), size: 4, unsigned: false }.to_value());
+                    return Ok(truth_value(right_true, cplusplus));
                 }
                 let right = self.evaluate(right)?;
                 self.binary(operator, &left, &right)
@@ -802,7 +820,7 @@ impl Evaluator<'_, '_> {
             }
             "!" => {
                 let truth = self.truth(&value)?;
-                Ok(Integer { value: i128::from(!truth), size: 4, unsigned: false }.to_value())
+                Ok(truth_value(!truth, self.inspector.is_cplusplus(self.frame)))
             }
             _ => Err(ExprError::Invalid(format!("unsupported operator {operator}"))),
         }
@@ -847,7 +865,8 @@ impl Evaluator<'_, '_> {
         } else {
             (a.value, b.value)
         };
-        let comparison = |result: bool| Ok(Integer { value: i128::from(result), size: 4, unsigned: false }.to_value());
+        let cplusplus = self.inspector.is_cplusplus(self.frame);
+        let comparison = |result: bool| Ok(truth_value(result, cplusplus));
         let value = match operator {
             "+" => x.wrapping_add(y),
             "-" => x.wrapping_sub(y),

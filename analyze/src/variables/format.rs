@@ -321,6 +321,15 @@ impl<'a> Printer<'a> {
         let mut fields = Vec::new();
         for member in members {
             if member.is_static {
+                // gdb prints a static member with the value of its
+                // definition, which lies outside the object.
+                let name = member.name.clone().unwrap_or_default();
+                let definition = self.static_definition(member.die);
+                let text = match definition {
+                    Some(value) => self.format(&value, depth + 1),
+                    None => self.hole(&Hole::OptimizedOut),
+                };
+                fields.push(format!("static {name} = {text}"));
                 continue;
             }
             let size = self.types.size_of(&member.ty).unwrap_or(0);
@@ -341,6 +350,17 @@ impl<'a> Printer<'a> {
             return "{<No data fields>}".to_owned();
         }
         format!("{{{}}}", fields.join(", "))
+    }
+
+    /// Returns the value of the definition of static member `die`.
+    fn static_definition(&self, die: super::dwarf::DieId) -> Option<Value> {
+        let info = self.types.info;
+        let name = info.qualified_name(die)?;
+        let definition = info
+            .globals_named(&name)
+            .into_iter()
+            .find(|&global| info.own_attr(global, gimli::constants::DW_AT_location).is_some())?;
+        Some(super::location::Locator::new(info).variable(definition, None, 0, None))
     }
 
     fn format_bitfield(&self, value: &Value, ty: &TypeRef, bit_offset: u64, bit_size: u64) -> String {

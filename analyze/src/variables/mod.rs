@@ -197,6 +197,9 @@ impl<'a> Inspector<'a> {
         if let Some(&die) = self.info.globals_named(name).first() {
             return Some(self.global_value(die));
         }
+        if let Some(&enumerator) = self.info.enumerators_named(name).first() {
+            return self.enumerator_value(enumerator);
+        }
         let function = *self.info.functions_named(name).first()?;
         let address = self.info.ranges(function).first().map(|range| range.start);
         let ty = TypeRef::Die(function);
@@ -204,6 +207,33 @@ impl<'a> Inspector<'a> {
             Some(address) => Value::in_memory(ty, address),
             None => Value::missing(ty, Hole::OptimizedOut),
         })
+    }
+
+    /// Whether expressions in `frame` follow C++ rules: the frame's unit is
+    /// C++, or without a frame, the unit that defines `main` is (gdb's
+    /// automatic language).
+    pub fn is_cplusplus(&self, frame: Option<usize>) -> bool {
+        let unit = frame
+            .and_then(|frame| self.source_frames.get(frame))
+            .and_then(|source| source.scope.as_ref())
+            .map(|scope| scope.function.unit)
+            .or_else(|| self.info.functions_named("main").first().map(|main| main.unit));
+        unit.is_some_and(|unit| self.info.units()[unit as usize].is_cplusplus())
+    }
+
+    /// Returns the value of enumerator `die`, typed as its enum.
+    fn enumerator_value(&self, die: DieId) -> Option<Value> {
+        let enumeration = self.info.parent(die)?;
+        let size = self.types().size_of(&TypeRef::Die(enumeration)).unwrap_or(4).min(8) as usize;
+        let raw: i64 = match self.info.attr(die, constants::DW_AT_const_value)? {
+            gimli::AttributeValue::Sdata(v) => v,
+            gimli::AttributeValue::Udata(v) | gimli::AttributeValue::Data8(v) => v as i64,
+            gimli::AttributeValue::Data1(v) => v.into(),
+            gimli::AttributeValue::Data2(v) => v.into(),
+            gimli::AttributeValue::Data4(v) => v.into(),
+            _ => return None,
+        };
+        Some(Value::from_bytes(TypeRef::Die(enumeration), raw.to_le_bytes()[..size].to_vec()))
     }
 
     /// Returns the value of register `name` (gdb's name, without `$`) in

@@ -33,6 +33,27 @@ pub struct Section {
     pub size: u64,
 }
 
+/// Prefixes of the Itanium C++ ABI's special names and the words gdb
+/// (through libiberty) shows for them; cpp_demangle writes `{vtable(X)}`.
+const SPECIAL_NAMES: [(&str, &str); 5] = [
+    ("_ZTV", "vtable for "),
+    ("_ZTI", "typeinfo for "),
+    ("_ZTS", "typeinfo name for "),
+    ("_ZTT", "VTT for "),
+    ("_ZGV", "guard variable for "),
+];
+
+/// Demangles a symbol name as gdb shows it.
+pub fn demangle(name: &str) -> String {
+    for (prefix, words) in SPECIAL_NAMES {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let inner = addr2line::demangle_auto(format!("_Z{rest}").into(), None);
+            return format!("{words}{inner}");
+        }
+    }
+    addr2line::demangle_auto(name.into(), None).into_owned()
+}
+
 /// The symbols and sections of an image.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {
@@ -67,7 +88,7 @@ impl SymbolTable {
             .filter_map(|symbol| {
                 let name = symbol.name().ok().filter(|name| !name.is_empty())?;
                 let section = *section_index.get(&symbol.section_index()?)?;
-                let name = addr2line::demangle_auto(name.into(), None).into_owned();
+                let name = demangle(name);
                 Some(Symbol { name, address: symbol.address(), size: symbol.size(), section })
             })
             .collect();

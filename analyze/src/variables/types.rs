@@ -41,6 +41,8 @@ pub enum Builtin {
     Char,
     /// `double`.
     Double,
+    /// C++ `bool`, the type of comparisons in C++.
+    Bool,
     /// `void (*)()`, gdb's type of `$rip` and `$pc`.
     CodePointer,
     /// `void *`, gdb's type of `$rsp` and `$rbp`.
@@ -56,6 +58,7 @@ impl Builtin {
             Builtin::UnsignedLong => ("unsigned long", constants::DW_ATE_unsigned, 8),
             Builtin::Char => ("char", constants::DW_ATE_signed_char, 1),
             Builtin::Double => ("double", constants::DW_ATE_float, 8),
+            Builtin::Bool => ("bool", constants::DW_ATE_boolean, 1),
             Builtin::CodePointer => return Type::Pointer { target: TypeRef::Builtin(Builtin::CodePointer), size: 8 },
             Builtin::DataPointer => return Type::Pointer { target: TypeRef::Void, size: 8 },
         };
@@ -101,6 +104,8 @@ pub struct Member {
     pub is_base: bool,
     /// Whether the member is `static`: declared in the class, stored elsewhere.
     pub is_static: bool,
+    /// The member's DIE.
+    pub die: DieId,
 }
 
 /// One enumerator.
@@ -413,7 +418,7 @@ impl<'d> TypeTable<'d> {
                 (offset_bytes * 8 + lsb, bit_size)
             }
         });
-        Some(Member { name: info.name(die), ty, offset_bytes, bitfield, is_base, is_static })
+        Some(Member { name: info.name(die), ty, offset_bytes, bitfield, is_base, is_static, die })
     }
 
     /// Returns the signature of a function or subroutine type DIE.
