@@ -51,8 +51,8 @@ fn statement_address(image: &Image) -> u64 {
     let line = source.lines().position(|text| text.contains("counter += local_scores")).unwrap() as u32 + 1;
     let function = image.symbols().iter().find(|symbol| symbol.name == "crash_here").unwrap();
     let end = function.address + function.size;
-    let mut rows = image.dwarf().find_location_range(function.address, end).unwrap();
-    while let Some((address, _, location)) = rows.next() {
+    let rows = image.dwarf().find_location_range(function.address, end).unwrap();
+    for (address, _, location) in rows {
         if location.line == Some(line) {
             return address;
         }

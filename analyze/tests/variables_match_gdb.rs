@@ -27,7 +27,7 @@ const CRASH_MODES: [&str; 3] = ["ud2", "null", "div0"];
 const HALTED: &str = "stardust-test: halted in crash_halt";
 
 /// Globals of the test unikernel compared with gdb's `print`.
-const GLOBALS: [&str; 8] = [
+const GLOBALS: [&str; 17] = [
     "worker_config",
     "worker_stats",
     "end_mode",
@@ -36,6 +36,15 @@ const GLOBALS: [&str; 8] = [
     "zero_divisor",
     "&worker_config",
     "worker_config.origin",
+    "mode_names",
+    "*worker_config.name",
+    "&worker_stats.checksum",
+    "sizeof(worker_config)",
+    "worker_config.origin.x * 10 + worker_config.rounds",
+    "$rip",
+    "$rsp",
+    "$eflags",
+    "$rbx",
 ];
 
 /// Differences that remain after normalization, with their cause:

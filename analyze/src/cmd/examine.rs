@@ -120,13 +120,16 @@ struct ExamineReport {
     units: Vec<Unit>,
 }
 
+/// Units as `(address, text)`, and the first unit that could not be read.
+type ReadUnits = (Vec<(u64, String)>, Option<(u64, Hole)>);
+
 /// Reads the units and returns them with the first failure, if any.
 fn read_units(
     format: Format,
     start: u64,
     memory: &dyn StackMemory,
     printer: &Printer<'_>,
-) -> (Vec<(u64, String)>, Option<(u64, Hole)>) {
+) -> ReadUnits {
     let mut units = Vec::new();
     let mut address = start;
     for _ in 0..format.count {

@@ -63,7 +63,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         writeln!(out)?;
     } else {
         super::bt::write_text_frame(out, &frame)?;
-        if args.args {
+        let has_scope = inspector.source_frames.get(index).is_some_and(|source| source.scope.is_some());
+        if !has_scope && (args.args || args.locals) {
+            writeln!(out, "No symbol table info available.")?;
+        } else if args.args {
             if argument_reports.is_empty() {
                 writeln!(out, "No arguments.")?;
             }
@@ -71,7 +74,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
                 writeln!(out, "{} = {}", argument.name, argument.value)?;
             }
         }
-        if args.locals {
+        if args.locals && has_scope {
             if local_reports.is_empty() {
                 writeln!(out, "No locals.")?;
             }

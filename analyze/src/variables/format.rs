@@ -28,6 +28,10 @@ pub const DEFAULT_PRINT_ELEMENTS: usize = 200;
 pub const DEFAULT_MAX_DEPTH: usize = 20;
 /// gdb's `print repeats` default: runs longer than this are folded.
 pub const REPEAT_THRESHOLD: usize = 10;
+/// Longest run of equal array elements counted, so a huge array of zeros
+/// in a large or corrupt DWARF type cannot make printing take minutes.
+/// NOTE: a longer run prints as this many repeats and continues after it.
+const MAX_RUN_SCAN: u64 = 1 << 20;
 
 /// Printing limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +121,8 @@ impl<'a> Printer<'a> {
         let ty = self.types.strip(&value.ty);
         match self.types.resolve(&ty) {
             Type::Void => "void".to_owned(),
-            Type::Base { encoding, size, .. } => match value.read(self.memory, 0, size) {
+            Type::Base { name, encoding, size } => match value.read(self.memory, 0, size) {
+                Ok(bytes) if name == super::types::EFLAGS_TYPE_NAME => format_eflags(le_unsigned(&bytes)),
                 Ok(bytes) => format_base(encoding, &bytes),
                 Err(hole) => self.hole(&hole),
             },
@@ -270,6 +275,15 @@ impl<'a> Printer<'a> {
         if depth >= self.options.max_depth {
             return "{...}".to_owned();
         }
+        // Read an array in memory at once when it is small enough, so the
+        // search for runs of equal elements does not walk the page tables
+        // once per element.
+        let whole = count.checked_mul(element_size).filter(|&len| len > 0 && len <= super::value::MAX_VALUE_BYTES);
+        let buffered = match (value.address(), whole) {
+            (Some(_), Some(len)) => value.read(self.memory, 0, len).ok().map(|bytes| Value::from_bytes(value.ty.clone(), bytes)),
+            _ => None,
+        };
+        let value = buffered.as_ref().unwrap_or(value);
         let mut items: Vec<String> = Vec::new();
         let mut index = 0u64;
         let mut printed = 0usize;
@@ -278,15 +292,20 @@ impl<'a> Printer<'a> {
                 items.push("...".to_owned());
                 break;
             }
-            let element_value = value.slice(index * element_size, element_size, element.clone());
+            let Some(offset) = index.checked_mul(element_size) else {
+                items.push(self.hole(&Hole::Error(format!("element {index} lies beyond the address space"))));
+                break;
+            };
+            let element_value = value.slice(offset, element_size, element.clone());
             let text = self.format(&element_value, depth + 1);
             // Count the run of equal elements from here, comparing bytes as gdb does.
             let mut run = 1u64;
             if element_size > 0 {
-                let first = value.read(self.memory, index * element_size, element_size).ok();
+                let first = value.read(self.memory, offset, element_size).ok();
                 if let Some(first) = first {
-                    while index + run < count {
-                        let next = value.read(self.memory, (index + run) * element_size, element_size).ok();
+                    while index + run < count && run < MAX_RUN_SCAN {
+                        let Some(next_offset) = (index + run).checked_mul(element_size) else { break };
+                        let next = value.read(self.memory, next_offset, element_size).ok();
                         if next.as_ref() != Some(&first) {
                             break;
                         }
@@ -464,6 +483,22 @@ pub fn format_enum_value(raw: i128, enumerators: &[super::types::Enumerator]) ->
     format!("({})", names.join(" | "))
 }
 
+/// Flags of `rflags` above the IOPL field and below it, highest bit first.
+const EFLAGS_HIGH: [(u32, &str); 7] = [(21, "ID"), (20, "VIP"), (19, "VIF"), (18, "AC"), (17, "VM"), (16, "RF"), (14, "NT")];
+const EFLAGS_LOW: [(u32, &str); 9] =
+    [(11, "OF"), (10, "DF"), (9, "IF"), (8, "TF"), (7, "SF"), (6, "ZF"), (4, "AF"), (2, "PF"), (0, "CF")];
+
+/// Formats `$eflags` as gdb 13 does against QEMU's gdbstub: the fields in
+/// the order of QEMU's target description (highest bit first), set flags
+/// by name and the two-bit IOPL field always, as `[ IOPL=0 ZF PF ]`.
+pub fn format_eflags(rflags: u64) -> String {
+    let set = |(bit, name): &(u32, &'static str)| (rflags >> bit & 1 == 1).then_some(name.to_string());
+    let mut parts: Vec<String> = EFLAGS_HIGH.iter().filter_map(set).collect();
+    parts.push(format!("IOPL={}", rflags >> 12 & 3));
+    parts.extend(EFLAGS_LOW.iter().filter_map(set));
+    format!("[ {} ]", parts.join(" "))
+}
+
 /// Formats a base type's bytes.
 pub fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
     match encoding {
@@ -626,8 +661,8 @@ mod tests {
         assert_eq!(format_base(constants::DW_ATE_signed_char, &[87]), "87 'W'");
         assert_eq!(format_base(constants::DW_ATE_signed_char, &[0]), "0 '\\000'");
         assert_eq!(format_base(constants::DW_ATE_signed_char, &[0xff]), "-1 '\\377'");
-        assert_eq!(format_base(constants::DW_ATE_unsigned_char, &[b'\n']), "10 '\\n'");
-        assert_eq!(format_base(constants::DW_ATE_signed_char, &[b'\'']), "39 '\\''");
+        assert_eq!(format_base(constants::DW_ATE_unsigned_char, b"\n"), "10 '\\n'");
+        assert_eq!(format_base(constants::DW_ATE_signed_char, b"'"), "39 '\\''");
     }
 
     #[test]
@@ -651,8 +686,14 @@ mod tests {
     }
 
     #[test]
+    fn eflags_like_gdb() {
+        assert_eq!(format_eflags(0x46), "[ IOPL=0 ZF PF ]");
+        assert_eq!(format_eflags(0x3286), "[ IOPL=3 IF SF PF ]");
+    }
+
+    #[test]
     fn floats_like_printf_g() {
-        assert_eq!(format_float(f64::from(3.14159265f32), 9), "3.14159274");
+        assert_eq!(format_float(f64::from(std::f32::consts::PI), 9), "3.14159274");
         assert_eq!(format_float(std::f64::consts::PI, 17), "3.1415926535897931");
         assert_eq!(format_float(1.5, 17), "1.5");
         assert_eq!(format_float(1e20, 17), "1e+20");

@@ -252,7 +252,8 @@ impl<'a> Inspector<'a> {
                     // Registers that unwinding does not track come from the
                     // vCPU; they are the same in every frame.
                     let value = self.vcpu?.named_register(name)?;
-                    return Some((Some(value), Builtin::Long));
+                    let ty = if name == "eflags" { Builtin::Eflags } else { Builtin::Long };
+                    return Some((Some(value), ty));
                 }
             },
         };

@@ -61,11 +61,7 @@ fn subprogram_at(info: &DebugInfo, pc: u64) -> Option<DieId> {
         let mut stack: Vec<DieId> = info.children(info.unit_root(unit)).collect();
         while let Some(die) = stack.pop() {
             match info.tag(die) {
-                constants::DW_TAG_subprogram => {
-                    if info.contains_pc(die, pc) {
-                        return Some(die);
-                    }
-                }
+                constants::DW_TAG_subprogram if info.contains_pc(die, pc) => return Some(die),
                 constants::DW_TAG_namespace
                 | constants::DW_TAG_class_type
                 | constants::DW_TAG_structure_type

@@ -43,6 +43,8 @@ pub enum Builtin {
     Double,
     /// C++ `bool`, the type of comparisons in C++.
     Bool,
+    /// gdb's `i386_eflags`, which prints the names of the set flags.
+    Eflags,
     /// `void (*)()`, gdb's type of `$rip` and `$pc`.
     CodePointer,
     /// `void *`, gdb's type of `$rsp` and `$rbp`.
@@ -59,12 +61,16 @@ impl Builtin {
             Builtin::Char => ("char", constants::DW_ATE_signed_char, 1),
             Builtin::Double => ("double", constants::DW_ATE_float, 8),
             Builtin::Bool => ("bool", constants::DW_ATE_boolean, 1),
+            Builtin::Eflags => (EFLAGS_TYPE_NAME, constants::DW_ATE_unsigned, 4),
             Builtin::CodePointer => return Type::Pointer { target: TypeRef::Builtin(Builtin::CodePointer), size: 8 },
             Builtin::DataPointer => return Type::Pointer { target: TypeRef::Void, size: 8 },
         };
         Type::Base { name: name.to_owned(), encoding, size }
     }
 }
+
+/// The name of gdb's type of `$eflags`.
+pub const EFLAGS_TYPE_NAME: &str = "i386_eflags";
 
 /// What kind of aggregate a struct-like type is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
