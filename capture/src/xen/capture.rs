@@ -115,18 +115,27 @@ pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, Xen
         }
     };
 
-    // The copy is complete: release the domain before compressing.
+    // The copy is complete: release the domain before compressing. The
+    // pause time ends at the unpause, or at the copy's end when the domain
+    // stays paused or is destroyed.
     let paused_at = paused.paused_at();
-    match options.after {
-        AfterCapture::Resume => paused.resume()?,
-        AfterCapture::LeavePaused => paused.leave_paused(),
+    let pause_time_us = match options.after {
+        AfterCapture::Resume => {
+            paused.resume()?;
+            paused_at.elapsed().as_micros() as u64
+        }
+        AfterCapture::LeavePaused => {
+            paused.leave_paused();
+            paused_at.elapsed().as_micros() as u64
+        }
         AfterCapture::Destroy => {
+            let pause_time_us = paused_at.elapsed().as_micros() as u64;
             paused.release_for_destroy();
             destroy_domain(domid)?;
             info!(domid, "domain destroyed");
+            pause_time_us
         }
-    }
-    let pause_time_us = paused_at.elapsed().as_micros() as u64;
+    };
     info!(pause_ms = pause_time_us / 1000, "domain released");
     log_report(&report);
 
