@@ -109,6 +109,10 @@ make -s -C "$REPO/tests/unikernel" OUT="$WORK/unikernel" >"$WORK/make.log" 2>&1 
 cp --sparse=always "$CACHE/rootfs.ext4" "$WORK/rootfs.ext4"
 debugfs -w -R "write $HERE/dom0-init.sh /stardump-lab-init" "$WORK/rootfs.ext4" >/dev/null 2>&1
 debugfs -w -R "set_inode_field /stardump-lab-init mode 0100755" "$WORK/rootfs.ext4" >/dev/null 2>&1
+if ! debugfs -R "stat /stardump-lab-init" "$WORK/rootfs.ext4" 2>/dev/null | grep -q 'Mode:  *0755'; then
+	echo "lab: failed to write dom0-init.sh into $WORK/rootfs.ext4 as /stardump-lab-init" >&2
+	exit 1
+fi
 
 mkdir -p "$WORK/disk/in" "$WORK/disk/out"
 cp "$WORK/unikernel/unikernel-xen-pv-O2-nofp.elf" "$WORK/unikernel/unikernel-xen-pv-O0-fp.elf" "$WORK/disk/in/"
