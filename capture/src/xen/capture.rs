@@ -110,7 +110,7 @@ pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, Xen
         _ => {
             let vcpus = read_hvm_vcpus(&ctrl, domid)?;
             let max_gpfn = ctrl.maximum_gpfn(domid)?;
-            let copy = copy_hvm(&foreign, domid, max_gpfn, &options.cancel, &mut report)?;
+            let copy = copy_hvm(&ctrl, &foreign, domid, max_gpfn, &options.cancel, &mut report)?;
             (vcpus, copy, None)
         }
     };
