@@ -228,9 +228,12 @@ pub fn copy_pv(
 /// Xen's page types come first, 1024 frames per call, so that holes
 /// (the MMIO hole below 4 GiB, say) cost no mapping attempt. Frames Xen
 /// reports as invalid or broken, or cannot map, are counted and left out.
-/// Populate-on-demand frames that the guest never touched read as zero
-/// and are stored as zero pages without being mapped, which would
-/// allocate them.
+/// A frame typed `XEN_DOMCTL_PFINFO_XALLOC` (allocate-only) is stored as a
+/// zero page without being mapped.
+///
+/// NOTE: Xen 4.17 looks frames up for their types with `P2M_ALLOC`, so a
+/// populate-on-demand guest gets its untouched frames populated by the
+/// capture.
 pub fn copy_hvm(
     ctrl: &XenCtrl,
     foreign: &ForeignMemory,
