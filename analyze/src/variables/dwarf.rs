@@ -466,6 +466,11 @@ impl DebugInfo {
         self.enumerators.get(name).cloned().unwrap_or_default()
     }
 
+    /// Returns the names of all global variables, in no order.
+    pub fn global_names(&self) -> impl Iterator<Item = &str> {
+        self.globals.keys().map(String::as_str)
+    }
+
     /// Returns the global variables named `name`, definitions first.
     pub fn globals_named(&self, name: &str) -> Vec<DieId> {
         let mut found = self.globals.get(name).cloned().unwrap_or_default();
