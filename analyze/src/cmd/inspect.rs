@@ -6,10 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stardump_format::{Snapshot, Target, VcpuState};
+use stardump_format::{Core, Target, VcpuState};
 
 use super::bt::{thread_report, ThreadReport};
-use super::open_snapshot;
 use super::regs::select_vcpus;
 use crate::image::Image;
 use crate::unwind::{Backtrace, Registers, TargetMemory, UnwindOptions, Unwinder};
@@ -21,7 +20,8 @@ use crate::variables::{Inspector, NamedValue};
 /// Options every variable command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ContextArgs {
-    /// The snapshot file.
+    /// The snapshot, or another core file stardump reads (a QEMU
+    /// `dump-guest-memory` core, a Xen `xl dump-core` file).
     pub file: PathBuf,
     /// The unikernel's ELF file, with DWARF.
     #[arg(long)]
@@ -52,8 +52,8 @@ impl ContextArgs {
 
 /// A snapshot, its image and one vCPU's backtrace, ready for inspection.
 pub struct Session {
-    /// The snapshot.
-    pub snapshot: Snapshot,
+    /// The snapshot or core file.
+    pub core: Core,
     /// The image.
     pub image: Image,
     /// The image's DWARF.
@@ -71,27 +71,28 @@ pub struct Session {
 impl Session {
     /// Opens the snapshot and image of `args` and unwinds the selected vCPU.
     pub fn open(args: &ContextArgs) -> anyhow::Result<Session> {
-        let snapshot = open_snapshot(&args.file)?;
+        let core = stardump_format::open_core(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
         let image = Image::open(&args.image).context("cannot load the image")?;
         let vcpu = match args.vcpu {
-            Some(id) => select_vcpus(snapshot.vcpus(), Some(id))?[0].clone(),
-            None => snapshot.vcpus().first().cloned().context("the snapshot has no vCPU")?,
+            Some(id) => select_vcpus(core.vcpus(), Some(id))?[0].clone(),
+            None => core.vcpus().first().cloned().context("the file has no vCPU")?,
         };
         let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
         let symbols = SymbolTable::from_image(&image);
         let backtrace = if vcpu.present.general {
-            let memory = TargetMemory::new(&snapshot, vcpu.cr3);
+            let memory = TargetMemory::new(&core, vcpu.cr3);
             Unwinder::new(&image, UnwindOptions::default()).walk(Registers::from_vcpu(&vcpu), &memory)
         } else {
             Backtrace { frames: Vec::new(), stop: None }
         };
         let report = thread_report(&image, vcpu.id, &backtrace);
-        Ok(Session { snapshot, image, info, symbols, vcpu, backtrace, report })
+        Ok(Session { core, image, info, symbols, vcpu, backtrace, report })
     }
 
     /// The memory of the vCPU's address space.
     pub fn memory(&self) -> TargetMemory<'_> {
-        TargetMemory::new(&self.snapshot, self.vcpu.cr3)
+        TargetMemory::new(&self.core, self.vcpu.cr3)
     }
 
     /// Creates the inspector over `memory` (from [`Session::memory`]).
