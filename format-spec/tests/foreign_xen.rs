@@ -97,14 +97,16 @@ impl DumpSpec {
         let pages_at = place(self.pages.len() * PAGE, PAGE);
         let table_at = place(table.len(), 1);
         let strtab_at = place(strtab.len(), 1);
+        // (sh_type, placement, sh_addralign, sh_entsize) as xg_core.c sets them.
         for name in &names {
             layout.push(match *name {
-                ".shstrtab" => (3u32, strtab_at),
-                ".note.Xen" => (7, notes_at),
-                ".xen_prstatus" => (1, prstatus_at),
-                ".xen_shared_info" => (1, shared_at),
-                ".xen_pages" => (1, pages_at),
-                _ => (1, table_at),
+                ".shstrtab" => (3u32, strtab_at, 0u64, 0u64),
+                ".note.Xen" => (7, notes_at, 0, 0),
+                ".xen_prstatus" => (1, prstatus_at, 8, CONTEXT_LEN as u64),
+                ".xen_shared_info" => (1, shared_at, 8, PAGE as u64),
+                ".xen_pages" => (1, pages_at, PAGE as u64, PAGE as u64),
+                ".xen_p2m" => (1, table_at, 8, 16),
+                _ => (1, table_at, 8, 8),
             });
         }
 
@@ -121,12 +123,16 @@ impl DumpSpec {
         file[58..60].copy_from_slice(&64u16.to_le_bytes());
         file[60..62].copy_from_slice(&(section_count as u16).to_le_bytes());
         file[62..64].copy_from_slice(&1u16.to_le_bytes());
-        for (index, (&(sh_type, (at, len)), name_offset)) in layout.iter().zip(&name_offsets).enumerate() {
+        for (index, (&(sh_type, (at, len), align, entsize), name_offset)) in
+            layout.iter().zip(&name_offsets).enumerate()
+        {
             let header = 64 + (index + 1) * 64;
             file[header..header + 4].copy_from_slice(&name_offset.to_le_bytes());
             file[header + 4..header + 8].copy_from_slice(&sh_type.to_le_bytes());
             file[header + 24..header + 32].copy_from_slice(&(at as u64).to_le_bytes());
             file[header + 32..header + 40].copy_from_slice(&(len as u64).to_le_bytes());
+            file[header + 48..header + 56].copy_from_slice(&align.to_le_bytes());
+            file[header + 56..header + 64].copy_from_slice(&entsize.to_le_bytes());
         }
         let mut write = |(at, len): (usize, usize), bytes: &[u8]| file[at..at + len].copy_from_slice(bytes);
         write(notes_at, &notes);
@@ -176,7 +182,7 @@ fn mfn_of(pfn: u64) -> u64 {
     0x5000 + (7 - pfn) * 3
 }
 
-/// A PV guest of 8 frames: page tables at pfns 1-4 map KERNEL_VIRTUAL to
+/// Builds a PV guest of 8 frames: page tables at pfns 1-4 map KERNEL_VIRTUAL to
 /// pfn 5, the next page to pfn 6 and the third to pfn 7, which is not
 /// dumped. Every entry contains machine frames, and the table lists the pages
 /// out of order with a padding entry.
@@ -364,28 +370,61 @@ fn rejects_unknown_format_major() {
 }
 
 #[test]
-fn rejects_missing_pages_section() {
+fn missing_pages_section_keeps_registers() {
     let mut spec = pv_sample();
     spec.omit_section = Some(".xen_pages");
-    assert!(matches!(core_error(&spec), CoreFileError::MissingSection { section: ".xen_pages", .. }));
+    let dump = open(&spec).unwrap();
+    assert_eq!(dump.vcpus().len(), 2);
+    assert!(
+        matches!(dump.damage(), [CoreFileError::MissingSection { section: ".xen_pages", .. }]),
+        "{:?}",
+        dump.damage()
+    );
+    let mut buf = [0u8; 8];
+    assert_eq!(dump.read_physical(0x1000, &mut buf), Err(MemoryError::NotCaptured { address: 0x1000, len: 8 }));
+    assert!(dump.memory_map().is_empty());
 }
 
 #[test]
-fn rejects_page_count_beyond_section() {
+fn page_count_beyond_section_is_damage() {
     let mut spec = pv_sample();
     spec.nr_pages = Some(u64::MAX / 2);
-    let error = core_error(&spec);
-    assert!(matches!(&error, CoreFileError::InvalidSection { section, .. } if section == ".xen_pages"), "{error}");
+    let dump = open(&spec).unwrap();
+    let damage = dump.damage();
+    assert!(matches!(damage, [CoreFileError::InvalidSection { section, .. }] if section == ".xen_pages"), "{damage:?}");
+    assert_eq!(dump.page_count(), 0);
 }
 
 #[test]
-fn rejects_truncated_file() {
+fn truncated_file_keeps_registers() {
+    // Cutting the end loses the section names and the end of the p2m table.
     let bytes = pv_sample().build();
     let cut = bytes[..bytes.len() - 200].to_vec();
+    let core = parse_core(Path::new("cut.core"), cut).unwrap();
+    let Core::XenDumpCore(dump) = core else {
+        panic!("recognized as {}", core.format_name());
+    };
+    assert_eq!(dump.vcpus().len(), 2);
+    assert_eq!(dump.vcpus()[0].rip, KERNEL_VIRTUAL + 0x123);
+    let damage = dump.damage();
+    assert!(matches!(damage, [CoreFileError::Truncated { .. }]), "{damage:?}");
+    assert!(damage[0].to_string().contains(".xen_p2m") || damage[0].to_string().contains("header"), "{}", damage[0]);
+}
+
+#[test]
+fn truncated_contexts_name_file() {
+    let bytes = pv_sample().build();
+    // The contexts start after the notes, at about 0x600; cut inside them.
+    let cut = bytes[..0x900].to_vec();
     let error = XenDumpCore::from_bytes(Path::new("cut.core"), cut).unwrap_err();
     let message = format!("{error}: {}", std::error::Error::source(&error).unwrap());
     assert!(message.contains("cut.core"), "{message}");
     assert!(message.contains("truncated"), "{message}");
+}
+
+#[test]
+fn intact_dump_has_no_damage() {
+    assert!(open(&pv_sample()).unwrap().damage().is_empty());
 }
 
 #[test]

@@ -20,6 +20,10 @@ pub const EM_X86_64: u16 = 62;
 pub const PT_LOAD: u32 = 1;
 /// `p_type` of a note segment.
 pub const PT_NOTE: u32 = 4;
+/// `sh_type` of a section with program-defined contents.
+pub const SHT_PROGBITS: u32 = 1;
+/// `sh_type` of a note section.
+pub const SHT_NOTE: u32 = 7;
 /// `e_phnum` value meaning that section header 0's `sh_info` contains the count.
 const PN_XNUM: u16 = 0xffff;
 /// `e_shstrndx` value meaning that section header 0's `sh_link` contains the index.
@@ -106,6 +110,10 @@ pub struct SectionHeader {
     pub sh_offset: u64,
     /// `sh_size`.
     pub sh_size: u64,
+    /// `sh_addralign`.
+    pub sh_addralign: u64,
+    /// `sh_entsize`.
+    pub sh_entsize: u64,
 }
 
 /// One note of a note segment or section.
@@ -237,6 +245,8 @@ pub fn parse_program_headers(file: &[u8], header: &FileHeader) -> Result<Vec<Pro
 
 /// Parses the section header table and resolves section names through the
 /// section header string table. A file without sections gives an empty list.
+/// When the string table lies past the end of the file, as in a truncated
+/// `xl dump-core` file whose string table comes last, every name is empty.
 pub fn parse_section_headers(file: &[u8], header: &FileHeader) -> Result<Vec<SectionHeader>, CoreFileError> {
     let Some(section_zero) = first_section_header(file, header)? else {
         return Ok(Vec::new());
@@ -260,7 +270,18 @@ pub fn parse_section_headers(file: &[u8], header: &FileHeader) -> Result<Vec<Sec
         Some(entry) if string_table_index != 0 => {
             let offset = read_u64(entry, 24);
             let size = read_u64(entry, 32);
-            file_range(file, || format!("section header string table (section {string_table_index})"), offset, size)?
+            match file_range(
+                file,
+                || format!("section header string table (section {string_table_index})"),
+                offset,
+                size,
+            ) {
+                Ok(strings) => strings,
+                Err(error) => {
+                    tracing::warn!(%error, "section names are unavailable");
+                    &[]
+                }
+            }
         }
         _ => &[],
     };
@@ -279,14 +300,11 @@ pub fn parse_section_headers(file: &[u8], header: &FileHeader) -> Result<Vec<Sec
             sh_type: read_u32(entry, 4),
             sh_offset: read_u64(entry, 24),
             sh_size: read_u64(entry, 32),
+            sh_addralign: read_u64(entry, 48),
+            sh_entsize: read_u64(entry, 56),
         });
     }
     Ok(sections)
-}
-
-/// Returns the contents of `section`, checked against the file length.
-pub fn section_data<'a>(file: &'a [u8], section: &SectionHeader) -> Result<&'a [u8], CoreFileError> {
-    file_range(file, || format!("section {}", section.name), section.sh_offset, section.sh_size)
 }
 
 /// Splits a note segment or section that starts at file offset `offset`

@@ -229,7 +229,7 @@ fn detect_format(file: &[u8]) -> Result<Format, String> {
     // A dump-core has no program headers but a .note.Xen section.
     let sections = elf::parse_section_headers(file, &header);
     if let Ok(sections) = &sections {
-        if xen::has_xen_note_section(sections) {
+        if xen::is_dump_core(file, sections) {
             return Ok(Format::XenDumpCore);
         }
     }

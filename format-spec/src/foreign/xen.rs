@@ -5,7 +5,7 @@
 //! vCPU (`.xen_prstatus`) and the page contents (`.xen_pages`). The frame
 //! numbers of the pages follow in the same order: `.xen_p2m` (pairs of
 //! pseudo-physical and machine frame) for PV guests, `.xen_pfn` for HVM.
-//! All-ones entries are padding whose page holds nothing.
+//! All-ones entries are padding, and their pages are not guest memory.
 //!
 //! Addresses given to `read_physical` are guest (pseudo-)physical for both
 //! kinds. A PV guest's cr3 and page-table entries hold machine frames: this
@@ -83,11 +83,41 @@ pub struct XenDumpCore {
     by_pfn: Vec<Frame>,
     /// (mfn, pfn) sorted by mfn; empty for HVM guests.
     machine_to_pseudo: Vec<(u64, u64)>,
+    /// Damage that left the registers readable but not the memory.
+    damage: Vec<CoreFileError>,
 }
 
 /// Returns the section named `name`, if the file has it.
+///
+/// A truncated dump-core loses its section names because `xl` writes the
+/// string table last. Then the section is recognized by what `xg_core.c`
+/// gives each section: its type, alignment and entry size.
 fn find_section<'a>(sections: &'a [SectionHeader], name: &str) -> Option<&'a SectionHeader> {
-    sections.iter().find(|section| section.name == name)
+    if let Some(section) = sections.iter().find(|section| section.name == name) {
+        return Some(section);
+    }
+    if !sections.iter().all(|section| section.name.is_empty()) {
+        return None;
+    }
+    let page_size = PAGE_SIZE;
+    sections.iter().find(|section| {
+        let progbits = section.sh_type == elf::SHT_PROGBITS;
+        match name {
+            layout::SECTION_NOTE => section.sh_type == elf::SHT_NOTE,
+            layout::SECTION_PRSTATUS => progbits && section.sh_entsize == layout::CONTEXT_LEN as u64,
+            // .xen_shared_info has the same entry size but 8-byte alignment.
+            layout::SECTION_PAGES => progbits && section.sh_entsize == page_size && section.sh_addralign == page_size,
+            layout::SECTION_P2M => progbits && section.sh_entsize == layout::P2M_ENTRY_LEN as u64,
+            layout::SECTION_PFN => progbits && section.sh_entsize == layout::PFN_ENTRY_LEN as u64,
+            _ => false,
+        }
+    })
+}
+
+/// Returns the contents of the section found as `name`, checked against the
+/// file length. Errors use `name` because a truncated file has lost its names.
+fn section_bytes<'a>(file: &'a [u8], section: &SectionHeader, name: &str) -> Result<&'a [u8], CoreFileError> {
+    elf::file_range(file, || format!("section {name}"), section.sh_offset, section.sh_size)
 }
 
 /// Returns the section named `name` or a `MissingSection` error.
@@ -99,9 +129,20 @@ fn require_section<'a>(
     find_section(sections, name).ok_or(CoreFileError::MissingSection { section: name, offset: table_offset })
 }
 
-/// Returns whether `sections` mark a Xen dump-core.
-pub(super) fn has_xen_note_section(sections: &[SectionHeader]) -> bool {
-    find_section(sections, layout::SECTION_NOTE).is_some()
+/// Returns whether `sections` mark a Xen dump-core: a `.note.Xen` section,
+/// or, when the names are lost, a note section with the dump-core notes.
+pub(super) fn is_dump_core(file: &[u8], sections: &[SectionHeader]) -> bool {
+    if sections.iter().any(|section| section.name == layout::SECTION_NOTE) {
+        return true;
+    }
+    let Some(section) = find_section(sections, layout::SECTION_NOTE) else {
+        return false;
+    };
+    let Ok(data) = section_bytes(file, section, layout::SECTION_NOTE) else {
+        return false;
+    };
+    let notes = elf::parse_notes(data, section.sh_offset).unwrap_or_default();
+    notes.iter().any(|note| note.name == layout::NOTE_NAME && note.note_type == layout::NOTE_HEADER)
 }
 
 /// Returns the descriptor of `note` after checking that it has at least `len` bytes.
@@ -193,15 +234,16 @@ fn parse_xen_notes(notes: &[Note<'_>], section_offset: u64) -> Result<XenNotes, 
 fn frame_table<'a>(
     file: &'a [u8],
     section: &SectionHeader,
+    name: &str,
     nr_pages: u64,
     entry_len: usize,
 ) -> Result<&'a [u8], CoreFileError> {
-    let data = elf::section_data(file, section)?;
+    let data = section_bytes(file, section, name)?;
     let needed = nr_pages.checked_mul(entry_len as u64);
     match needed {
         Some(needed) if needed <= data.len() as u64 => Ok(&data[..needed as usize]),
         _ => Err(CoreFileError::InvalidSection {
-            section: section.name.clone(),
+            section: name.into(),
             offset: section.header_offset,
             reason: format!(
                 "{} bytes cannot hold the {nr_pages} entries of {entry_len} bytes the header note announces",
@@ -213,7 +255,7 @@ fn frame_table<'a>(
 
 /// Reads the frame table and returns the dumped frames sorted by pfn,
 /// without padding entries and without repeated pfns.
-fn parse_frames(table: &[u8], kind: XenGuestKind, section: &SectionHeader) -> Vec<Frame> {
+fn parse_frames(table: &[u8], kind: XenGuestKind, section: &str) -> Vec<Frame> {
     let entry_len = match kind {
         XenGuestKind::Pv => layout::P2M_ENTRY_LEN,
         XenGuestKind::Hvm => layout::PFN_ENTRY_LEN,
@@ -233,14 +275,14 @@ fn parse_frames(table: &[u8], kind: XenGuestKind, section: &SectionHeader) -> Ve
     let before = frames.len();
     frames.retain(|frame| frame.pfn < FRAME_LIMIT);
     if frames.len() != before {
-        warn!(section = %section.name, skipped = before - frames.len(), "skipping entries whose pfn exceeds 2^52");
+        warn!(section, skipped = before - frames.len(), "skipping entries whose pfn exceeds 2^52");
     }
     frames.sort_by_key(|frame| (frame.pfn, frame.page_index));
     let before = frames.len();
     frames.dedup_by_key(|frame| frame.pfn);
     if frames.len() != before {
         warn!(
-            section = %section.name,
+            section,
             repeated = before - frames.len(),
             "frame table lists some pfns more than once; reading the first page of each"
         );
@@ -335,6 +377,52 @@ fn vcpu_from_context(id: u32, context: &[u8], kind: XenGuestKind) -> VcpuState {
     }
 }
 
+/// Location of the dumped pages and the frame numbers of each.
+struct FrameTables {
+    /// File offset of `.xen_pages`.
+    pages_offset: u64,
+    /// Dumped frames sorted by pfn.
+    by_pfn: Vec<Frame>,
+    /// (mfn, pfn) sorted by mfn; empty for HVM guests.
+    machine_to_pseudo: Vec<(u64, u64)>,
+}
+
+/// Finds the pages and their frame table.
+fn load_frames(
+    file: &[u8],
+    sections: &[SectionHeader],
+    notes: &XenNotes,
+    table_offset: u64,
+) -> Result<FrameTables, CoreFileError> {
+    let pages = require_section(sections, layout::SECTION_PAGES, table_offset)?;
+    let pages_data = section_bytes(file, pages, layout::SECTION_PAGES)?;
+    let pages_needed = notes.nr_pages.checked_mul(PAGE_SIZE);
+    if pages_needed.map_or(true, |needed| needed > pages_data.len() as u64) {
+        return Err(CoreFileError::InvalidSection {
+            section: layout::SECTION_PAGES.into(),
+            offset: pages.header_offset,
+            reason: format!(
+                "{} bytes cannot hold the {} pages the header note announces",
+                pages_data.len(),
+                notes.nr_pages
+            ),
+        });
+    }
+
+    let (table_name, entry_len) = match notes.kind {
+        XenGuestKind::Pv => (layout::SECTION_P2M, layout::P2M_ENTRY_LEN),
+        XenGuestKind::Hvm => (layout::SECTION_PFN, layout::PFN_ENTRY_LEN),
+    };
+    let table_section = require_section(sections, table_name, table_offset)?;
+    let table = frame_table(file, table_section, table_name, notes.nr_pages, entry_len)?;
+    let by_pfn = parse_frames(table, notes.kind, table_name);
+    let machine_to_pseudo = match notes.kind {
+        XenGuestKind::Pv => machine_map(&by_pfn),
+        XenGuestKind::Hvm => Vec::new(),
+    };
+    Ok(FrameTables { pages_offset: pages.sh_offset, by_pfn, machine_to_pseudo })
+}
+
 /// Reads the vCPU contexts of `.xen_prstatus`.
 ///
 /// The section contains one context per vCPU whose context `xl` could read,
@@ -342,14 +430,14 @@ fn vcpu_from_context(id: u32, context: &[u8], kind: XenGuestKind) -> VcpuState {
 /// 0, which differs from Xen's numbering when a vCPU in the middle was never
 /// brought up.
 fn parse_vcpus(file: &[u8], section: &SectionHeader, notes: &XenNotes) -> Result<Vec<VcpuState>, CoreFileError> {
-    let data = elf::section_data(file, section)?;
+    let data = section_bytes(file, section, layout::SECTION_PRSTATUS)?;
     let in_section = data.len() / layout::CONTEXT_LEN;
     if data.len() % layout::CONTEXT_LEN != 0 {
         warn!(
             len = data.len(),
             context_len = layout::CONTEXT_LEN,
             "{} is not a whole number of vCPU contexts; ignoring the tail",
-            section.name
+            layout::SECTION_PRSTATUS
         );
     }
     if in_section as u64 != notes.nr_vcpus {
@@ -357,13 +445,13 @@ fn parse_vcpus(file: &[u8], section: &SectionHeader, notes: &XenNotes) -> Result
             in_section,
             nr_vcpus = notes.nr_vcpus,
             "{} holds a different number of vCPU contexts than the header note; reading those present",
-            section.name
+            layout::SECTION_PRSTATUS
         );
     }
     let count = (in_section as u64).min(notes.nr_vcpus) as usize;
     if count == 0 {
         return Err(CoreFileError::InvalidSection {
-            section: section.name.clone(),
+            section: layout::SECTION_PRSTATUS.into(),
             offset: section.header_offset,
             reason: format!(
                 "{} bytes hold no whole vCPU context of {} bytes, and the header note lists {} vCPUs",
@@ -401,35 +489,17 @@ impl XenDumpCore {
         let table_offset = header.e_shoff;
 
         let note_section = require_section(&sections, layout::SECTION_NOTE, table_offset)?;
-        let notes = elf::parse_notes(elf::section_data(file, note_section)?, note_section.sh_offset)?;
+        let notes = elf::parse_notes(section_bytes(file, note_section, layout::SECTION_NOTE)?, note_section.sh_offset)?;
         let notes = parse_xen_notes(&notes, note_section.sh_offset)?;
 
-        let pages = require_section(&sections, layout::SECTION_PAGES, table_offset)?;
-        let pages_data = elf::section_data(file, pages)?;
-        let pages_needed = notes.nr_pages.checked_mul(PAGE_SIZE);
-        if pages_needed.map_or(true, |needed| needed > pages_data.len() as u64) {
-            return Err(CoreFileError::InvalidSection {
-                section: pages.name.clone(),
-                offset: pages.header_offset,
-                reason: format!(
-                    "{} bytes cannot hold the {} pages the header note announces",
-                    pages_data.len(),
-                    notes.nr_pages
-                ),
-            });
-        }
-
-        let (table_name, entry_len) = match notes.kind {
-            XenGuestKind::Pv => (layout::SECTION_P2M, layout::P2M_ENTRY_LEN),
-            XenGuestKind::Hvm => (layout::SECTION_PFN, layout::PFN_ENTRY_LEN),
-        };
-        let table_section = require_section(&sections, table_name, table_offset)?;
-        let table = frame_table(file, table_section, notes.nr_pages, entry_len)?;
-        let by_pfn = parse_frames(table, notes.kind, table_section);
-        let machine_to_pseudo = match notes.kind {
-            XenGuestKind::Pv => machine_map(&by_pfn),
-            XenGuestKind::Hvm => Vec::new(),
-        };
+        // Without the pages or their frame table, the registers are still
+        // worth reading: the dump opens and every memory read fails.
+        let mut damage = Vec::new();
+        let frames = load_frames(file, &sections, &notes, table_offset).unwrap_or_else(|error| {
+            warn!(%error, "no page of the dump-core can be read");
+            damage.push(error);
+            FrameTables { pages_offset: 0, by_pfn: Vec::new(), machine_to_pseudo: Vec::new() }
+        });
 
         let prstatus = require_section(&sections, layout::SECTION_PRSTATUS, table_offset)?;
         let mut vcpus = parse_vcpus(file, prstatus, &notes)?;
@@ -448,9 +518,10 @@ impl XenDumpCore {
             vcpus: Vec::new(),
             kind: notes.kind,
             format_version: notes.format_version,
-            pages_offset: pages.sh_offset,
-            by_pfn,
-            machine_to_pseudo,
+            pages_offset: frames.pages_offset,
+            by_pfn: frames.by_pfn,
+            machine_to_pseudo: frames.machine_to_pseudo,
+            damage,
             bytes,
         };
         if dump.kind == XenGuestKind::Pv {
@@ -489,6 +560,12 @@ impl XenDumpCore {
     /// Dump-core format version, (major, minor).
     pub fn format_version(&self) -> (u32, u32) {
         self.format_version
+    }
+
+    /// Damage found by `open` that left the registers readable but not the
+    /// memory: a missing, short or truncated `.xen_pages` or frame table.
+    pub fn damage(&self) -> &[CoreFileError] {
+        &self.damage
     }
 
     /// Number of pages with contents in the file, padding excluded.
