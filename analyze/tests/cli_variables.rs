@@ -1,5 +1,5 @@
 //! The variable commands of the `stardump` binary on a snapshot written by
-//! the format crate's writer: guest memory holds page tables, the C
+//! the format crate's writer. Guest memory contains page tables, the C
 //! fixture of tests/fixtures built without libc, and a stack whose vCPU is
 //! stopped in `crash_here` after its prologue. The stack is zero, so the
 //! frame's locals read as zeros and its caller is the outermost frame; one

@@ -1,6 +1,6 @@
-//! What the variable commands (`print`, `ptype`, `x`, `frame`, `list`,
-//! `info symbol`, `bt --full`) share: opening the snapshot and image,
-//! unwinding the selected vCPU, and the frame and print options.
+//! The parts the variable commands (`print`, `ptype`, `x`, `frame`, `list`,
+//! `info symbol`) share: opening the core file and image, unwinding the
+//! selected vCPU, and the frame and print options.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! An in-memory tree of the image's debugging information entries.
 //!
-//! gimli reads DIEs with a cursor that only moves forward; printing a value
+//! gimli reads DIEs with a cursor that only moves forward. Printing a value
 //! needs to walk to parents (a variable's scope), children (a struct's
 //! members) and references in any direction (a member's type). [`DebugInfo`]
 //! reads every unit once into an arena of [`Node`]s with parent and child

@@ -1,11 +1,11 @@
 //! C expressions for `print`, `ptype` and `x`: a hand-written lexer,
 //! a precedence-climbing parser and an evaluator over DWARF values.
 //!
-//! No published crate parses C expressions against debugging information:
-//! C parsers (lang-c) need a whole translation unit and its typedefs up
-//! front, while here whether `(foo) x` is a cast depends on whether DWARF
-//! has a type named `foo`, and names resolve in the scope of a frame. The
-//! grammar is the part of gdb's that reads a crashed program's state:
+//! No crate parses C expressions against debugging information. C is not
+//! context-free: `(foo) x` is a cast only when `foo` names a type, which
+//! here only DWARF knows, and names resolve in the scope of a frame. So the
+//! parser asks the DWARF index whether a name is a type. The grammar is the
+//! part of gdb's that reads a crashed program's state:
 //! names (`x`, `ns::x`, `'file.c'::x`, `func::static_local`), registers
 //! (`$rip`), integer and character literals, `* & - ! ~ sizeof`, casts,
 //! `. -> []`, and binary arithmetic, shifts, comparisons and logic.
@@ -16,7 +16,7 @@ use super::types::{Builtin, Type, TypeRef};
 use super::value::{le_signed, le_unsigned, Contents, Hole, Value};
 use super::Inspector;
 
-/// Why an expression could not be evaluated; the messages follow gdb's.
+/// Errors from parsing or evaluating an expression, worded as gdb words them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExprError {
     /// The text is not an expression.
@@ -24,7 +24,7 @@ pub enum ExprError {
     Syntax {
         /// Byte offset in the expression.
         offset: usize,
-        /// What was expected.
+        /// The expected input.
         message: String,
     },
     /// A name is not visible at the frame.
@@ -506,7 +506,7 @@ fn normalize_base_type(words: &[&str]) -> String {
     }
 }
 
-/// Parses `text`; `is_type_name` says whether a bare identifier names a type.
+/// Parses `text`; `is_type_name` returns whether an identifier names a type.
 pub fn parse(text: &str, is_type_name: &dyn Fn(&str) -> bool) -> Result<Expr> {
     let tokens = tokenize(text)?;
     let mut parser = Parser { tokens, position: 0, text_len: text.len(), is_type_name };
@@ -557,7 +557,7 @@ impl Integer {
 
 /// Evaluates expressions in one frame.
 pub struct Evaluator<'i, 'a> {
-    /// What the names resolve against.
+    /// The inspector that names resolve against.
     pub inspector: &'i Inspector<'a>,
     /// The selected source frame, as `bt` numbers it.
     pub frame: Option<usize>,

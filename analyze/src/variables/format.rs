@@ -1,13 +1,15 @@
 //! Printing values as gdb 13 prints them with its default settings.
 //!
-//! The rules follow gdb's C and C++ value printers: integers in decimal,
-//! characters as `87 'W'`, pointers in hex followed by `<symbol+offset>`
-//! when they point into a symbol and by the string for character pointers,
-//! arrays with runs of equal elements folded (`0 <repeats 15 times>`),
-//! structs as `{x = 1, y = 2}` with base classes as `<Base> = {...}`, enums
-//! by name (flag enums as `(A | B)`). Output is bounded: `print elements`
-//! (200) limits array elements and string characters, `max-depth` (20)
-//! limits nesting, after which an aggregate prints as `{...}`.
+//! The rules follow gdb's C and C++ value printers. Integers print in
+//! decimal and characters as `87 'W'`. A pointer prints in hex, followed by
+//! `<symbol+offset>` when it points into a symbol and by the string when it
+//! points to characters. Runs of equal array elements fold into
+//! `0 <repeats 15 times>`. Structs print as `{x = 1, y = 2}`, base classes
+//! as `<Base> = {...}`, enums by name and flag enums as `(A | B)`.
+//!
+//! Output is bounded: `print elements` (200) limits array elements and
+//! string characters, and `max-depth` (20) limits nesting, after which an
+//! aggregate prints as `{...}`.
 //!
 //! Values that cannot be read print in place (`<optimized out>`,
 //! `<unreadable at 0x…: page not captured>`) and mark the output incomplete;

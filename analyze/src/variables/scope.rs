@@ -16,7 +16,7 @@ use super::dwarf::{DebugInfo, DieId};
 pub struct FunctionScope {
     /// The `DW_TAG_subprogram` or `DW_TAG_inlined_subroutine`.
     pub function: DieId,
-    /// The physical function (`DW_TAG_subprogram`) whose frame holds the
+    /// The physical function (`DW_TAG_subprogram`) whose frame contains the
     /// variables; the same as `function` unless it was inlined.
     pub physical_function: DieId,
     /// The blocks containing the pc, innermost first, ending with `function`.

@@ -1,9 +1,9 @@
 //! ELF symbols of every kind, for naming what a pointer points to
 //! (`<worker_config>`, `<thread_pool+216>`) and for `info symbol`.
 //!
-//! [`crate::image::Image`] keeps only function symbols, for unwinding; a
-//! data pointer needs the data symbols too, and gdb's rule: a symbol names
-//! an address in the same section, within the symbol's size when it has one.
+//! [`crate::image::Image`] keeps only function symbols, for unwinding, but a
+//! data pointer needs the data symbols too. gdb's rule applies: a symbol
+//! names an address in its own section, within its size when it has one.
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 

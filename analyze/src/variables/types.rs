@@ -72,7 +72,7 @@ impl Builtin {
 /// The name of gdb's type of `$eflags`.
 pub const EFLAGS_TYPE_NAME: &str = "i386_eflags";
 
-/// What kind of aggregate a struct-like type is.
+/// The kind of a struct-like type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggregateKind {
     /// `struct`.
