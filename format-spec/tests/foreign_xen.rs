@@ -423,6 +423,23 @@ fn truncated_contexts_name_file() {
 }
 
 #[test]
+fn undumped_cr3_is_not_walked() {
+    // vCPU 1's top-level table is a machine frame the dump does not have;
+    // its number is also a dumped pfn, which must not be walked instead.
+    let mut spec = pv_sample();
+    spec.contexts[1] = context(0x200, 0b10_0001, 0xe033, 5 << 12);
+    let dump = open(&spec).unwrap();
+    let cr3 = dump.vcpus()[1].cr3;
+    assert_eq!(cr3, 5 << 12, "an untranslated cr3 stays a machine address");
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        dump.read_virtual(cr3, KERNEL_VIRTUAL, &mut buf),
+        Err(MemoryError::PageTableNotCaptured { address: KERNEL_VIRTUAL, entry_address: 5 << 12 })
+    );
+    dump.read_virtual(dump.vcpus()[0].cr3, KERNEL_VIRTUAL, &mut buf).unwrap();
+}
+
+#[test]
 fn intact_dump_has_no_damage() {
     assert!(open(&pv_sample()).unwrap().damage().is_empty());
 }

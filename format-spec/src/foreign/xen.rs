@@ -85,6 +85,10 @@ pub struct XenDumpCore {
     machine_to_pseudo: Vec<(u64, u64)>,
     /// Damage that left the registers readable but not the memory.
     damage: Vec<CoreFileError>,
+    /// PV cr3 values whose machine frame was not dumped, kept as machine
+    /// addresses in the vCPU state, so `read_virtual` must not read them as
+    /// guest-physical.
+    untranslated_roots: Vec<u64>,
 }
 
 /// Returns the section named `name`, if the file has it.
@@ -522,19 +526,29 @@ impl XenDumpCore {
             by_pfn: frames.by_pfn,
             machine_to_pseudo: frames.machine_to_pseudo,
             damage,
+            untranslated_roots: Vec::new(),
             bytes,
         };
         if dump.kind == XenGuestKind::Pv {
+            let mut translated_roots = Vec::new();
             for vcpu in &mut vcpus {
                 match dump.pseudo_physical_cr3(vcpu.cr3) {
-                    Some(cr3) => vcpu.cr3 = cr3,
-                    None => warn!(
-                        vcpu = vcpu.id,
-                        cr3 = format_args!("{:#x}", vcpu.cr3),
-                        "cr3 is not a dumped machine frame; keeping the machine address"
-                    ),
+                    Some(cr3) => {
+                        vcpu.cr3 = cr3;
+                        translated_roots.push(cr3 & CR3_FRAME_MASK);
+                    }
+                    None => {
+                        warn!(
+                            vcpu = vcpu.id,
+                            cr3 = format_args!("{:#x}", vcpu.cr3),
+                            "cr3 is not a dumped machine frame; keeping the machine address"
+                        );
+                        dump.untranslated_roots.push(vcpu.cr3 & CR3_FRAME_MASK);
+                    }
                 }
             }
+            // A value that is also another vCPU's translated cr3 stays readable.
+            dump.untranslated_roots.retain(|root| !translated_roots.contains(root));
         }
         dump.vcpus = vcpus;
         debug!(
@@ -666,7 +680,8 @@ impl Target for XenDumpCore {
             }
             XenGuestKind::Pv => {
                 let root_pfn = (cr3 & CR3_FRAME_MASK) >> 12;
-                let Some(root) = self.frame_of_pfn(root_pfn) else {
+                let untranslated = self.untranslated_roots.contains(&(cr3 & CR3_FRAME_MASK));
+                let Some(root) = self.frame_of_pfn(root_pfn).filter(|_| !untranslated) else {
                     return Err(MemoryError::PageTableNotCaptured { address, entry_address: cr3 & CR3_FRAME_MASK });
                 };
                 // `machine_map` drops mfns from FRAME_LIMIT on, so a root without a
