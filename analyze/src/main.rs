@@ -41,11 +41,15 @@ enum Command {
 }
 
 /// Rewrites gdb's spellings that clap cannot parse: `x/8xg` becomes
-/// `x --format /8xg`, and `info symbol` becomes `info-symbol`.
+/// `x --format /8xg`, `p/x` becomes `print --format x`, and `info symbol`
+/// becomes `info-symbol`.
 fn gdb_style_arguments(mut arguments: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     if let Some(first) = arguments.get(1).and_then(|argument| argument.to_str()).map(str::to_owned) {
+        let print_format = first.strip_prefix("print/").or_else(|| first.strip_prefix("p/")).map(str::to_owned);
         if let Some(format) = first.strip_prefix("x/") {
             arguments.splice(1..2, ["x".into(), "--format".into(), format!("/{format}").into()]);
+        } else if let Some(format) = print_format {
+            arguments.splice(1..2, ["print".into(), "--format".into(), format.into()]);
         } else if first == "info" && arguments.get(2).and_then(|argument| argument.to_str()) == Some("symbol") {
             arguments.splice(1..3, ["info-symbol".into()]);
         }

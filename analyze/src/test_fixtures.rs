@@ -8,17 +8,30 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Returns the directory for built test images: under the target
+/// directory, because a temporary directory held in a static is never
+/// deleted.
 fn build_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("create a temporary directory for test images")).path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        let dir = target.join("test-fixtures/analyze");
+        std::fs::create_dir_all(&dir).expect("create the directory for test images");
+        dir
+    })
 }
 
 /// Runs gcc with `args` on the fixture `sources`, writing `output` in the
 /// shared build directory; panics with gcc's output on failure.
 pub fn gcc(output: &str, args: &[&str], sources: &[&str]) -> PathBuf {
     let path = build_dir().join(output);
+    // Test processes may build the same image at once, so each writes its
+    // own file and renames it into place.
+    let partial = build_dir().join(format!("{output}.{}", std::process::id()));
     let mut command = Command::new("gcc");
-    command.args(args).arg("-o").arg(&path);
+    command.args(args).arg("-o").arg(&partial);
     for source in sources {
         command.arg(fixture_dir().join(source));
     }
@@ -30,6 +43,7 @@ pub fn gcc(output: &str, args: &[&str], sources: &[&str]) -> PathBuf {
         "gcc {args:?} {sources:?} failed: {}",
         String::from_utf8_lossy(&result.stderr)
     );
+    std::fs::rename(&partial, &path).expect("rename the built test image into place");
     path
 }
 
@@ -41,6 +55,18 @@ pub fn trap_image_path() -> &'static Path {
             "trap_stack.elf",
             &["-nostdlib", "-static", "-no-pie", "-g", "-Wl,--build-id", "-Wl,-e,entry"],
             &["trap_stack.S"],
+        )
+    })
+}
+
+/// The freestanding image of `hypercall_stack.S`, built once.
+pub fn hypercall_image_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        gcc(
+            "hypercall_stack.elf",
+            &["-nostdlib", "-static", "-no-pie", "-g", "-Wl,-e,entry"],
+            &["hypercall_stack.S"],
         )
     })
 }

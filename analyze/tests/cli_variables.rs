@@ -240,6 +240,8 @@ fn gdb_spellings_accepted() {
     assert_eq!(String::from_utf8_lossy(&symbol.stdout), "int_array + 4 in section .data\n");
     let print = run(&["p", snapshot, "--image", image, "int_value"]);
     assert_eq!(String::from_utf8_lossy(&print.stdout), "$1 = -42\n");
+    let hex = run(&["p/x", snapshot, "--image", image, "int_array[1]@2"]);
+    assert_eq!(String::from_utf8_lossy(&hex.stdout), "$1 = {0x2, 0x3}\n");
 }
 
 #[test]

@@ -41,6 +41,9 @@ const C_GLOBALS: &[&str] = &[
     "color_value == BLUE", "(enum color) 1", "!int_value", "int_value < 0 && uint_value > 0", "~0u",
     "0x7fffffff + 1", "-5 % 3", "10 / 3", "1 << 40", "1L << 40", "'A' + 1", "int_pointer + 1",
     "&int_array[4] - &int_array[1]", "*&int_value", "(long) &int_array == (long) int_array", "record_value.scores[3]",
+    "*int_array@3", "int_array[1]@2", "points[0]@2", "/x record_value", "/x int_value", "/o uint_value", "/t high_char",
+    "/d record_pointer", "/c 65", "/x text", "/x float_value", "/u negative_char", "/a handler_value", "/z short_value",
+    "/x bits_value", "/x two_flags", "/d color_value", "/x mostly_zero",
 ];
 
 /// Globals of the C++ fixture.
@@ -91,7 +94,12 @@ fn gdb_static_values(program: &Path, expressions: &[&str]) -> Vec<String> {
     let mut command = Command::new("timeout");
     command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0", "-ex", "set pagination off"]);
     for (index, expression) in expressions.iter().enumerate() {
-        command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("print {expression}")]);
+        // `/x EXPR` stands for gdb's `print/x EXPR`.
+        let print = match expression.strip_prefix('/') {
+            Some(rest) => format!("print/{rest}"),
+            None => format!("print {expression}"),
+        };
+        command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &print]);
     }
     command.args(["-ex", "echo @@end\\n"]).arg(program);
     let output = command.output().expect("running gdb");
@@ -129,7 +137,12 @@ fn stardump_static_values(program: &Path, expressions: &[&str]) -> Vec<String> {
     expressions
         .iter()
         .map(|expression| {
-            let printer = Printer::new(inspector.types(), &memory, &symbols, PrintOptions::default());
+            let (format, expression) = match expression.strip_prefix('/') {
+                Some(rest) => (rest.chars().next(), &rest[2..]),
+                None => (None, *expression),
+            };
+            let options = PrintOptions { format, ..PrintOptions::default() };
+            let printer = Printer::new(inspector.types(), &memory, &symbols, options);
             match parse(expression, &is_type).and_then(|expr| evaluator.evaluate(&expr)) {
                 Ok(value) => printer.top_level(&value),
                 Err(error) => format!("error: {error}"),
@@ -288,7 +301,7 @@ fn gcore_at_crash(program: &Path, core: &Path) -> (CrashOracle, String) {
     };
     let mut section: Option<(String, usize)> = None;
     let mut lines: Vec<&str> = Vec::new();
-    let mut flush = |section: &Option<(String, usize)>, lines: &mut Vec<&str>, oracle: &mut CrashOracle| {
+    let flush = |section: &Option<(String, usize)>, lines: &mut Vec<&str>, oracle: &mut CrashOracle| {
         if let Some((kind, index)) = section {
             match kind.as_str() {
                 "FRAME" => {

@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
     let symbols = SymbolTable::from_image(&image);
     let inspector = Inspector::new(&info, &symbols, &memory, &frames, None, &[1]);
-    let options = PrintOptions { elements: 20, max_depth: 4 };
+    let options = PrintOptions { elements: 20, max_depth: 4, format: data.first().map(|byte| ['x', 'd', 'o', 't', 'c', 'a', 'u', 'z'][usize::from(byte % 8)]) };
     let printer = Printer::new(inspector.types(), &memory, &symbols, options);
     for local in inspector.locals(0).iter().chain(inspector.arguments(0).iter()) {
         let _ = printer.format(&local.value, 0);

@@ -343,7 +343,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         let symbols = SymbolTable::from_image(&image);
         (info, symbols)
     });
-    let print_options = PrintOptions { elements: args.print_elements, max_depth: args.max_depth };
+    let print_options = PrintOptions { elements: args.print_elements, max_depth: args.max_depth, format: None };
     let mut variables_incomplete = false;
     let mut threads = Vec::new();
     for vcpu in &vcpus {

@@ -46,7 +46,7 @@ pub struct ContextArgs {
 impl ContextArgs {
     /// The print options the arguments select.
     pub fn print_options(&self) -> PrintOptions {
-        PrintOptions { elements: self.print_elements, max_depth: self.max_depth }
+        PrintOptions { elements: self.print_elements, max_depth: self.max_depth, format: None }
     }
 }
 

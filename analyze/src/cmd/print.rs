@@ -17,8 +17,13 @@ pub struct Args {
     #[allow(missing_docs)] // The shared options document themselves.
     #[command(flatten)]
     pub context: ContextArgs,
-    /// The C expression (`request->origin.x`, `*p`, `$rip`, `'worker.c'::counter`).
+    /// The C expression (`request->origin.x`, `*p`, `$rip`, `'worker.c'::counter`, `*p@4`).
     pub expression: String,
+    /// Print every scalar in this format, like gdb's `print/x`: x (hex),
+    /// z (zero-padded hex), o (octal), t (binary), d (signed), u (unsigned),
+    /// c (character), a (address with its symbol). Also written `print/x`.
+    #[arg(long, value_parser = ["x", "z", "o", "t", "d", "u", "c", "a"])]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,7 +50,9 @@ pub fn run_print(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let is_type = |name: &str| !session.info.types_named(name).is_empty();
     let expr = parse(&args.expression, &is_type)?;
     let value = evaluator.evaluate(&expr)?;
-    let printer = Printer::new(inspector.types(), &memory, &session.symbols, args.context.print_options());
+    let mut options = args.context.print_options();
+    options.format = args.format.as_deref().and_then(|letter| letter.chars().next());
+    let printer = Printer::new(inspector.types(), &memory, &session.symbols, options);
     let text = printer.top_level(&value);
     let complete = !printer.incomplete();
     if args.context.json {

@@ -1,7 +1,8 @@
 //! Stack unwinding: from a vCPU's registers to the chain of caller frames.
 //!
-//! [`Unwinder::caller_frame`] tries the strategies in order of trust (CFI,
-//! then the frame-pointer chain, then a stack scan) and validates each
+//! [`Unwinder::caller_frame`] tries the strategies in order of trust (the
+//! fixed layout of Xen's hypercall stubs, CFI, then the frame-pointer chain,
+//! then a stack scan) and validates each
 //! candidate: an instruction pointer in the null page is rejected, the stack
 //! pointer must not move toward lower addresses except out of a trap frame,
 //! and a frame identical to its callee is no progress. [`Unwinder::walk`]
@@ -10,6 +11,7 @@
 
 pub mod cfi;
 pub mod frame_pointer;
+pub mod hypercall;
 pub mod memory;
 pub mod registers;
 pub mod scan;
@@ -21,6 +23,7 @@ use stardump_format::MemoryError;
 use crate::image::Image;
 pub use cfi::{CfiError, CfiStep, CfiUnwinder};
 pub use frame_pointer::FramePointerError;
+pub use hypercall::HypercallError;
 pub use memory::{ImageMemory, StackMemory, TargetMemory};
 pub use registers::Registers;
 
@@ -72,6 +75,8 @@ pub enum FoundBy {
     FramePointer,
     /// A stack scan for return addresses.
     Scan,
+    /// The fixed layout of a stub in Xen's hypercall page.
+    HypercallPage,
 }
 
 impl FoundBy {
@@ -82,6 +87,7 @@ impl FoundBy {
             FoundBy::Cfi => "cfi",
             FoundBy::FramePointer => "frame-pointer",
             FoundBy::Scan => "scan",
+            FoundBy::HypercallPage => "hypercall-page",
         }
     }
 }
@@ -114,6 +120,9 @@ pub enum StopReason {
     /// The frame-pointer chain could not be followed.
     #[error(transparent)]
     FramePointer(#[from] FramePointerError),
+    /// The pc is in Xen's hypercall page but the stub could not be stepped out of.
+    #[error(transparent)]
+    Hypercall(#[from] HypercallError),
     /// A stack scan could not read the stack.
     #[error(transparent)]
     Memory(#[from] MemoryError),
@@ -227,6 +236,8 @@ pub struct Unwinder<'i> {
     image: &'i Image,
     cfi: CfiUnwinder,
     options: UnwindOptions,
+    /// Address of Xen's hypercall page, when the image reserves one.
+    hypercall_page: Option<u64>,
 }
 
 /// A caller proposed by one strategy, before validation.
@@ -240,7 +251,12 @@ struct Candidate {
 impl<'i> Unwinder<'i> {
     /// Prepares to unwind code of `image`.
     pub fn new(image: &'i Image, options: UnwindOptions) -> Unwinder<'i> {
-        Unwinder { image, cfi: CfiUnwinder::new(image), options }
+        let hypercall_page = image
+            .symbols()
+            .iter()
+            .find(|symbol| symbol.name == hypercall::HYPERCALL_PAGE_SYMBOL)
+            .map(|symbol| symbol.address);
+        Unwinder { image, cfi: CfiUnwinder::new(image), options, hypercall_page }
     }
 
     /// Walks the stack from the context `registers` (a vCPU's, all known).
@@ -293,6 +309,28 @@ impl<'i> Unwinder<'i> {
             return Step::Stopped(StopReason::MissingStackPointer { pc: callee.pc.value() });
         };
         let mut rejected: Vec<StopReason> = Vec::new();
+
+        if let Some(page) = self.hypercall_page {
+            match hypercall::unwind(page, &callee.registers, memory) {
+                Ok(Some(caller)) => {
+                    let candidate = Candidate {
+                        callee_cfa: caller.rsp(),
+                        registers: caller,
+                        found_by: FoundBy::HypercallPage,
+                        callee_trap: false,
+                    };
+                    match self.validate(callee, callee_sp, candidate) {
+                        Verdict::Take(step) => return step,
+                        Verdict::Reject(reason) => rejected.push(reason),
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "hypercall stub rejected");
+                    rejected.push(error.into());
+                }
+            }
+        }
 
         match self.cfi.unwind(lookup, &callee.registers, memory) {
             Ok(Some(step)) => {

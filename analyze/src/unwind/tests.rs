@@ -444,3 +444,32 @@ fn damaged_eh_frame_never_panics() {
         assert!(backtrace.frames.len() <= DEFAULT_MAX_FRAMES);
     }
 }
+
+#[test]
+fn hypercall_page_steps_to_caller() {
+    // The vCPU stopped right after `syscall` in the sched_op stub: r11 and
+    // rcx are pushed, then the return address into blocker, which saved rbx.
+    let image = Image::open(test_fixtures::hypercall_image_path()).unwrap();
+    let page = symbol(&image, "hypercall_page");
+    let stack = WordStack {
+        base: STACK,
+        words: vec![0x1111, 0x2222, symbol(&image, "blocker_after_call"), 0xb0b0, symbol(&image, "entry_after_call")],
+    };
+    let mut registers = Registers::default();
+    registers.set(dwarf_reg::RA, Some(page + 29 * 32 + 10));
+    registers.set(dwarf_reg::RSP, Some(STACK));
+    registers.set(dwarf_reg::RBP, Some(0x5555));
+    let mut unwinder = Unwinder::new(&image, UnwindOptions::default());
+    let backtrace = unwinder.walk(registers, &stack);
+
+    assert_eq!(backtrace.stop, None);
+    assert_eq!(
+        frame_summary(&backtrace.frames),
+        vec![
+            (Pc::Exact(page + 29 * 32 + 10), FoundBy::Context, Some(STACK + 24), false),
+            (Pc::ReturnAddress(symbol(&image, "blocker_after_call")), FoundBy::HypercallPage, Some(STACK + 40), false),
+            (Pc::ReturnAddress(symbol(&image, "entry_after_call")), FoundBy::Cfi, Some(STACK + 40), false),
+        ]
+    );
+    assert_eq!(backtrace.frames[1].registers.get(dwarf_reg::RCX), Some(0x2222));
+}

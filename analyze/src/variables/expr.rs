@@ -58,9 +58,9 @@ enum Token {
     Punct(&'static str),
 }
 
-const PUNCTUATION: [&str; 30] = [
+const PUNCTUATION: [&str; 31] = [
     "->", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "::", "+", "-", "*", "/", "%", "<", ">", "&", "|", "^",
-    "!", "~", "(", ")", "[", "]", ".", ",", "=", "?",
+    "!", "~", "(", ")", "[", "]", ".", ",", "=", "?", "@",
 ];
 
 fn tokenize(text: &str) -> Result<Vec<(usize, Token)>> {
@@ -226,8 +226,10 @@ struct Parser<'p> {
     is_type_name: &'p dyn Fn(&str) -> bool,
 }
 
-/// Binary operators by precedence, lowest first.
-const BINARY_LEVELS: [&[&str]; 10] = [
+/// Binary operators by precedence, lowest first. `@` is gdb's: `x@n` is
+/// the array of `n` objects starting at `x`.
+const BINARY_LEVELS: [&[&str]; 11] = [
+    &["@"],
     &["||"],
     &["&&"],
     &["|"],
@@ -601,6 +603,9 @@ impl Evaluator<'_, '_> {
                     return Ok(truth_value(right_true, cplusplus));
                 }
                 let right = self.evaluate(right)?;
+                if *operator == "@" {
+                    return self.repeat(&left, &right);
+                }
                 self.binary(operator, &left, &right)
             }
             Expr::Member(base, name) => {
@@ -955,6 +960,20 @@ impl Evaluator<'_, '_> {
         );
         let value = if signed && raw >> (bit_size - 1) & 1 == 1 { raw as i128 - (1i128 << bit_size) } else { raw as i128 };
         Ok(Value::from_bytes(ty, (value as u128).to_le_bytes()[..size as usize].to_vec()))
+    }
+
+    /// Returns gdb's `left@right`: `right` objects like `left`, starting at
+    /// its address.
+    fn repeat(&self, left: &Value, right: &Value) -> Result<Value> {
+        let address = left
+            .address()
+            .ok_or_else(|| ExprError::Invalid("Only values in memory can be extended with '@'.".into()))?;
+        let count = self.integer(right)?.value;
+        if count <= 0 {
+            return Err(ExprError::Invalid(format!("Non-positive repeat count {count}.")));
+        }
+        let count = u64::try_from(count).map_err(|_| ExprError::Invalid("repeat count too large".into()))?;
+        Ok(Value::in_memory(TypeRef::ArrayOf(Box::new(left.ty.clone()), count), address))
     }
 
     fn index(&self, base: &Value, index: i128) -> Result<Value> {

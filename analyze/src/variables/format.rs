@@ -42,11 +42,13 @@ pub struct PrintOptions {
     pub elements: usize,
     /// Maximum nesting of aggregates; deeper ones print as `{...}`.
     pub max_depth: usize,
+    /// gdb's output format letter (`print/x`): every scalar prints in it.
+    pub format: Option<char>,
 }
 
 impl Default for PrintOptions {
     fn default() -> Self {
-        PrintOptions { elements: DEFAULT_PRINT_ELEMENTS, max_depth: DEFAULT_MAX_DEPTH }
+        PrintOptions { elements: DEFAULT_PRINT_ELEMENTS, max_depth: DEFAULT_MAX_DEPTH, format: None }
     }
 }
 
@@ -92,6 +94,10 @@ impl<'a> Printer<'a> {
     /// Formats `value` as `print` does: pointers and references are
     /// preceded by their type, functions by their signature.
     pub fn top_level(&self, value: &Value) -> String {
+        // With a format letter gdb prints the bare value.
+        if self.options.format.is_some() {
+            return self.format(value, 0);
+        }
         let stripped = self.types.strip(&value.ty);
         match self.types.resolve(&stripped) {
             Type::Pointer { target, .. } => {
@@ -124,12 +130,18 @@ impl<'a> Printer<'a> {
         match self.types.resolve(&ty) {
             Type::Void => "void".to_owned(),
             Type::Base { name, encoding, size } => match value.read(self.memory, 0, size) {
+                Ok(bytes) if self.options.format.is_some() => {
+                    // gdb 13 formats a float's bits, not its value.
+                    let signed = matches!(encoding, constants::DW_ATE_signed | constants::DW_ATE_signed_char);
+                    self.format_scalar(&bytes, signed)
+                }
                 Ok(bytes) if name == super::types::EFLAGS_TYPE_NAME => format_eflags(le_unsigned(&bytes)),
                 Ok(bytes) => format_base(encoding, &bytes),
                 Err(hole) => self.hole(&hole),
             },
             Type::Enum { .. } => self.format_enum(value, &ty),
             Type::Pointer { target, size } => match value.read(self.memory, 0, size) {
+                Ok(bytes) if self.options.format.is_some() => self.format_scalar(&bytes, false),
                 Ok(bytes) => self.format_pointer(le_unsigned(&bytes), &target),
                 Err(hole) => self.hole(&hole),
             },
@@ -171,8 +183,33 @@ impl<'a> Printer<'a> {
             Ok(bytes) => bytes,
             Err(hole) => return self.hole(&hole),
         };
+        if self.options.format.is_some() {
+            return self.format_scalar(&bytes, signed);
+        }
         let raw = if signed { i128::from(le_signed(&bytes)) } else { i128::from(le_unsigned(&bytes)) };
         format_enum_value(raw, &enumerators)
+    }
+
+    /// Formats a scalar's bytes in the output format letter, as gdb's
+    /// `print/FMT` does.
+    fn format_scalar(&self, bytes: &[u8], signed: bool) -> String {
+        let unsigned = le_unsigned(bytes);
+        match self.options.format.unwrap_or('d') {
+            'x' => format!("{unsigned:#x}"),
+            'z' => format!("{unsigned:#0width$x}", width = bytes.len() * 2 + 2),
+            'o' if unsigned == 0 => "0".to_owned(),
+            'o' => format!("0{unsigned:o}"),
+            't' => format!("{unsigned:b}"),
+            'u' => unsigned.to_string(),
+            'c' => format!("{} {}", unsigned as u8 as i8, char_literal(unsigned as u8)),
+            'a' => match self.symbols.annotation(unsigned) {
+                Some(name) => format!("{unsigned:#x} {name}"),
+                None => format!("{unsigned:#x}"),
+            },
+            'd' => le_signed(bytes).to_string(),
+            _ if signed => le_signed(bytes).to_string(),
+            _ => unsigned.to_string(),
+        }
     }
 
     /// Formats a pointer: the address, the symbol it points into, and for
@@ -251,7 +288,7 @@ impl<'a> Printer<'a> {
             };
         };
         let element_size = self.types.size_of(element).unwrap_or(0);
-        if self.types.is_char(element) {
+        if self.types.is_char(element) && self.options.format.is_none() {
             let shown = count.min(self.options.elements as u64);
             return match value.read(self.memory, 0, shown) {
                 Ok(mut bytes) => {
@@ -410,6 +447,11 @@ impl<'a> Printer<'a> {
         } else {
             raw as i128
         };
+        if self.options.format.is_some() {
+            // The field's value, widened to its declared type as gdb does.
+            let size = self.types.size_of(&stripped).unwrap_or(8).clamp(1, 8) as usize;
+            return self.format_scalar(&(value as u128).to_le_bytes()[..size], signed);
+        }
         match resolved {
             Type::Enum { enumerators, .. } => format_enum_value(value, &enumerators),
             Type::Base { encoding: constants::DW_ATE_boolean, .. } => {

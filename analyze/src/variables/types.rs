@@ -24,6 +24,8 @@ pub enum TypeRef {
     /// The array DIE with its first `dims` dimensions removed: a
     /// multi-dimensional array's element is an array of the remaining ones.
     ArraySlice(DieId, usize),
+    /// An array of this many elements of the type, as gdb's `x@n` makes.
+    ArrayOf(Box<TypeRef>, u64),
 }
 
 /// Base types of gdb's own.
@@ -250,6 +252,7 @@ impl<'d> TypeTable<'d> {
             TypeRef::PointerTo(target) => Type::Pointer { target: (**target).clone(), size: 8 },
             TypeRef::Die(die) => self.resolve_die(*die, 0),
             TypeRef::ArraySlice(die, dims) => self.resolve_die(*die, *dims),
+            TypeRef::ArrayOf(element, count) => Type::Array { element: (**element).clone(), count: Some(*count) },
         }
     }
 
