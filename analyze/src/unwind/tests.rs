@@ -468,7 +468,7 @@ fn hypercall_page_steps_to_caller() {
         vec![
             (Pc::Exact(page + 29 * 32 + 10), FoundBy::Context, Some(STACK + 24), false),
             (Pc::ReturnAddress(symbol(&image, "blocker_after_call")), FoundBy::HypercallPage, Some(STACK + 40), false),
-            (Pc::ReturnAddress(symbol(&image, "entry_after_call")), FoundBy::Cfi, Some(STACK + 40), false),
+            (Pc::ReturnAddress(symbol(&image, "entry_after_call")), FoundBy::Cfi, Some(STACK + 48), false),
         ]
     );
     assert_eq!(backtrace.frames[1].registers.get(dwarf_reg::RCX), Some(0x2222));
