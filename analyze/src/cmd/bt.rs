@@ -250,7 +250,7 @@ fn add_variables(
     for (index, frame) in report.frames.iter_mut().enumerate() {
         let arguments = inspector.arguments(index);
         let locals = inspector.locals(index);
-        frame.argument_text = Some(frame_arguments(&printer, &arguments));
+        frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
         frame.arguments = Some(variable_reports(&printer, &arguments, incomplete));
         frame.locals = Some(variable_reports(&printer, &locals, incomplete));
     }

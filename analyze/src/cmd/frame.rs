@@ -48,7 +48,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let argument_reports = variable_reports(&printer, &arguments, &mut incomplete);
     let local_reports = variable_reports(&printer, &locals, &mut incomplete);
     let mut frame = session.report.frames[index].clone();
-    frame.argument_text = Some(frame_arguments(&printer, &arguments));
+    frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
 
     if args.context.json {
         let report = FrameJson {

@@ -154,18 +154,37 @@ pub fn variable_reports(printer: &Printer<'_>, values: &[NamedValue], incomplete
         .collect()
 }
 
-/// Formats arguments for a frame line: `a=1, b=...`, aggregates hidden as
-/// gdb's `print frame-arguments scalars` does.
-pub fn frame_arguments(printer: &Printer<'_>, values: &[NamedValue]) -> String {
-    values
-        .iter()
-        .map(|named| {
-            if crate::variables::format::is_aggregate(&printer.types, &named.value.ty) {
-                format!("{}=...", named.name)
-            } else {
-                format!("{}={}", named.name, printer.format(&named.value, 0))
+/// Formats arguments for a frame line as gdb 13 does with its defaults:
+/// aggregates hidden as `a=...` (`print frame-arguments scalars`), and
+/// entry values shown next to the value (`print entry-values default`):
+/// `a=a@entry=5` when they are equal, `a=6, a@entry=5` when they differ,
+/// `a@entry=5` when only the entry value is known.
+pub fn frame_arguments(printer: &Printer<'_>, inspector: &Inspector<'_>, frame: usize, values: &[NamedValue]) -> String {
+    let mut parts = Vec::new();
+    for named in values {
+        let name = &named.name;
+        if crate::variables::format::is_aggregate(&printer.types, &named.value.ty) {
+            parts.push(format!("{name}=..."));
+            continue;
+        }
+        let quiet = Printer::new(printer.types, printer.memory, printer.symbols, printer.options);
+        let actual = quiet.format(&named.value, 0);
+        let actual_known = !quiet.incomplete();
+        let entry = inspector.entry_value(frame, named.die).map(|value| {
+            let entry_printer = Printer::new(printer.types, printer.memory, printer.symbols, printer.options);
+            entry_printer.format(&value, 0)
+        });
+        match entry {
+            Some(entry) if actual_known && entry == actual => parts.push(format!("{name}={name}@entry={actual}")),
+            Some(entry) if actual_known => parts.push(format!("{name}={actual}, {name}@entry={entry}")),
+            Some(entry) => parts.push(format!("{name}@entry={entry}")),
+            None => {
+                if !actual_known {
+                    printer.mark_incomplete();
+                }
+                parts.push(format!("{name}={actual}"));
             }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+        }
+    }
+    parts.join(", ")
 }

@@ -275,6 +275,33 @@ impl<'d> Locator<'d> {
         }
     }
 
+    /// Returns the value parameter `parameter` of `function` had when the
+    /// function was entered, as gdb's `param@entry` shows it: its location
+    /// at the function's entry must be one register, and the call site in
+    /// the caller must say what the caller passed in it.
+    pub fn parameter_entry_value(&self, parameter: DieId, function: DieId, set: FrameSet<'_>, frame: usize) -> Option<u64> {
+        let callee = set.frames.get(frame)?;
+        let caller = set.frames.get(frame + 1)?;
+        let Pc::ReturnAddress(return_address) = caller.pc else { return None };
+        if callee.trap {
+            return None;
+        }
+        let entry_pc = match self.info.own_attr(function, constants::DW_AT_entry_pc) {
+            Some(value) => self.info.dwarf().attr_address(&self.info.unit(function).unit, value).ok().flatten(),
+            None => None,
+        }
+        .or_else(|| self.info.ranges(function).first().map(|range| range.start))?;
+        let location = self.info.own_attr(parameter, constants::DW_AT_location)?;
+        let expression = self.select_expression(parameter, location, Some(entry_pc)).ok()??;
+        let encoding = self.info.unit(parameter).unit.encoding();
+        let mut operations = expression.operations(encoding);
+        let register = match (operations.next(), operations.next()) {
+            (Ok(Some(Operation::Register { register })), Ok(None)) => register.0,
+            _ => return None,
+        };
+        self.call_site_value(register, return_address, set, frame + 1, 0).ok().flatten()
+    }
+
     /// Computes `DW_OP_entry_value(entry)` of physical frame `frame`.
     fn entry_value(
         &self,

@@ -157,6 +157,21 @@ impl<'a> Inspector<'a> {
             .collect()
     }
 
+    /// Returns the value parameter `die` of source frame `frame` had when
+    /// its function was entered, when the caller's call site records it.
+    /// Inlined calls have none, as in gdb.
+    pub fn entry_value(&self, frame: usize, die: DieId) -> Option<Value> {
+        let source = self.source_frames.get(frame)?;
+        let scope = source.scope.as_ref()?;
+        if scope.function != scope.physical_function {
+            return None;
+        }
+        let raw = Locator::new(self.info).parameter_entry_value(die, scope.function, self.frame_set(), source.physical)?;
+        let ty = self.types().type_of(die);
+        let size = usize::try_from(self.types().size_of(&ty)?).ok()?.min(8);
+        Some(Value::from_bytes(ty, raw.to_le_bytes()[..size].to_vec()))
+    }
+
     /// Returns the locals of source frame `frame`, innermost block first.
     pub fn locals(&self, frame: usize) -> Vec<NamedValue> {
         let Some(scope) = self.source_frames.get(frame).and_then(|source| source.scope.as_ref()) else {
