@@ -19,7 +19,9 @@ use super::context::{vcpu_from_pv_context, vcpus_from_hvm_context};
 use super::domain::{dominf, find_domain, DomainKind};
 use super::error::XenError;
 use super::frames::FrameMap;
-use super::memory::{check_cancel, classify_pv_frames, copy_hvm, copy_pv, scan_owned_frames, CopyReport};
+use super::memory::{
+    check_cancel, classify_pv_frames, copy_hvm, copy_pv, scan_hvm_frames, scan_owned_frames, CopyReport,
+};
 use super::pause::PausedDomain;
 use crate::capture::CaptureSummary;
 use crate::memory::{MemoryCopy, PAGE_SIZE};
@@ -90,27 +92,37 @@ pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, Xen
     };
     info!(domid, kind = kind.name(), tot_pages = info.tot_pages, "capturing");
 
-    // Finding a PV domain's frames scans the whole host, so it runs before
-    // the pause and is checked after it.
-    let (m2p, scanned) = match kind {
-        DomainKind::Pv => (Some(ctrl.map_m2p()?), scan_owned_frames(&ctrl, domid, info.tot_pages, &options.cancel)?),
-        DomainKind::Hvm | DomainKind::Pvh => (None, Vec::new()),
+    // Finding a domain's frames scans the whole host (PV) or the whole
+    // guest-physical space (HVM), so it runs before the pause and is
+    // checked after it.
+    let mut report = CopyReport::default();
+    let (m2p, scanned, max_gpfn) = match kind {
+        DomainKind::Pv => {
+            let scanned = scan_owned_frames(&ctrl, domid, info.tot_pages, &options.cancel)?;
+            (Some(ctrl.map_m2p()?), Some(scanned), 0)
+        }
+        DomainKind::Hvm | DomainKind::Pvh => {
+            let max_gpfn = ctrl.maximum_gpfn(domid)?;
+            (None, scan_hvm_frames(&ctrl, domid, max_gpfn, &options.cancel, &mut report)?, max_gpfn)
+        }
     };
 
     let paused_unix = SystemTime::now();
     let paused = PausedDomain::pause(&ctrl, domid)?;
-    let mut report = CopyReport::default();
     let (mut vcpus, copy, frames) = match (kind, &m2p) {
         (DomainKind::Pv, Some(m2p)) => {
             let vcpus = read_pv_vcpus(&ctrl, domid, &info)?;
+            let scanned = scanned.unwrap_or_default();
             let (frames, table_levels) = place_pv_frames(&ctrl, m2p, domid, scanned, &options.cancel, &mut report)?;
             let copy = copy_pv(&foreign, domid, &frames, &table_levels, &options.cancel, &mut report)?;
             (vcpus, copy, Some(frames))
         }
         _ => {
             let vcpus = read_hvm_vcpus(&ctrl, domid)?;
-            let max_gpfn = ctrl.maximum_gpfn(domid)?;
-            let copy = copy_hvm(&ctrl, &foreign, domid, max_gpfn, &options.cancel, &mut report)?;
+            let copy = match recheck_hvm_frames(&ctrl, domid, max_gpfn, scanned, &options.cancel, &mut report)? {
+                HvmFrames::Listed(gfns) => copy_hvm(&foreign, domid, gfns, &options.cancel, &mut report)?,
+                HvmFrames::UpTo(max_gpfn) => copy_hvm(&foreign, domid, 0..=max_gpfn, &options.cancel, &mut report)?,
+            };
             (vcpus, copy, None)
         }
     };
@@ -212,6 +224,46 @@ fn place_pv_frames(
         warn!(found = owned, tot_pages, "found fewer frames than the domain has");
     }
     Ok((frames, table_levels))
+}
+
+/// The guest frames of an HVM or PVH domain to copy.
+enum HvmFrames {
+    /// The frames Xen reported as present.
+    Listed(Vec<u64>),
+    /// Every frame up to this one, when Xen reports no page types.
+    UpTo(u64),
+}
+
+/// Checks the HVM frames scanned before the pause against the paused
+/// domain: when its highest frame moved or it has more frames than the
+/// scan found (it ballooned in between), scans again while paused.
+fn recheck_hvm_frames(
+    ctrl: &XenCtrl,
+    domid: u32,
+    scanned_max_gpfn: u64,
+    scanned: Option<Vec<u64>>,
+    cancel: &Option<Arc<AtomicUsize>>,
+    report: &mut CopyReport,
+) -> Result<HvmFrames, XenError> {
+    let max_gpfn = ctrl.maximum_gpfn(domid)?;
+    let Some(scanned) = scanned else {
+        return Ok(HvmFrames::UpTo(max_gpfn));
+    };
+    let info = ctrl.domain_info(domid)?.ok_or(XenError::MissingDomain { domid })?;
+    if max_gpfn == scanned_max_gpfn && scanned.len() as u64 >= info.tot_pages {
+        return Ok(HvmFrames::Listed(scanned));
+    }
+    warn!(
+        found = scanned.len(),
+        tot_pages = info.tot_pages,
+        max_gpfn = format_args!("{max_gpfn:#x}"),
+        "the domain's memory changed before the pause; scanning it again"
+    );
+    report.broken_frames = 0;
+    Ok(match scan_hvm_frames(ctrl, domid, max_gpfn, cancel, report)? {
+        Some(gfns) => HvmFrames::Listed(gfns),
+        None => HvmFrames::UpTo(max_gpfn),
+    })
 }
 
 /// Reads the context of every initialised vCPU of a 64-bit PV domain.

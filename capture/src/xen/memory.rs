@@ -21,7 +21,8 @@ pub const MAP_BATCH: usize = 1024;
 
 /// `XEN_DOMCTL_PFINFO_*` values, shifted down from bits 28-31: bits 0-2
 /// are the page-table level, bit 3 marks a pinned table, and the values
-/// 0xd-0xf are not page types.
+/// 0xd-0xf are not page types. XALLOC (allocate-only) appears in Xen's
+/// migration stream, not in `getpageframeinfo3` answers, and is skipped.
 mod pfinfo {
     pub const BROKEN: u64 = 0xd;
     pub const XALLOC: u64 = 0xe;
@@ -223,62 +224,74 @@ pub fn copy_pv(
     Ok(copy)
 }
 
-/// Copies guest frames `0..=max_gpfn` of HVM or PVH domain `domid`.
+/// Returns the guest frames `0..=max_gpfn` of HVM or PVH domain `domid`
+/// that Xen reports as present, or `None` when Xen does not report page
+/// types for the domain.
 ///
-/// Xen's page types come first, 1024 frames per call, so that holes
-/// (the MMIO hole below 4 GiB, say) cost no mapping attempt. Frames Xen
-/// reports as invalid or broken, or cannot map, are counted and left out.
-/// A frame typed `XEN_DOMCTL_PFINFO_XALLOC` (allocate-only) is stored as a
-/// zero page without being mapped.
+/// The types come 1024 frames per call, so that holes (the MMIO hole
+/// below 4 GiB, say) cost no mapping attempt. The scan can run before the
+/// pause, because a domain's physical map changes only when it balloons;
+/// [`copy_hvm`] reports frames that fail to map by then.
 ///
-/// NOTE: Xen 4.17 looks frames up for their types with `P2M_ALLOC`, so a
-/// populate-on-demand guest gets its untouched frames populated by the
-/// capture.
-pub fn copy_hvm(
+/// NOTE: Xen 4.17 looks frames up for their types with `P2M_ALLOC`
+/// (xen/arch/x86/domctl.c), so a populate-on-demand guest gets its
+/// untouched frames populated by the scan.
+pub fn scan_hvm_frames(
     ctrl: &XenCtrl,
-    foreign: &ForeignMemory,
     domid: u32,
     max_gpfn: u64,
+    cancel: &Option<Arc<AtomicUsize>>,
+    report: &mut CopyReport,
+) -> Result<Option<Vec<u64>>, XenError> {
+    let end = max_gpfn.checked_add(1).ok_or(XenError::OutOfRange { domid, what: "maximum guest frame", value: max_gpfn })?;
+    let mut present = Vec::new();
+    let mut types: Vec<u64> = Vec::with_capacity(PFN_TYPE_BATCH);
+    let mut first = 0u64;
+    while first < end {
+        check_cancel(cancel)?;
+        let batch_end = first.saturating_add(PFN_TYPE_BATCH as u64).min(end);
+        types.clear();
+        types.extend(first..batch_end);
+        if let Err(error) = ctrl.frame_types(domid, &mut types) {
+            warn!(%error, "cannot read page types; mapping every frame instead");
+            return Ok(None);
+        }
+        for (gfn, &value) in (first..batch_end).zip(&types) {
+            match (value >> 28) & 0xf {
+                pfinfo::XTAB => {}
+                pfinfo::BROKEN => report.broken_frames += 1,
+                _ => present.push(gfn),
+            }
+        }
+        first = batch_end;
+    }
+    debug!(frames = present.len(), max_gpfn = format_args!("{max_gpfn:#x}"), "scanned the guest frames");
+    Ok(Some(present))
+}
+
+/// Copies guest frames `gfns` of HVM or PVH domain `domid`, 1024 per map
+/// call. Frames Xen cannot map are counted and left out.
+pub fn copy_hvm(
+    foreign: &ForeignMemory,
+    domid: u32,
+    gfns: impl IntoIterator<Item = u64>,
     cancel: &Option<Arc<AtomicUsize>>,
     report: &mut CopyReport,
 ) -> Result<MemoryCopy, XenError> {
     let mut copy = MemoryCopy::new();
     let mut run = Run { first_pfn: 0, bytes: Vec::new() };
     let mut page = vec![0u8; PAGE_BYTES];
-    let zero_page = vec![0u8; PAGE_BYTES];
-    let end = max_gpfn.checked_add(1).ok_or(XenError::OutOfRange { domid, what: "maximum guest frame", value: max_gpfn })?;
-    let mut types: Vec<u64> = Vec::with_capacity(PFN_TYPE_BATCH);
-    let mut use_types = true;
-    let mut first = 0u64;
-    while first < end {
+    let mut gfns = gfns.into_iter();
+    let mut batch: Vec<u64> = Vec::with_capacity(MAP_BATCH);
+    loop {
+        batch.clear();
+        batch.extend(gfns.by_ref().take(MAP_BATCH));
+        if batch.is_empty() {
+            break;
+        }
         check_cancel(cancel)?;
-        let batch_end = first.saturating_add(MAP_BATCH as u64).min(end);
-        types.clear();
-        types.extend(first..batch_end);
-        if use_types {
-            if let Err(error) = ctrl.frame_types(domid, &mut types) {
-                warn!(%error, "cannot read page types; mapping every frame instead");
-                use_types = false;
-            }
-        }
-
-        let mut gfns = Vec::with_capacity(types.len());
-        for (gfn, &value) in (first..batch_end).zip(&types) {
-            // Without types, every frame is a candidate; a hole fails to map.
-            let kind = if use_types { (value >> 28) & 0xf } else { 0 };
-            match kind {
-                pfinfo::XTAB => {}
-                pfinfo::BROKEN => report.broken_frames += 1,
-                pfinfo::XALLOC => {
-                    run.push(&mut copy, gfn, &zero_page);
-                    note_frame(&mut report.ranges, gfn);
-                }
-                _ => gfns.push(gfn),
-            }
-        }
-
-        let mapping = foreign.map(domid, &gfns)?;
-        for (index, &gfn) in gfns.iter().enumerate() {
+        let mapping = foreign.map(domid, &batch)?;
+        for (index, &gfn) in batch.iter().enumerate() {
             if let Err(errno) = mapping.copy_page(index, &mut page) {
                 debug!(gfn = format_args!("{gfn:#x}"), %errno, "frame not mapped");
                 report.unmapped_frames += 1;
@@ -287,7 +300,6 @@ pub fn copy_hvm(
             run.push(&mut copy, gfn, &page);
             note_frame(&mut report.ranges, gfn);
         }
-        first = batch_end;
     }
     run.flush(&mut copy);
     Ok(copy)

@@ -15,9 +15,11 @@
 //!
 //! Memory of an HVM or PVH domain: every guest frame from 0 up to
 //! `xc_domain_maximum_gpfn` that Xen reports as present, mapped 1024
-//! frames per call. Holes and frames Xen cannot map are counted and left
-//! out of the snapshot, so a reader reports them as not captured instead
-//! of reading zeroes.
+//! frames per call. The page types that find them are read before the
+//! pause, and read again while paused when the domain's size changed.
+//! Holes and frames Xen cannot map are counted and left out of the
+//! snapshot, so a reader reports them as not captured instead of reading
+//! zeroes.
 //!
 //! Memory of a PV domain: stardump does not rely on the P2M list, because
 //! a guest that never published it in its shared_info (a small unikernel
