@@ -22,7 +22,7 @@ pub const MAP_BATCH: usize = 1024;
 /// `XEN_DOMCTL_PFINFO_*` values, shifted down from bits 28-31: bits 0-2
 /// are the page-table level, bit 3 marks a pinned table, and the values
 /// 0xd-0xf are not page types. XALLOC (allocate-only) appears in Xen's
-/// migration stream, not in `getpageframeinfo3` answers, and is skipped.
+/// migration stream, not in `getpageframeinfo3` results, and is skipped.
 mod pfinfo {
     pub const BROKEN: u64 = 0xd;
     pub const XALLOC: u64 = 0xe;
@@ -258,7 +258,7 @@ pub fn scan_hvm_frames(
         }
         for (gfn, &value) in (first..batch_end).zip(&types) {
             match (value >> 28) & 0xf {
-                pfinfo::XTAB => {}
+                pfinfo::XTAB | pfinfo::XALLOC => {}
                 pfinfo::BROKEN => report.broken_frames += 1,
                 _ => present.push(gfn),
             }
