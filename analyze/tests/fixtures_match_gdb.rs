@@ -52,7 +52,7 @@ const CPP_GLOBALS: &[&str] = &[
     "shape_pointer", "*shape_pointer", "flag_value", "head", "geometry::shape_count", "geometry::detail::hidden",
     "square.length", "square.sides", "square.name", "tail.next", "counter_value", "derived_value",
     "*base_pointer", "base_pointer", "Counter::instances", "geometry::Color::Red", "color_value == geometry::Color::Green",
-    "!flag_value", "square.length > 3 && flag_value", "sizeof(geometry::Square)",
+    "!flag_value", "square.length > 3 && flag_value", "sizeof(geometry::Square)", "account",
 ];
 
 /// Expressions and type names whose `ptype` is compared.
@@ -60,7 +60,7 @@ const C_PTYPES: &[&str] = &[
     "struct record", "struct bits", "union number", "enum flags", "enum color", "record_pointer", "handler_t",
     "matrix", "array_pointer", "other_function", "crash_here", "counter_t", "point_t", "int_value * 2",
 ];
-const CPP_PTYPES: &[&str] = &["Counter", "geometry::Color", "geometry::Square", "geometry::Shape", "square_reference", "Node", "int_reference", "rvalue_reference", "shape_pointer"];
+const CPP_PTYPES: &[&str] = &["Account", "Counter", "Base", "Derived", "base_pointer", "geometry::Color", "geometry::Square", "geometry::Shape", "square_reference", "Node", "int_reference", "rvalue_reference", "shape_pointer"];
 
 /// Builds the fixtures once and returns their directory.
 fn fixture_dir() -> &'static Path {

@@ -128,7 +128,7 @@ fn ptype_indented(types: &TypeTable<'_>, ty: &TypeRef, indent: usize) -> String 
     let core = core_type(types, &ty);
     let qualifiers: String = core.iter().flat_map(|(_, qualifiers)| qualifiers.iter()).map(|q| format!("{q} ")).collect();
     let body = match core.as_ref().map(|(core, _)| (core, types.resolve(core))) {
-        Some((_, Type::Aggregate { kind, name, members, .. })) => {
+        Some((core, Type::Aggregate { kind, name, members, .. })) => {
             let mut text = match &name {
                 Some(name) => format!("{qualifiers}{} {name}", kind.keyword()),
                 None => format!("{qualifiers}{}", kind.keyword()),
@@ -136,17 +136,39 @@ fn ptype_indented(types: &TypeTable<'_>, ty: &TypeRef, indent: usize) -> String 
             let bases: Vec<String> = members
                 .iter()
                 .filter(|member| member.is_base)
-                .map(|member| format!("public {}", types.name(&member.ty)))
+                .map(|member| format!("{} {}", access(types, member.die, kind), types.name(&member.ty)))
                 .collect();
             if !bases.is_empty() {
                 text.push_str(&format!(" : {}", bases.join(", ")));
             }
             text.push_str(" {\n");
             let pad = " ".repeat(indent);
-            if kind == crate::variables::types::AggregateKind::Class {
-                text.push_str(&format!("{pad}  public:\n"));
-            }
-            for member in members.iter().filter(|member| !member.is_base) {
+            let methods = match core {
+                TypeRef::Die(die) => method_declarations(types, *die, kind),
+                _ => Vec::new(),
+            };
+            // gdb's rule for access labels: a class needs them when
+            // anything is not private, a struct when anything is not public
+            // (gdb counts compiler-made members like `_vptr.Base` as private).
+            let fields: Vec<_> = members.iter().filter(|member| !member.is_base).collect();
+            let is_class = kind == crate::variables::types::AggregateKind::Class;
+            let field_access = |member: &crate::variables::types::Member| {
+                if member.artificial { "private" } else { access(types, member.die, kind) }
+            };
+            let need_labels = if is_class {
+                fields.iter().any(|member| field_access(member) != "private")
+                    || methods.iter().any(|(method_access, _)| *method_access != "private")
+            } else {
+                fields.iter().any(|member| field_access(member) != "public")
+                    || methods.iter().any(|(method_access, _)| *method_access != "public")
+            };
+            let mut section = "";
+            for member in fields.into_iter().filter(|member| !member.artificial) {
+                let member_access = field_access(member);
+                if need_labels && member_access != section {
+                    text.push_str(&format!("{pad}  {member_access}:\n"));
+                    section = member_access;
+                }
                 let name = member.name.clone().unwrap_or_default();
                 let mut line = types.declaration(&member.ty, &name);
                 if member.name.is_none() {
@@ -159,6 +181,19 @@ fn ptype_indented(types: &TypeTable<'_>, ty: &TypeRef, indent: usize) -> String 
                     line.push_str(&format!(" : {bits}"));
                 }
                 text.push_str(&format!("{pad}    {line};\n"));
+            }
+            // gdb separates methods from fields with a blank line when the
+            // fields had a label, and labels the methods' access whenever it
+            // changes, labels needed or not.
+            if !methods.is_empty() && !section.is_empty() {
+                text.push('\n');
+            }
+            for (method_access, method) in methods {
+                if method_access != section {
+                    text.push_str(&format!("{pad}  {method_access}:\n"));
+                    section = method_access;
+                }
+                text.push_str(&format!("{pad}    {method};\n"));
             }
             text.push_str(&pad);
             text.push('}');
@@ -197,6 +232,79 @@ fn ptype_indented(types: &TypeTable<'_>, ty: &TypeRef, indent: usize) -> String 
     } else {
         format!("{body} {prefix}{suffix}")
     }
+}
+
+/// Returns `public`, `protected` or `private` for a member, method or
+/// base class DIE `die` of an aggregate of `kind`: `DW_AT_accessibility`,
+/// or C++'s default (private in a class, public in a struct or union).
+fn access(types: &TypeTable<'_>, die: crate::variables::dwarf::DieId, kind: crate::variables::types::AggregateKind) -> &'static str {
+    match types.info.attr(die, gimli::constants::DW_AT_accessibility) {
+        Some(gimli::AttributeValue::Accessibility(gimli::constants::DW_ACCESS_private)) => "private",
+        Some(gimli::AttributeValue::Accessibility(gimli::constants::DW_ACCESS_protected)) => "protected",
+        Some(gimli::AttributeValue::Accessibility(_)) => "public",
+        _ if kind == crate::variables::types::AggregateKind::Class => "private",
+        _ => "public",
+    }
+}
+
+/// Returns the declarations of the methods a C++ aggregate declares, as
+/// `ptype` lists them (`virtual int get(void) const`), compiler-generated
+/// ones left out.
+fn method_declarations(
+    types: &TypeTable<'_>,
+    aggregate: crate::variables::dwarf::DieId,
+    kind: crate::variables::types::AggregateKind,
+) -> Vec<(&'static str, String)> {
+    use gimli::constants;
+    let info = types.info;
+    let class_name = info.name(aggregate).unwrap_or_default();
+    let mut methods = Vec::new();
+    for child in info.children(aggregate) {
+        if info.tag(child) != constants::DW_TAG_subprogram || info.flag(child, constants::DW_AT_artificial) {
+            continue;
+        }
+        let Some(name) = info.name(child) else { continue };
+        let mut is_const = false;
+        let mut is_static = true;
+        let mut params = Vec::new();
+        for param in info.children(child) {
+            if info.tag(param) != constants::DW_TAG_formal_parameter {
+                continue;
+            }
+            if info.flag(param, constants::DW_AT_artificial) {
+                // `this`: its pointee's qualifier makes the method const.
+                is_static = false;
+                let this_type = types.type_of(param);
+                if let Type::Pointer { target, .. } = types.resolve(&types.strip(&this_type)) {
+                    is_const = matches!(types.resolve(&target), Type::Qualified { qualifier: "const", .. });
+                }
+                continue;
+            }
+            params.push(types.name(&types.type_of(param)));
+        }
+        let list = if params.is_empty() { "void".to_owned() } else { params.join(", ") };
+        let is_special = name == class_name || name.starts_with('~');
+        let mut line = String::new();
+        if is_static {
+            line.push_str("static ");
+        }
+        if info.attr(child, constants::DW_AT_virtuality).is_some() {
+            line.push_str("virtual ");
+        }
+        if is_special {
+            // gdb prints a constructor's or destructor's empty list as `()`
+            // only when it has no parameters at all.
+            let list = if params.is_empty() { String::new() } else { list };
+            line.push_str(&format!("{name}({list})"));
+        } else {
+            line.push_str(&format!("{} {name}({list})", types.name(&types.type_of(child))));
+        }
+        if is_const {
+            line.push_str(" const");
+        }
+        methods.push((access(types, child, kind), line));
+    }
+    methods
 }
 
 /// Follows pointers, arrays, qualifiers and functions' return types to the

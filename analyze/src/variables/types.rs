@@ -114,6 +114,8 @@ pub struct Member {
     pub is_static: bool,
     /// The member's DIE.
     pub die: DieId,
+    /// Whether the compiler made it up (`_vptr.Base`); `ptype` omits it.
+    pub artificial: bool,
 }
 
 /// One enumerator.
@@ -427,7 +429,8 @@ impl<'d> TypeTable<'d> {
                 (offset_bytes * 8 + lsb, bit_size)
             }
         });
-        Some(Member { name: info.name(die), ty, offset_bytes, bitfield, is_base, is_static, die })
+        let artificial = info.flag(die, constants::DW_AT_artificial);
+        Some(Member { name: info.name(die), ty, offset_bytes, bitfield, is_base, is_static, die, artificial })
     }
 
     /// Returns the signature of a function or subroutine type DIE.
