@@ -267,3 +267,49 @@ fn unknown_symbol_error() {
         "stardump: No symbol \"no_such_variable\" in current context.\n"
     );
 }
+
+#[test]
+fn list_finds_moved_source() {
+    // Build from a copy, then move the copy away, so the path DWARF
+    // records no longer exists and only --source-dir finds the file.
+    let dir = tempfile::tempdir().unwrap();
+    let build_dir = dir.path().join("build");
+    let moved_dir = dir.path().join("moved");
+    std::fs::create_dir_all(&build_dir).unwrap();
+    std::fs::create_dir_all(&moved_dir).unwrap();
+    for name in ["types.c", "other.c", "fixture.h"] {
+        std::fs::copy(workspace_root().join("tests/fixtures").join(name), build_dir.join(name)).unwrap();
+    }
+    let image = dir.path().join("types.elf");
+    let status = Command::new("gcc")
+        .args(["-nostdlib", "-static", "-no-pie", "-O0", "-g", "-fcf-protection=none", "-Wl,-e,main", "-o"])
+        .arg(&image)
+        .args(["types.c", "other.c"])
+        .current_dir(&build_dir)
+        .status()
+        .expect("running gcc");
+    assert!(status.success());
+    let snapshot = write_snapshot(dir.path(), &image);
+    std::fs::rename(build_dir.join("types.c"), moved_dir.join("types.c")).unwrap();
+
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stardump"))
+            .arg("list")
+            .arg(&snapshot)
+            .arg("--image")
+            .arg(&image)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let missing = run(&[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("give its directory with --source-dir"));
+
+    let found = run(&["--source-dir", moved_dir.to_str().unwrap()]);
+    assert_eq!(found.status.code(), Some(0), "{}", String::from_utf8_lossy(&found.stderr));
+    let text = String::from_utf8(found.stdout).unwrap();
+    assert_eq!(text.lines().count(), 10, "{text}");
+    assert!(text.contains("\tcounter += local_scores[1]"), "{text}");
+    assert!(text.lines().nth(5).unwrap().contains("counter += local_scores[1]"), "the frame's line is the sixth:\n{text}");
+}
