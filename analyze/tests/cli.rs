@@ -318,6 +318,6 @@ fn missing_snapshot_fails_in_one_line() {
     let output = stardump(&["info", "/nonexistent/guest.sdmp"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("stardump: cannot open snapshot /nonexistent/guest.sdmp: "), "stderr: {stderr}");
+    assert!(stderr.starts_with("stardump: cannot read /nonexistent/guest.sdmp: "), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1);
 }

@@ -16,7 +16,7 @@ use stardump_format::{Target, VcpuState};
 
 use super::inspect::{frame_arguments, variable_reports, VariableReport};
 use super::regs::select_vcpus;
-use super::{hex, open_snapshot, Outcome, JSON_SCHEMA_VERSION};
+use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 use crate::check::{self, check_image};
 use crate::image::Image;
 use crate::symbolize::{self, SourceFrame};
@@ -324,7 +324,7 @@ pub fn write_text(report: &BtReport, out: &mut dyn Write) -> std::io::Result<()>
 
 /// Runs `stardump bt`; warnings about the image go to `err` in text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let snapshot = open_snapshot(&args.file)?;
+    let snapshot = open_target(&args.file)?;
     let image = Image::open(&args.image).with_context(|| "cannot load the image".to_string())?;
     let vcpus = select_vcpus(snapshot.vcpus(), args.vcpu)?;
 

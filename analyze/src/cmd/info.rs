@@ -1,19 +1,20 @@
-//! `stardump info`: what a snapshot contains and how it was taken.
+//! `stardump info`: what a snapshot or core file contains and how it was
+//! taken.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stardump_format::{Snapshot, Target};
+use stardump_format::{Core, Target};
 
-use super::{hex, open_snapshot, time, Outcome, JSON_SCHEMA_VERSION};
+use super::{hex, open_target, time, Outcome, JSON_SCHEMA_VERSION};
 use crate::check;
 
 /// Arguments of `stardump info`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The snapshot file.
+    /// The snapshot, QEMU dump or `xl dump-core` file.
     pub file: PathBuf,
     /// Print JSON (schema in analyze/JSON.md) instead of text.
     #[arg(long)]
@@ -26,12 +27,13 @@ pub struct InfoReport {
     schema_version: u32,
     command: &'static str,
     snapshot: String,
-    format_version: String,
+    format: &'static str,
+    format_version: Option<String>,
     source_kind: stardump_format::SourceKind,
     target_name: String,
     domain_id: Option<u32>,
     hypervisor_version: Option<String>,
-    capture_time: String,
+    capture_time: Option<String>,
     capture_time_unix_us: u64,
     pause_time_us: u64,
     vcpu_count: usize,
@@ -48,9 +50,9 @@ struct MemoryReport {
     ranges: Vec<RangeReport>,
     total_bytes: u64,
     page_size: u32,
-    stored_pages: u64,
-    zero_pages: u64,
-    chunks: usize,
+    stored_pages: Option<u64>,
+    zero_pages: Option<u64>,
+    chunks: Option<usize>,
     file_len_bytes: u64,
     /// Captured bytes (stored and zero pages) per byte of file; `None` for an
     /// empty file.
@@ -69,40 +71,50 @@ struct MappingCount {
     ranges: usize,
 }
 
-/// Collects the report for `snapshot`, whose file is `file_len_bytes` long.
-pub fn report(snapshot: &Snapshot, file_len_bytes: u64) -> InfoReport {
-    let metadata = snapshot.metadata();
-    let ranges = snapshot.memory_map();
+/// Collects the report for `core`, whose file is `file_len_bytes` long.
+/// Page counts, chunks and mappings exist only in stardump snapshots.
+pub fn report(core: &Core, file_len_bytes: u64) -> InfoReport {
+    let metadata = core.metadata();
+    let ranges = core.memory_map();
     let total_bytes = ranges.iter().map(|range| range.len_bytes).sum();
-    let stored_pages = snapshot.stored_page_count();
-    let zero_pages = snapshot.zero_page_count();
-    let captured_bytes = (stored_pages + zero_pages).saturating_mul(u64::from(metadata.page_size));
-    let (major, minor) = snapshot.format_version();
+    let snapshot = core.as_snapshot();
+    let stored_pages = snapshot.map(|snapshot| snapshot.stored_page_count());
+    let zero_pages = snapshot.map(|snapshot| snapshot.zero_page_count());
+    let captured_bytes = match (stored_pages, zero_pages) {
+        (Some(stored), Some(zero)) => (stored + zero).saturating_mul(u64::from(metadata.page_size)),
+        _ => total_bytes,
+    };
     InfoReport {
         schema_version: JSON_SCHEMA_VERSION,
         command: "info",
-        snapshot: snapshot.path().display().to_string(),
-        format_version: format!("{major}.{minor}"),
+        snapshot: core.path().display().to_string(),
+        format: core.format_name(),
+        format_version: snapshot.map(|snapshot| {
+            let (major, minor) = snapshot.format_version();
+            format!("{major}.{minor}")
+        }),
         source_kind: metadata.source_kind,
         target_name: metadata.target_name.clone(),
         domain_id: metadata.domain_id,
         hypervisor_version: metadata.hypervisor_version.clone(),
-        capture_time: time::iso8601_utc(metadata.capture_time_unix_us),
+        // Formats other than snapshots record no capture or pause time.
+        capture_time: (metadata.capture_time_unix_us != 0).then(|| time::iso8601_utc(metadata.capture_time_unix_us)),
         capture_time_unix_us: metadata.capture_time_unix_us,
         pause_time_us: metadata.pause_time_us,
-        vcpu_count: snapshot.vcpus().len(),
+        vcpu_count: core.vcpus().len(),
         memory: MemoryReport {
             ranges: ranges.iter().map(|r| RangeReport { start: hex(r.start), len_bytes: r.len_bytes }).collect(),
             total_bytes,
             page_size: metadata.page_size,
             stored_pages,
             zero_pages,
-            chunks: snapshot.chunk_count(),
+            chunks: snapshot.map(|snapshot| snapshot.chunk_count()),
             file_len_bytes,
             compression_ratio: (file_len_bytes > 0).then(|| captured_bytes as f64 / file_len_bytes as f64),
         },
         mappings: snapshot
-            .mappings()
+            .map(|snapshot| snapshot.mappings())
+            .unwrap_or_default()
             .iter()
             .map(|(cr3, mappings)| MappingCount { cr3: hex(*cr3), ranges: mappings.len() })
             .collect(),
@@ -119,11 +131,11 @@ pub fn report(snapshot: &Snapshot, file_len_bytes: u64) -> InfoReport {
 
 /// Runs `stardump info`.
 pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let snapshot = open_snapshot(&args.file)?;
+    let core = open_target(&args.file)?;
     let file_len_bytes = std::fs::metadata(&args.file)
         .with_context(|| format!("cannot read the size of {}", args.file.display()))?
         .len();
-    let report = report(&snapshot, file_len_bytes);
+    let report = report(&core, file_len_bytes);
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
@@ -173,7 +185,10 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
         .and_then(|value| value.as_str().map(str::to_owned))
         .unwrap_or_default();
     writeln!(out, "Snapshot:        {}", report.snapshot)?;
-    writeln!(out, "Format version:  {}", report.format_version)?;
+    match &report.format_version {
+        Some(version) => writeln!(out, "Format version:  {version}")?,
+        None => writeln!(out, "Format:          {}", report.format)?,
+    }
     writeln!(out, "Source:          {source_kind}")?;
     writeln!(out, "Target:          {}", report.target_name)?;
     if let Some(domain_id) = report.domain_id {
@@ -182,26 +197,24 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(version) = &report.hypervisor_version {
         writeln!(out, "Hypervisor:      {version}")?;
     }
-    writeln!(out, "Captured at:     {}", report.capture_time)?;
-    writeln!(out, "Pause time:      {}", human_duration(report.pause_time_us))?;
+    writeln!(out, "Captured at:     {}", report.capture_time.as_deref().unwrap_or("unknown"))?;
+    if report.format_version.is_some() {
+        writeln!(out, "Pause time:      {}", human_duration(report.pause_time_us))?;
+    }
     writeln!(out, "vCPUs:           {}", report.vcpu_count)?;
     writeln!(out, "Memory:          {} in {}", human_bytes(memory.total_bytes), plural(memory.ranges.len(), "range"))?;
     for range in &report.memory_ranges_text {
         writeln!(out, "  {range}")?;
     }
-    writeln!(
-        out,
-        "Pages:           {} stored, {} zero, in {}",
-        memory.stored_pages,
-        memory.zero_pages,
-        plural(memory.chunks, "chunk")
-    )?;
+    if let (Some(stored), Some(zero), Some(chunks)) = (memory.stored_pages, memory.zero_pages, memory.chunks) {
+        writeln!(out, "Pages:           {stored} stored, {zero} zero, in {}", plural(chunks, "chunk"))?;
+    }
     let ratio = match memory.compression_ratio {
         Some(ratio) => format!(" (compression ratio {ratio:.1}:1)"),
         None => String::new(),
     };
     writeln!(out, "File size:       {}{ratio}", human_bytes(memory.file_len_bytes))?;
-    if report.mappings.is_empty() {
+    if report.mappings.is_empty() && report.format_version.is_some() {
         writeln!(out, "Mappings:        none recorded")?;
     }
     for mapping in &report.mappings {

@@ -17,8 +17,7 @@ mod time;
 
 use std::path::Path;
 
-use anyhow::Context as _;
-use stardump_format::Snapshot;
+use stardump_format::Core;
 
 /// Version of the JSON output schema that analyze/JSON.md documents.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
@@ -33,9 +32,14 @@ pub enum Outcome {
     Incomplete,
 }
 
-/// Opens the snapshot at `path`.
-pub fn open_snapshot(path: &Path) -> anyhow::Result<Snapshot> {
-    Snapshot::open(path).with_context(|| format!("cannot open snapshot {}", path.display()))
+/// Opens the core file at `path`: a stardump snapshot, a QEMU dump or an
+/// `xl dump-core` file, told apart by content. The error already names the
+/// path.
+pub fn open_target(path: &Path) -> anyhow::Result<Core> {
+    if path.is_dir() {
+        anyhow::bail!("{} is a directory, not a snapshot or core file", path.display());
+    }
+    Ok(stardump_format::open_core(path)?)
 }
 
 /// Formats an address or register value as JSON and the text output show it.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use stardump_format::{Target, VcpuState};
 
-use super::{hex, open_snapshot, Outcome, JSON_SCHEMA_VERSION};
+use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 
 /// Arguments of `stardump regs`.
 #[derive(Debug, clap::Args)]
@@ -159,7 +159,7 @@ pub fn select_vcpus(vcpus: &[VcpuState], selected: Option<u32>) -> anyhow::Resul
 
 /// Runs `stardump regs`.
 pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let snapshot = open_snapshot(&args.file)?;
+    let snapshot = open_target(&args.file)?;
     let vcpus = select_vcpus(snapshot.vcpus(), args.vcpu)?;
     let mut outcome = Outcome::Complete;
     if vcpus.iter().any(|vcpu| !vcpu.present.general) {
