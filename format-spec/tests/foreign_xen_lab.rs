@@ -22,7 +22,8 @@
 //! image, `cmdline = "mode=ud2"`, `memory = 8`, `vcpus = 2` and
 //! `on_poweroff = "preserve"`: an HVM vCPU that halts with interrupts off
 //! goes down, and Xen powers off a domain whose vCPUs are all down. Its
-//! dump-core took 590 s under the lab's TCG, against 2-9 s for a PV guest.
+//! dump-core took 590 s under the lab's TCG on the 2-core development
+//! machine while other lab runs shared it, against 2-9 s for a PV guest.
 
 use std::path::{Path, PathBuf};
 
