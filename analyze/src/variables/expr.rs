@@ -539,7 +539,7 @@ impl Integer {
 
     /// Wraps the value to the result type's width and sign.
     fn wrapped(self) -> Integer {
-        let bits = self.size * 8;
+        let bits = self.size.clamp(1, 16) * 8;
         let mask = if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 };
         let raw = (self.value as u128) & mask;
         let value = if !self.unsigned && bits < 128 && raw >> (bits - 1) & 1 == 1 {
@@ -552,7 +552,7 @@ impl Integer {
 
     fn to_value(self) -> Value {
         let wrapped = self.wrapped();
-        let bytes = (wrapped.value as u128).to_le_bytes()[..self.size as usize].to_vec();
+        let bytes = (wrapped.value as u128).to_le_bytes()[..self.size.clamp(1, 16) as usize].to_vec();
         Value::from_bytes(TypeRef::Builtin(self.builtin()), bytes)
     }
 }
@@ -946,6 +946,9 @@ impl Evaluator<'_, '_> {
     }
 
     fn bitfield_value(&self, base: &Value, ty: TypeRef, bit_offset: u64, bit_size: u64) -> Result<Value> {
+        if bit_size == 0 || bit_size > 64 {
+            return Err(ExprError::Invalid(format!("unsupported bitfield of {bit_size} bits")));
+        }
         let size = self.types().size_of(&ty).unwrap_or(4).clamp(1, 8);
         let first_byte = bit_offset / 8;
         let shift = bit_offset % 8;
@@ -989,7 +992,10 @@ impl Evaluator<'_, '_> {
             .pointer(&base)?
             .ok_or_else(|| ExprError::Invalid("cannot subscript something of this type".into()))?;
         let size = self.types().size_of(&target).unwrap_or(1);
-        let address = i128::from(address) + index * i128::from(size);
+        let offset = index
+            .checked_mul(i128::from(size))
+            .ok_or_else(|| ExprError::Invalid(format!("index {index} overflows the address space")))?;
+        let address = i128::from(address) + offset;
         Ok(Value::in_memory(target, address as u64))
     }
 

@@ -28,6 +28,8 @@ use crate::unwind::StackMemory;
 pub const DEFAULT_PRINT_ELEMENTS: usize = 200;
 /// gdb's `print max-depth` default.
 pub const DEFAULT_MAX_DEPTH: usize = 20;
+/// Deepest nesting the printer recurses into, whatever the options say.
+const MAX_RECURSION: usize = 200;
 /// gdb's `print repeats` default: runs longer than this are folded.
 pub const REPEAT_THRESHOLD: usize = 10;
 /// Longest run of equal array elements counted, so a huge array of zeros
@@ -121,6 +123,11 @@ impl<'a> Printer<'a> {
 
     /// Formats `value` as `info locals` and members do.
     pub fn format(&self, value: &Value, depth: usize) -> String {
+        // Whatever `--max-depth` says, recursion stops here, so a type that
+        // contains itself in corrupt DWARF cannot overflow the stack.
+        if depth > MAX_RECURSION {
+            return "{...}".to_owned();
+        }
         // gdb prints a value whose every piece is missing as one marker,
         // not as an aggregate of markers.
         if let Some(hole) = whole_hole(value) {
@@ -149,7 +156,7 @@ impl<'a> Printer<'a> {
                 Ok(bytes) => {
                     let address = le_unsigned(&bytes);
                     let referent = Value::in_memory(target, address);
-                    format!("@{address:#x}: {}", self.format(&referent, depth))
+                    format!("@{address:#x}: {}", self.format(&referent, depth + 1))
                 }
                 Err(hole) => self.hole(&hole),
             },

@@ -76,12 +76,20 @@ fn subprogram_at(info: &DebugInfo, pc: u64) -> Option<DieId> {
 /// Returns the child block or inlined call of `parent` that contains `pc`,
 /// looking through blocks without addresses.
 fn child_block_at(info: &DebugInfo, parent: DieId, pc: u64) -> Option<DieId> {
+    child_block_at_depth(info, parent, pc, 0)
+}
+
+fn child_block_at_depth(info: &DebugInfo, parent: DieId, pc: u64, depth: usize) -> Option<DieId> {
+    // Blocks without addresses nested deeper than this are corrupt DWARF.
+    if depth > 64 {
+        return None;
+    }
     for child in info.children(parent) {
         match info.tag(child) {
             constants::DW_TAG_lexical_block | constants::DW_TAG_inlined_subroutine => {
                 let ranges = info.ranges(child);
                 if ranges.is_empty() && info.tag(child) == constants::DW_TAG_lexical_block {
-                    if let Some(found) = child_block_at(info, child, pc) {
+                    if let Some(found) = child_block_at_depth(info, child, pc, depth + 1) {
                         return Some(found);
                     }
                 } else if ranges.iter().any(|range| range.contains(&pc)) {

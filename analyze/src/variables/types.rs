@@ -468,12 +468,21 @@ impl<'d> TypeTable<'d> {
 
     /// Returns the size of `ty` in bytes, when it has one.
     pub fn size_of(&self, ty: &TypeRef) -> Option<u64> {
+        self.size_at_depth(ty, 0)
+    }
+
+    /// Computes [`TypeTable::size_of`]; `depth` counts nested array types,
+    /// so an array DIE whose element type is itself ends.
+    fn size_at_depth(&self, ty: &TypeRef, depth: usize) -> Option<u64> {
+        if depth > MAX_CHAIN {
+            return None;
+        }
         match self.resolve_stripped(ty) {
             Type::Void => Some(1),
             Type::Base { size, .. } | Type::Pointer { size, .. } | Type::Enum { size, .. } => Some(size),
             Type::Aggregate { size, .. } => Some(size),
             Type::Reference { .. } => Some(8),
-            Type::Array { element, count } => self.size_of(&element)?.checked_mul(count?),
+            Type::Array { element, count } => self.size_at_depth(&element, depth + 1)?.checked_mul(count?),
             Type::Function(_) => Some(1),
             Type::Typedef { .. } | Type::Qualified { .. } | Type::Unsupported { .. } => None,
         }
