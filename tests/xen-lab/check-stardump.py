@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Check stardump's backtraces of a Xen lab run.
+
+For every guest of the run, `stardump bt --json` must
+- unwind the snapshot that stardump-capture wrote (NAME.sdump) and the
+  `xl dump-core` file (NAME.core) completely, to the thread entry point;
+- print the same frames (function, file, line) from both files;
+- print the frames of the guest's end mode (crash_halt, the trap frame and
+  trigger_MODE for a crash, spin_here for spin);
+- agree with gdb's backtrace of the vCPU (NAME.gdb-bt.txt, written by
+  check-gdb.sh from the dump-core).
+
+A guest whose P2M is not published (nop2m) has no dump-core, because
+`xl dump-core` cannot write one; its snapshot is still checked.
+
+Usage: check-stardump.py RESULTS_DIR STARDUMP_BINARY
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+FRAME = re.compile(r"^#(\d+)\s+(?:0x[0-9a-f]+ in )?(\S+) \(.*?\)(?: at (\S+):(\d+))?")
+
+
+def image_of(results, name):
+    """Returns the image a guest ran, as run.sh's plan assigns them."""
+    variant = "O0-fp" if name.startswith("o0-") else "O2-nofp"
+    return os.path.join(results, f"unikernel-xen-pv-{variant}.elf")
+
+
+def stardump_frames(stardump, path, image):
+    """Runs `stardump bt --json` and returns (frames of vCPU 0, stop reason, warnings)."""
+    result = subprocess.run([stardump, "bt", path, "--image", image, "--json"],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode not in (0, 2):
+        return None, f"stardump bt failed with {result.returncode}: {result.stderr.strip()}", []
+    report = json.loads(result.stdout)
+    thread = report["threads"][0]
+    frames = []
+    for frame in thread["frames"]:
+        if frame["kind"] == "trap":
+            frames.append(("<signal handler called>", None, None))
+        else:
+            frames.append((frame["function"], frame["file"], frame["line"]))
+    return frames, thread["stop_reason"], report["warnings"]
+
+
+def gdb_frames(path):
+    """Parses the first thread (the vCPU, LWP 1) of gdb's `thread apply all bt`."""
+    with open(path) as text:
+        lines = text.read().splitlines()
+    frames, in_vcpu = [], False
+    for line in lines:
+        if line.startswith("Thread "):
+            in_vcpu = "(LWP 1)" in line
+            continue
+        if not in_vcpu:
+            continue
+        if "<signal handler called>" in line:
+            frames.append(("<signal handler called>", None, None))
+            continue
+        match = FRAME.match(line)
+        if match:
+            frames.append((match.group(2), match.group(3), int(match.group(4)) if match.group(4) else None))
+    return frames
+
+
+def same_frames(ours, theirs):
+    """Compares frames; stardump prints the DWARF file name as gdb does."""
+    if len(ours) != len(theirs):
+        return False
+    for (function, file, line), (their_function, their_file, their_line) in zip(ours, theirs):
+        if function != their_function or line != their_line:
+            return False
+        if file != their_file and not (file or "").endswith("/" + (their_file or "")):
+            return False
+    return True
+
+
+def expected_functions(name):
+    mode = name.split("-", 1)[1]
+    if mode in ("spin", "nop2m", "int3"):
+        return ["spin_here", "worker_main", "thread_start"]
+    return ["crash_halt", "<signal handler called>", f"trigger_{mode}", "worker_main", "thread_start"]
+
+
+def describe(frames):
+    return "\n".join(f"    {function} at {file}:{line}" for function, file, line in frames or [])
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__.strip().splitlines()[-1])
+    results, stardump = sys.argv[1], sys.argv[2]
+    names = sorted(entry.removesuffix(".console.log") for entry in os.listdir(results)
+                   if entry.endswith(".console.log"))
+    failures, checked = [], 0
+    for name in names:
+        if name.endswith("-exit"):
+            continue
+        image = image_of(results, name)
+        snapshot = os.path.join(results, f"{name}.sdump")
+        core = os.path.join(results, f"{name}.core")
+        if not os.path.exists(snapshot):
+            failures.append(f"{name}: no snapshot: stardump-capture failed (see {name}.capture.log)")
+            continue
+        ours, stop, warnings = stardump_frames(stardump, snapshot, image)
+        if ours is None or stop or warnings:
+            failures.append(f"{name}: snapshot: {stop or ''} {' '.join(warnings)}\n{describe(ours)}")
+            continue
+        functions = [function for function, _, _ in ours]
+        missing = [function for function in expected_functions(name) if function not in functions]
+        if missing:
+            failures.append(f"{name}: snapshot backtrace lacks {missing}:\n{describe(ours)}")
+        checked += 1
+
+        if name.endswith("-nop2m"):
+            if os.path.exists(core) and os.path.getsize(core) > 0:
+                failures.append(f"{name}: xl dump-core wrote a core although the P2M is not published")
+            continue
+        from_core, stop, warnings = stardump_frames(stardump, core, image)
+        if from_core is None or stop:
+            failures.append(f"{name}: dump-core: {stop}\n{describe(from_core)}")
+            continue
+        if not same_frames(ours, from_core):
+            failures.append(f"{name}: the snapshot and the dump-core differ:\n"
+                            f"  snapshot:\n{describe(ours)}\n  dump-core:\n{describe(from_core)}")
+        gdb_bt = os.path.join(results, f"{name}.gdb-bt.txt")
+        if os.path.exists(gdb_bt):
+            theirs = gdb_frames(gdb_bt)
+            if not same_frames(from_core, theirs):
+                failures.append(f"{name}: stardump and gdb differ on the dump-core:\n"
+                                f"  stardump:\n{describe(from_core)}\n  gdb:\n{describe(theirs)}")
+        else:
+            failures.append(f"{name}: no gdb backtrace ({gdb_bt})")
+
+    for failure in failures:
+        print(f"!! {failure}")
+    print(f"check-stardump: {checked} guests checked, {len(failures)} failures")
+    sys.exit(1 if failures or checked == 0 else 0)
+
+
+if __name__ == "__main__":
+    main()
