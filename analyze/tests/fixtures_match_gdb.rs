@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use stardump::cmd::examine;
 use stardump::image::Image;
 use stardump::unwind::ImageMemory;
 use stardump::variables::dwarf::DebugInfo;
@@ -215,6 +216,64 @@ fn compare_ptypes(name: &str, expressions: &[&str]) {
         }
     }
     assert!(differences.is_empty(), "{name}: ptype differs:\n{}", differences.join("\n"));
+}
+
+/// `x` commands compared with gdb's on the executable.
+const C_EXAMINES: &[&str] = &[
+    "/4xw &int_array", "/2dg &long_value", "/3c message", "/s message", "/2s message", "/2a &handler_value",
+    "/1tb &high_char", "/2ob &high_char", "/1fg &double_value", "/1fw &float_value", "/3uh &short_value",
+    "/6xb text", "/3dw int_pointer", "/2xg record_pointer", "/5xw &record_value",
+];
+
+fn compare_examines(name: &str, commands: &[&str]) {
+    let program = fixture_dir().join(name);
+    require_program("gdb", "gdb");
+    let mut command = Command::new("timeout");
+    command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0"]);
+    for (index, examine) in commands.iter().enumerate() {
+        command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("x{examine}")]);
+    }
+    let output = command.arg(&program).output().expect("running gdb");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut gdb = vec![String::new(); commands.len()];
+    let mut current: Option<usize> = None;
+    for line in stdout.lines() {
+        if let Some(marker) = line.strip_prefix("@@") {
+            current = marker.parse().ok();
+            continue;
+        }
+        if let Some(index) = current {
+            gdb[index].push_str(line);
+            gdb[index].push('\n');
+        }
+    }
+
+    let image = Image::open(&program).expect("opening the fixture");
+    let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+    let symbols = SymbolTable::from_image(&image);
+    let memory = ImageMemory::new(&image);
+    let inspector = Inspector::new(&info, &symbols, &memory, &[], None, &[]);
+    let evaluator = Evaluator { inspector: &inspector, frame: None };
+    let is_type = |name: &str| !info.types_named(name).is_empty();
+    let mut differences = Vec::new();
+    for (index, examine) in commands.iter().enumerate() {
+        let (spec, address) = examine.split_once(' ').unwrap();
+        let format = examine::parse_format(spec).unwrap();
+        let value = evaluator.evaluate(&parse(address, &is_type).unwrap()).unwrap();
+        let start = examine::start_address(&inspector.types(), &value, &memory).unwrap();
+        let printer = Printer::new(inspector.types(), &memory, &symbols, PrintOptions::default());
+        let (units, failure) = examine::read_units(format, start, &memory, &printer);
+        let ours = examine::render_text(format, &units, failure.as_ref(), &symbols);
+        if ours != gdb[index] {
+            differences.push(format!("  x{examine}\n    gdb:\n{}    stardump:\n{ours}", gdb[index]));
+        }
+    }
+    assert!(differences.is_empty(), "{name}: x differs:\n{}", differences.join("\n"));
+}
+
+#[test]
+fn c_examine_o0_match_gdb() {
+    compare_examines("types-c-O0", C_EXAMINES);
 }
 
 #[test]

@@ -103,6 +103,51 @@ fn units_per_line(format: Format) -> usize {
     }
 }
 
+/// Returns the address `x` starts at for `value`: an array's, function's
+/// or struct's own address, otherwise the value itself (a pointer or an
+/// integer).
+pub fn start_address(
+    types: &crate::variables::types::TypeTable<'_>,
+    value: &crate::variables::value::Value,
+    memory: &dyn StackMemory,
+) -> anyhow::Result<u64> {
+    let own_address = match types.resolve_stripped(&value.ty) {
+        Type::Array { .. } | Type::Function(_) | Type::Aggregate { .. } => value.address(),
+        _ => None,
+    };
+    if let Some(address) = own_address {
+        return Ok(address);
+    }
+    let size = types.size_of(&value.ty).unwrap_or(8).min(8);
+    let bytes = value.read(memory, 0, size).map_err(|hole| anyhow::anyhow!("cannot read the address: {}", hole.marker()))?;
+    Ok(le_unsigned(&bytes))
+}
+
+/// Formats units as gdb's `x` prints them: lines of units, each line
+/// labelled with its first address and the symbol there.
+pub fn render_text(
+    format: Format,
+    units: &[(u64, String)],
+    failure: Option<&(u64, Hole)>,
+    symbols: &crate::variables::symbols::SymbolTable,
+) -> String {
+    let mut text = String::new();
+    let per_line = if format.letter == 's' { 1 } else { units_per_line(format) };
+    for line in units.chunks(per_line) {
+        let address = line[0].0;
+        let label = match symbols.annotation(address) {
+            Some(name) => format!("{address:#x} {name}"),
+            None => format!("{address:#x}"),
+        };
+        let values: Vec<&str> = line.iter().map(|(_, value)| value.as_str()).collect();
+        text.push_str(&format!("{label}:\t{}\n", values.join("\t")));
+    }
+    if let Some((address, hole)) = failure {
+        text.push_str(&format!("{address:#x}:\t{}\n", hole.marker()));
+    }
+    text
+}
+
 #[derive(Debug, Serialize)]
 struct Unit {
     address: String,
@@ -121,10 +166,10 @@ struct ExamineReport {
 }
 
 /// Units as `(address, text)`, and the first unit that could not be read.
-type ReadUnits = (Vec<(u64, String)>, Option<(u64, Hole)>);
+pub type ReadUnits = (Vec<(u64, String)>, Option<(u64, Hole)>);
 
 /// Reads the units and returns them with the first failure, if any.
-fn read_units(
+pub fn read_units(
     format: Format,
     start: u64,
     memory: &dyn StackMemory,
@@ -170,18 +215,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let is_type = |name: &str| !session.info.types_named(name).is_empty();
     let value = evaluator.evaluate(&parse(&args.address, &is_type)?)?;
     let types = inspector.types();
-    let start = match types.resolve_stripped(&value.ty) {
-        Type::Array { .. } | Type::Function(_) | Type::Aggregate { .. } => value.address(),
-        _ => None,
-    };
-    let start = match start {
-        Some(address) => address,
-        None => {
-            let size = types.size_of(&value.ty).unwrap_or(8).min(8);
-            let bytes = value.read(&memory, 0, size).map_err(|hole| anyhow::anyhow!("cannot read the address: {}", hole.marker()))?;
-            le_unsigned(&bytes)
-        }
-    };
+    let start = start_address(&types, &value, &memory)?;
     let printer = Printer::new(types, &memory, &session.symbols, args.context.print_options());
     let (units, failure) = read_units(format, start, &memory, &printer);
     let incomplete = failure.is_some() || printer.incomplete();
@@ -203,19 +237,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
-        let per_line = if format.letter == 's' { 1 } else { units_per_line(format) };
-        for line in units.chunks(per_line) {
-            let address = line[0].0;
-            let label = match session.symbols.annotation(address) {
-                Some(name) => format!("{address:#x} {name}"),
-                None => format!("{address:#x}"),
-            };
-            let values: Vec<&str> = line.iter().map(|(_, value)| value.as_str()).collect();
-            writeln!(out, "{label}:\t{}", values.join("\t"))?;
-        }
-        if let Some((address, hole)) = failure {
-            writeln!(out, "{address:#x}:\t{}", hole.marker())?;
-        }
+        out.write_all(render_text(format, &units, failure.as_ref(), &session.symbols).as_bytes())?;
     }
     Ok(if incomplete { Outcome::Incomplete } else { Outcome::Complete })
 }
