@@ -227,18 +227,26 @@ pub fn thread_report(image: &Image, vcpu: u32, backtrace: &Backtrace) -> ThreadR
     }
 }
 
-/// Fills in the arguments and locals of every frame of `report`.
-#[allow(clippy::too_many_arguments)]
+/// What the variables of one vCPU's frames are read from.
+struct VariableTarget<'a> {
+    info: &'a DebugInfo,
+    symbols: &'a SymbolTable,
+    memory: &'a TargetMemory<'a>,
+    vcpu: &'a VcpuState,
+}
+
+/// Fills in the arguments of every frame of `report`, and with `full` the
+/// locals. Only with `full` does a value that is not known make the output
+/// incomplete: plain `bt` is complete when the walk is.
 fn add_variables(
     report: &mut ThreadReport,
     backtrace: &Backtrace,
-    info: &DebugInfo,
-    symbols: &SymbolTable,
-    memory: &TargetMemory<'_>,
-    vcpu: &VcpuState,
+    target: &VariableTarget<'_>,
     options: PrintOptions,
+    full: bool,
     incomplete: &mut bool,
 ) {
+    let VariableTarget { info, symbols, memory, vcpu } = *target;
     let mut lines_per_frame = vec![0usize; backtrace.frames.len()];
     for line in &report.frames {
         if let Some(count) = lines_per_frame.get_mut(line.physical_index) {
@@ -249,10 +257,13 @@ fn add_variables(
     let printer = Printer::new(inspector.types(), memory, symbols, options);
     for (index, frame) in report.frames.iter_mut().enumerate() {
         let arguments = inspector.arguments(index);
-        let locals = inspector.locals(index);
         frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
+        let mut ignored = false;
+        let incomplete = if full { &mut *incomplete } else { &mut ignored };
         frame.arguments = Some(variable_reports(&printer, &arguments, incomplete));
-        frame.locals = Some(variable_reports(&printer, &locals, incomplete));
+        if full {
+            frame.locals = Some(variable_reports(&printer, &inspector.locals(index), incomplete));
+        }
     }
 }
 
@@ -338,7 +349,8 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
 
     let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
     let mut unwinder = Unwinder::new(&image, options);
-    let variables = args.full.then(|| {
+    // Frame lines show arguments as gdb's do whenever there is DWARF.
+    let variables = image.has_debug_info().then(|| {
         let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
         let symbols = SymbolTable::from_image(&image);
         (info, symbols)
@@ -352,7 +364,8 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
                 let mut report = thread_report(&image, vcpu.id, &backtrace);
                 if let Some((info, symbols)) = &variables {
                     let memory = TargetMemory::new(&snapshot, vcpu.cr3);
-                    add_variables(&mut report, &backtrace, info, symbols, &memory, vcpu, print_options, &mut variables_incomplete);
+                    let target = VariableTarget { info, symbols, memory: &memory, vcpu };
+                    add_variables(&mut report, &backtrace, &target, print_options, args.full, &mut variables_incomplete);
                 }
                 report
             }
