@@ -64,6 +64,16 @@ pub fn check_image(image: &Image, target: &dyn Target, cr3: u64) -> Vec<ImageMis
         }
     }
 
+    // Xen writes the hypercall stubs into the page the image reserves when it
+    // builds the domain, so those bytes differ from the file in every Xen
+    // guest and prove nothing.
+    let hypercall_page = image
+        .symbols()
+        .iter()
+        .find(|symbol| symbol.name == crate::unwind::hypercall::HYPERCALL_PAGE_SYMBOL)
+        .map(|symbol| symbol.address..symbol.address.saturating_add(4096));
+    let written_by_xen = |address: u64| hypercall_page.as_ref().is_some_and(|page| page.contains(&address));
+
     for segment in image.segments().iter().filter(|segment| segment.executable) {
         let len = segment.file_len_bytes.min(COMPARED_CODE_BYTES);
         let Ok(len) = usize::try_from(len) else { continue };
@@ -73,8 +83,13 @@ pub fn check_image(image: &Image, target: &dyn Target, cr3: u64) -> Vec<ImageMis
             mismatches.push(ImageMismatch::CodeUnreadable { error });
             continue;
         }
-        if let Some(offset) = expected.iter().zip(&actual).position(|(a, b)| a != b) {
-            let address = segment.address.wrapping_add(offset as u64);
+        let differs = expected
+            .iter()
+            .zip(&actual)
+            .enumerate()
+            .map(|(offset, bytes)| (segment.address.wrapping_add(offset as u64), bytes))
+            .find(|&(address, (a, b))| a != b && !written_by_xen(address));
+        if let Some((address, _)) = differs {
             mismatches.push(ImageMismatch::CodeDiffers { address });
         }
     }
@@ -82,4 +97,69 @@ pub fn check_image(image: &Image, target: &dyn Target, cr3: u64) -> Vec<ImageMis
         tracing::debug!(%mismatch, image = %image.path().display(), "image check");
     }
     mismatches
+}
+
+#[cfg(test)]
+mod tests {
+    use stardump_format::{MemoryRange, Metadata, VcpuState};
+
+    use super::*;
+    use crate::test_fixtures;
+
+    /// Memory that holds the image's own bytes, with one byte changed.
+    struct PatchedImage<'i> {
+        image: &'i Image,
+        metadata: Metadata,
+        patched_address: u64,
+    }
+
+    impl Target for PatchedImage<'_> {
+        fn metadata(&self) -> &Metadata {
+            &self.metadata
+        }
+
+        fn vcpus(&self) -> &[VcpuState] {
+            &[]
+        }
+
+        fn read_physical(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            Err(MemoryError::NotCaptured { address, len: buf.len() })
+        }
+
+        fn read_virtual(&self, _cr3: u64, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            let bytes = self
+                .image
+                .bytes_at(address, buf.len())
+                .ok_or(MemoryError::NotCaptured { address, len: buf.len() })?;
+            buf.copy_from_slice(bytes);
+            if let Some(offset) = self.patched_address.checked_sub(address).filter(|&offset| offset < buf.len() as u64) {
+                buf[offset as usize] ^= 0xff;
+            }
+            Ok(())
+        }
+
+        fn memory_map(&self) -> Vec<MemoryRange> {
+            Vec::new()
+        }
+    }
+
+    fn hypercall_page(image: &Image) -> u64 {
+        image.symbols().iter().find(|symbol| symbol.name == "hypercall_page").unwrap().address
+    }
+
+    #[test]
+    fn hypercall_page_bytes_ignored() {
+        let image = Image::open(test_fixtures::hypercall_image_path()).unwrap();
+        let page = hypercall_page(&image);
+        let target = PatchedImage { image: &image, metadata: Metadata::default(), patched_address: page + 40 };
+        assert_eq!(check_image(&image, &target, 0), Vec::new());
+    }
+
+    #[test]
+    fn code_outside_hypercall_page_compared() {
+        let image = Image::open(test_fixtures::hypercall_image_path()).unwrap();
+        let blocker = image.symbols().iter().find(|symbol| symbol.name == "blocker").unwrap().address;
+        let target = PatchedImage { image: &image, metadata: Metadata::default(), patched_address: blocker };
+        assert_eq!(check_image(&image, &target, 0), vec![ImageMismatch::CodeDiffers { address: blocker }]);
+    }
 }
