@@ -498,7 +498,9 @@ impl<'d> Locator<'d> {
                     Ok(slice) => Ok(slice.iter().copied().chain(std::iter::repeat(0)).take(len).collect()),
                     Err(error) => Err(Hole::Error(format!("invalid DW_OP_implicit_value: {error}"))),
                 },
-                Location::ImplicitPointer { .. } => Err(Hole::Error("synthetic pointer".into())),
+                // NOTE: gdb can dereference such a pointer; stardump only
+                // names it.
+                Location::ImplicitPointer { .. } => Err(Hole::SyntheticPointer),
             };
             match filled {
                 Ok(data) => bytes[range].copy_from_slice(&data),

@@ -33,6 +33,9 @@ pub enum Hole {
         /// Why.
         reason: String,
     },
+    /// A pointer DWARF describes by what it points to
+    /// (`DW_OP_implicit_pointer`), which has no address to print.
+    SyntheticPointer,
     /// The location could not be evaluated.
     Error(String),
 }
@@ -44,6 +47,7 @@ impl Hole {
             Hole::OptimizedOut => "<optimized out>".to_owned(),
             Hole::NotSaved { .. } => "<not saved>".to_owned(),
             Hole::Unreadable { address, reason } => format!("<unreadable at {address:#x}: {reason}>"),
+            Hole::SyntheticPointer => "<synthetic pointer>".to_owned(),
             Hole::Error(reason) => format!("<error: {reason}>"),
         }
     }
