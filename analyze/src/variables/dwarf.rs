@@ -134,15 +134,10 @@ impl DebugInfo {
                     _ => None,
                 }
             });
-            let mut ranges = Vec::new();
-            if let Ok(mut iter) = dwarf.unit_ranges(&unit) {
-                while let Ok(Some(range)) = iter.next() {
-                    if range.begin < range.end {
-                        ranges.push(range.begin..range.end);
-                    }
-                }
-            }
-            units.push(UnitInfo { unit, nodes, name, language, ranges });
+            // The ranges are read below with checked arithmetic: gimli
+            // 0.34's `unit_ranges` adds DW_AT_high_pc to DW_AT_low_pc
+            // unchecked, which panics on overflow in debug builds.
+            units.push(UnitInfo { unit, nodes, name, language, ranges: Vec::new() });
         }
 
         let mut info = DebugInfo {
@@ -153,6 +148,13 @@ impl DebugInfo {
             types: HashMap::new(),
             enumerators: HashMap::new(),
         };
+        for index in 0..info.units.len() {
+            let root = DieId { unit: index as u32, node: 0 };
+            if info.units[index].nodes.is_empty() {
+                continue;
+            }
+            info.units[index].ranges = info.ranges(root);
+        }
         info.index_names();
         info
     }
