@@ -5,7 +5,8 @@
 //! `paging` the x86_64 page-table walk, and `snapshot` the reader and writer
 //! of the file format that `SPEC.md` defines byte by byte. `foreign` reads
 //! core files other programs write (QEMU `dump-guest-memory`, Xen
-//! `xl dump-core`) and opens any supported file by its contents.
+//! `xl dump-core`, Linux process cores) and opens any supported file by its
+//! contents.
 
 #![warn(missing_docs)]
 
@@ -15,7 +16,7 @@ pub mod paging;
 pub mod snapshot;
 pub mod target;
 
-pub use foreign::{open_core, Core, OpenError, QemuDump, XenDumpCore};
+pub use foreign::{open_core, Core, FileMapping, LinuxCore, OpenError, QemuDump, XenDumpCore};
 pub use model::{Metadata, RegisterGroups, SourceKind, VcpuState};
 pub use paging::{Mapping, MappingFlags};
 pub use snapshot::{Snapshot, SnapshotError, SnapshotWriter, WriteError, WriteSummary, WriterOptions};

@@ -188,6 +188,8 @@ pub enum SourceKind {
     QemuDump,
     /// A Xen `xl dump-core` file of a PV or HVM domain.
     XenDumpCore,
+    /// The ELF core file of a Linux process (written by the kernel or gdb's `gcore`).
+    LinuxCore,
 }
 
 impl SourceKind {
@@ -201,6 +203,7 @@ impl SourceKind {
             SourceKind::LinuxProcess => 4,
             SourceKind::QemuDump => 5,
             SourceKind::XenDumpCore => 6,
+            SourceKind::LinuxCore => 7,
         }
     }
 
@@ -214,6 +217,7 @@ impl SourceKind {
             4 => SourceKind::LinuxProcess,
             5 => SourceKind::QemuDump,
             6 => SourceKind::XenDumpCore,
+            7 => SourceKind::LinuxCore,
             _ => return None,
         })
     }

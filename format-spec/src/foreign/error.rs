@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::snapshot::SnapshotError;
 
-/// Damage found in a QEMU dump or an `xl dump-core` file.
+/// Damage found in a QEMU dump, an `xl dump-core` file or a Linux process core.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CoreFileError {
     /// A part of the file extends past its end.
@@ -107,7 +107,7 @@ pub enum OpenError {
         source: std::io::Error,
     },
     /// The file is not in any format stardump reads.
-    #[error("{path} is not a stardump snapshot, QEMU dump or xl dump-core: {found}")]
+    #[error("{path} is not a stardump snapshot, QEMU dump, xl dump-core or Linux process core: {found}")]
     UnknownFormat {
         /// Path of the file.
         path: PathBuf,
@@ -135,6 +135,15 @@ pub enum OpenError {
     /// The file is a Xen `xl dump-core` file with damage.
     #[error("invalid xl dump-core file {path}")]
     XenDumpCore {
+        /// Path of the file.
+        path: PathBuf,
+        /// The damaged part and its file offset.
+        #[source]
+        source: CoreFileError,
+    },
+    /// The file is the ELF core of a Linux process, with damage.
+    #[error("invalid Linux process core file {path}")]
+    LinuxCore {
         /// Path of the file.
         path: PathBuf,
         /// The damaged part and its file offset.

@@ -4,7 +4,9 @@
 //! - a stardump snapshot goes to [`Snapshot::open`];
 //! - a QEMU `dump-guest-memory` ELF core (written with `paging=false`) to
 //!   [`QemuDump`];
-//! - a Xen `xl dump-core` file of a 64-bit PV or HVM guest to [`XenDumpCore`].
+//! - a Xen `xl dump-core` file of a 64-bit PV or HVM guest to [`XenDumpCore`];
+//! - the ELF core of an x86_64 Linux process, written by the kernel or by
+//!   gdb's `gcore`, to [`LinuxCore`].
 //!
 //! Each reader implements [`Target`], so the analyzer reads all of them the
 //! same way; [`Core`] keeps the concrete reader reachable for details that
@@ -12,6 +14,9 @@
 
 mod elf;
 mod error;
+mod linux;
+mod linux_build_id;
+mod linux_notes;
 mod qemu;
 mod xen;
 mod xen_layout;
@@ -23,12 +28,13 @@ use std::path::Path;
 use memmap2::Mmap;
 
 pub use error::{CoreFileError, OpenError};
+pub use linux::{FileMapping, LinuxCore, LoadSegment};
 pub use qemu::QemuDump;
 pub use xen::{XenDumpCore, XenGuestKind};
 
 use crate::model::{Metadata, VcpuState};
 use crate::paging::ReadPhysical;
-use crate::snapshot::layout::PT_STARDUMP_CHUNKS;
+use crate::snapshot::layout::{PT_STARDUMP_CHUNKS, STARDUMP_NOTE_NAME};
 use crate::snapshot::Snapshot;
 use crate::target::{MemoryError, MemoryRange, Target};
 
@@ -109,6 +115,8 @@ pub enum Core {
     QemuDump(QemuDump),
     /// A Xen `xl dump-core` file.
     XenDumpCore(XenDumpCore),
+    /// The ELF core of a Linux process.
+    LinuxCore(LinuxCore),
 }
 
 impl Core {
@@ -126,16 +134,18 @@ impl Core {
             Core::Snapshot(snapshot) => snapshot.path(),
             Core::QemuDump(dump) => dump.path(),
             Core::XenDumpCore(dump) => dump.path(),
+            Core::LinuxCore(core) => core.path(),
         }
     }
 
     /// Returns a short name of the file's format ("stardump snapshot",
-    /// "QEMU dump", "xl dump-core").
+    /// "QEMU dump", "xl dump-core", "Linux core").
     pub fn format_name(&self) -> &'static str {
         match self {
             Core::Snapshot(_) => "stardump snapshot",
             Core::QemuDump(_) => "QEMU dump",
             Core::XenDumpCore(_) => "xl dump-core",
+            Core::LinuxCore(_) => "Linux core",
         }
     }
 
@@ -144,6 +154,7 @@ impl Core {
             Core::Snapshot(snapshot) => snapshot,
             Core::QemuDump(dump) => dump,
             Core::XenDumpCore(dump) => dump,
+            Core::LinuxCore(core) => core,
         }
     }
 }
@@ -176,6 +187,7 @@ enum Format {
     Snapshot,
     QemuDump,
     XenDumpCore,
+    LinuxCore,
 }
 
 /// Returns the name of an ELF `e_type` value.
@@ -244,11 +256,19 @@ fn detect_format(file: &[u8]) -> Result<Format, String> {
     if qemu::has_qemu_notes(&notes) {
         return Ok(Format::QemuDump);
     }
-    Err("ELF core without stardump chunks, QEMU register notes or a .note.Xen section (a process core?)".into())
+    if notes.iter().any(|note| note.name == STARDUMP_NOTE_NAME) {
+        return Err("ELF core with stardump notes but no stardump chunk segment (a damaged snapshot?)".into());
+    }
+    if linux::is_process_core(&notes) {
+        return Ok(Format::LinuxCore);
+    }
+    Err("ELF core without stardump chunks, QEMU register notes, a .note.Xen section or \
+         the NT_PRSTATUS with NT_FILE, NT_PRPSINFO or NT_AUXV notes of a process core"
+        .into())
 }
 
-/// Opens a stardump snapshot, a QEMU `dump-guest-memory` core or an
-/// `xl dump-core` file, recognized by its contents.
+/// Opens a stardump snapshot, a QEMU `dump-guest-memory` core, an
+/// `xl dump-core` file or a Linux process core, recognized by its contents.
 pub fn open_core(path: &Path) -> Result<Core, OpenError> {
     let bytes = FileBytes::map(path)?;
     let format = detect_format(&bytes).map_err(|found| OpenError::UnknownFormat { path: path.to_path_buf(), found })?;
@@ -266,6 +286,9 @@ pub fn open_core(path: &Path) -> Result<Core, OpenError> {
         Format::XenDumpCore => XenDumpCore::parse(path, bytes)
             .map(Core::XenDumpCore)
             .map_err(|source| OpenError::XenDumpCore { path: path.to_path_buf(), source }),
+        Format::LinuxCore => LinuxCore::parse(path, bytes)
+            .map(Core::LinuxCore)
+            .map_err(|source| OpenError::LinuxCore { path: path.to_path_buf(), source }),
     }
 }
 
@@ -281,6 +304,7 @@ pub fn parse_core(path: &Path, bytes: Vec<u8>) -> Result<Core, OpenError> {
         }),
         Format::QemuDump => QemuDump::from_bytes(path, bytes).map(Core::QemuDump),
         Format::XenDumpCore => XenDumpCore::from_bytes(path, bytes).map(Core::XenDumpCore),
+        Format::LinuxCore => LinuxCore::from_bytes(path, bytes).map(Core::LinuxCore),
     }
 }
 
