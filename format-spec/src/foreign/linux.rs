@@ -30,6 +30,11 @@ use super::{qemu, FileBytes};
 use crate::model::{Metadata, SourceKind, VcpuState};
 use crate::target::{MemoryError, MemoryRange, Target};
 
+/// Number of file mappings whose build id is looked up, after which the
+/// rest get `None`. It bounds the work a crafted `NT_FILE` note can cause.
+/// NOTE: a guess well above the few hundred ELF files a large process maps.
+const MAX_BUILD_ID_LOOKUPS: usize = 4096;
+
 /// `p_flags` bits of a program header.
 const PF_X: u32 = 1;
 const PF_W: u32 = 2;
@@ -49,7 +54,7 @@ pub struct FileMapping {
     pub path: String,
     /// GNU build id of the ELF file, read from the core's memory. Set only
     /// on a mapping with `file_offset` 0 whose ELF header and build-id note
-    /// were captured.
+    /// were captured, among the first 4096 such mappings.
     pub build_id: Option<Vec<u8>>,
 }
 
@@ -60,8 +65,8 @@ pub struct LoadSegment {
     pub start: u64,
     /// Bytes of address space the segment covers (`p_memsz`).
     pub memory_len: u64,
-    /// Bytes present in the file from `start` on; less than `memory_len`
-    /// when the writer left pages out or the file is truncated.
+    /// Bytes present in the file from `start` on. They are fewer than
+    /// `memory_len` when the writer left pages out or the file is truncated.
     pub captured_len: u64,
     /// Whether the mapping was readable (`PF_R`).
     pub readable: bool,
@@ -212,13 +217,13 @@ fn find_executable<'a>(auxv: &[(u64, u64)], mappings: &'a [FileMapping]) -> Opti
 }
 
 impl LinuxCore {
-    /// Opens and validates a process core; the file is memory-mapped.
+    /// Opens and validates a process core, which stays memory-mapped.
     pub fn open(path: &Path) -> Result<LinuxCore, OpenError> {
         let bytes = FileBytes::map(path)?;
         LinuxCore::parse(path, bytes).map_err(|source| OpenError::LinuxCore { path: path.to_path_buf(), source })
     }
 
-    /// Parses a process core held in memory; `path` names it in metadata and errors.
+    /// Parses a process core held in memory. `path` names it in metadata and errors.
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<LinuxCore, OpenError> {
         LinuxCore::parse(path, FileBytes::Owned(bytes))
             .map_err(|source| OpenError::LinuxCore { path: path.to_path_buf(), source })
@@ -254,11 +259,19 @@ impl LinuxCore {
 
         let segments = load_segments(file, &program_headers)?;
         let read = |address: u64, buf: &mut [u8]| read_segments(file, &segments, address, buf);
+        let mut lookups = 0;
         let file_mappings: Vec<FileMapping> = file_entries
             .into_iter()
             .map(|entry| {
-                let build_id =
-                    (entry.file_offset == 0).then(|| mapped_build_id(&read, entry.start, entry.end - entry.start));
+                let mut look_up = entry.file_offset == 0;
+                if look_up {
+                    lookups += 1;
+                    if lookups == MAX_BUILD_ID_LOOKUPS + 1 {
+                        warn!(limit = MAX_BUILD_ID_LOOKUPS, "too many mapped files, so the rest get no build id");
+                    }
+                    look_up = lookups <= MAX_BUILD_ID_LOOKUPS;
+                }
+                let build_id = look_up.then(|| mapped_build_id(&read, entry.start, entry.end - entry.start));
                 FileMapping {
                     start: entry.start,
                     end: entry.end,
@@ -312,31 +325,31 @@ impl LinuxCore {
         &self.path
     }
 
-    /// Process id from `NT_PRPSINFO`, when the core has that note.
+    /// Returns the process id from `NT_PRPSINFO`, when the core has that note.
     pub fn pid(&self) -> Option<u32> {
         self.pid
     }
 
-    /// Start of the command line from `NT_PRPSINFO` (the kernel keeps 79
+    /// Returns the start of the command line from `NT_PRPSINFO` (the kernel keeps 79
     /// bytes), when the core has that note.
     pub fn command_line(&self) -> Option<&str> {
         self.command_line.as_deref()
     }
 
-    /// Signal that stopped each thread (`pr_cursig`), in the order of
-    /// [`Target::vcpus`]; 0 for a thread that had none pending.
+    /// Returns the signal that stopped each thread (`pr_cursig`), in the order of
+    /// [`Target::vcpus`], or 0 for a thread that had none pending.
     pub fn thread_signals(&self) -> &[u16] {
         &self.signals
     }
 
-    /// File mappings from `NT_FILE`, in the order the note lists them
-    /// (address order for both writers); empty when the core has no such note.
+    /// Returns the file mappings from `NT_FILE`, in the order the note lists them
+    /// (address order for both writers). It is empty when the core has no such note.
     pub fn file_mappings(&self) -> &[FileMapping] {
         &self.file_mappings
     }
 
-    /// Auxiliary vector as (key, value) pairs without the final `AT_NULL`;
-    /// empty when the core has no `NT_AUXV` note.
+    /// Returns the auxiliary vector as (key, value) pairs without the final
+    /// `AT_NULL`, or an empty slice when the core has no `NT_AUXV` note.
     pub fn auxv(&self) -> &[(u64, u64)] {
         &self.auxv
     }
@@ -399,5 +412,177 @@ impl std::fmt::Debug for LinuxCore {
             .field("segments", &self.segments.len())
             .field("file_mappings", &self.file_mappings.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::foreign::{detect_format, Format};
+
+    /// Appends a note with 4-byte padding after the name and the descriptor.
+    fn push_note(out: &mut Vec<u8>, name: &[u8], note_type: u32, desc: &[u8]) {
+        out.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+        out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        out.extend_from_slice(&note_type.to_le_bytes());
+        out.extend_from_slice(name);
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(desc);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+
+    /// Builds an `NT_PRSTATUS` descriptor with thread id `tid` and rip `rip`.
+    fn prstatus(tid: u32, rip: u64) -> Vec<u8> {
+        let mut desc = vec![0u8; 336];
+        desc[32..36].copy_from_slice(&tid.to_le_bytes());
+        desc[112 + 16 * 8..112 + 17 * 8].copy_from_slice(&rip.to_le_bytes());
+        desc
+    }
+
+    /// Builds an `NT_PRPSINFO` descriptor for process `pid` named `command`.
+    fn prpsinfo(pid: u32, command: &str) -> Vec<u8> {
+        let mut desc = vec![0u8; 136];
+        desc[24..28].copy_from_slice(&pid.to_le_bytes());
+        desc[40..40 + command.len()].copy_from_slice(command.as_bytes());
+        desc
+    }
+
+    /// One PT_LOAD: (p_vaddr, contents, p_memsz).
+    type Load = (u64, Vec<u8>, u64);
+
+    /// Builds a core file with a PT_NOTE segment holding `notes` and the
+    /// given PT_LOAD segments, in the layout the kernel uses.
+    fn build(notes: &[u8], loads: &[Load]) -> Vec<u8> {
+        let phnum = 1 + loads.len();
+        let mut file = vec![0u8; 64 + phnum * 56];
+        file[0..4].copy_from_slice(b"\x7fELF");
+        file[4] = 2;
+        file[5] = 1;
+        file[16..18].copy_from_slice(&elf::ET_CORE.to_le_bytes());
+        file[18..20].copy_from_slice(&elf::EM_X86_64.to_le_bytes());
+        file[32..40].copy_from_slice(&64u64.to_le_bytes());
+        file[54..56].copy_from_slice(&56u16.to_le_bytes());
+        file[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
+        let mut headers = vec![(elf::PT_NOTE, file.len() as u64, 0u64, notes.len() as u64, 0u64)];
+        file.extend_from_slice(notes);
+        for (vaddr, contents, memsz) in loads {
+            headers.push((elf::PT_LOAD, file.len() as u64, *vaddr, contents.len() as u64, *memsz));
+            file.extend_from_slice(contents);
+        }
+        for (index, (p_type, offset, vaddr, filesz, memsz)) in headers.into_iter().enumerate() {
+            let at = 64 + index * 56;
+            file[at..at + 4].copy_from_slice(&p_type.to_le_bytes());
+            file[at + 4..at + 8].copy_from_slice(&(PF_R | PF_W).to_le_bytes());
+            file[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
+            file[at + 16..at + 24].copy_from_slice(&vaddr.to_le_bytes());
+            file[at + 32..at + 40].copy_from_slice(&filesz.to_le_bytes());
+            file[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
+        }
+        file
+    }
+
+    fn two_thread_notes() -> Vec<u8> {
+        let mut notes = Vec::new();
+        push_note(&mut notes, CORE_NOTE_NAME, NT_PRSTATUS, &prstatus(700, 0x40_1000));
+        push_note(&mut notes, CORE_NOTE_NAME, NT_PRPSINFO, &prpsinfo(700, "server"));
+        push_note(&mut notes, CORE_NOTE_NAME, NT_PRSTATUS, &prstatus(701, 0x40_2000));
+        notes
+    }
+
+    fn parse(bytes: Vec<u8>) -> Result<LinuxCore, CoreFileError> {
+        LinuxCore::parse(Path::new("test.core"), FileBytes::Owned(bytes))
+    }
+
+    #[test]
+    fn threads_in_file_order() {
+        let core = parse(build(&two_thread_notes(), &[])).unwrap();
+        let threads: Vec<(u32, Option<u64>, u64)> = core.vcpus().iter().map(|v| (v.id, v.thread_id, v.rip)).collect();
+        assert_eq!(threads, vec![(0, Some(700), 0x40_1000), (1, Some(701), 0x40_2000)]);
+        assert_eq!(core.metadata().target_name, "server (pid 700)");
+        assert_eq!(core.pid(), Some(700));
+    }
+
+    #[test]
+    fn bytes_past_filesz_are_not_captured() {
+        let loads = [(0x1000, vec![7; 0x1000], 0x3000), (0x4000, vec![9; 0x1000], 0x1000)];
+        let core = parse(build(&two_thread_notes(), &loads)).unwrap();
+        let mut buf = [0u8; 4];
+        core.read_virtual(0, 0x1ffc, &mut buf).unwrap();
+        assert_eq!(buf, [7; 4]);
+        assert_eq!(core.read_virtual(0, 0x1ffe, &mut buf), Err(MemoryError::NotCaptured { address: 0x2000, len: 4 }));
+        assert_eq!(core.read_virtual(0, 0x3ffe, &mut buf), Err(MemoryError::NotCaptured { address: 0x3ffe, len: 4 }));
+        assert_eq!(core.read_physical(0x4000, &mut buf), Ok(()));
+        assert_eq!(
+            core.memory_map(),
+            vec![MemoryRange { start: 0x1000, len_bytes: 0x1000 }, MemoryRange { start: 0x4000, len_bytes: 0x1000 }]
+        );
+        assert_eq!(core.segments()[0].memory_len, 0x3000);
+        assert!(core.segments()[0].writable);
+    }
+
+    #[test]
+    fn read_spans_adjacent_segments() {
+        let loads = [(0x1000, vec![1; 0x1000], 0x1000), (0x2000, vec![2; 0x1000], 0x1000)];
+        let core = parse(build(&two_thread_notes(), &loads)).unwrap();
+        let mut buf = [0u8; 4];
+        core.read_virtual(0, 0x1ffe, &mut buf).unwrap();
+        assert_eq!(buf, [1, 1, 2, 2]);
+        assert_eq!(core.memory_map(), vec![MemoryRange { start: 0x1000, len_bytes: 0x2000 }]);
+    }
+
+    #[test]
+    fn overlapping_segments_rejected() {
+        let loads = [(0x1000, vec![0; 0x1000], 0x1000), (0x1800, vec![0; 0x1000], 0x1000)];
+        let error = parse(build(&two_thread_notes(), &loads)).unwrap_err();
+        assert!(matches!(error, CoreFileError::InvalidProgramHeader { index: 2, offset: 176, .. }), "{error}");
+    }
+
+    #[test]
+    fn segment_wrapping_address_space_rejected() {
+        let loads = [(u64::MAX - 0xfff, vec![0; 0x1000], 0x2000)];
+        let error = parse(build(&two_thread_notes(), &loads)).unwrap_err();
+        assert!(matches!(error, CoreFileError::InvalidProgramHeader { index: 1, .. }), "{error}");
+    }
+
+    #[test]
+    fn detection_needs_process_notes() {
+        let mut prstatus_only = Vec::new();
+        push_note(&mut prstatus_only, CORE_NOTE_NAME, NT_PRSTATUS, &prstatus(1, 0));
+        assert!(detect_format(&build(&prstatus_only, &[])).is_err());
+        assert_eq!(detect_format(&build(&two_thread_notes(), &[])), Ok(Format::LinuxCore));
+    }
+
+    #[test]
+    fn detection_prefers_qemu_notes() {
+        let mut notes = two_thread_notes();
+        push_note(&mut notes, b"QEMU", 0, &[0; 16]);
+        assert_eq!(detect_format(&build(&notes, &[])), Ok(Format::QemuDump));
+    }
+
+    #[test]
+    fn executable_found_through_at_phdr() {
+        let mut auxv = Vec::new();
+        for value in [AT_PHDR, 0x5000_0040, 0, 0] {
+            auxv.extend_from_slice(&u64::to_le_bytes(value));
+        }
+        let mut file_note = Vec::new();
+        for value in [2u64, 4096, 0x5000_0000, 0x5000_1000, 0, 0x5000_1000, 0x5000_3000, 1] {
+            file_note.extend_from_slice(&value.to_le_bytes());
+        }
+        file_note.extend_from_slice(b"/usr/bin/server\0/usr/bin/server\0");
+        let mut notes = two_thread_notes();
+        push_note(&mut notes, CORE_NOTE_NAME, NT_AUXV, &auxv);
+        push_note(&mut notes, CORE_NOTE_NAME, NT_FILE, &file_note);
+        let core = parse(build(&notes, &[])).unwrap();
+        assert_eq!(core.auxv(), &[(AT_PHDR, 0x5000_0040)]);
+        assert_eq!(core.file_mappings().len(), 2);
+        let executable = core.executable().unwrap();
+        assert_eq!((executable.start, executable.file_offset), (0x5000_0000, 0));
+        assert_eq!(executable.build_id, None, "the ELF header was not captured");
     }
 }
