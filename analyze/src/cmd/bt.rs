@@ -6,6 +6,10 @@
 //! was inlined into. Like gdb, only the innermost line shows the address,
 //! and a trap frame prints as `<signal handler called>`. How the frame was
 //! found is appended in brackets, which gdb does not print.
+//!
+//! With DWARF, each line shows the function's arguments as gdb's frame
+//! lines do (see [`crate::cmd::inspect::frame_arguments`]); `--full` adds
+//! the locals below each line, like gdb's `bt full`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,6 +23,7 @@ use super::regs::select_vcpus;
 use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 use crate::check::{self, check_image};
 use crate::image::Image;
+use crate::image_fallback::ImageBacked;
 use crate::symbolize::{self, SourceFrame};
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
@@ -107,13 +112,13 @@ pub struct FrameReport {
     pub inlined: bool,
     /// The registers known in this frame.
     pub registers: std::collections::BTreeMap<&'static str, String>,
-    /// With `--full`: the function's arguments.
+    /// The function's arguments, when the image has DWARF.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Vec<VariableReport>>,
     /// With `--full`: the locals, innermost block first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locals: Option<Vec<VariableReport>>,
-    /// With `--full`: the arguments as the frame line shows them.
+    /// The arguments as the frame line shows them, when the image has DWARF.
     #[serde(skip)]
     pub argument_text: Option<String>,
 }
@@ -347,6 +352,9 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         None => warnings.push("no vCPU has cr3: the image's code was not compared with the snapshot".to_owned()),
     }
 
+    // Unwinding and variables read code and read-only data the dump lacks
+    // from the image; the image check above compares with the dump alone.
+    let backed = ImageBacked::new(&snapshot, &image);
     let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
     let mut unwinder = Unwinder::new(&image, options);
     // Frame lines show arguments as gdb's do whenever there is DWARF.
@@ -359,11 +367,11 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let mut variables_incomplete = false;
     let mut threads = Vec::new();
     for vcpu in &vcpus {
-        let thread = match unwind_vcpu(&mut unwinder, &snapshot, vcpu) {
+        let thread = match unwind_vcpu(&mut unwinder, &backed, vcpu) {
             Some(backtrace) => {
                 let mut report = thread_report(&image, vcpu.id, &backtrace);
                 if let Some((info, symbols)) = &variables {
-                    let memory = TargetMemory::new(&snapshot, vcpu.cr3);
+                    let memory = TargetMemory::new(&backed, vcpu.cr3);
                     let target = VariableTarget { info, symbols, memory: &memory, vcpu };
                     add_variables(&mut report, &backtrace, &target, print_options, args.full, &mut variables_incomplete);
                 }
@@ -378,6 +386,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         };
         threads.push(thread);
     }
+    warnings.extend(backed.warning());
     let complete = threads.iter().all(|thread| thread.complete) && !variables_incomplete;
     let outcome = if complete { Outcome::Complete } else { Outcome::Incomplete };
 
