@@ -4,7 +4,7 @@
 //! The path of a value: [`dwarf`] reads the DIE tree, [`scope`] finds the
 //! function, inlined calls and blocks at a frame's pc, [`location`]
 //! evaluates where a variable is (registers, memory, pieces, entry values),
-//! [`value`] contains its bytes, [`types`] describes what they mean, [`format`]
+//! [`value`] contains its bytes, [`types`] describes what they mean, [`format`](mod@format)
 //! prints them and [`expr`] evaluates C expressions over them. An
 //! [`Inspector`] ties one backtrace, its memory and the image together.
 
