@@ -11,5 +11,6 @@ cargo build --release --locked -p stardump
 cargo build --release --locked -p stardump-capture --features xen
 bash tests/xen-lab/run.sh --out "$out" --capture-bin target/release/stardump-capture
 python3 tests/xen-lab/check-stardump.py "$out" target/release/stardump
+python3 tests/xen-lab/check-image-fallback.py "$out" target/release/stardump
 STARDUMP_XEN_LAB_OUT="$out" cargo test --locked -p stardump-format --test foreign_xen_lab -- --ignored
 STARDUMP_XEN_LAB_RESULTS="$out" cargo test --locked -p stardump-capture --features xen --test xen_lab -- --ignored

@@ -94,6 +94,8 @@ pub struct LoadSegment {
     pub file_len_bytes: u64,
     /// Whether the segment is executable (`PF_X`).
     pub executable: bool,
+    /// Whether the segment is writable (`PF_W`).
+    pub writable: bool,
 }
 
 /// A section of call frame information with its virtual address, which
@@ -174,9 +176,11 @@ impl Image {
             .segments()
             .map(|segment| {
                 let (file_offset, file_len_bytes) = segment.file_range();
-                let executable = match segment.flags() {
-                    object::SegmentFlags::Elf { p_flags, .. } => p_flags.contains(object::elf::PF_X),
-                    _ => false,
+                let (executable, writable) = match segment.flags() {
+                    object::SegmentFlags::Elf { p_flags, .. } => {
+                        (p_flags.contains(object::elf::PF_X), p_flags.contains(object::elf::PF_W))
+                    }
+                    _ => (false, false),
                 };
                 LoadSegment {
                     address: segment.address(),
@@ -184,6 +188,7 @@ impl Image {
                     file_offset,
                     file_len_bytes,
                     executable,
+                    writable,
                 }
             })
             .collect();

@@ -3,13 +3,15 @@
 //! The modules follow the data's path: [`image`] loads the unikernel's ELF
 //! file, [`unwind`] walks a vCPU's stack through a [`stardump_format::Target`],
 //! [`symbolize`] names the frames, [`check`] compares the image with the
-//! snapshot, and [`cmd`] implements the `stardump` subcommands.
+//! snapshot, [`image_fallback`] reads code the dump lacks from the image,
+//! and [`cmd`] implements the `stardump` subcommands.
 
 #![warn(missing_docs)]
 
 pub mod check;
 pub mod cmd;
 pub mod image;
+pub mod image_fallback;
 pub mod symbolize;
 pub mod unwind;
 pub mod variables;
