@@ -144,6 +144,10 @@ void kernel_main(unsigned long start_info_phys)
 		__asm__ volatile("int3");
 		printk("boot: back from the int3 handler\n");
 	}
+	if (cmdline_has_word(cmdline, "hcall")) {
+		crash_through_hypercall_page = 1;
+		printk("boot: hcall: a crash shuts down through the hypercall page\n");
+	}
 	if (cmdline_has_word(cmdline, "nop2m"))
 		printk("boot: nop2m: P2M not published\n");
 	else

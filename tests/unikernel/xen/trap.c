@@ -66,14 +66,25 @@ void trap_init(void)
 	}
 }
 
+int crash_through_hypercall_page;
+
 /*
  * Stops the domain for good: SCHEDOP_shutdown with reason crash, so
- * on_crash="preserve" keeps it for a capture, whose vCPU rip is here.
+ * on_crash="preserve" keeps it for a capture. The vCPU's rip is here, or
+ * with `hcall` inside the hypercall page's sched_op stub, which has no CFI:
+ * that is where a real unikernel's vCPU stops.
  */
 noinline void crash_halt(void)
 {
-	for (;;)
-		xen_shutdown_in_place(SHUTDOWN_crash);
+	struct sched_shutdown shutdown = { .reason = SHUTDOWN_crash };
+
+	for (;;) {
+		if (crash_through_hypercall_page)
+			xen_hypercall(HYPERVISOR_sched_op, SCHEDOP_shutdown,
+				      (unsigned long)&shutdown, 0, 0);
+		else
+			xen_shutdown_in_place(SHUTDOWN_crash);
+	}
 }
 
 noinline void trap_handler(struct trap_frame *frame)

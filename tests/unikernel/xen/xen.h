@@ -125,6 +125,9 @@ struct evtchn_send {
 };
 
 extern char hypercall_page[];
+/* Set by the `hcall` command-line word: crash_halt then shuts down through
+ * the hypercall page, as Stardust's and Mini-OS's BUG() do. */
+extern int crash_through_hypercall_page;
 extern struct start_info *xen_start_info;
 extern struct shared_info *xen_shared_info;
 
