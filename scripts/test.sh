@@ -6,7 +6,7 @@
 #    backtraces with gdb's.
 # 2. The Xen lab (tests/xen-lab): Debian's Xen 4.17 boots under QEMU, runs
 #    the Xen PV test unikernel in every end mode, and captures each guest
-#    with stardump-capture and with `xl dump-core`; stardump must print the
+#    with stardump-capture and with `xl dump-core`. stardump must print the
 #    same frames from both files as gdb does.
 #
 # `--no-xen-lab` skips step 2, which takes 3 to 8 minutes on two cores.

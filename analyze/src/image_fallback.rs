@@ -5,8 +5,8 @@
 //! page tables map, and a damaged chunk loses its pages. Code and read-only
 //! data do not change while a unikernel runs, so the image's file bytes are
 //! what the guest had there. [`ImageBacked`] serves those reads from the
-//! image and records every page it served, so the command can say so: a
-//! value read from the image is never passed off as captured memory.
+//! image and records every page it served, so the command can warn about
+//! them. A value read from the image is never passed off as captured memory.
 //!
 //! Writable segments and Xen's hypercall page (which Xen fills when it
 //! builds the domain) are never served from the image, because their bytes

@@ -3,10 +3,10 @@
 
 `xl dump-core` marks guest frames it could not map with all-ones padding
 entries in `.xen_p2m`. This check copies a real dump-core of the lab's
-crashed O2 guest, turns the entries of the image's read-only data pages
-into padding, and runs `stardump bt --full` on the copy: the worker's
-request label (a string in .rodata) must still print, and stardump must
-warn that it read those pages from the image.
+crashed O2 guest and turns the entries of the image's read-only data pages
+into padding. Then `stardump bt --full` on the copy must still print the
+worker's request label (a string in .rodata), and must warn that it read
+those pages from the image.
 
 Usage: check-image-fallback.py RESULTS_DIR STARDUMP_BINARY
 """
