@@ -562,6 +562,8 @@ pub fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
             format_float(f64::from(f32::from_bits(le_unsigned(bytes) as u32)), 9)
         }
         constants::DW_ATE_float if bytes.len() == 8 => format_float(f64::from_bits(le_unsigned(bytes)), 17),
+        // NOTE: x87 `long double` (16 bytes) and `_Float128` are not
+        // converted; gdb prints their value with 21 or more digits.
         constants::DW_ATE_float => format!("<float of {} bytes>", bytes.len()),
         constants::DW_ATE_signed_char if bytes.len() == 1 => {
             format!("{} {}", le_signed(bytes), char_literal(bytes[0]))
