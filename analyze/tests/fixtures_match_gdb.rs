@@ -54,6 +54,7 @@ const CPP_GLOBALS: &[&str] = &[
     "square.length", "square.sides", "square.name", "tail.next", "counter_value", "derived_value",
     "*base_pointer", "base_pointer", "Counter::instances", "geometry::Color::Red", "color_value == geometry::Color::Green",
     "!flag_value", "square.length > 3 && flag_value", "sizeof(geometry::Square)", "account",
+    "wide_char", "char16_value", "char32_value", "wide_string", "u16_string", "u32_array", "wide_smile", "*wide_string@2",
 ];
 
 /// Expressions and type names whose `ptype` is compared.
@@ -93,6 +94,8 @@ fn fixture_dir() -> &'static Path {
 fn gdb_static_values(program: &Path, expressions: &[&str]) -> Vec<String> {
     require_program("gdb", "gdb");
     let mut command = Command::new("timeout");
+    // In an ASCII locale gdb escapes non-ASCII characters, as stardump does.
+    command.env("LC_ALL", "C");
     command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0", "-ex", "set pagination off"]);
     for (index, expression) in expressions.iter().enumerate() {
         // `/x EXPR` stands for gdb's `print/x EXPR`.
@@ -172,6 +175,8 @@ fn compare_static(name: &str, expressions: &[&str]) {
 fn gdb_ptypes(program: &Path, expressions: &[&str]) -> Vec<String> {
     require_program("gdb", "gdb");
     let mut command = Command::new("timeout");
+    // In an ASCII locale gdb escapes non-ASCII characters, as stardump does.
+    command.env("LC_ALL", "C");
     command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0"]);
     for (index, expression) in expressions.iter().enumerate() {
         command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("ptype {expression}")]);
@@ -229,6 +234,8 @@ fn compare_examines(name: &str, commands: &[&str]) {
     let program = fixture_dir().join(name);
     require_program("gdb", "gdb");
     let mut command = Command::new("timeout");
+    // In an ASCII locale gdb escapes non-ASCII characters, as stardump does.
+    command.env("LC_ALL", "C");
     command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0"]);
     for (index, examine) in commands.iter().enumerate() {
         command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("x{examine}")]);
@@ -341,6 +348,8 @@ fn parse_named(lines: &[&str]) -> Vec<Named> {
 fn gcore_at_crash(program: &Path, core: &Path) -> (CrashOracle, String) {
     require_program("gdb", "gdb");
     let mut command = Command::new("timeout");
+    // In an ASCII locale gdb escapes non-ASCII characters, as stardump does.
+    command.env("LC_ALL", "C");
     command
         .args(["-s", "KILL", "120", "gdb", "-batch", "-nx", "-ex", "set width 0", "-ex", "set pagination off"])
         .args(["-ex", "set startup-with-shell off", "-ex", "run"]);

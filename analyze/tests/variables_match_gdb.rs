@@ -139,6 +139,8 @@ struct GdbView {
 fn gdb_view(image: &Path, port: u16, frame_count: usize) -> GdbView {
     require_program("gdb", "gdb");
     let mut command = Command::new("timeout");
+    // In an ASCII locale gdb escapes non-ASCII characters, as stardump does.
+    command.env("LC_ALL", "C");
     command
         .args(["-s", "KILL", "120", "gdb", "-batch", "-nx"])
         .args(["-ex", "set pagination off", "-ex", "set width 0", "-ex", "set confirm off"])

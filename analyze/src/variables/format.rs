@@ -19,7 +19,7 @@ use std::cell::Cell;
 
 use gimli::constants;
 
-use super::types::{AggregateKind, Builtin, Member, Type, TypeRef, TypeTable};
+use super::types::{AggregateKind, Builtin, CharKind, Member, Type, TypeRef, TypeTable};
 use super::value::{le_signed, le_unsigned, Hole, Value};
 use super::symbols::SymbolTable;
 use crate::unwind::StackMemory;
@@ -107,7 +107,8 @@ impl<'a> Printer<'a> {
                 // (the string follows), unless a typedef names it.
                 let typedef_named = !matches!(self.types.resolve(&value.ty), Type::Pointer { .. } | Type::Qualified { .. });
                 let target_name = self.types.name(&self.types.unqualified(&target));
-                if target_name == "char" && !typedef_named {
+                let textual = ["char", "wchar_t", "char16_t", "char32_t"].contains(&target_name.as_str());
+                if textual && !typedef_named {
                     return self.format(value, 0);
                 }
                 format!("({}) {}", self.types.name(&value.ty), self.format(value, 0))
@@ -143,6 +144,16 @@ impl<'a> Printer<'a> {
                     self.format_scalar(&bytes, signed)
                 }
                 Ok(bytes) if name == super::types::EFLAGS_TYPE_NAME => format_eflags(le_unsigned(&bytes)),
+                Ok(bytes) if encoding == constants::DW_ATE_UTF || name == "wchar_t" => {
+                    // Wide characters print as `119 L'w'`.
+                    let kind = self.types.char_kind(&ty);
+                    let code = le_unsigned(&bytes);
+                    let number = if encoding == constants::DW_ATE_signed { le_signed(&bytes).to_string() } else { code.to_string() };
+                    match kind {
+                        Some(kind) => format!("{number} {}{}", kind.prefix, code_literal(code as u32)),
+                        None => number,
+                    }
+                }
                 Ok(bytes) => format_base(encoding, &bytes),
                 Err(hole) => self.hole(&hole),
             },
@@ -233,52 +244,60 @@ impl<'a> Printer<'a> {
         } else if is_function {
             return text;
         }
-        if address != 0 && self.types.is_char(target) {
-            text.push(' ');
-            text.push_str(&self.read_c_string(address));
+        if address != 0 {
+            if let Some(kind) = self.types.char_kind(target) {
+                text.push(' ');
+                text.push_str(&self.read_string(address, kind));
+            }
         }
         text
     }
 
-    /// Reads a NUL-terminated string at `address`, at most `elements`
-    /// characters, and formats it as gdb does.
+    /// Reads a NUL-terminated string of one-byte characters at `address`,
+    /// at most `elements` characters, and formats it as gdb does.
     pub fn read_c_string(&self, address: u64) -> String {
+        self.read_string(address, CharKind { width: 1, prefix: "" })
+    }
+
+    /// Reads a string of `kind` characters at `address` up to its NUL code
+    /// unit, at most `elements` characters, and formats it as gdb does.
+    pub fn read_string(&self, address: u64, kind: CharKind) -> String {
         let limit = self.options.elements;
-        let mut bytes = Vec::new();
+        let width = kind.width.max(1);
+        let mut units: Vec<u32> = Vec::new();
         let mut terminated = false;
         let mut failure = None;
-        while bytes.len() < limit {
-            let current = match address.checked_add(bytes.len() as u64) {
-                Some(current) => current,
-                None => break,
-            };
+        'read: while units.len() < limit {
+            let Some(current) = address.checked_add((units.len() * width) as u64) else { break };
             // Read up to the end of the page, so one unreadable page does not
             // hide the characters before it.
             let to_page_end = 4096 - (current % 4096) as usize;
-            let chunk_len = to_page_end.min(64).min(limit - bytes.len());
-            let mut chunk = vec![0u8; chunk_len];
+            let chunk_units = (to_page_end / width).clamp(1, 64).min(limit - units.len());
+            let mut chunk = vec![0u8; chunk_units * width];
             if let Err(error) = self.memory.read(current, &mut chunk) {
                 failure = Some(Hole::from_memory(&error));
                 break;
             }
-            if let Some(nul) = chunk.iter().position(|&byte| byte == 0) {
-                bytes.extend_from_slice(&chunk[..nul]);
-                terminated = true;
-                break;
+            for unit in chunk.chunks_exact(width) {
+                let code = le_unsigned(unit) as u32;
+                if code == 0 {
+                    terminated = true;
+                    break 'read;
+                }
+                units.push(code);
             }
-            bytes.extend_from_slice(&chunk);
         }
         if let Some(hole) = failure {
-            if bytes.is_empty() {
+            if units.is_empty() {
                 return self.hole(&hole);
             }
-            let mut text = format_char_runs(&bytes, usize::MAX);
+            let mut text = format_code_runs(&units, usize::MAX, kind.prefix);
             text.push_str(&self.hole(&hole));
             return text;
         }
-        let mut text = format_char_runs(&bytes, usize::MAX);
+        let mut text = format_code_runs(&units, usize::MAX, kind.prefix);
         if text.is_empty() {
-            text.push_str("\"\"");
+            text.push_str(&format!("{}\"\"", kind.prefix));
         }
         if !terminated {
             text.push_str("...");
@@ -295,20 +314,23 @@ impl<'a> Printer<'a> {
             };
         };
         let element_size = self.types.size_of(element).unwrap_or(0);
-        if self.types.is_char(element) && self.options.format.is_none() {
+        let char_kind = self.types.char_kind(element).filter(|_| self.options.format.is_none());
+        if let Some(kind) = char_kind {
             let shown = count.min(self.options.elements as u64);
-            return match value.read(self.memory, 0, shown) {
-                Ok(mut bytes) => {
+            let width = kind.width as u64;
+            return match value.read(self.memory, 0, shown * width) {
+                Ok(bytes) => {
+                    let mut units: Vec<u32> = bytes.chunks_exact(kind.width).map(|unit| le_unsigned(unit) as u32).collect();
                     // gdb drops one trailing NUL of a fully printed array
                     // and stops at the first NUL after it when there are
                     // only NULs left: `"hi", '\000' <repeats 13 times>`.
                     let truncated = shown < count;
-                    if !truncated && bytes.last() == Some(&0) {
-                        bytes.pop();
+                    if !truncated && units.last() == Some(&0) {
+                        units.pop();
                     }
-                    let mut text = format_char_runs(&bytes, REPEAT_THRESHOLD);
+                    let mut text = format_code_runs(&units, REPEAT_THRESHOLD, kind.prefix);
                     if text.is_empty() {
-                        text.push_str("\"\"");
+                        text.push_str(&format!("{}\"\"", kind.prefix));
                     }
                     if truncated {
                         text.push_str("...");
@@ -624,59 +646,75 @@ fn trim_fraction(text: &str) -> &str {
     }
 }
 
-/// Returns the escape gdb uses for `byte` inside quotes, or `None` when it
-/// prints as itself.
-fn escape(byte: u8, quote: u8) -> Option<String> {
-    Some(match byte {
-        b'\n' => "\\n".into(),
-        b'\t' => "\\t".into(),
-        b'\r' => "\\r".into(),
+/// Returns the escape gdb uses for character `code` inside quotes, or
+/// `None` when it prints as itself. Like gdb with an ASCII host character
+/// set, codes outside printable ASCII print as three octal digits up to
+/// 0777 and as `\x` and hex above.
+fn escape(code: u32, quote: u8) -> Option<String> {
+    Some(match code {
+        0x0a => "\\n".into(),
+        0x09 => "\\t".into(),
+        0x0d => "\\r".into(),
         0x07 => "\\a".into(),
         0x08 => "\\b".into(),
         0x0c => "\\f".into(),
         0x0b => "\\v".into(),
         0x1b => "\\033".into(),
-        b'\\' => "\\\\".into(),
-        _ if byte == quote => format!("\\{}", quote as char),
+        0x5c => "\\\\".into(),
+        _ if code == u32::from(quote) => format!("\\{}", quote as char),
         0x20..=0x7e => return None,
-        _ => format!("\\{byte:03o}"),
+        0..=0o777 => format!("\\{code:03o}"),
+        _ => format!("\\x{code:x}"),
     })
 }
 
 /// Formats one character as `'W'` or `'\000'`.
 pub fn char_literal(byte: u8) -> String {
-    match escape(byte, b'\'') {
+    code_literal(u32::from(byte))
+}
+
+/// Formats one character code as `'W'`, `'\000'` or `'\x263a'`.
+pub fn code_literal(code: u32) -> String {
+    match escape(code, b'\'') {
         Some(escaped) => format!("'{escaped}'"),
-        None => format!("'{}'", byte as char),
+        None => format!("'{}'", char::from_u32(code).unwrap_or('?')),
     }
 }
 
-/// Formats characters as gdb prints strings: quoted segments, with runs of
-/// more than `threshold` equal characters as `'x' <repeats N times>`.
+/// Formats one-byte characters as gdb prints strings: quoted segments,
+/// with runs of more than `threshold` equal characters as
+/// `'x' <repeats N times>`.
 pub fn format_char_runs(bytes: &[u8], threshold: usize) -> String {
+    let codes: Vec<u32> = bytes.iter().map(|&byte| u32::from(byte)).collect();
+    format_code_runs(&codes, threshold, "")
+}
+
+/// Formats character codes as [`format_char_runs`] does, each literal
+/// preceded by `prefix` (`L"wide"`, `U'x' <repeats 12 times>`).
+pub fn format_code_runs(codes: &[u32], threshold: usize, prefix: &str) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut quoted = String::new();
     let mut index = 0;
-    while index < bytes.len() {
-        let byte = bytes[index];
-        let run = bytes[index..].iter().take_while(|&&other| other == byte).count();
+    while index < codes.len() {
+        let code = codes[index];
+        let run = codes[index..].iter().take_while(|&&other| other == code).count();
         if run > threshold {
             if !quoted.is_empty() {
-                parts.push(format!("\"{quoted}\""));
+                parts.push(format!("{prefix}\"{quoted}\""));
                 quoted.clear();
             }
-            parts.push(format!("{} <repeats {run} times>", char_literal(byte)));
+            parts.push(format!("{prefix}{} <repeats {run} times>", code_literal(code)));
             index += run;
             continue;
         }
-        match escape(byte, b'"') {
+        match escape(code, b'"') {
             Some(escaped) => quoted.push_str(&escaped),
-            None => quoted.push(byte as char),
+            None => quoted.push(char::from_u32(code).unwrap_or('?')),
         }
         index += 1;
     }
     if !quoted.is_empty() {
-        parts.push(format!("\"{quoted}\""));
+        parts.push(format!("{prefix}\"{quoted}\""));
     }
     parts.join(", ")
 }
@@ -725,6 +763,14 @@ mod tests {
         bytes.extend([0u8; 13]);
         assert_eq!(format_char_runs(&bytes, 10), "\"ab\", '\\000' <repeats 13 times>");
         assert_eq!(format_char_runs(b"a\"b\\", 10), "\"a\\\"b\\\\\"");
+    }
+
+    #[test]
+    fn wide_literals() {
+        assert_eq!(code_literal(0x263a), "'\\x263a'");
+        assert_eq!(code_literal(0o777), "'\\777'");
+        assert_eq!(format_code_runs(&[u32::from(b'a'), 0, 0], 10, "U"), "U\"a\\000\\000\"");
+        assert_eq!(format_code_runs(&[0x263a; 12], 10, "L"), "L'\\x263a' <repeats 12 times>");
     }
 
     #[test]

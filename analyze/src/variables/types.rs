@@ -71,6 +71,15 @@ impl Builtin {
     }
 }
 
+/// A character type's code unit width and literal prefix (`L`, `u`, `U`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CharKind {
+    /// Bytes per code unit.
+    pub width: usize,
+    /// What gdb writes before its character and string literals.
+    pub prefix: &'static str,
+}
+
 /// The name of gdb's type of `$eflags`.
 pub const EFLAGS_TYPE_NAME: &str = "i386_eflags";
 
@@ -488,12 +497,26 @@ impl<'d> TypeTable<'d> {
         }
     }
 
-    /// Whether `ty` is a character type (`char`, `signed char`, `unsigned char`).
+    /// Whether `ty` is a one-byte character type (`char`, `signed char`,
+    /// `unsigned char`).
     pub fn is_char(&self, ty: &TypeRef) -> bool {
-        matches!(
-            self.resolve_stripped(ty),
-            Type::Base { encoding: constants::DW_ATE_signed_char | constants::DW_ATE_unsigned_char, size: 1, .. }
-        )
+        self.char_kind(ty).is_some_and(|kind| kind.width == 1 && kind.prefix.is_empty())
+    }
+
+    /// Returns the character kind of `ty`, when it is a character type:
+    /// `char` and its signed and unsigned forms, `wchar_t`, `char8_t`,
+    /// `char16_t` and `char32_t`.
+    pub fn char_kind(&self, ty: &TypeRef) -> Option<CharKind> {
+        let Type::Base { name, encoding, size } = self.resolve_stripped(ty) else { return None };
+        let (width, prefix) = match (encoding, size) {
+            (constants::DW_ATE_signed_char | constants::DW_ATE_unsigned_char, 1) => (1, ""),
+            (constants::DW_ATE_UTF, 1) => (1, "u8"),
+            (constants::DW_ATE_UTF, 2) => (2, "u"),
+            (constants::DW_ATE_UTF, 4) => (4, "U"),
+            (_, 2 | 4) if name == "wchar_t" => (size as usize, "L"),
+            _ => return None,
+        };
+        Some(CharKind { width, prefix })
     }
 
     /// Returns the name gdb gives `ty` (`struct point *`, `int [4]`,
