@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod image;
 pub mod image_fallback;
 pub mod symbolize;
+pub mod threads;
 pub mod unwind;
 pub mod variables;
 

@@ -38,6 +38,8 @@ enum Command {
     InfoSymbol(cmd::symbol::Args),
     /// Show the source lines around a frame's line, like gdb's `list`.
     List(cmd::list::Args),
+    /// Show every unikernel thread and its backtrace, like gdb's `info threads` and `thread apply all bt`.
+    Threads(cmd::threads::Args),
 }
 
 /// Rewrites gdb's spellings that clap cannot parse: `x/8xg` becomes
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         Command::X(args) => cmd::examine::run(args, &mut out),
         Command::InfoSymbol(args) => cmd::symbol::run(args, &mut out),
         Command::List(args) => cmd::list::run(args, &mut out),
+        Command::Threads(args) => cmd::threads::run(args, &mut out, &mut err),
     }
     .and_then(|outcome| {
         out.flush()?;

@@ -13,6 +13,7 @@ pub mod list;
 pub mod print;
 pub mod regs;
 pub mod symbol;
+pub mod threads;
 mod time;
 
 use std::path::Path;

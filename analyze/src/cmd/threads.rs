@@ -1,0 +1,419 @@
+//! `stardump threads`: every thread of the unikernel's scheduler with its
+//! backtrace, like gdb's `info threads` and `thread apply all bt` with a
+//! thread-aware OS script.
+//!
+//! The thread list comes from a description (see [`crate::threads`]). A
+//! running thread is unwound from its vCPU's registers, a sleeping one from
+//! the stack pointer and resume address saved in its struct. A damaged
+//! list entry is reported in place, and the rest of the list still prints.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use stardump_format::{Target, VcpuState};
+
+use super::bt::{thread_report, write_text_frame, FrameReport};
+use super::inspect::frame_arguments;
+use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
+use crate::check::{self, check_image};
+use crate::image::Image;
+use crate::image_fallback::ImageBacked;
+use crate::threads::list::{self, ThreadEntry};
+use crate::threads::state::{self, ThreadState};
+use crate::threads::{Description, ThreadLayout};
+use crate::unwind::{Backtrace, Frame, FoundBy, Pc, Registers, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES};
+use crate::variables::dwarf::DebugInfo;
+use crate::variables::format::{PrintOptions, Printer};
+use crate::variables::symbols::SymbolTable;
+use crate::variables::Inspector;
+
+/// `found_by` of the caller frame a pushed switch frame gives.
+const SWITCH_FRAME_FOUND_BY: &str = "switch-frame";
+
+/// Arguments of `stardump threads`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// The unikernel's ELF file, with DWARF for the thread struct's members.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// A thread description file (TOML, see analyze/threads/stardust-test.toml).
+    #[arg(long, conflicts_with = "os")]
+    pub description: Option<PathBuf>,
+    /// A built-in thread description: `stardust-test` or `mini-os`. Without
+    /// this or `--description`, the first built-in one that fits the
+    /// image's DWARF is used.
+    #[arg(long)]
+    pub os: Option<String>,
+    /// Maximum number of frames per backtrace.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAMES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub limit: usize,
+    /// Print JSON (schema in analyze/JSON.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One thread of the list; the JSON form is documented in analyze/JSON.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedThread {
+    /// Position in the list, from 1, as gdb numbers threads.
+    pub number: usize,
+    /// Address of the thread struct.
+    pub address: String,
+    /// The name, when described and readable.
+    pub name: Option<String>,
+    /// The id, when described and readable.
+    pub id: Option<i64>,
+    /// The flags, when described and readable.
+    pub flags: Option<String>,
+    /// `running`, `sleeping`, `skipped`, `running-on-unknown-vcpu` or `unreadable`.
+    pub state: &'static str,
+    /// The vCPU a running thread is on.
+    pub vcpu: Option<u32>,
+    /// The saved stack pointer, when readable.
+    pub saved_sp: Option<String>,
+    /// The saved resume address, when readable.
+    pub saved_ip: Option<String>,
+    /// Members that could not be read, and why.
+    pub errors: Vec<String>,
+    /// Whether the backtrace reached the outermost frame; false without one.
+    pub complete: bool,
+    /// Why the backtrace stopped early or is missing.
+    pub stop_reason: Option<String>,
+    /// The backtrace, innermost first; empty for skipped and unreadable threads.
+    pub frames: Vec<FrameReport>,
+}
+
+/// The whole `threads` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadsReport {
+    schema_version: u32,
+    command: &'static str,
+    snapshot: String,
+    image: String,
+    image_build_id: Option<String>,
+    description: String,
+    description_source: String,
+    thread_type: String,
+    warnings: Vec<String>,
+    list_complete: bool,
+    list_stop_reason: Option<String>,
+    threads: Vec<ListedThread>,
+}
+
+/// A description with the layout it resolved to, and where it came from.
+struct Chosen {
+    description: Description,
+    layout: ThreadLayout,
+    source: String,
+}
+
+/// Picks the description: the file or built-in one named, or else the
+/// first built-in one whose list head and members resolve in the image.
+fn choose_description(args: &Args, image: &Image, info: &DebugInfo) -> anyhow::Result<Chosen> {
+    let named = match (&args.description, &args.os) {
+        (Some(path), _) => Some((Description::from_file(path)?, path.display().to_string())),
+        (None, Some(name)) => Some((Description::built_in(name)?, format!("built-in {name}"))),
+        (None, None) => None,
+    };
+    if let Some((description, source)) = named {
+        let layout = ThreadLayout::resolve(&description, image, info)
+            .with_context(|| format!("thread description {source} does not fit the image"))?;
+        return Ok(Chosen { description, layout, source });
+    }
+    let mut reasons = Vec::new();
+    for description in Description::all_built_in()? {
+        match ThreadLayout::resolve(&description, image, info) {
+            Ok(layout) => {
+                let source = format!("built-in {}", description.name);
+                return Ok(Chosen { description, layout, source });
+            }
+            Err(error) => {
+                tracing::debug!(description = description.name, %error, "built-in description does not fit");
+                reasons.push(format!("{}: {error}", description.name));
+            }
+        }
+    }
+    anyhow::bail!(
+        "no built-in thread description fits the image ({}); pass --description FILE",
+        reasons.join("; ")
+    )
+}
+
+/// What the backtraces are read with.
+struct Context<'a> {
+    image: &'a Image,
+    description: &'a Description,
+    target: &'a dyn Target,
+    default_cr3: u64,
+    variables: Option<(&'a DebugInfo, &'a SymbolTable)>,
+}
+
+impl Context<'_> {
+    fn memory_for(&self, vcpu: &VcpuState) -> TargetMemory<'_> {
+        let cr3 = if vcpu.present.control { vcpu.cr3 } else { self.default_cr3 };
+        TargetMemory::new(self.target, cr3)
+    }
+}
+
+/// Fills in each frame line's arguments, as `bt` shows them.
+fn add_arguments(frames: &mut [FrameReport], backtrace: &Backtrace, context: &Context<'_>, memory: &TargetMemory<'_>, vcpu: Option<&VcpuState>) {
+    let Some((info, symbols)) = context.variables else { return };
+    let mut lines_per_frame = vec![0usize; backtrace.frames.len()];
+    for line in frames.iter() {
+        if let Some(count) = lines_per_frame.get_mut(line.physical_index) {
+            *count += 1;
+        }
+    }
+    let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, vcpu, &lines_per_frame);
+    let options = PrintOptions {
+        elements: crate::variables::format::DEFAULT_PRINT_ELEMENTS,
+        max_depth: crate::variables::format::DEFAULT_MAX_DEPTH,
+        format: None,
+    };
+    let printer = Printer::new(inspector.types(), memory, symbols, options);
+    for (index, frame) in frames.iter_mut().enumerate() {
+        let arguments = inspector.arguments(index);
+        frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
+    }
+}
+
+/// Unwinds a sleeping thread from its saved registers.
+fn unwind_sleeping(unwinder: &mut Unwinder<'_>, context: &Context<'_>, sp: u64, ip: u64, memory: &TargetMemory<'_>) -> (Backtrace, bool) {
+    let start = match state::sleeping_start(context.description, context.image, sp, ip, memory) {
+        Ok(start) => start,
+        Err(error) => {
+            let mut registers = Registers::default();
+            registers.set(stardump_format::model::dwarf_reg::RA, Some(ip));
+            registers.set(stardump_format::model::dwarf_reg::RSP, Some(sp));
+            let frame = Frame { pc: Pc::Exact(ip), registers, found_by: FoundBy::Context, cfa: None, trap: false };
+            return (Backtrace { frames: vec![frame], stop: Some(error.into()) }, false);
+        }
+    };
+    let Some(caller) = start.caller else {
+        return (unwinder.walk(start.context, memory), false);
+    };
+    // The switch function has no CFI: frame 0 is its resume address, and
+    // the walk continues from the caller the pushed layout gives.
+    let mut backtrace = unwinder.walk(caller, memory);
+    if let Some(first) = backtrace.frames.first_mut() {
+        first.pc = Pc::ReturnAddress(first.pc.value());
+    }
+    let frame0 = Frame { pc: Pc::Exact(ip), registers: start.context, found_by: FoundBy::Context, cfa: caller.rsp(), trap: false };
+    backtrace.frames.insert(0, frame0);
+    (backtrace, true)
+}
+
+/// Builds the report of one listed thread.
+fn listed_thread(
+    number: usize,
+    entry: &ThreadEntry,
+    thread_state: &ThreadState,
+    unwinder: &mut Unwinder<'_>,
+    context: &Context<'_>,
+    vcpus: &[&VcpuState],
+) -> ListedThread {
+    let mut errors = Vec::new();
+    let name = match &entry.name {
+        Some(Ok(name)) => Some(name.clone()),
+        Some(Err(error)) => {
+            errors.push(format!("name: {error}"));
+            None
+        }
+        None => None,
+    };
+    let id = match &entry.id {
+        Some(Ok(id)) => Some(*id),
+        Some(Err(error)) => {
+            errors.push(format!("id: {error}"));
+            None
+        }
+        None => None,
+    };
+    let flags = entry.flags.as_ref().and_then(|flags| flags.as_ref().ok()).map(|flags| hex(*flags));
+    let mut listed = ListedThread {
+        number,
+        address: hex(entry.address),
+        name,
+        id,
+        flags,
+        state: "unreadable",
+        vcpu: None,
+        saved_sp: entry.sp.as_ref().ok().map(|sp| hex(*sp)),
+        saved_ip: entry.ip.as_ref().ok().map(|ip| hex(*ip)),
+        errors,
+        complete: false,
+        stop_reason: None,
+        frames: Vec::new(),
+    };
+    let _span = tracing::debug_span!("thread", number).entered();
+    match thread_state {
+        ThreadState::Running { vcpu: id } => {
+            listed.state = "running";
+            listed.vcpu = Some(*id);
+            let Some(vcpu) = vcpus.iter().find(|vcpu| vcpu.id == *id) else {
+                listed.stop_reason = Some(format!("vCPU {id} is not in the snapshot"));
+                return listed;
+            };
+            if !vcpu.present.general {
+                listed.stop_reason = Some(format!("general registers of vCPU {id} were not captured"));
+                return listed;
+            }
+            let memory = context.memory_for(vcpu);
+            let backtrace = unwinder.walk(Registers::from_vcpu(vcpu), &memory);
+            let report = thread_report(context.image, *id, &backtrace);
+            listed.frames = report.frames;
+            add_arguments(&mut listed.frames, &backtrace, context, &memory, Some(vcpu));
+            listed.complete = report.complete;
+            listed.stop_reason = report.stop_reason;
+        }
+        ThreadState::Sleeping { sp, ip } => {
+            listed.state = "sleeping";
+            let memory = TargetMemory::new(context.target, context.default_cr3);
+            let (backtrace, pushed) = unwind_sleeping(unwinder, context, *sp, *ip, &memory);
+            let report = thread_report(context.image, 0, &backtrace);
+            listed.frames = report.frames;
+            if pushed {
+                for frame in listed.frames.iter_mut().filter(|frame| frame.physical_index == 1) {
+                    frame.found_by = SWITCH_FRAME_FOUND_BY;
+                }
+            }
+            add_arguments(&mut listed.frames, &backtrace, context, &memory, None);
+            listed.complete = report.complete;
+            listed.stop_reason = report.stop_reason;
+        }
+        ThreadState::Skipped { flags } => {
+            listed.state = "skipped";
+            // Nothing to unwind is the expected state of such a thread.
+            listed.complete = true;
+            let mask = context.description.flags.skip.unwrap_or(0);
+            listed.stop_reason = Some(format!("flags {flags:#x} match the skip mask {mask:#x}: no saved context"));
+        }
+        ThreadState::RunningOnUnknownVcpu => {
+            listed.state = "running-on-unknown-vcpu";
+            listed.stop_reason = Some("the flags say the thread runs, but no vCPU's current thread is it".to_owned());
+        }
+        ThreadState::Unreadable { member, error } => {
+            listed.state = "unreadable";
+            listed.errors.push(format!("{member}: {error}"));
+            listed.stop_reason = Some(format!("cannot read {member}: {error}"));
+        }
+    }
+    listed
+}
+
+fn write_text(report: &ThreadsReport, out: &mut dyn Write) -> std::io::Result<()> {
+    for (index, thread) in report.threads.iter().enumerate() {
+        if index > 0 {
+            writeln!(out)?;
+        }
+        write!(out, "Thread {} ", thread.number)?;
+        match &thread.name {
+            Some(name) => write!(out, "{name:?}")?,
+            None => write!(out, "<no name>")?,
+        }
+        let mut details = Vec::new();
+        if let Some(id) = thread.id {
+            details.push(format!("id {id}"));
+        }
+        match (thread.state, thread.vcpu) {
+            ("running", Some(vcpu)) => details.push(format!("running on vCPU {vcpu}")),
+            ("running-on-unknown-vcpu", _) => details.push("running on an unknown vCPU".to_owned()),
+            (state, _) => details.push(state.to_owned()),
+        }
+        writeln!(out, " ({}) at {}:", details.join(", "), thread.address)?;
+        for error in &thread.errors {
+            writeln!(out, "<unreadable {error}>")?;
+        }
+        for frame in &thread.frames {
+            write_text_frame(out, frame)?;
+        }
+        match (thread.state, &thread.stop_reason) {
+            ("skipped", Some(reason)) => writeln!(out, "No backtrace: {reason}")?,
+            (_, Some(reason)) if thread.frames.is_empty() => writeln!(out, "No backtrace: {reason}")?,
+            (_, Some(reason)) => writeln!(out, "Backtrace stopped: {reason}")?,
+            (_, None) => {}
+        }
+    }
+    if let Some(reason) = &report.list_stop_reason {
+        if !report.threads.is_empty() {
+            writeln!(out)?;
+        }
+        writeln!(out, "Thread list stopped: {reason}")?;
+    }
+    Ok(())
+}
+
+/// Runs `stardump threads`; warnings about the image go to `err` in text mode.
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let snapshot = open_target(&args.file)?;
+    let image = Image::open(&args.image).with_context(|| "cannot load the image".to_string())?;
+    let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+    let symbols = SymbolTable::from_image(&image);
+    let chosen = choose_description(args, &image, &info)?;
+
+    let mut warnings = Vec::new();
+    let Some(control_vcpu) = snapshot.vcpus().iter().find(|vcpu| vcpu.present.control) else {
+        anyhow::bail!("no vCPU in {} has cr3, so the thread list cannot be read", args.file.display());
+    };
+    // The thread list and the stacks are kernel memory, mapped alike in
+    // every address space of a unikernel, so one cr3 serves.
+    let default_cr3 = control_vcpu.cr3;
+    warnings.extend(check_image(&image, &snapshot, default_cr3).iter().map(ToString::to_string));
+
+    let backed = ImageBacked::new(&snapshot, &image);
+    let vcpus: Vec<&VcpuState> = snapshot.vcpus().iter().collect();
+    let context = Context {
+        image: &image,
+        description: &chosen.description,
+        target: &backed,
+        default_cr3,
+        variables: image.has_debug_info().then_some((&info, &symbols)),
+    };
+    let list_memory = TargetMemory::new(&backed, default_cr3);
+    let thread_list = list::walk(&list_memory, &chosen.layout, chosen.description.list.max_threads);
+    let current = state::current_threads(&chosen.description, &vcpus, &|vcpu| context.memory_for(vcpu));
+    let single_vcpu = (vcpus.len() == 1).then(|| vcpus[0].id);
+
+    let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
+    let mut unwinder = Unwinder::new(&image, options);
+    let threads: Vec<ListedThread> = thread_list
+        .threads
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let thread_state = state::thread_state(&chosen.description, entry, &current, single_vcpu);
+            listed_thread(index + 1, entry, &thread_state, &mut unwinder, &context, &vcpus)
+        })
+        .collect();
+    warnings.extend(backed.warning());
+
+    let complete = thread_list.stop.is_none() && threads.iter().all(|thread| thread.complete && thread.errors.is_empty());
+    let report = ThreadsReport {
+        schema_version: JSON_SCHEMA_VERSION,
+        command: "threads",
+        snapshot: args.file.display().to_string(),
+        image: args.image.display().to_string(),
+        image_build_id: image.build_id().map(check::hex),
+        description: chosen.description.name.clone(),
+        description_source: chosen.source,
+        thread_type: chosen.layout.type_name.clone(),
+        warnings,
+        list_complete: thread_list.stop.is_none(),
+        list_stop_reason: thread_list.stop.as_ref().map(ToString::to_string),
+        threads,
+    };
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        for warning in &report.warnings {
+            writeln!(err, "warning: {warning}")?;
+        }
+        write_text(&report, out)?;
+    }
+    Ok(if complete { Outcome::Complete } else { Outcome::Incomplete })
+}
