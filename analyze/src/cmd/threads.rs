@@ -14,14 +14,16 @@ use anyhow::Context as _;
 use serde::Serialize;
 use stardump_format::{Target, VcpuState};
 
-use super::bt::{thread_report, write_text_frame, FrameReport};
+use super::bt::{thread_report, write_text_frame, FrameKind, FrameReport};
 use super::inspect::frame_arguments;
 use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 use crate::check::{self, check_image};
 use crate::image::Image;
 use crate::image_fallback::ImageBacked;
+use crate::symbolize;
 use crate::threads::list::{self, ThreadEntry};
 use crate::threads::state::{self, ThreadState};
+use crate::threads::tail_calls::TailCalls;
 use crate::threads::{Description, ThreadLayout};
 use crate::unwind::{Backtrace, Frame, FoundBy, Pc, Registers, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES};
 use crate::variables::dwarf::DebugInfo;
@@ -31,6 +33,9 @@ use crate::variables::Inspector;
 
 /// `found_by` of the caller frame a pushed switch frame gives.
 const SWITCH_FRAME_FOUND_BY: &str = "switch-frame";
+
+/// `found_by` of a function that left the stack through a tail call.
+const TAIL_CALL_FOUND_BY: &str = "tail-call";
 
 /// Arguments of `stardump threads`.
 #[derive(Debug, clap::Args)]
@@ -150,6 +155,7 @@ struct Context<'a> {
     target: &'a dyn Target,
     default_cr3: u64,
     variables: Option<(&'a DebugInfo, &'a SymbolTable)>,
+    tail_calls: &'a TailCalls,
 }
 
 impl Context<'_> {
@@ -179,6 +185,58 @@ fn add_arguments(frames: &mut [FrameReport], backtrace: &Backtrace, context: &Co
         let arguments = inspector.arguments(index);
         frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
     }
+}
+
+/// Inserts the lines of functions that tail-called their way between two
+/// physical frames (see [`crate::threads::tail_calls`]) and renumbers the
+/// lines. Each inserted line has the physical index of the caller frame
+/// whose call site revealed it.
+fn insert_tail_calls(frames: &mut Vec<FrameReport>, backtrace: &Backtrace, context: &Context<'_>) {
+    let mut lines = Vec::with_capacity(frames.len());
+    let mut pending = std::mem::take(frames).into_iter().peekable();
+    for (physical_index, callee) in backtrace.frames.iter().enumerate() {
+        while let Some(line) = pending.next_if(|line| line.physical_index == physical_index) {
+            lines.push(line);
+        }
+        let Some(caller) = backtrace.frames.get(physical_index + 1) else { continue };
+        let Pc::ReturnAddress(return_address) = caller.pc else { continue };
+        if callee.trap {
+            continue;
+        }
+        for tail_call in context.tail_calls.chain(context.image, return_address, callee.pc.lookup_address()) {
+            let lookup = tail_call.return_address.saturating_sub(1);
+            for source in symbolize::symbolize(context.image, lookup) {
+                lines.push(FrameReport {
+                    index: 0,
+                    physical_index: physical_index + 1,
+                    kind: FrameKind::Normal,
+                    pc: hex(tail_call.return_address),
+                    pc_is_return_address: true,
+                    lookup_pc: hex(lookup),
+                    // gdb prints no address for a tail-call frame.
+                    show_address: false,
+                    cfa: None,
+                    found_by: TAIL_CALL_FOUND_BY,
+                    function: source.function,
+                    symbol_offset: source.symbol_offset,
+                    display_file: source.file.as_deref().map(|file| context.image.display_path(file).to_owned()),
+                    file: source.file,
+                    line: source.line,
+                    column: source.column,
+                    inlined: source.inlined,
+                    registers: Default::default(),
+                    arguments: None,
+                    locals: None,
+                    argument_text: None,
+                });
+            }
+        }
+    }
+    lines.extend(pending);
+    for (index, line) in lines.iter_mut().enumerate() {
+        line.index = index;
+    }
+    *frames = lines;
 }
 
 /// Unwinds a sleeping thread from its saved registers.
@@ -267,6 +325,7 @@ fn listed_thread(
             let report = thread_report(context.image, *id, &backtrace);
             listed.frames = report.frames;
             add_arguments(&mut listed.frames, &backtrace, context, &memory, Some(vcpu));
+            insert_tail_calls(&mut listed.frames, &backtrace, context);
             listed.complete = report.complete;
             listed.stop_reason = report.stop_reason;
         }
@@ -282,6 +341,7 @@ fn listed_thread(
                 }
             }
             add_arguments(&mut listed.frames, &backtrace, context, &memory, None);
+            insert_tail_calls(&mut listed.frames, &backtrace, context);
             listed.complete = report.complete;
             listed.stop_reason = report.stop_reason;
         }
@@ -365,6 +425,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     warnings.extend(check_image(&image, &snapshot, default_cr3).iter().map(ToString::to_string));
 
     let backed = ImageBacked::new(&snapshot, &image);
+    let tail_calls = TailCalls::new(&info);
     let vcpus: Vec<&VcpuState> = snapshot.vcpus().iter().collect();
     let context = Context {
         image: &image,
@@ -372,6 +433,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         target: &backed,
         default_cr3,
         variables: image.has_debug_info().then_some((&info, &symbols)),
+        tail_calls: &tail_calls,
     };
     let list_memory = TargetMemory::new(&backed, default_cr3);
     let thread_list = list::walk(&list_memory, &chosen.layout, chosen.description.list.max_threads);
