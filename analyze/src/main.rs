@@ -32,6 +32,8 @@ enum Command {
     Print(cmd::print::Args),
     /// Print the type of an expression or a type name, like gdb's `ptype`.
     Ptype(cmd::print::Args),
+    /// Print the name of an expression's type, like gdb's `whatis`.
+    Whatis(cmd::print::Args),
     /// Dump memory, like gdb's `x/FMT ADDR` (also written `stardump x/8xg ...`).
     X(cmd::examine::Args),
     /// Name the symbol an address is in, like gdb's `info symbol` (also written `stardump info symbol ...`).
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Command::Frame(args) => cmd::frame::run(args, &mut out),
         Command::Print(args) => cmd::print::run_print(args, &mut out),
         Command::Ptype(args) => cmd::print::run_ptype(args, &mut out),
+        Command::Whatis(args) => cmd::print::run_whatis(args, &mut out),
         Command::X(args) => cmd::examine::run(args, &mut out),
         Command::InfoSymbol(args) => cmd::symbol::run(args, &mut out),
         Command::List(args) => cmd::list::run(args, &mut out),

@@ -283,6 +283,49 @@ fn c_examine_o0_match_gdb() {
     compare_examines("types-c-O0", C_EXAMINES);
 }
 
+/// Expressions and type names whose `whatis` is compared.
+const C_WHATIS: &[&str] = &[
+    "record_pointer", "record_value", "handler_value", "counter_t", "point_t", "int_array", "&points[1]",
+    "matrix[1]", "*int_array@3", "int_value + 1L", "'A'", "message", "&main", "struct record", "origin",
+];
+
+#[test]
+fn c_whatis_o0_match_gdb() {
+    let program = fixture_dir().join("types-c-O0");
+    require_program("gdb", "gdb");
+    let mut command = Command::new("timeout");
+    command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0"]);
+    for (index, expression) in C_WHATIS.iter().enumerate() {
+        command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("whatis {expression}")]);
+    }
+    let output = command.arg(&program).output().expect("running gdb");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut gdb = vec![String::new(); C_WHATIS.len()];
+    let mut current: Option<usize> = None;
+    for line in stdout.lines() {
+        if let Some(marker) = line.strip_prefix("@@") {
+            current = marker.parse().ok();
+        } else if let Some(index) = current {
+            gdb[index] = line.strip_prefix("type = ").unwrap_or(line).to_owned();
+        }
+    }
+    let image = Image::open(&program).expect("opening the fixture");
+    let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+    let symbols = SymbolTable::from_image(&image);
+    let memory = ImageMemory::new(&image);
+    let inspector = Inspector::new(&info, &symbols, &memory, &[], None, &[]);
+    let evaluator = Evaluator { inspector: &inspector, frame: None };
+    let mut differences = Vec::new();
+    for (index, expression) in C_WHATIS.iter().enumerate() {
+        let ours = stardump::cmd::print::whatis(&inspector.types(), &evaluator, expression)
+            .unwrap_or_else(|error| format!("error: {error}"));
+        if ours != gdb[index] {
+            differences.push(format!("  whatis {expression}: gdb `{}`, stardump `{ours}`", gdb[index]));
+        }
+    }
+    assert!(differences.is_empty(), "whatis differs:\n{}", differences.join("\n"));
+}
+
 #[test]
 fn c_ptype_o0_match_gdb() {
     compare_ptypes("types-c-O0", C_PTYPES);

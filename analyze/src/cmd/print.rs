@@ -111,6 +111,48 @@ pub fn run_ptype(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     Ok(Outcome::Complete)
 }
 
+/// Runs `stardump whatis`.
+pub fn run_whatis(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let session = Session::open(&args.context)?;
+    let memory = session.memory();
+    let inspector = session.inspector(&memory);
+    let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
+    let evaluator = Evaluator { inspector: &inspector, frame };
+    let types = inspector.types();
+    let name = whatis(&types, &evaluator, &args.expression)?;
+    if args.context.json {
+        let report = serde_json::json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "command": "whatis",
+            "expression": args.expression,
+            "type": name,
+        });
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "type = {name}")?;
+    }
+    Ok(Outcome::Complete)
+}
+
+/// Returns what gdb's `whatis` prints after `type = `: the name of the
+/// expression's type, or for a typedef name the type it stands for, one
+/// level down.
+pub fn whatis(
+    types: &TypeTable<'_>,
+    evaluator: &Evaluator<'_, '_>,
+    expression: &str,
+) -> Result<String, crate::variables::expr::ExprError> {
+    let ty = evaluator.type_of(expression)?;
+    let names_type = expression.trim() == types.name(&ty);
+    if names_type {
+        if let Type::Typedef { target, .. } = types.resolve(&ty) {
+            return Ok(types.name(&target));
+        }
+    }
+    Ok(types.name(&ty))
+}
+
 /// Returns the type as gdb's `ptype` prints it: the outermost typedef
 /// resolved, and the struct, union or enum at the core expanded.
 pub fn ptype(types: &TypeTable<'_>, ty: &TypeRef) -> String {
