@@ -28,11 +28,11 @@ use crate::unwind::StackMemory;
 pub const DEFAULT_PRINT_ELEMENTS: usize = 200;
 /// gdb's `print max-depth` default.
 pub const DEFAULT_MAX_DEPTH: usize = 20;
-/// Deepest nesting the printer recurses into, whatever the options say.
+/// Maximum nesting the printer recurses into, whatever `max_depth` is set to.
 const MAX_RECURSION: usize = 200;
 /// gdb's `print repeats` default: runs longer than this are folded.
 pub const REPEAT_THRESHOLD: usize = 10;
-/// Longest run of equal array elements counted, so a huge array of zeros
+/// Maximum run of equal array elements counted, so a huge array of zeros
 /// in a large or corrupt DWARF type cannot make printing take minutes.
 /// NOTE: a longer run prints as this many repeats and continues after it.
 const MAX_RUN_SCAN: u64 = 1 << 20;
@@ -103,8 +103,9 @@ impl<'a> Printer<'a> {
         let stripped = self.types.strip(&value.ty);
         match self.types.resolve(&stripped) {
             Type::Pointer { target, .. } => {
-                // gdb omits the type before a pointer to plain `char`
-                // (the string follows), unless a typedef names it.
+                // gdb omits the type before a pointer to `char`, `wchar_t`,
+                // `char16_t` or `char32_t` (the string follows), unless a
+                // typedef names the pointer type.
                 let typedef_named = !matches!(self.types.resolve(&value.ty), Type::Pointer { .. } | Type::Qualified { .. });
                 let target_name = self.types.name(&self.types.unqualified(&target));
                 let textual = ["char", "wchar_t", "char16_t", "char32_t"].contains(&target_name.as_str());
@@ -124,7 +125,7 @@ impl<'a> Printer<'a> {
 
     /// Formats `value` as `info locals` and members do.
     pub fn format(&self, value: &Value, depth: usize) -> String {
-        // Whatever `--max-depth` says, recursion stops here, so a type that
+        // Whatever `--max-depth` is set to, recursion stops here, so a type that
         // contains itself in corrupt DWARF cannot overflow the stack.
         if depth > MAX_RECURSION {
             return "{...}".to_owned();
