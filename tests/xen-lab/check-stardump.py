@@ -13,6 +13,14 @@ For every guest of the run, `stardump bt --json` must
 A guest whose P2M is not published (nop2m) has no dump-core, because
 `xl dump-core` cannot write one; its snapshot is still checked.
 
+A PVH guest (pvh-MODE, the QEMU build unikernel-O2-fp.elf, configured
+with two vCPUs) has only a snapshot, because the lab does not run
+`xl dump-core` on it. `stardump bt` must print no warning and unwind every
+captured vCPU completely: vCPU 0 through the frames of its end mode, any
+other vCPU in cpu_relax_loop and ap_idle.
+
+The guests are those with a create step in timings.tsv or a console log.
+
 Usage: check-stardump.py RESULTS_DIR STARDUMP_BINARY
 """
 
@@ -27,25 +35,53 @@ FRAME = re.compile(r"^#(\d+)\s+(?:0x[0-9a-f]+ in )?(\S+) \(.*?\)(?: at (\S+):(\d
 
 def image_of(results, name):
     """Returns the image a guest ran, as run.sh's plan assigns them."""
+    if name.startswith("pvh-"):
+        return os.path.join(results, "unikernel-O2-fp.elf")
     variant = "O0-fp" if name.startswith("o0-") else "O2-nofp"
     return os.path.join(results, f"unikernel-xen-pv-{variant}.elf")
 
 
-def stardump_frames(stardump, path, image):
-    """Runs `stardump bt --json` and returns (frames of vCPU 0, stop reason, warnings)."""
+def guest_names(results):
+    """Returns the guests of the run: each create step of timings.tsv and each console log."""
+    names = {entry.removesuffix(".console.log") for entry in os.listdir(results)
+             if entry.endswith(".console.log")}
+    timings = os.path.join(results, "timings.tsv")
+    if os.path.exists(timings):
+        with open(timings) as text:
+            for line in text.read().splitlines()[1:]:
+                fields = line.split("\t")
+                if len(fields) >= 2 and fields[1] == "create":
+                    names.add(fields[0])
+    return sorted(names)
+
+
+def stardump_bt(stardump, path, image):
+    """Runs `stardump bt --json` and returns (exit status, report or None, error)."""
     result = subprocess.run([stardump, "bt", path, "--image", image, "--json"],
                             capture_output=True, text=True, timeout=120)
     if result.returncode not in (0, 2):
-        return None, f"stardump bt failed with {result.returncode}: {result.stderr.strip()}", []
-    report = json.loads(result.stdout)
-    thread = report["threads"][0]
+        return result.returncode, None, f"stardump bt failed with {result.returncode}: {result.stderr.strip()}"
+    return result.returncode, json.loads(result.stdout), None
+
+
+def thread_frames(thread):
+    """Returns a thread's frames as (function, file, line), a trap frame as gdb names it."""
     frames = []
     for frame in thread["frames"]:
         if frame["kind"] == "trap":
             frames.append(("<signal handler called>", None, None))
         else:
             frames.append((frame["function"], frame["file"], frame["line"]))
-    return frames, thread["stop_reason"], report["warnings"]
+    return frames
+
+
+def stardump_frames(stardump, path, image):
+    """Runs `stardump bt --json` and returns (frames of vCPU 0, stop reason, warnings)."""
+    _, report, error = stardump_bt(stardump, path, image)
+    if report is None:
+        return None, error, []
+    thread = report["threads"][0]
+    return thread_frames(thread), thread["stop_reason"], report["warnings"]
 
 
 def gdb_frames(path):
@@ -91,15 +127,54 @@ def describe(frames):
     return "\n".join(f"    {function} at {file}:{line}" for function, file, line in frames or [])
 
 
+def check_pvh(stardump, results, name):
+    """Checks a PVH guest's snapshot on every vCPU and returns the failures."""
+    snapshot = os.path.join(results, f"{name}.sdump")
+    if not os.path.exists(snapshot):
+        return [f"{name}: no snapshot: stardump-capture failed (see {name}.capture.log)"]
+    status, report, error = stardump_bt(stardump, snapshot, image_of(results, name))
+    if report is None:
+        return [f"{name}: snapshot: {error}"]
+
+    failures = []
+    if status != 0:
+        failures.append(f"{name}: stardump bt exited with {status}, not 0: a backtrace is incomplete")
+    if report["warnings"]:
+        failures.append(f"{name}: stardump bt warned: {' '.join(report['warnings'])}")
+    if os.path.exists(os.path.join(results, f"{name}.core")):
+        failures.append(f"{name}: the lab ran xl dump-core on a PVH guest, which takes about 10 minutes")
+
+    # NOTE: the unikernel counts its CPUs through QEMU's fw_cfg, which a Xen
+    # PVH domain does not have, so it starts no AP and the snapshot contains
+    # vCPU 0 alone. A vCPU 1, once started, is checked as an AP.
+    threads = {thread["vcpu"]: thread for thread in report["threads"]}
+    if sorted(threads) not in ([0], [0, 1]):
+        failures.append(f"{name}: the snapshot has vCPUs {sorted(threads)}, expected [0] or [0, 1]")
+    for vcpu, thread in sorted(threads.items()):
+        expected = expected_functions(name) if vcpu == 0 else ["cpu_relax_loop", "ap_idle"]
+        frames = thread_frames(thread)
+        if not thread["complete"] or thread["stop_reason"]:
+            failures.append(f"{name}: vCPU {vcpu}: the backtrace is incomplete: {thread['stop_reason']}\n"
+                            f"{describe(frames)}")
+        present = [function for function, _, _ in frames]
+        missing = [function for function in expected if function not in present]
+        if missing:
+            failures.append(f"{name}: vCPU {vcpu}: the backtrace lacks {missing}:\n{describe(frames)}")
+    return failures
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__.strip().splitlines()[-1])
     results, stardump = sys.argv[1], sys.argv[2]
-    names = sorted(entry.removesuffix(".console.log") for entry in os.listdir(results)
-                   if entry.endswith(".console.log"))
+    names = guest_names(results)
     failures, checked = [], 0
     for name in names:
         if name.endswith("-exit"):
+            continue
+        if name.startswith("pvh-"):
+            failures.extend(check_pvh(stardump, results, name))
+            checked += 1
             continue
         image = image_of(results, name)
         snapshot = os.path.join(results, f"{name}.sdump")

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Prints, per guest of a Xen lab run, the xl dump-core and stardump-capture
-# status, size and time, then each guest's console log.
+# status, size and time, then each guest's console log (for a PVH guest,
+# which writes no console, its `xl vcpu-list` before the capture).
 # Usage: summary.sh RESULTS_DIR
 set -eu
 DIR=$1
@@ -31,8 +32,15 @@ END {
 			printf "  crashed:    %s\n", show(name, "crashed")
 		if ((name SUBSEP "gone") in status)
 			printf "  gone:       %s\n", show(name, "gone")
+		if ((name SUBSEP "vcpu0-down") in status)
+			printf "  vcpu0-down: %s\n", show(name, "vcpu0-down")
+		if ((name SUBSEP "vcpu0-time") in status)
+			printf "  vcpu0-time: %s\n", show(name, "vcpu0-time")
+		dump_core = show(name, "dump-core")
+		if (name ~ /^pvh-/ && dump_core == "-")
+			dump_core = "not run on a PVH guest"
 		printf "  dump-core:  %s\n  capture:    %s\n  destroy:    %s\n",
-			show(name, "dump-core"), show(name, "capture"), show(name, "destroy")
+			dump_core, show(name, "capture"), show(name, "destroy")
 	}
 }' "$DIR/timings.tsv"
 
@@ -41,4 +49,11 @@ for log in "$DIR"/*.console.log; do
 	echo
 	echo "== console of $(basename "$log" .console.log)"
 	cat "$log"
+done
+
+for list in "$DIR"/*.vcpu-list.txt; do
+	[ -f "$list" ] || continue
+	echo
+	echo "== xl vcpu-list of $(basename "$list" .vcpu-list.txt)"
+	cat "$list"
 done
