@@ -124,9 +124,10 @@ wait_crashed() {
 
 # wait_vcpu0_down NAME SECONDS: waits until vCPU 0 is offline (state
 # `--p`). Xen takes an HVM vCPU offline when it executes hlt with
-# interrupts disabled. The test unikernel does that only in crash_halt,
-# after its report, so the vCPU stays there and its registers no longer
-# change. When every vCPU is offline, Xen powers the domain off, and
+# interrupts disabled. The test unikernel does that in crash_halt, after
+# its report, so the vCPU stays there and its registers no longer change.
+# Its other `cli; hlt` loops follow kernel_main and ap_main, which never
+# return. When every vCPU is offline, Xen powers the domain off, and
 # on_poweroff = "preserve" keeps it for the capture.
 wait_vcpu0_down() {
 	deadline=$(($(date +%s) + $2))
