@@ -15,7 +15,7 @@ use serde::Serialize;
 use stardump_format::{Target, VcpuState};
 
 use super::bt::{thread_report, write_text_frame, FrameKind, FrameReport};
-use super::inspect::frame_arguments;
+use super::inspect::{frame_arguments, variable_reports};
 use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 use crate::check::{self, check_image};
 use crate::image::Image;
@@ -25,7 +25,7 @@ use crate::threads::list::{self, ThreadEntry};
 use crate::threads::state::{self, ThreadState};
 use crate::threads::tail_calls::TailCalls;
 use crate::threads::{Description, ThreadLayout};
-use crate::unwind::{Backtrace, Frame, FoundBy, Pc, Registers, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES};
+use crate::unwind::{Backtrace, Frame, FoundBy, Pc, Registers, StackMemory, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES};
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
 use crate::variables::symbols::SymbolTable;
@@ -184,6 +184,9 @@ fn add_arguments(frames: &mut [FrameReport], backtrace: &Backtrace, context: &Co
     for (index, frame) in frames.iter_mut().enumerate() {
         let arguments = inspector.arguments(index);
         frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
+        // As in `bt`, an argument that cannot be read leaves the backtrace complete.
+        let mut ignored = false;
+        frame.arguments = Some(variable_reports(&printer, &arguments, &mut ignored));
     }
 }
 
@@ -240,8 +243,16 @@ fn insert_tail_calls(frames: &mut Vec<FrameReport>, backtrace: &Backtrace, conte
 }
 
 /// Unwinds a sleeping thread from its saved registers.
-fn unwind_sleeping(unwinder: &mut Unwinder<'_>, context: &Context<'_>, sp: u64, ip: u64, memory: &TargetMemory<'_>) -> (Backtrace, bool) {
-    let start = match state::sleeping_start(context.description, context.image, sp, ip, memory) {
+/// Returns the backtrace and whether a pushed switch frame gave frame 1.
+fn unwind_sleeping(
+    unwinder: &mut Unwinder<'_>,
+    description: &Description,
+    image: &Image,
+    sp: u64,
+    ip: u64,
+    memory: &dyn StackMemory,
+) -> (Backtrace, bool) {
+    let start = match state::sleeping_start(description, image, sp, ip, memory) {
         Ok(start) => start,
         Err(error) => {
             let mut registers = Registers::default();
@@ -332,7 +343,7 @@ fn listed_thread(
         ThreadState::Sleeping { sp, ip } => {
             listed.state = "sleeping";
             let memory = TargetMemory::new(context.target, context.default_cr3);
-            let (backtrace, pushed) = unwind_sleeping(unwinder, context, *sp, *ip, &memory);
+            let (backtrace, pushed) = unwind_sleeping(unwinder, context.description, context.image, *sp, *ip, &memory);
             let report = thread_report(context.image, 0, &backtrace);
             listed.frames = report.frames;
             if pushed {
@@ -478,4 +489,141 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         write_text(&report, out)?;
     }
     Ok(if complete { Outcome::Complete } else { Outcome::Incomplete })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::threads::list::ListStop;
+    use crate::unwind::ImageMemory;
+
+    /// The Mini-OS-shaped thread list of tests/fixtures/mini_os_threads.c,
+    /// built once.
+    fn mini_os_image() -> Image {
+        static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let path = PATH.get_or_init(|| {
+            crate::test_fixtures::gcc(
+                "mini_os_threads.elf",
+                &["-nostdlib", "-static", "-no-pie", "-g", "-O0", "-Wl,-e,thread_body"],
+                &["mini_os_threads.c", "mini_os_switch.S"],
+            )
+        });
+        Image::open(path).unwrap()
+    }
+
+    fn address_of(image: &Image, name: &str) -> u64 {
+        let symbols = SymbolTable::from_image(image);
+        symbols.by_name(name).unwrap_or_else(|| panic!("no symbol {name}")).address
+    }
+
+    fn function_names(image: &Image, backtrace: &Backtrace) -> Vec<String> {
+        backtrace
+            .frames
+            .iter()
+            .map(|frame| image.symbol_for(frame.pc.lookup_address()).map_or("??".to_owned(), |symbol| symbol.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn mini_os_description_resolves_nested_members() {
+        let image = mini_os_image();
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let description = Description::built_in("mini-os").unwrap();
+        let layout = ThreadLayout::resolve(&description, &image, &info).unwrap();
+        assert_eq!(layout.type_name, "struct thread");
+        assert_eq!(layout.head_address, address_of(&image, "thread_list"));
+        assert_eq!(layout.first_offset, 0);
+        // name, stack, sp, ip, then the queue entry whose first member is tqe_next.
+        assert_eq!(layout.sp.offset, 16);
+        assert_eq!(layout.ip.offset, 24);
+        assert_eq!(layout.next.offset, 32);
+        assert_eq!(layout.flags.map(|flags| (flags.offset, flags.size)), Some((48, 4)));
+        assert_eq!(layout.id, None);
+    }
+
+    #[test]
+    fn test_description_rejects_mini_os_image() {
+        let image = mini_os_image();
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let description = Description::built_in("stardust-test").unwrap();
+        let error = ThreadLayout::resolve(&description, &image, &info).unwrap_err();
+        assert_eq!(error.to_string(), "list head thread_list has type struct thread_list, expected a pointer to a struct");
+    }
+
+    #[test]
+    fn mini_os_list_walk_marks_damaged_thread() {
+        let image = mini_os_image();
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let description = Description::built_in("mini-os").unwrap();
+        let layout = ThreadLayout::resolve(&description, &image, &info).unwrap();
+        let memory = ImageMemory::new(&image);
+        let list = list::walk(&memory, &layout, description.list.max_threads);
+
+        // The damaged thread's link leads to 0x20, which is listed with
+        // every member unreadable; its own link ends the walk.
+        let names: Vec<_> = list.threads.iter().map(|thread| thread.name.clone().unwrap().ok()).collect();
+        assert_eq!(names, [Some("sleeper".to_owned()), Some("fresh".to_owned()), None, None]);
+        let damaged = &list.threads[2];
+        assert_eq!(damaged.address, address_of(&image, "damaged_thread"));
+        assert_eq!(damaged.sp, Ok(0x7000));
+        assert_eq!(damaged.ip, Ok(0x8000));
+        let unreadable = &list.threads[3];
+        assert_eq!(unreadable.address, 0x20);
+        assert!(unreadable.sp.is_err());
+        assert!(matches!(list.stop, Some(ListStop::UnreadableLink { thread: 0x20, .. })), "{:?}", list.stop);
+    }
+
+    #[test]
+    fn pushed_switch_frame_unwinds_sleeping_thread() {
+        let image = mini_os_image();
+        let description = Description::built_in("mini-os").unwrap();
+        let memory = ImageMemory::new(&image);
+        let stack = address_of(&image, "sleeper_stack");
+        let ip = address_of(&image, "switch_resume");
+
+        let start = state::sleeping_start(&description, &image, stack, ip, &memory).unwrap();
+        let caller = start.caller.expect("ip is inside __arch_switch_threads");
+        assert_eq!(caller.rip(), Some(address_of(&image, "schedule_return")));
+        assert_eq!(caller.rsp(), Some(stack + 56));
+        assert_eq!(caller.get(15), Some(0xf15));
+        assert_eq!(caller.get(3), Some(0xb0b));
+        assert_eq!(caller.rbp(), Some(0xb9b));
+
+        let mut unwinder = Unwinder::new(&image, UnwindOptions::default());
+        let (backtrace, pushed) = unwind_sleeping(&mut unwinder, &description, &image, stack, ip, &memory);
+        assert!(pushed);
+        assert_eq!(function_names(&image, &backtrace), ["__arch_switch_threads", "fake_schedule", "thread_body"]);
+        assert_eq!(backtrace.frames[0].pc, Pc::Exact(ip));
+        assert_eq!(backtrace.frames[1].pc, Pc::ReturnAddress(address_of(&image, "schedule_return")));
+        assert_eq!(backtrace.frames[2].found_by, FoundBy::Cfi);
+        assert_eq!(backtrace.stop, None);
+    }
+
+    #[test]
+    fn thread_that_never_ran_starts_at_ip() {
+        let image = mini_os_image();
+        let description = Description::built_in("mini-os").unwrap();
+        let memory = ImageMemory::new(&image);
+        let entry = address_of(&image, "thread_body");
+        let top = address_of(&image, "fresh_stack") + 15 * 8;
+
+        let mut unwinder = Unwinder::new(&image, UnwindOptions::default());
+        let (backtrace, pushed) = unwind_sleeping(&mut unwinder, &description, &image, top, entry, &memory);
+        assert!(!pushed);
+        assert_eq!(function_names(&image, &backtrace), ["thread_body"]);
+        assert_eq!(backtrace.stop, None);
+    }
+
+    #[test]
+    fn unreadable_switch_frame_stops_in_place() {
+        let image = mini_os_image();
+        let description = Description::built_in("mini-os").unwrap();
+        let memory = ImageMemory::new(&image);
+        let ip = address_of(&image, "switch_resume");
+
+        let mut unwinder = Unwinder::new(&image, UnwindOptions::default());
+        let (backtrace, _) = unwind_sleeping(&mut unwinder, &description, &image, 0x7000, ip, &memory);
+        assert_eq!(backtrace.frames.len(), 1);
+        assert_eq!(backtrace.stop.map(|stop| stop.to_string()), Some("cannot read 8 bytes at 0x7000: page not captured".to_owned()));
+    }
 }

@@ -53,12 +53,10 @@ pub enum LayoutError {
         path: String,
     },
     /// The first-thread pointer or the link is not a pointer to a struct.
-    #[error("{what} {path:?} has type {type_name}, expected a pointer to a struct")]
+    #[error("{what} has type {type_name}, expected a pointer to a struct")]
     NotAStructPointer {
-        /// `list head` or `link`.
-        what: &'static str,
-        /// The member path (empty for the head itself).
-        path: String,
+        /// The pointer: `list head thread_list.tqh_first` or `link next`.
+        what: String,
         /// The type found.
         type_name: String,
     },
@@ -211,9 +209,9 @@ impl Resolver<'_> {
     }
 
     /// Returns the struct a pointer-typed `ty` points to.
-    fn pointee_struct(&self, ty: &TypeRef, what: &'static str, path: &str) -> Result<TypeRef, LayoutError> {
-        let not_pointer =
-            || LayoutError::NotAStructPointer { what, path: path.to_owned(), type_name: self.types.name(ty) };
+    fn pointee_struct(&self, ty: &TypeRef, what: String) -> Result<TypeRef, LayoutError> {
+        let type_name = self.types.name(ty);
+        let not_pointer = || LayoutError::NotAStructPointer { what: what.clone(), type_name: type_name.clone() };
         let Type::Pointer { target, .. } = self.types.resolve_stripped(ty) else {
             return Err(not_pointer());
         };
@@ -259,10 +257,14 @@ impl ThreadLayout {
         let resolver = Resolver { types: TypeTable { info } };
         let head_type = resolver.types.type_of(variable);
         let (first_offset, first_type) = resolver.member(&head_type, &description.list.first)?;
-        let thread_type = resolver.pointee_struct(&first_type, "list head", &description.list.first)?;
+        let head_path = match description.list.first.as_str() {
+            "" => head.clone(),
+            first => format!("{head}.{first}"),
+        };
+        let thread_type = resolver.pointee_struct(&first_type, format!("list head {head_path}"))?;
 
         let (next_offset, next_type) = resolver.member(&thread_type, &description.list.next)?;
-        resolver.pointee_struct(&next_type, "link", &description.list.next)?;
+        resolver.pointee_struct(&next_type, format!("link {}", description.list.next))?;
         let next = resolver.integer_at(next_offset, &next_type, &description.list.next)?;
 
         let members = &description.members;
