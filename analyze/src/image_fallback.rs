@@ -26,24 +26,22 @@ const PAGE_BYTES: u64 = 4096;
 /// always exact.
 const LISTED_PAGES: usize = 8;
 
-/// A target whose missing code and read-only data are read from the image.
-pub struct ImageBacked<'a> {
-    target: &'a dyn Target,
-    image: &'a Image,
+/// The pages read from the image so far, and the rules for which may be.
+pub struct ImageFallback {
     hypercall_page: Option<u64>,
     /// Virtual page addresses served from the image.
     served_pages: Mutex<BTreeSet<u64>>,
 }
 
-impl<'a> ImageBacked<'a> {
-    /// Wraps `target`, falling back to `image` for code and read-only data.
-    pub fn new(target: &'a dyn Target, image: &'a Image) -> ImageBacked<'a> {
+impl ImageFallback {
+    /// Prepares to serve missing code and read-only data from `image`.
+    pub fn new(image: &Image) -> ImageFallback {
         let hypercall_page = image
             .symbols()
             .iter()
             .find(|symbol| symbol.name == HYPERCALL_PAGE_SYMBOL)
             .map(|symbol| symbol.address);
-        ImageBacked { target, image, hypercall_page, served_pages: Mutex::new(BTreeSet::new()) }
+        ImageFallback { hypercall_page, served_pages: Mutex::new(BTreeSet::new()) }
     }
 
     /// Returns the virtual addresses of the pages read from the image, in
@@ -52,8 +50,8 @@ impl<'a> ImageBacked<'a> {
         self.served_pages.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().copied().collect()
     }
 
-    /// Returns a warning naming the pages read from the image, if any.
-    pub fn warning(&self) -> Option<String> {
+    /// Returns a warning naming the pages read from `image`, if any.
+    pub fn warning(&self, image: &Image) -> Option<String> {
         let pages = self.served_pages();
         if pages.is_empty() {
             return None;
@@ -66,26 +64,30 @@ impl<'a> ImageBacked<'a> {
             "{} of code or read-only data not in the dump {} read from the image {}: {}",
             if pages.len() == 1 { "1 page".to_owned() } else { format!("{} pages", pages.len()) },
             if pages.len() == 1 { "was" } else { "were" },
-            self.image.path().display(),
+            image.path().display(),
             listed.join(", ")
         ))
     }
 
-    /// Returns whether the page at `page` may be served from the image.
-    fn servable(&self, page: u64) -> bool {
+    /// Returns whether `len` bytes at `address` may be served from `image`:
+    /// they lie in the file-backed part of a segment that is not writable,
+    /// and outside Xen's hypercall page.
+    fn servable(&self, image: &Image, address: u64, len: u64) -> bool {
+        let Some(end) = address.checked_add(len) else {
+            return false;
+        };
+        let page = address & !(PAGE_BYTES - 1);
         if self.hypercall_page.is_some_and(|hypercall_page| page == hypercall_page & !(PAGE_BYTES - 1)) {
             return false;
         }
-        self.image.segments().iter().any(|segment| {
-            !segment.writable
-                && page >= segment.address
-                && page.saturating_add(PAGE_BYTES) <= segment.address.saturating_add(segment.file_len_bytes)
+        image.segments().iter().any(|segment| {
+            !segment.writable && address >= segment.address && end <= segment.address.saturating_add(segment.file_len_bytes)
         })
     }
 
     /// Reads one piece that does not cross a page boundary.
-    fn read_piece(&self, cr3: u64, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let error = match self.target.read_virtual(cr3, address, buf) {
+    fn read_piece(&self, target: &dyn Target, image: &Image, cr3: u64, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let error = match target.read_virtual(cr3, address, buf) {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
@@ -94,16 +96,69 @@ impl<'a> ImageBacked<'a> {
             MemoryError::NotCaptured { .. } | MemoryError::PageTableNotCaptured { .. } | MemoryError::Corrupt { .. }
         );
         let page = address & !(PAGE_BYTES - 1);
-        if !missing || !self.servable(page) {
+        if !missing || !self.servable(image, address, buf.len() as u64) {
             return Err(error);
         }
-        let Some(bytes) = self.image.bytes_at(address, buf.len()) else {
+        let Some(bytes) = image.bytes_at(address, buf.len()) else {
             return Err(error);
         };
         tracing::debug!(address = format_args!("{address:#x}"), %error, "read from the image");
         buf.copy_from_slice(bytes);
         self.served_pages.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(page);
         Ok(())
+    }
+
+    /// Reads `target`'s virtual memory, taking missing code and read-only
+    /// data from `image`.
+    pub fn read_virtual(
+        &self,
+        target: &dyn Target,
+        image: &Image,
+        cr3: u64,
+        address: u64,
+        buf: &mut [u8],
+    ) -> Result<(), MemoryError> {
+        if target.read_virtual(cr3, address, buf).is_ok() {
+            return Ok(());
+        }
+        // Page by page, so a read that spans a captured and a missing page
+        // takes each from where it is.
+        let mut done = 0;
+        while done < buf.len() {
+            let current = address.checked_add(done as u64).ok_or(MemoryError::NotCaptured { address, len: buf.len() })?;
+            let page_left = (PAGE_BYTES - (current & (PAGE_BYTES - 1))) as usize;
+            let len = page_left.min(buf.len() - done);
+            self.read_piece(target, image, cr3, current, &mut buf[done..done + len]).map_err(|error| match error {
+                MemoryError::NotCaptured { .. } => MemoryError::NotCaptured { address: current, len: buf.len() },
+                other => other,
+            })?;
+            done += len;
+        }
+        Ok(())
+    }
+}
+
+/// A target whose missing code and read-only data are read from the image.
+pub struct ImageBacked<'a> {
+    target: &'a dyn Target,
+    image: &'a Image,
+    fallback: ImageFallback,
+}
+
+impl<'a> ImageBacked<'a> {
+    /// Wraps `target`, falling back to `image` for code and read-only data.
+    pub fn new(target: &'a dyn Target, image: &'a Image) -> ImageBacked<'a> {
+        ImageBacked { target, image, fallback: ImageFallback::new(image) }
+    }
+
+    /// Returns the virtual addresses of the pages read from the image.
+    pub fn served_pages(&self) -> Vec<u64> {
+        self.fallback.served_pages()
+    }
+
+    /// Returns a warning naming the pages read from the image, if any.
+    pub fn warning(&self) -> Option<String> {
+        self.fallback.warning(self.image)
     }
 }
 
@@ -121,23 +176,7 @@ impl Target for ImageBacked<'_> {
     }
 
     fn read_virtual(&self, cr3: u64, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        if self.target.read_virtual(cr3, address, buf).is_ok() {
-            return Ok(());
-        }
-        // Page by page, so a read that spans a captured and a missing page
-        // takes each from where it is.
-        let mut done = 0;
-        while done < buf.len() {
-            let current = address.checked_add(done as u64).ok_or(MemoryError::NotCaptured { address, len: buf.len() })?;
-            let page_left = (PAGE_BYTES - (current & (PAGE_BYTES - 1))) as usize;
-            let len = page_left.min(buf.len() - done);
-            self.read_piece(cr3, current, &mut buf[done..done + len]).map_err(|error| match error {
-                MemoryError::NotCaptured { .. } => MemoryError::NotCaptured { address: current, len: buf.len() },
-                other => other,
-            })?;
-            done += len;
-        }
-        Ok(())
+        self.fallback.read_virtual(self.target, self.image, cr3, address, buf)
     }
 
     fn memory_map(&self) -> Vec<MemoryRange> {

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stardump_format::{Core, Target, VcpuState};
+use stardump_format::{Core, MemoryError, Target, VcpuState};
 
 use super::bt::{thread_report, ThreadReport};
 use super::regs::select_vcpus;
 use crate::image::Image;
-use crate::unwind::{Backtrace, Registers, TargetMemory, UnwindOptions, Unwinder};
+use crate::image_fallback::ImageFallback;
+use crate::unwind::{Backtrace, Registers, StackMemory, UnwindOptions, Unwinder};
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer, DEFAULT_MAX_DEPTH, DEFAULT_PRINT_ELEMENTS};
 use crate::variables::symbols::SymbolTable;
@@ -66,6 +67,8 @@ pub struct Session {
     pub backtrace: Backtrace,
     /// The backtrace as `bt` prints it.
     pub report: ThreadReport,
+    /// Code and read-only data read from the image because the file lacks them.
+    pub fallback: ImageFallback,
 }
 
 impl Session {
@@ -80,23 +83,25 @@ impl Session {
         };
         let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
         let symbols = SymbolTable::from_image(&image);
+        let fallback = ImageFallback::new(&image);
         let backtrace = if vcpu.present.general {
-            let memory = TargetMemory::new(&core, vcpu.cr3);
+            let memory = SessionMemory { core: &core, image: &image, fallback: &fallback, cr3: vcpu.cr3 };
             Unwinder::new(&image, UnwindOptions::default()).walk(Registers::from_vcpu(&vcpu), &memory)
         } else {
             Backtrace { frames: Vec::new(), stop: None }
         };
         let report = thread_report(&image, vcpu.id, &backtrace);
-        Ok(Session { core, image, info, symbols, vcpu, backtrace, report })
+        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback })
     }
 
-    /// The memory of the vCPU's address space.
-    pub fn memory(&self) -> TargetMemory<'_> {
-        TargetMemory::new(&self.core, self.vcpu.cr3)
+    /// The memory of the vCPU's address space, with missing code and
+    /// read-only data taken from the image.
+    pub fn memory(&self) -> SessionMemory<'_> {
+        SessionMemory { core: &self.core, image: &self.image, fallback: &self.fallback, cr3: self.vcpu.cr3 }
     }
 
     /// Creates the inspector over `memory` (from [`Session::memory`]).
-    pub fn inspector<'s>(&'s self, memory: &'s TargetMemory<'s>) -> Inspector<'s> {
+    pub fn inspector<'s>(&'s self, memory: &'s SessionMemory<'s>) -> Inspector<'s> {
         let mut lines_per_frame = vec![0usize; self.backtrace.frames.len()];
         for line in &self.report.frames {
             if let Some(count) = lines_per_frame.get_mut(line.physical_index) {
@@ -116,6 +121,30 @@ impl Session {
             );
         }
         Ok(())
+    }
+}
+
+impl Drop for Session {
+    /// Warns, once the command's output is written, about values read from
+    /// the image instead of the file.
+    fn drop(&mut self) {
+        if let Some(warning) = self.fallback.warning(&self.image) {
+            eprintln!("warning: {warning}");
+        }
+    }
+}
+
+/// The memory of a session's address space; see [`ImageFallback`].
+pub struct SessionMemory<'s> {
+    core: &'s Core,
+    image: &'s Image,
+    fallback: &'s ImageFallback,
+    cr3: u64,
+}
+
+impl StackMemory for SessionMemory<'_> {
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.fallback.read_virtual(self.core, self.image, self.cr3, address, buf)
     }
 }
 

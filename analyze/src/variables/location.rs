@@ -457,19 +457,25 @@ impl<'d> Locator<'d> {
         };
         let mut bytes = vec![0u8; size_usize];
         let mut holes = Vec::new();
-        let mut offset = 0usize;
+        // Pieces are placed bit by bit: DW_OP_bit_piece describes pieces
+        // that are not whole bytes, as gcc emits for bitfields of a struct
+        // that lives in registers or constants.
+        let size_bits = size_usize.saturating_mul(8);
+        let mut bit_offset = 0usize;
         let current = set.and_then(|set| set.frames.get(frame));
         for piece in &pieces {
-            let piece_len = match piece.size_in_bits {
-                Some(bits) => usize::try_from(bits.div_ceil(8)).unwrap_or(usize::MAX),
-                None => size_usize.saturating_sub(offset),
+            let piece_bits = match piece.size_in_bits {
+                Some(bits) => usize::try_from(bits).unwrap_or(usize::MAX),
+                None => size_bits.saturating_sub(bit_offset),
             };
-            let end = offset.saturating_add(piece_len).min(size_usize);
-            if offset >= end {
+            let end_bits = bit_offset.saturating_add(piece_bits).min(size_bits);
+            if bit_offset >= end_bits {
                 break;
             }
-            let range = offset..end;
-            let len = end - offset;
+            let bits = end_bits - bit_offset;
+            let source_bit = piece.bit_offset.and_then(|offset| usize::try_from(offset).ok()).unwrap_or(0);
+            let len = source_bit.saturating_add(bits).div_ceil(8);
+            let range = bit_offset / 8..end_bits.div_ceil(8);
             let filled: Result<Vec<u8>, Hole> = match &piece.location {
                 Location::Empty => Err(Hole::OptimizedOut),
                 Location::Register { register } => current
@@ -503,13 +509,13 @@ impl<'d> Locator<'d> {
                 Location::ImplicitPointer { .. } => Err(Hole::SyntheticPointer),
             };
             match filled {
-                Ok(data) => bytes[range].copy_from_slice(&data),
+                Ok(data) => copy_bits(&mut bytes, bit_offset, &data, source_bit, bits),
                 Err(hole) => holes.push((range, hole)),
             }
-            offset = end;
+            bit_offset = end_bits;
         }
-        if offset < size_usize && pieces.len() > 1 {
-            holes.push((offset..size_usize, Hole::OptimizedOut));
+        if bit_offset < size_bits && pieces.len() > 1 {
+            holes.push((bit_offset.div_ceil(8)..size_usize, Hole::OptimizedOut));
         }
         Contents::Bytes { bytes, holes }
     }
@@ -526,6 +532,20 @@ impl Locator<'_> {
             Ok(Computed::Pieces(pieces)) => self.assemble(pieces, size, Some(set), frame),
             Err(hole) => Contents::Missing(hole),
         }
+    }
+}
+
+/// Copies `bits` bits from `source` at bit `source_bit` into `dest` at bit
+/// `dest_bit`, least significant bit first, as DWARF numbers piece bits on
+/// a little-endian target.
+fn copy_bits(dest: &mut [u8], dest_bit: usize, source: &[u8], source_bit: usize, bits: usize) {
+    for index in 0..bits {
+        let (from, to) = (source_bit + index, dest_bit + index);
+        let (Some(&byte), Some(target)) = (source.get(from / 8), dest.get_mut(to / 8)) else {
+            return;
+        };
+        let bit = (byte >> (from % 8)) & 1;
+        *target = (*target & !(1 << (to % 8))) | (bit << (to % 8));
     }
 }
 
@@ -663,6 +683,26 @@ mod tests {
         let Contents::Bytes { bytes, holes } = contents else { panic!("{contents:?}") };
         assert_eq!(holes, vec![(0..4, Hole::OptimizedOut)]);
         assert_eq!(&bytes[4..], &[9, 0, 0, 0]);
+    }
+
+    #[test]
+    fn bit_pieces_of_bitfields() {
+        // The struct {ready:1, mode:3, delta:5, rest:23} = {1, 1, -2, 3} that
+        // gcc -O2 describes with constants: DW_OP_lit1; DW_OP_stack_value;
+        // DW_OP_bit_piece 1 0; DW_OP_lit1; ...; DW_OP_bit_piece 3 0;
+        // DW_OP_const1s -2; ...; DW_OP_bit_piece 5 0; DW_OP_lit3; ...;
+        // DW_OP_bit_piece 23 0.
+        let contents = evaluate(
+            &[
+                DW_OP_lit1.0, DW_OP_stack_value.0, DW_OP_bit_piece.0, 1, 0,
+                DW_OP_lit1.0, DW_OP_stack_value.0, DW_OP_bit_piece.0, 3, 0,
+                DW_OP_const1s.0, 0xfe, DW_OP_stack_value.0, DW_OP_bit_piece.0, 5, 0,
+                DW_OP_lit3.0, DW_OP_stack_value.0, DW_OP_bit_piece.0, 23, 0,
+            ],
+            4,
+        );
+        let expected: u32 = 1 | (1 << 1) | (0b11110 << 4) | (3 << 9);
+        assert_eq!(contents, known(expected.to_le_bytes().to_vec()));
     }
 
     #[test]
