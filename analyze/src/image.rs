@@ -128,6 +128,8 @@ pub struct Image {
     compilation_dirs: Vec<String>,
     /// Source paths as addr2line joins them, mapped to the name gdb shows.
     display_names: HashMap<String, String>,
+    /// Statement rows of the line table, read on first use.
+    statement_rows: std::sync::OnceLock<crate::line_table::StatementRows>,
 }
 
 impl std::fmt::Debug for Image {
@@ -274,7 +276,16 @@ impl Image {
             has_debug_info,
             compilation_dirs,
             display_names,
+            statement_rows: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Returns the statement row gdb shows for the line-table row starting
+    /// at `row_address`, when it differs from the row addr2line reports.
+    pub fn statement_row(&self, row_address: u64) -> Option<crate::line_table::StatementRow> {
+        self.statement_rows
+            .get_or_init(|| crate::line_table::StatementRows::load(&self.dwarf_sections))
+            .get(row_address)
     }
 
     /// The path the image was opened from.

@@ -12,6 +12,7 @@ pub mod check;
 pub mod cmd;
 pub mod image;
 pub mod image_fallback;
+pub mod line_table;
 pub mod symbolize;
 pub mod threads;
 pub mod unwind;

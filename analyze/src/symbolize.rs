@@ -102,6 +102,14 @@ fn dwarf_frames(image: &Image, address: u64) -> Vec<SourceFrame> {
     if let Some(last) = frames.last_mut() {
         last.inlined = false;
     }
+    // The innermost function's line comes from the line table, where gdb
+    // prefers a statement row; the outer ones are call sites.
+    if let (Some(innermost), Some(row)) = (frames.first_mut(), line_row(image, address)) {
+        if let Some(statement) = image.statement_row(row.start) {
+            innermost.line = Some(statement.line);
+            innermost.column = statement.column;
+        }
+    }
     frames
 }
 
