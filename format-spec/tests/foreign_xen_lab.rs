@@ -17,8 +17,9 @@
 //! `stardump-capture` on a crashed guest (`NAME.sdump`), both files must
 //! agree on the registers and the stack. A guest named `pvh-*` must be a
 //! PVH domain running `unikernel-O2-fp.elf`, and the directory must then
-//! contain that image. The current lab plan has no such guest. One that
-//! this test passed on was created with `type = "pvh"`, `kernel` the O2-fp
+//! contain that image. The lab plan's PVH guest gets no dump-core, which
+//! takes minutes, so the lab does not exercise this path. One that this
+//! test passed on was created with `type = "pvh"`, `kernel` the O2-fp
 //! image, `cmdline = "mode=ud2"`, `memory = 8`, `vcpus = 2` and
 //! `on_poweroff = "preserve"`: an HVM vCPU that halts with interrupts off
 //! goes down, and Xen powers off a domain whose vCPUs are all down. Its
