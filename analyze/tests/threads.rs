@@ -1,8 +1,8 @@
-//! `stardump threads` with gdb as the oracle: boot the test unikernel under
-//! QEMU to `mode=ud2` on two vCPUs, capture it and leave it paused, then on
-//! the paused guest let gdb walk `thread_list` itself and, for every
-//! sleeping thread, `set $rsp = SP`, `set $pc = IP`, `bt`, and restore the
-//! registers, as tests/unikernel/check-gdb.sh does. Every sleeping thread's
+//! `stardump threads` with gdb as the oracle. Each test boots the test
+//! unikernel under QEMU to `mode=ud2` on two vCPUs, captures it and leaves
+//! it paused. On the paused guest gdb walks `thread_list` itself and, for
+//! every sleeping thread, runs `set $rsp = SP`, `set $pc = IP` and `bt`, then
+//! restores the registers, as tests/unikernel/check-gdb.sh does. Every sleeping thread's
 //! backtrace from the snapshot alone must name the same function, file and
 //! line in every frame; each running thread's must equal gdb's backtrace of
 //! its vCPU and `stardump bt` of that vCPU.
@@ -290,8 +290,8 @@ fn check_variant(variant: &str) {
     check_text_and_limits(variant, snapshot_arg, image_arg, work_dir.path());
 }
 
-/// The text output, `--os`, a description file with a small bound, and
-/// errors, on the snapshot taken above.
+/// Checks the text output, `--os`, a description file with a small bound,
+/// and errors, on the snapshot taken above.
 fn check_text_and_limits(variant: &str, snapshot: &str, image: &str, work_dir: &Path) {
     let text = run_stardump(&["threads", snapshot, "--image", image, "--os", "stardust-test"]);
     assert_eq!(text.status.code(), Some(0), "{variant}: {}", String::from_utf8_lossy(&text.stderr));
@@ -308,8 +308,8 @@ fn check_text_and_limits(variant: &str, snapshot: &str, image: &str, work_dir: &
     assert!(text.contains("#0  switch_context () at switch.S:"), "{variant}:\n{text}");
     assert!(text.contains("<signal handler called>"), "{variant}:\n{text}");
 
-    // A bound of two threads: the list is cut, the exit status says so, and
-    // the two threads still print.
+    // With a bound of two threads the list is cut and the exit status is 2,
+    // but the two threads still print.
     let built_in = include_str!("../threads/stardust-test.toml");
     let bounded = built_in.replace("max_threads = 64", "max_threads = 2");
     assert_ne!(bounded, built_in, "the built-in description sets max_threads = 64");

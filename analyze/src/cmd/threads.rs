@@ -86,7 +86,7 @@ pub struct ListedThread {
     pub errors: Vec<String>,
     /// Whether the backtrace reached the outermost frame; false without one.
     pub complete: bool,
-    /// Why the backtrace stopped early or is missing.
+    /// Reason the backtrace stopped early or is missing.
     pub stop_reason: Option<String>,
     /// The backtrace, innermost first; empty for skipped and unreadable threads.
     pub frames: Vec<FrameReport>,
@@ -148,7 +148,7 @@ fn choose_description(args: &Args, image: &Image, info: &DebugInfo) -> anyhow::R
     )
 }
 
-/// What the backtraces are read with.
+/// The image, description and memory the backtraces are read from.
 struct Context<'a> {
     image: &'a Image,
     description: &'a Description,
@@ -497,8 +497,8 @@ mod tests {
     use crate::threads::list::ListStop;
     use crate::unwind::ImageMemory;
 
-    /// The Mini-OS-shaped thread list of tests/fixtures/mini_os_threads.c,
-    /// built once.
+    /// Builds the Mini-OS-shaped thread list of
+    /// tests/fixtures/mini_os_threads.c once, and opens it.
     fn mini_os_image() -> Image {
         static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
         let path = PATH.get_or_init(|| {

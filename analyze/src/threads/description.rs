@@ -51,7 +51,7 @@ pub enum DescriptionError {
     InvalidMemberPath {
         /// The file, or `built-in NAME`.
         origin: String,
-        /// The key that holds the path.
+        /// The key that contains the path.
         field: &'static str,
         /// The rejected path.
         path: String,
@@ -72,7 +72,7 @@ pub enum DescriptionError {
         /// The key.
         field: &'static str,
     },
-    /// A flag mask is set but no member holds the flags.
+    /// A flag mask is set but no flags member is described.
     #[error("`flags.{field}` is set in {origin} but `members.flags` is missing")]
     MissingFlagsMember {
         /// The file, or `built-in NAME`.
@@ -121,17 +121,17 @@ pub enum DescriptionError {
 pub struct Description {
     /// Short name of the unikernel, shown in the output.
     pub name: String,
-    /// Where the list is and how it is linked.
+    /// The list head and link.
     pub list: ListDescription,
     /// Member paths inside the thread struct.
     pub members: Members,
     /// Meaning of bits in the flags member.
     #[serde(default)]
     pub flags: FlagMasks,
-    /// How a running thread is matched to the vCPU it runs on.
+    /// Rules that match a running thread to its vCPU.
     #[serde(default)]
     pub running: RunningRule,
-    /// How a sleeping thread's saved registers are unwound.
+    /// The unwinding rule for a sleeping thread's saved registers.
     #[serde(default)]
     pub switch_frame: SwitchFrame,
 }
@@ -192,8 +192,8 @@ pub struct FlagMasks {
 }
 
 /// Rules that find the thread a vCPU runs. Without `flags.running` a thread
-/// is running when one of these rules names it; with it, the rules say on
-/// which vCPU. When no rule applies and the snapshot has one vCPU, the
+/// is running when one of these rules names it. With it, the rules decide
+/// on which vCPU. When no rule applies and the snapshot has one vCPU, the
 /// running thread is on that vCPU.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,13 +203,13 @@ pub struct RunningRule {
     #[serde(default)]
     pub current_at_gs_base_offset: Option<u64>,
     /// Size of the aligned thread stacks whose first word points to the
-    /// thread that owns the stack: the vCPU's rsp rounded down to this size
-    /// holds its current thread.
+    /// thread that owns the stack. The word at the vCPU's rsp rounded down
+    /// to this size is a pointer to its current thread.
     #[serde(default)]
     pub current_at_stack_base_size_bytes: Option<u64>,
 }
 
-/// How the unwinder starts from a sleeping thread's saved `sp` and `ip`.
+/// The start of the unwinder for a sleeping thread's saved `sp` and `ip`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SwitchFrame {
@@ -281,6 +281,7 @@ impl Description {
 
     fn validate(&self, origin: &str) -> Result<(), DescriptionError> {
         let origin = origin.to_owned();
+
         if !is_identifier(&self.list.head) {
             return Err(DescriptionError::InvalidHeadSymbol { origin, symbol: self.list.head.clone() });
         }
@@ -302,14 +303,17 @@ impl Description {
                 paths.push((field, path));
             }
         }
+
         for (field, path) in paths {
             if !is_member_path(path) {
                 return Err(DescriptionError::InvalidMemberPath { origin, field, path: path.to_owned() });
             }
         }
+
         if !(1..=MAX_THREADS_LIMIT).contains(&self.list.max_threads) {
             return Err(DescriptionError::InvalidMaxThreads { origin, value: self.list.max_threads });
         }
+
         for (field, mask) in [("running", self.flags.running), ("skip", self.flags.skip)] {
             match mask {
                 Some(0) => return Err(DescriptionError::InvalidMask { origin, field }),
@@ -319,11 +323,13 @@ impl Description {
                 _ => {}
             }
         }
+
         if let Some(size) = self.running.current_at_stack_base_size_bytes {
             if !size.is_power_of_two() || size < 0x1000 {
                 return Err(DescriptionError::InvalidStackSize { origin, value: size });
             }
         }
+
         if let SwitchFrame::Pushed { function, registers } = &self.switch_frame {
             if !is_identifier(function) {
                 return Err(DescriptionError::InvalidHeadSymbol { origin, symbol: function.clone() });

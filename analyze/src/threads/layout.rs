@@ -16,7 +16,7 @@ use crate::variables::types::{Type, TypeRef, TypeTable};
 /// Longest `char` array read as a thread name, in bytes.
 pub const MAX_NAME_BYTES: u64 = 64;
 
-/// Why a description does not fit an image.
+/// Reason a description does not fit an image.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
     /// The image has no DWARF, which the member offsets come from.
@@ -97,7 +97,7 @@ pub struct IntegerField {
     pub signed: bool,
 }
 
-/// How a thread's name is stored.
+/// Storage of a thread's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameField {
     /// A pointer to a NUL-terminated string, at this offset.

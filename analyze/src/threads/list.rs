@@ -28,7 +28,7 @@ pub struct ThreadEntry {
     pub ip: Result<u64, MemoryError>,
 }
 
-/// Why a list walk ended before a null link.
+/// Reason a list walk ended before a null link.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListStop {
     /// The first-thread pointer in the head could not be read.
@@ -78,7 +78,7 @@ pub enum ListStop {
 pub struct ThreadList {
     /// The threads.
     pub threads: Vec<ThreadEntry>,
-    /// Why the walk ended early, or `None` at a null link.
+    /// Reason the walk ended early, or `None` at a null link.
     pub stop: Option<ListStop>,
 }
 
@@ -216,8 +216,9 @@ mod tests {
         BASE + index * 8
     }
 
-    /// Memory with a head at word 0, a name "ab" at word 1 and threads of
-    /// five words each from word 2 on; `links[i]` is thread i's next.
+    /// Returns memory with a head at word 0, a name "ab" at word 1, and
+    /// threads of five words each from word 2 on. `links[i]` is thread i's
+    /// link.
     fn memory(links: &[u64]) -> WordStack {
         let mut words = vec![at(2), u64::from_le_bytes(*b"ab\0\0\0\0\0\0")];
         for (index, link) in links.iter().enumerate() {

@@ -1,5 +1,5 @@
-//! What each listed thread is doing: running on a vCPU, sleeping with
-//! saved registers, or without a context to unwind. For a sleeping thread,
+//! The state of each listed thread: running on a vCPU, sleeping with saved
+//! registers, or without a context to unwind. For a sleeping thread, also
 //! the registers the unwinder starts from.
 
 use stardump_format::{MemoryError, VcpuState};
@@ -17,7 +17,7 @@ pub enum ThreadState {
         /// The vCPU's id.
         vcpu: u32,
     },
-    /// The flags say the thread runs, but no vCPU could be matched to it.
+    /// The flags mark the thread as running, but no vCPU matches it.
     RunningOnUnknownVcpu,
     /// The thread sleeps; its saved sp and ip are its context.
     Sleeping {
@@ -59,7 +59,8 @@ pub fn current_threads<'t>(
         }
         if found.is_none() {
             if let Some(size) = description.running.current_at_stack_base_size_bytes {
-                if vcpu.present.general {
+                // Description::parse rejects other sizes, but the fields are public.
+                if vcpu.present.general && size.is_power_of_two() {
                     found = memory.read_u64(vcpu.rsp & !(size - 1)).ok();
                 }
             }
@@ -109,7 +110,7 @@ pub fn thread_state(
     }
 }
 
-/// How the unwinder starts a sleeping thread's backtrace.
+/// The start of a sleeping thread's backtrace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SleepingStart {
     /// Registers of frame 0: rip = ip and rsp = sp, the rest unknown.

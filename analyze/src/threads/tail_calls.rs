@@ -20,11 +20,15 @@ use gimli::constants;
 use crate::image::Image;
 use crate::variables::dwarf::{DebugInfo, DieId};
 
-/// Longest chain of tail calls searched between two stack frames.
+/// Maximum length of a tail-call chain searched between two stack frames.
 const MAX_CHAIN_LEN: usize = 8;
 
 /// Most chains collected before the search gives up as ambiguous.
 const MAX_CHAINS: usize = 4;
+
+/// Maximum number of tail calls one search follows, so corrupt DWARF with
+/// many tail calls per function cannot make the search exponential.
+const MAX_SEARCH_STEPS: usize = 4096;
 
 /// A call or tail call recorded in DWARF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,16 @@ pub struct TailCallFrame {
     /// Address after the tail call instruction; symbols and lines are
     /// looked up one byte before it, in the jump.
     pub return_address: u64,
+}
+
+/// State of one chain search.
+struct Search {
+    /// Entry address of the function the chains must end in.
+    callee: u64,
+    /// The chain followed so far, outermost first.
+    path: Vec<TailCallFrame>,
+    /// Tail calls followed so far.
+    steps: usize,
 }
 
 /// The call sites of one image, indexed by return address and by caller.
@@ -116,9 +130,10 @@ impl TailCalls {
 
     /// Returns the functions that tail-called their way from the call at
     /// `caller_return_address` to the function containing `callee_pc`,
-    /// innermost first; empty when the call targets that function directly,
-    /// when DWARF does not record the call, or when more than one chain
-    /// fits (gdb then shows only the part all chains share; this shows none).
+    /// innermost first. The result is empty when the call targets that
+    /// function directly or DWARF does not record the call. It is also empty
+    /// when more than one chain fits, where gdb shows the part all chains
+    /// share.
     pub fn chain(&self, image: &Image, caller_return_address: u64, callee_pc: u64) -> Vec<TailCallFrame> {
         let Some(site) = self.by_return_address.get(&caller_return_address) else {
             return Vec::new();
@@ -130,8 +145,15 @@ impl TailCalls {
             return Vec::new();
         }
         let mut chains = Vec::new();
-        let mut path = Vec::new();
-        self.search(site.target_entry, callee_entry, &mut path, &mut chains);
+        let mut search = Search { callee: callee_entry, path: Vec::new(), steps: 0 };
+        self.search(site.target_entry, &mut search, &mut chains);
+        if search.steps >= MAX_SEARCH_STEPS {
+            tracing::warn!(
+                caller_return_address = format_args!("{caller_return_address:#x}"),
+                "tail-call search stopped after {MAX_SEARCH_STEPS} steps"
+            );
+            return Vec::new();
+        }
         match chains.len() {
             1 => {
                 let mut chain = chains.remove(0);
@@ -149,24 +171,94 @@ impl TailCalls {
         }
     }
 
-    /// Depth-first search of tail-call chains from `function` to `callee`.
-    fn search(&self, function: u64, callee: u64, path: &mut Vec<TailCallFrame>, chains: &mut Vec<Vec<TailCallFrame>>) {
-        if path.len() >= MAX_CHAIN_LEN || chains.len() > MAX_CHAINS {
+    /// Searches depth first for tail-call chains from `function` to the
+    /// callee, appending each one found to `chains`.
+    fn search(&self, function: u64, search: &mut Search, chains: &mut Vec<Vec<TailCallFrame>>) {
+        if search.path.len() >= MAX_CHAIN_LEN || chains.len() > MAX_CHAINS {
             return;
         }
         let Some(calls) = self.tail_calls_by_caller.get(&function) else { return };
         for &(return_address, target) in calls {
+            if search.steps >= MAX_SEARCH_STEPS {
+                return;
+            }
+            search.steps += 1;
             // A function that tail-calls itself would only repeat frames.
-            if target == function || path.iter().any(|frame| frame.return_address == return_address) {
+            if target == function || search.path.iter().any(|frame| frame.return_address == return_address) {
                 continue;
             }
-            path.push(TailCallFrame { return_address });
-            if target == callee {
-                chains.push(path.clone());
+            search.path.push(TailCallFrame { return_address });
+            if target == search.callee {
+                chains.push(search.path.clone());
             } else {
-                self.search(target, callee, path, chains);
+                self.search(target, search, chains);
             }
-            path.pop();
+            search.path.pop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds tests/fixtures/tail_calls.c at -O2 once, and opens it.
+    fn tail_call_image() -> Image {
+        static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        let path = PATH.get_or_init(|| {
+            crate::test_fixtures::gcc(
+                "tail_calls.elf",
+                &["-nostdlib", "-static", "-no-pie", "-g", "-O2", "-Wl,-e,entry"],
+                &["tail_calls.c"],
+            )
+        });
+        Image::open(path).unwrap()
+    }
+
+    fn entry_of(image: &Image, name: &str) -> u64 {
+        image.symbols().iter().find(|symbol| symbol.name == name).unwrap_or_else(|| panic!("no function {name}")).address
+    }
+
+    fn names(image: &Image, chain: &[TailCallFrame]) -> Vec<String> {
+        chain.iter().map(|frame| image.symbol_for(frame.return_address - 1).unwrap().name.clone()).collect()
+    }
+
+    /// Returns the return address of entry()'s call to top().
+    fn call_to_top(image: &Image, tail_calls: &TailCalls) -> u64 {
+        let top = entry_of(image, "top");
+        let (return_address, _) = tail_calls
+            .by_return_address
+            .iter()
+            .find(|(_, site)| !site.tail && site.target_entry == top)
+            .expect("DWARF records entry()'s call to top()");
+        *return_address
+    }
+
+    #[test]
+    fn chain_fills_tail_called_functions() {
+        let image = tail_call_image();
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let tail_calls = TailCalls::new(&info);
+        let return_address = call_to_top(&image, &tail_calls);
+
+        let chain = tail_calls.chain(&image, return_address, entry_of(&image, "leaf"));
+        assert_eq!(names(&image, &chain), ["middle", "top"]);
+        // One tail call: top() jumped to middle(), which runs.
+        let chain = tail_calls.chain(&image, return_address, entry_of(&image, "middle") + 1);
+        assert_eq!(names(&image, &chain), ["top"]);
+    }
+
+    #[test]
+    fn chain_empty_for_direct_call() {
+        let image = tail_call_image();
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let tail_calls = TailCalls::new(&info);
+        let return_address = call_to_top(&image, &tail_calls);
+
+        assert!(tail_calls.chain(&image, return_address, entry_of(&image, "top")).is_empty());
+        // A return address DWARF has no call site for.
+        assert!(tail_calls.chain(&image, return_address + 1, entry_of(&image, "leaf")).is_empty());
+        // A callee no tail call reaches from top().
+        assert!(tail_calls.chain(&image, return_address, entry_of(&image, "entry")).is_empty());
     }
 }
