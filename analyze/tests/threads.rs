@@ -1,11 +1,13 @@
-//! `stardump threads` with gdb as the oracle. Each test boots the test
+//! `stardump threads` with gdb as the oracle. Each gdb test boots the test
 //! unikernel under QEMU to `mode=ud2` on two vCPUs, captures it and leaves
 //! it paused. On the paused guest gdb walks `thread_list` itself and, for
-//! every sleeping thread, runs `set $rsp = SP`, `set $pc = IP` and `bt`, then
-//! restores the registers, as tests/unikernel/check-gdb.sh does. Every sleeping thread's
-//! backtrace from the snapshot alone must name the same function, file and
-//! line in every frame; each running thread's must equal gdb's backtrace of
-//! its vCPU and `stardump bt` of that vCPU.
+//! every sleeping thread, runs `set $rsp = SP`, `set $pc = IP` and `bt`,
+//! then restores the registers, as tests/unikernel/check-gdb.sh does.
+//!
+//! Every sleeping thread's backtrace from the snapshot alone must name the
+//! same function, file and line in every frame. Each running thread's
+//! backtrace must equal gdb's backtrace of its vCPU and `stardump bt` of
+//! that vCPU. A last test damages the list in the guest before capturing.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -356,4 +358,82 @@ fn threads_match_gdb_o2_fp() {
 #[test]
 fn threads_match_gdb_o2_nofp() {
     check_variant("O2-nofp");
+}
+
+/// A list damaged in the guest before the capture: gdb points the logger's
+/// name and the waiter's link at the unmapped page 0. The damaged members
+/// are marked in place, the threads before them still print with their
+/// backtraces, and the exit status is 2.
+#[test]
+fn damaged_list_reported_in_place() {
+    let variant = "O2-nofp";
+    let image = unikernel_image(variant);
+    let image_arg = image.to_str().unwrap();
+    let work_dir = tempfile::tempdir().expect("creating a temporary directory");
+    let snapshot = work_dir.path().join("damaged.sdump");
+    let snapshot_arg = snapshot.to_str().unwrap();
+
+    let mut qemu = Qemu::start(&GuestConfig {
+        kernel: image.clone(),
+        command_line: "mode=ud2".to_owned(),
+        memory_mib: 64,
+        vcpus: 1,
+    })
+    .expect("starting QEMU");
+    qemu.wait_for_serial(HALTED, Duration::from_secs(60)).unwrap_or_else(|error| panic!("{error:#}"));
+    require_program("gdb", "gdb");
+    let gdb = Command::new("timeout")
+        .args(["-s", "KILL", "120", "gdb", "-batch", "-nx"])
+        .args(["-ex", &format!("target remote 127.0.0.1:{}", qemu.gdb_port())])
+        .args(["-ex", "set var thread_pool[1].name = (char *) 0x10"])
+        .args(["-ex", "set var thread_pool[2].next = (struct thread *) 0x18"])
+        .args(["-ex", "disconnect"])
+        .arg(&image)
+        .output()
+        .expect("running gdb");
+    assert!(gdb.status.success(), "gdb failed: {}", String::from_utf8_lossy(&gdb.stderr));
+    let capture = Command::new(&binaries().capture)
+        .arg(qemu.gdb_target())
+        .arg("-o")
+        .arg(&snapshot)
+        .output()
+        .expect("running stardump-capture");
+    qemu.kill();
+    assert!(capture.status.success(), "capture failed: {}", String::from_utf8_lossy(&capture.stderr));
+
+    let text = run_stardump(&["threads", snapshot_arg, "--image", image_arg]);
+    assert_eq!(text.status.code(), Some(2), "{}", String::from_utf8_lossy(&text.stderr));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Thread 1 \"idle0\" (id 0, sleeping)"), "{text}");
+    assert!(text.contains("Thread 2 <no name> (id 1, sleeping)"), "{text}");
+    assert!(text.contains("<unreadable name: cannot read 1 bytes at 0x10"), "{text}");
+    assert!(text.contains("Thread 3 \"waiter\" (id 2, sleeping)"), "{text}");
+    assert!(text.contains("Thread 4 <no name> (unreadable) at 0x18:"), "{text}");
+    assert!(text.contains("<unreadable sp: cannot read 8 bytes at 0x20"), "{text}");
+    assert!(text.contains("No backtrace: the flags member cannot be read"), "{text}");
+    assert!(text.contains("Thread list stopped: cannot read the link of the thread at 0x18"), "{text}");
+
+    let json = run_stardump(&["threads", snapshot_arg, "--image", image_arg, "--json"]);
+    assert_eq!(json.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&json.stdout).expect("stardump threads --json printed invalid JSON");
+    assert_eq!(report["list_complete"], false);
+    let threads = report["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 4);
+    // The logger's backtrace does not need its name.
+    assert_eq!(threads[1]["complete"], true);
+    assert_eq!(threads[1]["name"], Value::Null);
+    assert_eq!(threads[1]["errors"].as_array().unwrap().len(), 1);
+    let logger_functions: Vec<&str> =
+        threads[1]["frames"].as_array().unwrap().iter().filter_map(|frame| frame["function"].as_str()).collect();
+    assert!(logger_functions.contains(&"logger_main"), "{logger_functions:?}");
+    assert_eq!(threads[3]["address"], "0x18");
+    assert_eq!(threads[3]["state"], "unreadable");
+    assert_eq!(threads[3]["frames"].as_array().unwrap().len(), 0);
+    let members: Vec<&str> = threads[3]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| error.as_str().unwrap().split(':').next().unwrap())
+        .collect();
+    assert_eq!(members, ["name", "id", "flags", "sp", "ip"]);
 }

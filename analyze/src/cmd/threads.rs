@@ -285,23 +285,19 @@ fn listed_thread(
     context: &Context<'_>,
     vcpus: &[&VcpuState],
 ) -> ListedThread {
-    let mut errors = Vec::new();
-    let name = match &entry.name {
-        Some(Ok(name)) => Some(name.clone()),
-        Some(Err(error)) => {
-            errors.push(format!("name: {error}"));
-            None
-        }
-        None => None,
-    };
-    let id = match &entry.id {
-        Some(Ok(id)) => Some(*id),
-        Some(Err(error)) => {
-            errors.push(format!("id: {error}"));
-            None
-        }
-        None => None,
-    };
+    let member_errors = [
+        ("name", entry.name.as_ref().and_then(|name| name.as_ref().err())),
+        ("id", entry.id.as_ref().and_then(|id| id.as_ref().err())),
+        ("flags", entry.flags.as_ref().and_then(|flags| flags.as_ref().err())),
+        ("sp", entry.sp.as_ref().err()),
+        ("ip", entry.ip.as_ref().err()),
+    ];
+    let errors = member_errors
+        .iter()
+        .filter_map(|(member, error)| error.map(|error| format!("{member}: {error}")))
+        .collect();
+    let name = entry.name.as_ref().and_then(|name| name.as_ref().ok()).cloned();
+    let id = entry.id.as_ref().and_then(|id| id.as_ref().ok()).copied();
     let flags = entry.flags.as_ref().and_then(|flags| flags.as_ref().ok()).map(|flags| hex(*flags));
     let mut listed = ListedThread {
         number,
@@ -367,10 +363,10 @@ fn listed_thread(
             listed.state = "running-on-unknown-vcpu";
             listed.stop_reason = Some("the flags say the thread runs, but no vCPU's current thread is it".to_owned());
         }
-        ThreadState::Unreadable { member, error } => {
+        ThreadState::Unreadable { member, .. } => {
+            // The member's error is already in `errors`.
             listed.state = "unreadable";
-            listed.errors.push(format!("{member}: {error}"));
-            listed.stop_reason = Some(format!("cannot read {member}: {error}"));
+            listed.stop_reason = Some(format!("the {member} member cannot be read"));
         }
     }
     listed

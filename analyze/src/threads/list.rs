@@ -179,7 +179,8 @@ pub fn walk(memory: &dyn StackMemory, layout: &ThreadLayout, max_threads: usize)
         next = match read_integer(memory, previous, layout.next) {
             Ok(link) => link,
             Err(source) => {
-                tracing::warn!(thread = format_args!("{previous:#x}"), %source, "thread link unreadable");
+                // The caller reports the stop in place, so this is no warning.
+                tracing::debug!(thread = format_args!("{previous:#x}"), %source, "thread link unreadable");
                 return ThreadList { threads, stop: Some(ListStop::UnreadableLink { thread: previous, source }) };
             }
         };
