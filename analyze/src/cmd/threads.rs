@@ -48,10 +48,9 @@ pub struct Args {
     /// A thread description file (TOML, see analyze/threads/stardust-test.toml).
     #[arg(long, conflicts_with = "os")]
     pub description: Option<PathBuf>,
-    /// A built-in thread description: `stardust-test` or `mini-os`. Without
-    /// this or `--description`, the first built-in one that fits the
-    /// image's DWARF is used.
-    #[arg(long)]
+    /// A built-in thread description. Without this or `--description`, the
+    /// first built-in one that fits the image's DWARF is used.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::threads::description::BUILT_IN.map(|(name, _)| name)))]
     pub os: Option<String>,
     /// Maximum number of frames per backtrace.
     #[arg(long, default_value_t = DEFAULT_MAX_FRAMES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
