@@ -15,7 +15,7 @@ use super::bindings::ctrl::{M2p, XenCtrl};
 use super::bindings::foreign::ForeignMemory;
 use super::bindings::light::destroy_domain;
 use super::bindings::XenDomctlGetDomainInfo;
-use super::context::{vcpu_from_pv_context, vcpus_from_hvm_context};
+use super::context::{context_online, vcpu_from_hvm_vcpu_context, vcpu_from_pv_context, vcpus_from_hvm_context};
 use super::domain::{dominf, find_domain, DomainKind};
 use super::error::XenError;
 use super::frames::FrameMap;
@@ -118,7 +118,7 @@ pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, Xen
             (vcpus, copy, Some(frames))
         }
         _ => {
-            let vcpus = read_hvm_vcpus(&ctrl, domid)?;
+            let vcpus = read_hvm_vcpus(&ctrl, domid, &info)?;
             let copy = match recheck_hvm_frames(&ctrl, domid, max_gpfn, scanned, &options.cancel, &mut report)? {
                 HvmFrames::Listed(gfns) => copy_hvm(&foreign, domid, gfns, &options.cancel, &mut report)?,
                 HvmFrames::UpTo(max_gpfn) => copy_hvm(&foreign, domid, 0..=max_gpfn, &options.cancel, &mut report)?,
@@ -297,15 +297,56 @@ fn read_pv_vcpus(ctrl: &XenCtrl, domid: u32, info: &XenDomctlGetDomainInfo) -> R
     Ok(vcpus)
 }
 
-/// Reads the `CPU` records of an HVM or PVH domain's save context.
-fn read_hvm_vcpus(ctrl: &XenCtrl, domid: u32) -> Result<Vec<VcpuState>, XenError> {
+/// Reads the vCPUs of an HVM or PVH domain: the `CPU` records of its save
+/// context, then, through `xc_vcpu_getcontext`, every vCPU up to the
+/// domain's maximum vCPU id that the save context leaves out because it is
+/// down (a guest that ran `cli; hlt`, or a domain shut down with its memory
+/// kept). vCPUs that were never initialised are left out.
+fn read_hvm_vcpus(ctrl: &XenCtrl, domid: u32, info: &XenDomctlGetDomainInfo) -> Result<Vec<VcpuState>, XenError> {
     let blob = ctrl.hvm_context(domid)?;
-    let vcpus = vcpus_from_hvm_context(&blob)
+    let mut vcpus = vcpus_from_hvm_context(&blob)
         .map_err(|error| XenError::InvalidHvmContext { domid, offset: error.offset, reason: error.reason })?;
+    if info.max_vcpu_id != INVALID_MAX_VCPU_ID {
+        for id in 0..=info.max_vcpu_id {
+            if vcpus.iter().any(|vcpu| vcpu.id == id) {
+                continue;
+            }
+            if let Some(vcpu) = read_down_hvm_vcpu(ctrl, domid, id)? {
+                vcpus.push(vcpu);
+            }
+        }
+        vcpus.sort_by_key(|vcpu| vcpu.id);
+    }
     if vcpus.is_empty() {
         return Err(XenError::MissingVcpus { domid });
     }
     Ok(vcpus)
+}
+
+/// Reads HVM or PVH vCPU `id`, missing from the save context, with
+/// `xc_vcpu_getcontext`. Returns `None` for a vCPU that was never
+/// initialised.
+fn read_down_hvm_vcpu(ctrl: &XenCtrl, domid: u32, id: u32) -> Result<Option<VcpuState>, XenError> {
+    let span = info_span!("vcpu", id);
+    let _entered = span.enter();
+    let bytes = match ctrl.vcpu_context(domid, id) {
+        Ok(bytes) => bytes,
+        // Xen returns ENODATA for a vCPU that was never brought up.
+        Err(XenError::DomainCall { errno, .. }) if errno.0 == libc::ENODATA => {
+            info!("vCPU not initialised, left out");
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
+    let vcpu = vcpu_from_hvm_vcpu_context(id, &bytes).expect("the context buffer has the structure's size");
+    let online = context_online(&bytes).unwrap_or(false);
+    info!(
+        online,
+        rip = format_args!("{:#x}", vcpu.rip),
+        cr3 = format_args!("{:#x}", vcpu.cr3),
+        "vCPU missing from the save context, read with xc_vcpu_getcontext"
+    );
+    Ok(Some(vcpu))
 }
 
 /// Replaces each PV vCPU's machine cr3 with the guest-physical address of

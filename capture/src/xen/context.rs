@@ -1,6 +1,7 @@
-//! Conversion of Xen's vCPU contexts into [`VcpuState`]: the 64-bit PV
-//! `vcpu_guest_context` of `xc_vcpu_getcontext`, and the `CPU` records of
-//! an HVM or PVH domain's save context (`xc_domain_hvm_getcontext`).
+//! Conversion of Xen's vCPU contexts into [`VcpuState`]: the
+//! `vcpu_guest_context` of `xc_vcpu_getcontext` (of a 64-bit PV vCPU, or
+//! of an HVM or PVH vCPU that is down), and the `CPU` records of an HVM or
+//! PVH domain's save context (`xc_domain_hvm_getcontext`).
 
 use stardump_format::{RegisterGroups, VcpuState};
 
@@ -81,6 +82,62 @@ pub fn vcpu_from_pv_context(id: u32, bytes: &[u8]) -> Option<VcpuState> {
         efer: EFER_LME_LMA,
         present: ALL_GROUPS,
     })
+}
+
+/// Converts the `vcpu_guest_context` that `xc_vcpu_getcontext` returns
+/// for vCPU `id` of an HVM or PVH domain. The capture reads it only for a
+/// vCPU missing from the save context, which leaves out every vCPU that is
+/// down.
+///
+/// For an HVM vCPU, Xen's `arch_get_info_guest` (xen/arch/x86/domctl.c)
+/// copies the general registers, the segment selectors and the fs base.
+/// It also copies the guest's own cr0, cr2, cr3 (a guest-physical address)
+/// and cr4. The gs base and its shadow are placed by the vCPU's ring: in
+/// ring 0 `gs_base_kernel` is the active base. The structure has no EFER
+/// and no cr8, so cr8 stays 0 as on the save-context path and EFER is
+/// inferred (see [`infer_efer`]).
+///
+/// Returns `None` when `bytes` is shorter than the structure.
+pub fn vcpu_from_hvm_vcpu_context(id: u32, bytes: &[u8]) -> Option<VcpuState> {
+    let mut vcpu = vcpu_from_pv_context(id, bytes)?;
+    let ctrlreg = |index: usize| read_u64(bytes, pv::CTRLREG + index * 8);
+    let gs_base_kernel = read_u64(bytes, pv::GS_BASE_KERNEL)?;
+    let gs_base_user = read_u64(bytes, pv::GS_BASE_USER)?;
+    // Xen's `ring_0()` test: the low two bits of the cs selector.
+    let (gs_base, kernel_gs_base) = if vcpu.cs & 3 == 0 {
+        (gs_base_kernel, gs_base_user)
+    } else {
+        (gs_base_user, gs_base_kernel)
+    };
+    vcpu.gs_base = gs_base;
+    vcpu.kernel_gs_base = kernel_gs_base;
+    vcpu.cr0 = ctrlreg(0)?;
+    vcpu.efer = infer_efer(vcpu.cr0, vcpu.cr4);
+    Some(vcpu)
+}
+
+/// Returns whether a `vcpu_guest_context` has `VGCF_online`, which Xen
+/// clears for a vCPU that is down. `None` when `bytes` ends before `flags`.
+pub fn context_online(bytes: &[u8]) -> Option<bool> {
+    read_u64(bytes, pv::FLAGS).map(|flags| flags & pv::VGCF_ONLINE != 0)
+}
+
+/// cr4.PAE: physical address extension, required by long mode.
+const CR4_PAE: u64 = 1 << 5;
+
+/// Infers EFER for an HVM vCPU context, which lacks it: LME and LMA when
+/// paging with PAE is on, otherwise 0.
+///
+/// NOTE: a 32-bit guest with PAE paging gets LME and LMA too, so its page
+/// tables would be walked as 4-level ones. stardump models x86_64 vCPUs
+/// only, and the save context, which has EFER, covers every vCPU that is up.
+fn infer_efer(cr0: u64, cr4: u64) -> u64 {
+    let paging = cr0 & CR0_PE_PG == CR0_PE_PG;
+    if paging && cr4 & CR4_PAE != 0 {
+        EFER_LME_LMA
+    } else {
+        0
+    }
 }
 
 /// A parse error in an HVM context blob: the offset and the problem.
@@ -260,6 +317,77 @@ mod tests {
     #[test]
     fn pv_context_too_short() {
         assert_eq!(vcpu_from_pv_context(0, &pv_context(true)[..pv::SIZE - 1]), None);
+    }
+
+    /// Builds the context Xen returns for an HVM vCPU that went down with
+    /// `cli; hlt` in ring `ring`, long mode and paging on.
+    fn hvm_vcpu_context(ring: u16) -> Vec<u8> {
+        use pv::regs::*;
+        let mut bytes = pv_context(true);
+        // Xen sets no flag for an HVM vCPU that is down: not VGCF_online,
+        // and VGCF_in_kernel only for PV.
+        put_u64(&mut bytes, pv::FLAGS, 0);
+        put_u16(&mut bytes, pv::USER_REGS + CS, 0x8 | ring);
+        put_u16(&mut bytes, pv::USER_REGS + SS, 0x10 | ring);
+        put_u64(&mut bytes, pv::USER_REGS + RFLAGS, 0x2);
+        put_u64(&mut bytes, pv::CTRLREG, 0x8000_0011);
+        put_u64(&mut bytes, pv::CTRLREG + 3 * 8, 0x10_0000);
+        put_u64(&mut bytes, pv::CTRLREG + 4 * 8, 0x20);
+        bytes
+    }
+
+    #[test]
+    fn hvm_vcpu_context_registers() {
+        let vcpu = vcpu_from_hvm_vcpu_context(2, &hvm_vcpu_context(0)).unwrap();
+        assert_eq!(vcpu.id, 2);
+        assert_eq!((vcpu.rax, vcpu.rbx, vcpu.rcx, vcpu.rdx), (0xa0, 0xb0, 0xc0, 0xd0));
+        assert_eq!(vcpu.rsp, 0xffff_8000_0000_ff00);
+        assert_eq!(vcpu.rip, 0xffff_ffff_8000_1234);
+        assert_eq!(vcpu.rflags, 0x2);
+        assert_eq!((vcpu.cs, vcpu.ss, vcpu.ds), (0x8, 0x10, 0x2b));
+        assert_eq!(vcpu.fs_base, 0xf5);
+        assert_eq!(vcpu.present, ALL_GROUPS);
+    }
+
+    #[test]
+    fn hvm_vcpu_context_control_registers() {
+        let vcpu = vcpu_from_hvm_vcpu_context(0, &hvm_vcpu_context(0)).unwrap();
+        assert_eq!(vcpu.cr0, 0x8000_0011, "cr0 is the guest's own, unchanged");
+        assert_eq!(vcpu.cr2, 0xdead_0000);
+        assert_eq!(vcpu.cr3, 0x10_0000, "cr3 is guest-physical");
+        assert_eq!(vcpu.cr4, 0x20);
+        assert_eq!(vcpu.cr8, 0);
+        assert_eq!(vcpu.efer, EFER_LME_LMA);
+    }
+
+    #[test]
+    fn hvm_vcpu_context_gs_bases_follow_ring() {
+        let ring0 = vcpu_from_hvm_vcpu_context(0, &hvm_vcpu_context(0)).unwrap();
+        assert_eq!((ring0.gs_base, ring0.kernel_gs_base), (0x6b, 0x65));
+        let ring3 = vcpu_from_hvm_vcpu_context(0, &hvm_vcpu_context(3)).unwrap();
+        assert_eq!((ring3.gs_base, ring3.kernel_gs_base), (0x65, 0x6b));
+    }
+
+    #[test]
+    fn hvm_vcpu_context_efer_without_long_mode() {
+        let mut bytes = hvm_vcpu_context(0);
+        put_u64(&mut bytes, pv::CTRLREG + 4 * 8, 0);
+        assert_eq!(vcpu_from_hvm_vcpu_context(0, &bytes).unwrap().efer, 0, "paging without PAE");
+        put_u64(&mut bytes, pv::CTRLREG, 0x11);
+        put_u64(&mut bytes, pv::CTRLREG + 4 * 8, 0x20);
+        assert_eq!(vcpu_from_hvm_vcpu_context(0, &bytes).unwrap().efer, 0, "PAE without paging");
+    }
+
+    #[test]
+    fn hvm_vcpu_context_too_short() {
+        assert_eq!(vcpu_from_hvm_vcpu_context(0, &hvm_vcpu_context(0)[..pv::SIZE - 1]), None);
+    }
+
+    #[test]
+    fn context_online_flag() {
+        assert_eq!(context_online(&hvm_vcpu_context(0)), Some(false));
+        assert_eq!(context_online(&pv_context(true)), Some(true));
+        assert_eq!(context_online(&[0u8; 16]), None);
     }
 
     fn record(blob: &mut Vec<u8>, typecode: u16, instance: u16, data: &[u8]) {

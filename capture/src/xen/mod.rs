@@ -11,7 +11,10 @@
 //! vCPUs: a PV vCPU comes from `xc_vcpu_getcontext`; its cr3 is a machine
 //! address and becomes a guest-physical one through the domain's frame
 //! map. An HVM or PVH vCPU comes from the `CPU` record of the domain's
-//! save context.
+//! save context. Xen writes no record for a vCPU that is down (after
+//! `cli; hlt`, or in a domain shut down with its memory kept), so such a
+//! vCPU comes from `xc_vcpu_getcontext`. That context carries no EFER, and
+//! the capture infers it from cr0 and cr4.
 //!
 //! Memory of an HVM or PVH domain: every guest frame from 0 up to
 //! `xc_domain_maximum_gpfn` that Xen reports as present, mapped 1024

@@ -4,7 +4,9 @@
 //! x86_64. `capture/tests/xen_layout.rs` compares every offset here with
 //! the C compiler's `offsetof`.
 
-/// `vcpu_guest_context` (public/arch-x86/xen.h) of a 64-bit PV guest.
+/// `vcpu_guest_context` (public/arch-x86/xen.h) as `xc_vcpu_getcontext`
+/// returns it for a 64-bit PV guest, and for an HVM or PVH guest, whose
+/// vCPUs Xen describes in the same structure.
 pub mod pv {
     /// Size of the whole structure.
     pub const SIZE: usize = 5168;
