@@ -199,10 +199,16 @@ impl Image {
             .symbols()
             .filter(|symbol| symbol.is_definition() || symbol.kind() == SymbolKind::Label)
             .filter(|symbol| {
+                // An executable section without file contents counts too: Xen
+                // guests reserve their hypercall page as one, and Xen fills it.
                 let in_code = symbol
                     .section_index()
                     .and_then(|index| elf.section_by_index(index).ok())
-                    .is_some_and(|section| section.kind() == SectionKind::Text);
+                    .is_some_and(|section| {
+                        section.kind() == SectionKind::Text
+                            || matches!(section.flags(), object::SectionFlags::Elf { sh_flags, .. }
+                                if sh_flags.contains(object::elf::SHF_EXECINSTR))
+                    });
                 in_code && matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown)
             })
             .filter_map(|symbol| {

@@ -49,16 +49,25 @@ for core in "$DIR"/*.core; do
 		-ex "core-file $elf" -ex 'thread apply all bt' "$image" >"$out" 2>&1
 	checked=$((checked + 1))
 
-	if grep -q 'corrupt stack\|Backtrace stopped' "$out"; then
+	# gdb cannot unwind out of Xen's hypercall page, which has no CFI, so
+	# for a guest that stopped there only the sleeping threads are checked:
+	# they come before thread 1 in gdb's output, and after the frame gdb
+	# prints when it loads the core.
+	checked_out=$(cat "$out")
+	case "$name" in
+	*-hcall) checked_out=$(sed -n '/^Thread /,$p' "$out" | sed '/^Thread 1 /,$d') ;;
+	esac
+	if echo "$checked_out" | grep -q 'corrupt stack\|Backtrace stopped'; then
 		fail "$name: a backtrace stopped early"
 	fi
-	if grep '^#' "$out" | grep -v '<signal handler called>' | grep -qv ' at [^ ]*:[0-9]'; then
+	if echo "$checked_out" | grep '^#' | grep -v '<signal handler called>' | grep -qv ' at [^ ]*:[0-9]'; then
 		fail "$name: a frame has no file:line"
 	fi
 	# The vCPU is thread 1: the worker, from the end mode down to thread_start.
 	vcpu=$(sed -n '/^Thread 1 /,$p' "$out")
 	case "$name" in
 	*-spin|*-nop2m|*-int3) expected="spin_here dispatch_end_mode process_request worker_main thread_start" ;;
+	*-hcall) expected="hypercall_page" ;;
 	*-ud2|*-null|*-div0)
 		mode=${name##*-}
 		expected="crash_halt trap_handler <signal.handler.called> trigger_$mode dispatch_end_mode transform_values compute_checksum process_request worker_main thread_main thread_start" ;;

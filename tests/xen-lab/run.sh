@@ -124,6 +124,8 @@ fi
 # NAME IMAGE EXTRA: the guests dom0 runs, in order. o2-nop2m does not
 # publish its P2M, so xl dump-core is expected to fail on it. o2-int3
 # reaches its marker only after returning from a trap through HYPERVISOR_iret.
+# o2-hcall crashes like o2-ud2 but shuts down through the hypercall page, as
+# Stardust's BUG() does, so its vCPU stops in a stub without CFI.
 # pvh-spin is the QEMU build of the unikernel as a PVH domain. dom0-init.sh
 # captures it with stardump-capture only, because xl dump-core of a PVH
 # guest takes about 10 minutes under TCG.
@@ -137,6 +139,7 @@ o2-null unikernel-xen-pv-O2-nofp.elf mode=null
 o2-div0 unikernel-xen-pv-O2-nofp.elf mode=div0
 o2-nop2m unikernel-xen-pv-O2-nofp.elf mode=spin nop2m
 o2-int3 unikernel-xen-pv-O2-nofp.elf mode=spin int3
+o2-hcall unikernel-xen-pv-O2-nofp.elf mode=ud2 hcall
 o0-spin unikernel-xen-pv-O0-fp.elf mode=spin
 o0-ud2 unikernel-xen-pv-O0-fp.elf mode=ud2
 o0-null unikernel-xen-pv-O0-fp.elf mode=null
