@@ -49,10 +49,10 @@ for core in "$DIR"/*.core; do
 		-ex "core-file $elf" -ex 'thread apply all bt' "$image" >"$out" 2>&1
 	checked=$((checked + 1))
 
-	# gdb cannot unwind out of Xen's hypercall page, which has no CFI, so
-	# for a guest that stopped there only the sleeping threads are checked:
-	# they come before thread 1 in gdb's output, and after the frame gdb
-	# prints when it loads the core.
+	# gdb cannot unwind out of Xen's hypercall page, which has no CFI. For a
+	# guest that stopped there, only the sleeping threads are checked. They
+	# come before thread 1 in gdb's output, after the frame gdb prints when
+	# it loads the core.
 	checked_out=$(cat "$out")
 	case "$name" in
 	*-hcall) checked_out=$(sed -n '/^Thread /,$p' "$out" | sed '/^Thread 1 /,$d') ;;
