@@ -1,4 +1,4 @@
-//! Captures real Xen PV guests: runs the Xen lab (tests/xen-lab/run.sh),
+//! Captures real Xen PV and PVH guests: runs the Xen lab (tests/xen-lab/run.sh),
 //! which boots Debian's Xen 4.17 and a dom0 under QEMU and runs
 //! `stardump-capture xen:NAME` on each test unikernel guest, then opens
 //! every snapshot and checks it against the unikernel's ELF image.
@@ -14,13 +14,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use object::{Object, ObjectSection};
+use object::{Object, ObjectSection, ObjectSymbol};
 use stardump_format::{Snapshot, SourceKind, Target};
 
 /// Guests of the lab's plan that stay alive to be captured. The check
 /// also covers any other guest the lab captured.
 const EXPECTED_GUESTS: &[&str] =
-    &["o2-spin", "o2-ud2", "o2-null", "o2-div0", "o2-nop2m", "o0-spin", "o0-ud2", "o0-null", "o0-div0", "o2-hcall", "pvh-spin"];
+    &["o2-spin", "o2-ud2", "o2-null", "o2-div0", "o2-nop2m", "o0-spin", "o0-ud2", "o0-null", "o0-div0", "o2-hcall", "pvh-ud2", "pvh-spin"];
 
 /// Returns the image a lab guest runs, from its name's prefix.
 fn image_of(guest: &str) -> Option<&'static str> {
@@ -131,6 +131,24 @@ fn check_snapshot(out: &Path, guest: &str, image_name: &str) -> Result<(), Strin
     snapshot
         .read_virtual(vcpu.cr3, vcpu.rip, &mut code)
         .map_err(|error| format!("reading the code at rip {:#x}: {error}", vcpu.rip))?;
+
+    // A PVH guest in a crash mode stops in crash_halt's `cli; hlt`, where
+    // Xen takes its vCPU offline. The capture reads such a vCPU through
+    // xc_vcpu_getcontext, since the HVM save context leaves it out.
+    if pvh && !guest.ends_with("-spin") {
+        let crash_halt = image
+            .symbols()
+            .find(|symbol| symbol.name() == Ok("crash_halt"))
+            .ok_or_else(|| format!("{image_name} has no crash_halt symbol"))?;
+        if vcpu.rip < crash_halt.address() || vcpu.rip - crash_halt.address() >= crash_halt.size() {
+            return Err(format!(
+                "rip {:#x} is outside crash_halt ({:#x}, {} bytes)",
+                vcpu.rip,
+                crash_halt.address(),
+                crash_halt.size()
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -22,7 +22,9 @@ A PVH guest (pvh-MODE, the QEMU build unikernel-O2-fp.elf, configured
 with two vCPUs) has only a snapshot, because the lab does not run
 `xl dump-core` on it. `stardump bt` must print no warning and unwind every
 captured vCPU completely: vCPU 0 through the frames of its end mode, any
-other vCPU in cpu_relax_loop and ap_idle.
+other vCPU in cpu_relax_loop and ap_idle. In a crash mode, vCPU 0's
+innermost frames must be crash_halt, trap_handler, the trap frame and
+trigger_MODE, in that order, and its outermost frame thread_start.
 
 The guests are those with a create step in timings.tsv or a console log.
 
@@ -130,6 +132,26 @@ def expected_functions(name):
     return ["crash_halt", "<signal handler called>", f"trigger_{mode}", "worker_main", "thread_start"]
 
 
+def pvh_expected_functions(name):
+    """Returns the functions expected on vCPU 0 of a PVH guest as (innermost, later).
+
+    `innermost` lists the innermost frames in order. `later` lists functions
+    that must follow them in order, and its last one is the outermost frame.
+    """
+    mode = name.split("-", 1)[1]
+    if mode == "spin":
+        return [], ["spin_here", "worker_main", "thread_start"]
+    # The QEMU build's trap handler calls crash_halt, so trap_handler sits
+    # between crash_halt and the trap frame.
+    return ["crash_halt", "trap_handler", "<signal handler called>", f"trigger_{mode}"], ["worker_main", "thread_start"]
+
+
+def follow_in_order(expected, functions):
+    """Returns whether `expected` occurs in `functions` in the same order, not necessarily adjacent."""
+    remaining = iter(functions)
+    return all(function in remaining for function in expected)
+
+
 def describe(frames):
     return "\n".join(f"    {function} at {file}:{line}" for function, file, line in frames or [])
 
@@ -158,15 +180,22 @@ def check_pvh(stardump, results, name):
     if sorted(threads) not in ([0], [0, 1]):
         failures.append(f"{name}: the snapshot has vCPUs {sorted(threads)}, expected [0] or [0, 1]")
     for vcpu, thread in sorted(threads.items()):
-        expected = expected_functions(name) if vcpu == 0 else ["cpu_relax_loop", "ap_idle"]
+        innermost, later = pvh_expected_functions(name) if vcpu == 0 else ([], ["cpu_relax_loop", "ap_idle"])
         frames = thread_frames(thread)
         if not thread["complete"] or thread["stop_reason"]:
             failures.append(f"{name}: vCPU {vcpu}: the backtrace is incomplete: {thread['stop_reason']}\n"
                             f"{describe(frames)}")
         present = [function for function, _, _ in frames]
-        missing = [function for function in expected if function not in present]
+        missing = [function for function in innermost + later if function not in present]
         if missing:
             failures.append(f"{name}: vCPU {vcpu}: the backtrace lacks {missing}:\n{describe(frames)}")
+            continue
+        if present[:len(innermost)] != innermost:
+            failures.append(f"{name}: vCPU {vcpu}: the innermost frames are not {innermost}:\n{describe(frames)}")
+        if not follow_in_order(later, present[len(innermost):]):
+            failures.append(f"{name}: vCPU {vcpu}: {later} do not follow in this order:\n{describe(frames)}")
+        if vcpu == 0 and present[-1] != later[-1]:
+            failures.append(f"{name}: vCPU 0: the outermost frame is not {later[-1]}:\n{describe(frames)}")
     return failures
 
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The Xen lab: boots Debian's Xen 4.17 and a Debian dom0 under QEMU (TCG),
-# runs the Xen PV test unikernel in each end mode and the QEMU build as a
-# PVH guest. It captures each guest with stardump-capture (when given) and
+# runs the Xen PV test unikernel in each end mode and the QEMU build as
+# PVH guests. It captures each guest with stardump-capture (when given) and
 # each PV guest with `xl dump-core`, and copies the results out. See
 # README.md.
 #
@@ -126,12 +126,11 @@ fi
 # reaches its marker only after returning from a trap through HYPERVISOR_iret.
 # o2-hcall crashes like o2-ud2 but shuts down through the hypercall page, as
 # Stardust's BUG() does, so its vCPU stops in a stub without CFI.
-# pvh-spin is the QEMU build of the unikernel as a PVH domain. dom0-init.sh
-# captures it with stardump-capture only, because xl dump-core of a PVH
-# guest takes about 10 minutes under TCG.
-# NOTE: a PVH guest in a crash mode (pvh-ud2) cannot be captured yet. Its
-# vCPU 0 goes offline in crash_halt, and Xen's HVM save context, where
-# stardump-capture reads HVM vCPUs, leaves offline vCPUs out.
+# pvh-ud2 and pvh-spin are the QEMU build of the unikernel as a PVH domain.
+# dom0-init.sh captures them with stardump-capture only, because xl
+# dump-core of a PVH guest takes about 10 minutes under TCG. pvh-ud2 halts
+# with cli; hlt in crash_halt, so Xen takes its only vCPU offline and powers
+# the domain off, and on_poweroff = "preserve" keeps its memory.
 cat >"$WORK/disk/in/plan" <<'PLAN'
 o2-spin unikernel-xen-pv-O2-nofp.elf mode=spin
 o2-ud2 unikernel-xen-pv-O2-nofp.elf mode=ud2
@@ -145,6 +144,7 @@ o0-ud2 unikernel-xen-pv-O0-fp.elf mode=ud2
 o0-null unikernel-xen-pv-O0-fp.elf mode=null
 o0-div0 unikernel-xen-pv-O0-fp.elf mode=div0
 o2-exit unikernel-xen-pv-O2-nofp.elf mode=exit
+pvh-ud2 unikernel-O2-fp.elf mode=ud2
 pvh-spin unikernel-O2-fp.elf mode=spin
 PLAN
 mkfs.ext4 -q -F -L results -d "$WORK/disk" "$WORK/results.ext4" 1G >/dev/null
