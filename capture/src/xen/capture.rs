@@ -15,7 +15,9 @@ use super::bindings::ctrl::{M2p, XenCtrl};
 use super::bindings::foreign::ForeignMemory;
 use super::bindings::light::destroy_domain;
 use super::bindings::XenDomctlGetDomainInfo;
-use super::context::{context_online, vcpu_from_hvm_vcpu_context, vcpu_from_pv_context, vcpus_from_hvm_context};
+use super::context::{
+    context_online, missing_vcpu_ids, vcpu_from_hvm_vcpu_context, vcpu_from_pv_context, vcpus_from_hvm_context,
+};
 use super::domain::{dominf, find_domain, DomainKind};
 use super::error::XenError;
 use super::frames::FrameMap;
@@ -307,10 +309,7 @@ fn read_hvm_vcpus(ctrl: &XenCtrl, domid: u32, info: &XenDomctlGetDomainInfo) -> 
     let mut vcpus = vcpus_from_hvm_context(&blob)
         .map_err(|error| XenError::InvalidHvmContext { domid, offset: error.offset, reason: error.reason })?;
     if info.max_vcpu_id != INVALID_MAX_VCPU_ID {
-        for id in 0..=info.max_vcpu_id {
-            if vcpus.iter().any(|vcpu| vcpu.id == id) {
-                continue;
-            }
+        for id in missing_vcpu_ids(&vcpus, info.max_vcpu_id) {
             if let Some(vcpu) = read_down_hvm_vcpu(ctrl, domid, id)? {
                 vcpus.push(vcpu);
             }

@@ -122,6 +122,12 @@ pub fn context_online(bytes: &[u8]) -> Option<bool> {
     read_u64(bytes, pv::FLAGS).map(|flags| flags & pv::VGCF_ONLINE != 0)
 }
 
+/// Returns the vCPU ids from 0 to `max_vcpu_id` that `known` lacks, in
+/// order: the vCPUs an HVM save context left out.
+pub fn missing_vcpu_ids(known: &[VcpuState], max_vcpu_id: u32) -> Vec<u32> {
+    (0..=max_vcpu_id).filter(|id| !known.iter().any(|vcpu| vcpu.id == *id)).collect()
+}
+
 /// cr4.PAE: physical address extension, required by long mode.
 const CR4_PAE: u64 = 1 << 5;
 
@@ -388,6 +394,14 @@ mod tests {
         assert_eq!(context_online(&hvm_vcpu_context(0)), Some(false));
         assert_eq!(context_online(&pv_context(true)), Some(true));
         assert_eq!(context_online(&[0u8; 16]), None);
+    }
+
+    #[test]
+    fn missing_ids_after_save_context() {
+        let vcpus = vcpus_from_hvm_context(&hvm_blob()).unwrap();
+        assert_eq!(missing_vcpu_ids(&vcpus, 3), vec![2, 3]);
+        assert_eq!(missing_vcpu_ids(&vcpus, 1), Vec::<u32>::new());
+        assert_eq!(missing_vcpu_ids(&[], 1), vec![0, 1], "a domain whose vCPUs are all down");
     }
 
     fn record(blob: &mut Vec<u8>, typecode: u16, instance: u16, data: &[u8]) {
