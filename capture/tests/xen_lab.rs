@@ -20,7 +20,7 @@ use stardump_format::{Snapshot, SourceKind, Target};
 /// Guests of the lab's plan that stay alive to be captured. The check
 /// also covers any other guest the lab captured.
 const EXPECTED_GUESTS: &[&str] =
-    &["o2-spin", "o2-ud2", "o2-null", "o2-div0", "o2-nop2m", "o0-spin", "o0-ud2", "o0-null", "o0-div0", "o2-hcall", "pvh-ud2", "pvh-spin"];
+    &["o2-spin", "o2-ud2", "o2-null", "o2-div0", "o2-nop2m", "o0-spin", "o0-ud2", "o0-null", "o0-div0", "o2-hcall", "o2-paused", "pvh-ud2", "pvh-spin"];
 
 /// Returns the image a lab guest runs, from its name's prefix.
 fn image_of(guest: &str) -> Option<&'static str> {

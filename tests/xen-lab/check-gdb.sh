@@ -66,7 +66,7 @@ for core in "$DIR"/*.core; do
 	# The vCPU is thread 1: the worker, from the end mode down to thread_start.
 	vcpu=$(sed -n '/^Thread 1 /,$p' "$out")
 	case "$name" in
-	*-spin|*-nop2m|*-int3) expected="spin_here dispatch_end_mode process_request worker_main thread_start" ;;
+	*-spin|*-nop2m|*-int3|*-paused) expected="spin_here dispatch_end_mode process_request worker_main thread_start" ;;
 	*-hcall) expected="hypercall_page" ;;
 	*-ud2|*-null|*-div0)
 		mode=${name##*-}

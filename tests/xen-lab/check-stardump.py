@@ -10,6 +10,9 @@ For every guest of the run, `stardump bt --json` must
 - agree with gdb's backtrace of the vCPU (NAME.gdb-bt.txt, written by
   check-gdb.sh from the dump-core).
 
+A guest paused with `xl pause` before the capture (paused) must still be
+paused after it, as dom0 records in timings.tsv.
+
 A guest whose P2M is not published (nop2m) has no dump-core, because
 `xl dump-core` cannot write one; its snapshot is still checked.
 
@@ -125,7 +128,7 @@ def same_frames(ours, theirs):
 
 def expected_functions(name):
     mode = name.split("-", 1)[1]
-    if mode in ("spin", "nop2m", "int3"):
+    if mode in ("spin", "nop2m", "int3", "paused"):
         return ["spin_here", "worker_main", "thread_start"]
     if mode == "hcall":
         return ["hypercall_page", "crash_halt", "<signal handler called>", "trigger_ud2", "worker_main", "thread_start"]
@@ -199,6 +202,16 @@ def check_pvh(stardump, results, name):
     return failures
 
 
+def step_status(results, name, step):
+    """Returns the exit status dom0 recorded for a guest's step, or None."""
+    with open(os.path.join(results, "timings.tsv")) as text:
+        for line in text:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) >= 3 and fields[0] == name and fields[1] == step:
+                return fields[2]
+    return None
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__.strip().splitlines()[-1])
@@ -208,6 +221,11 @@ def main():
     for name in names:
         if name.endswith("-exit"):
             continue
+        if name.endswith("-paused"):
+            # The capture must undo only its own pause.
+            for step in ("xl-pause", "still-paused"):
+                if step_status(results, name, step) != "0":
+                    failures.append(f"{name}: step {step} has status {step_status(results, name, step)}, expected 0")
         if name.startswith("pvh-"):
             failures.extend(check_pvh(stardump, results, name))
             checked += 1

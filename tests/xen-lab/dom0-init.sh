@@ -158,6 +158,11 @@ wait_vcpu0_time() {
 	return 1
 }
 
+# is_paused NAME: whether xl lists the domain as paused.
+is_paused() {
+	xl list "$1" 2>/dev/null | awk 'NR == 2 { exit !($5 ~ /p/) }'
+}
+
 size_of() {
 	if [ -f "$1" ]; then stat -c %s "$1"; else echo missing; fi
 }
@@ -227,6 +232,13 @@ CFG
 	case "$marker" in
 	*crash_halt) step "$name" crashed wait_crashed "$name" 30 ;;
 	esac
+	# `xlpause` (a word the guest ignores) pauses the domain before the
+	# capture, as an operator does to hold a misbehaving guest. The capture
+	# must leave it paused: Xen counts pauses, and the capture only undoes
+	# its own.
+	case " $extra " in
+	*" xlpause "*) step "$name" xl-pause timeout 30 xl pause "$name" ;;
+	esac
 	xl list "$name" >"$OUT/$name.state.txt" 2>&1
 
 	if [ -x "$IN/stardump-capture" ]; then
@@ -237,6 +249,9 @@ CFG
 		end=$(date +%s.%N)
 		record "$name" capture "$status" "$start" "$end" "$(size_of "$OUT/$name.sdump")"
 	fi
+	case " $extra " in
+	*" xlpause "*) step "$name" still-paused is_paused "$name" ;;
+	esac
 
 	# No xl dump-core of a PVH guest: on this lab's TCG it took 590 s for
 	# an 8 MiB PVH guest (2 to 9 s for a 16 MiB PV guest), longer than the

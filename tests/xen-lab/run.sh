@@ -125,7 +125,8 @@ fi
 # publish its P2M, so xl dump-core is expected to fail on it. o2-int3
 # reaches its marker only after returning from a trap through HYPERVISOR_iret.
 # o2-hcall crashes like o2-ud2 but shuts down through the hypercall page, as
-# Stardust's BUG() does, so its vCPU stops in a stub without CFI.
+# Stardust's BUG() does, so its vCPU stops in a stub without CFI. o2-paused is
+# paused with `xl pause` before the capture and must stay paused after it.
 # pvh-ud2 and pvh-spin are the QEMU build of the unikernel as a PVH domain.
 # dom0-init.sh captures them with stardump-capture only, because xl
 # dump-core of a PVH guest takes about 10 minutes under TCG. pvh-ud2 halts
@@ -139,6 +140,7 @@ o2-div0 unikernel-xen-pv-O2-nofp.elf mode=div0
 o2-nop2m unikernel-xen-pv-O2-nofp.elf mode=spin nop2m
 o2-int3 unikernel-xen-pv-O2-nofp.elf mode=spin int3
 o2-hcall unikernel-xen-pv-O2-nofp.elf mode=ud2 hcall
+o2-paused unikernel-xen-pv-O2-nofp.elf mode=spin xlpause
 o0-spin unikernel-xen-pv-O0-fp.elf mode=spin
 o0-ud2 unikernel-xen-pv-O0-fp.elf mode=ud2
 o0-null unikernel-xen-pv-O0-fp.elf mode=null
