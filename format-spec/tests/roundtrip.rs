@@ -140,6 +140,24 @@ fn dropped_writer_deletes_temporary_file() {
 }
 
 #[test]
+fn stale_temporary_files_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guest.sdump");
+    // A pid above Linux's maximum (2^22) belongs to no process; pid 1 always runs.
+    let stale = dir.path().join("guest.sdump.tmp.99999999");
+    let live = dir.path().join("guest.sdump.tmp.1");
+    let other = dir.path().join("other.sdump.tmp.99999999");
+    for file in [&stale, &live, &other] {
+        std::fs::write(file, b"partial").unwrap();
+    }
+    let writer = SnapshotWriter::create(&path, WriterOptions::default()).unwrap();
+    drop(writer);
+    assert!(!stale.exists(), "the stale temporary file was kept");
+    assert!(live.exists(), "a live process's temporary file was removed");
+    assert!(other.exists(), "another snapshot's temporary file was removed");
+}
+
+#[test]
 fn empty_snapshot_opens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.sdump");

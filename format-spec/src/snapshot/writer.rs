@@ -5,6 +5,8 @@
 //! header and program headers are written last at the start of the file.
 //! Everything goes to `<final_path>.tmp.<pid>`, which `finish` fsyncs and
 //! renames into place and which dropping an unfinished writer deletes.
+//! Creating a writer also deletes such files of processes that no longer
+//! run, which a SIGKILL leaves behind.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -94,6 +96,7 @@ impl SnapshotWriter {
                 reason: format!("chunk_pages {} is not in 1..={}", options.chunk_pages, layout::MAX_CHUNK_PAGES),
             });
         }
+        remove_stale_temp_files(final_path);
         let mut temp_name = final_path.file_name().unwrap_or_default().to_os_string();
         temp_name.push(format!(".tmp.{}", std::process::id()));
         let temp_path = final_path.with_file_name(temp_name);
@@ -476,3 +479,34 @@ fn is_zero(page: &[u8]) -> bool {
     };
     prefix.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && suffix.iter().all(|&b| b == 0)
 }
+/// Deletes `<final_path>.tmp.<pid>` files left by writers whose process no
+/// longer runs, such as a capture killed with SIGKILL, which no cleanup
+/// can catch. A file whose process is alive is another capture's and stays.
+fn remove_stale_temp_files(final_path: &Path) {
+    let Some(name) = final_path.file_name().and_then(|name| name.to_str()) else { return };
+    let prefix = format!("{name}.tmp.");
+    let dir = match final_path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|file_name| file_name.strip_prefix(&prefix)) else { continue };
+        if pid.is_empty() || !pid.bytes().all(|byte| byte.is_ascii_digit()) || process_alive(pid) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => tracing::warn!(path = %entry.path().display(), "removed the temporary file of an interrupted capture"),
+            Err(error) => tracing::debug!(path = %entry.path().display(), %error, "cannot remove a stale temporary file"),
+        }
+    }
+}
+
+/// Returns whether process `pid` exists. Where /proc is missing, every
+/// process counts as alive, so nothing is removed.
+fn process_alive(pid: &str) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid).exists()
+}
+
