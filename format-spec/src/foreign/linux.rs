@@ -393,14 +393,7 @@ impl Target for LinuxCore {
     /// adjacent ranges merged. Pages a writer left out are not listed, but
     /// [`LinuxCore::segments`] lists every segment with its full length.
     fn memory_map(&self) -> Vec<MemoryRange> {
-        let mut ranges: Vec<MemoryRange> = Vec::new();
-        for segment in self.segments.iter().filter(|segment| segment.captured_len > 0) {
-            match ranges.last_mut() {
-                Some(last) if last.start + last.len_bytes == segment.start => last.len_bytes += segment.captured_len,
-                _ => ranges.push(MemoryRange { start: segment.start, len_bytes: segment.captured_len }),
-            }
-        }
-        ranges
+        super::merge_adjacent(self.segments.iter().map(|segment| (segment.start, segment.captured_len)))
     }
 }
 

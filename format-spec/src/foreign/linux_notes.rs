@@ -20,15 +20,15 @@ pub(super) const NT_AUXV: u32 = 6;
 pub(super) const NT_FILE: u32 = 0x4649_4c45;
 
 /// Length of `struct elf_prstatus` on Linux x86_64.
-const PRSTATUS_LEN: usize = 336;
+pub(super) const PRSTATUS_LEN: usize = 336;
 /// Offset of `pr_cursig` (u16), the signal that stopped the thread.
 const PRSTATUS_CURSIG: usize = 12;
 /// Offset of `pr_pid`, the thread id.
-const PRSTATUS_PID: usize = 32;
+pub(super) const PRSTATUS_PID: usize = 32;
 /// Offset of `pr_reg`, a `struct user_regs_struct` of 27 u64: r15, r14,
 /// r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax,
 /// rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs.
-const PRSTATUS_REGS: usize = 112;
+pub(super) const PRSTATUS_REGS: usize = 112;
 
 /// Length of `struct elf_prpsinfo` on Linux x86_64.
 const PRPSINFO_LEN: usize = 136;

@@ -106,6 +106,19 @@ fn read_virtual_paged(
     Ok(())
 }
 
+/// Turns `(start, len_bytes)` ranges in address order into memory ranges,
+/// dropping empty ones and joining those that touch.
+fn merge_adjacent(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<MemoryRange> {
+    let mut merged: Vec<MemoryRange> = Vec::new();
+    for (start, len_bytes) in ranges.filter(|&(_, len_bytes)| len_bytes > 0) {
+        match merged.last_mut() {
+            Some(last) if last.start.checked_add(last.len_bytes) == Some(start) => last.len_bytes += len_bytes,
+            _ => merged.push(MemoryRange { start, len_bytes }),
+        }
+    }
+    merged
+}
+
 /// A core file of any format stardump reads.
 #[derive(Debug)]
 pub enum Core {

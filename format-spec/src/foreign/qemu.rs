@@ -52,15 +52,6 @@ const QEMU_SEGMENT_BASE: usize = 16;
 const QEMU_CR: usize = QEMU_SEGMENTS + 10 * QEMU_SEGMENT_LEN;
 const QEMU_KERNEL_GS_BASE: usize = QEMU_CR + 5 * 8;
 
-/// Length of `struct elf_prstatus` on Linux x86_64.
-const PRSTATUS_LEN: usize = 336;
-/// Offset of `pr_pid`; QEMU stores the vCPU index plus one.
-const PRSTATUS_PID: usize = 32;
-/// Offset of `pr_reg`, a `struct user_regs_struct` of 27 u64: r15, r14,
-/// r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax,
-/// rip, cs, eflags, rsp, ss, fs_base, gs_base, ds, es, fs, gs.
-const PRSTATUS_REGS: usize = 112;
-
 /// One `PT_LOAD` segment: guest physical memory stored in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct LoadSegment {
@@ -189,48 +180,18 @@ fn load_segments(file_len: u64, headers: &[ProgramHeader]) -> Result<Vec<LoadSeg
     Ok(segments)
 }
 
-/// Fills the general registers and selectors from an `NT_PRSTATUS` note.
+/// Fills the general registers and selectors from an `NT_PRSTATUS` note,
+/// which QEMU writes in the Linux layout with `pr_pid` = vCPU id + 1.
 fn apply_prstatus(vcpu: &mut VcpuState, note: &Note<'_>) -> Result<(), CoreFileError> {
-    if note.desc.len() < PRSTATUS_LEN {
-        return Err(CoreFileError::InvalidNote {
-            note: "CORE NT_PRSTATUS",
-            offset: note.desc_offset,
-            reason: format!("descriptor is {} bytes, expected {PRSTATUS_LEN}", note.desc.len()),
-        });
-    }
-    let pid = read_u32(note.desc, PRSTATUS_PID);
-    if pid != 0 {
-        vcpu.id = pid - 1;
-    }
-
-    let register = |index: usize| read_u64(note.desc, PRSTATUS_REGS + index * 8);
-    vcpu.r15 = register(0);
-    vcpu.r14 = register(1);
-    vcpu.r13 = register(2);
-    vcpu.r12 = register(3);
-    vcpu.rbp = register(4);
-    vcpu.rbx = register(5);
-    vcpu.r11 = register(6);
-    vcpu.r10 = register(7);
-    vcpu.r9 = register(8);
-    vcpu.r8 = register(9);
-    vcpu.rax = register(10);
-    vcpu.rcx = register(11);
-    vcpu.rdx = register(12);
-    vcpu.rsi = register(13);
-    vcpu.rdi = register(14);
-    vcpu.rip = register(16);
-    vcpu.cs = register(17) as u16;
-    vcpu.rflags = register(18);
-    vcpu.rsp = register(19);
-    vcpu.ss = register(20) as u16;
-    vcpu.fs_base = register(21);
-    vcpu.gs_base = register(22);
-    vcpu.ds = register(23) as u16;
-    vcpu.es = register(24) as u16;
-    vcpu.fs = register(25) as u16;
-    vcpu.gs = register(26) as u16;
-    vcpu.present.general = true;
+    let status = super::linux_notes::parse_prstatus(note)?;
+    let pid = status.vcpu.thread_id.unwrap_or(0);
+    let id = match u32::try_from(pid) {
+        Ok(pid) if pid != 0 => pid - 1,
+        _ => vcpu.id,
+    };
+    // The segment bases count only once the QEMU note confirms them.
+    let present = RegisterGroups { general: true, ..RegisterGroups::default() };
+    *vcpu = VcpuState { id, thread_id: None, present, ..status.vcpu };
     Ok(())
 }
 
@@ -427,16 +388,7 @@ impl Target for QemuDump {
     }
 
     fn memory_map(&self) -> Vec<MemoryRange> {
-        let mut ranges: Vec<MemoryRange> = Vec::new();
-        for segment in self.segments.iter().filter(|segment| segment.file_len > 0) {
-            match ranges.last_mut() {
-                Some(last) if last.start + last.len_bytes == segment.physical_start => {
-                    last.len_bytes += segment.file_len
-                }
-                _ => ranges.push(MemoryRange { start: segment.physical_start, len_bytes: segment.file_len }),
-            }
-        }
-        ranges
+        super::merge_adjacent(self.segments.iter().map(|segment| (segment.physical_start, segment.file_len)))
     }
 }
 
@@ -452,6 +404,7 @@ impl std::fmt::Debug for QemuDump {
 
 #[cfg(test)]
 mod tests {
+    use super::super::linux_notes::{PRSTATUS_LEN, PRSTATUS_PID, PRSTATUS_REGS};
     use super::*;
 
     /// Appends a note with 4-byte padding after the name and the descriptor.
