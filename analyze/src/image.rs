@@ -294,62 +294,62 @@ impl Image {
             .get(row_address)
     }
 
-    /// The path the image was opened from.
+    /// Returns the path the image was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The GNU build id from the `.note.gnu.build-id` note, if the image has one.
+    /// Returns the GNU build id from the `.note.gnu.build-id` note, if the image has one.
     pub fn build_id(&self) -> Option<&[u8]> {
         self.build_id.as_deref()
     }
 
-    /// The `PT_LOAD` segments in file order.
+    /// Returns the `PT_LOAD` segments in file order.
     pub fn segments(&self) -> &[LoadSegment] {
         &self.segments
     }
 
-    /// Function symbols sorted by address.
+    /// Returns function symbols sorted by address.
     pub fn symbols(&self) -> &[ElfSymbol] {
         &self.symbols
     }
 
-    /// Whether the image has a `.debug_info` section.
+    /// Returns whether the image has a `.debug_info` section.
     pub fn has_debug_info(&self) -> bool {
         self.has_debug_info
     }
 
-    /// The `.eh_frame` section, if any.
+    /// Returns the `.eh_frame` section, if any.
     pub fn eh_frame(&self) -> Option<&UnwindSectionData> {
         self.eh_frame.as_ref()
     }
 
-    /// The virtual address of `.eh_frame_hdr`, if any.
+    /// Returns the virtual address of `.eh_frame_hdr`, if any.
     pub fn eh_frame_hdr_address(&self) -> Option<u64> {
         self.eh_frame_hdr_address
     }
 
-    /// The virtual address of `.text`, if any.
+    /// Returns the virtual address of `.text`, if any.
     pub fn text_address(&self) -> Option<u64> {
         self.text_address
     }
 
-    /// The `.debug_frame` section, if any.
+    /// Returns the `.debug_frame` section, if any.
     pub fn debug_frame(&self) -> Option<&UnwindSectionData> {
         self.debug_frame.as_ref()
     }
 
-    /// The DWARF symbolization context.
+    /// Returns the DWARF symbolization context.
     pub fn dwarf(&self) -> &addr2line::Context<DwarfReader> {
         &self.dwarf
     }
 
-    /// The DWARF sections, for reading types and variables.
+    /// Returns the DWARF sections, for reading types and variables.
     pub fn dwarf_sections(&self) -> &Arc<gimli::Dwarf<DwarfReader>> {
         &self.dwarf_sections
     }
 
-    /// The whole ELF file.
+    /// Returns the whole ELF file.
     pub fn elf_bytes(&self) -> &[u8] {
         &self.data
     }

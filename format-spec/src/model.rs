@@ -5,7 +5,7 @@ use serde::Serialize;
 
 /// Register state of one x86_64 vCPU.
 ///
-/// Fields a source cannot provide stay zero; `present` says which groups
+/// Fields a source cannot provide stay zero; `present` records which groups
 /// the source filled in.
 #[allow(missing_docs)] // The register names are their own documentation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -80,7 +80,7 @@ pub mod dwarf_reg {
     pub const RSP: u16 = 7;
     pub const R8: u16 = 8;
     pub const R15: u16 = 15;
-    /// The return address column; holds rip.
+    /// The return address column, which contains rip.
     pub const RA: u16 = 16;
     pub const RFLAGS: u16 = 49;
     pub const ES: u16 = 50;

@@ -43,7 +43,7 @@ pub enum MemoryError {
         /// What is damaged, with its file offset.
         reason: String,
     },
-    /// A live target failed to answer.
+    /// A live target failed to return the memory.
     #[error("cannot read {len} bytes at {address:#x}: {reason}")]
     Target {
         /// First address that could not be read.
@@ -55,7 +55,7 @@ pub enum MemoryError {
     },
 }
 
-/// A range of guest memory the source knows about.
+/// A range of guest memory that the source has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MemoryRange {
     /// First guest physical address of the range.

@@ -14,7 +14,7 @@ use stardump_tests::gdb::{live_backtraces, GdbFrame, GdbThread};
 use stardump_tests::qemu::{GuestConfig, Qemu};
 
 /// End modes that leave the guest in a state worth a backtrace, with the
-/// serial line that says the guest got there.
+/// serial line the guest prints when it gets there.
 const END_MODES: [(&str, &str); 4] = [
     ("spin", "stardust-test: reached mode=spin"),
     ("ud2", "stardust-test: halted in crash_halt"),
@@ -23,7 +23,7 @@ const END_MODES: [(&str, &str); 4] = [
 ];
 
 /// vCPUs each guest runs with: the boot CPU runs the threads, the second
-/// one idles in its own loop, so the test sees two distinct backtraces.
+/// one idles in its own loop, so the test compares two distinct backtraces.
 const VCPUS: u32 = 2;
 
 /// One frame as stardump printed it in `bt --json`.

@@ -154,7 +154,7 @@ impl<'d> Locator<'d> {
         self.evaluate_encoded(Some(die), encoding, expression, set, frame, function, depth)
     }
 
-    /// Runs `expression`, encoded as `encoding` says. Without the DIE the
+    /// Runs `expression`, encoded as `encoding` states. Without the DIE the
     /// expression belongs to, operations that refer to its unit
     /// (`DW_OP_addrx`, typed stack values) fail.
     #[allow(clippy::too_many_arguments)]

@@ -19,7 +19,7 @@ pub const MAX_VALUE_BYTES: u64 = 1 << 20;
 /// Why some bytes of a value are not known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hole {
-    /// DWARF says the value (or this piece) does not exist at this pc.
+    /// DWARF states that the value (or this piece) does not exist at this pc.
     OptimizedOut,
     /// A register the value lives in was not recovered in this frame.
     NotSaved {

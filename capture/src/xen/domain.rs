@@ -244,10 +244,14 @@ mod tests {
         let table = format_table(&[entry(0, Some("Domain-0"), false), entry(7, None, true)]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].contains("NAME") && lines[0].contains("STATE"), "{}", lines[0]);
-        assert!(lines[1].contains("Domain-0") && lines[1].ends_with("(not capturable)"), "{}", lines[1]);
+        assert!(lines[0].contains("NAME"), "{}", lines[0]);
+        assert!(lines[0].contains("STATE"), "{}", lines[0]);
+        assert!(lines[1].contains("Domain-0"), "{}", lines[1]);
+        assert!(lines[1].ends_with("(not capturable)"), "{}", lines[1]);
         assert!(lines[2].trim_start().starts_with("7  -"), "{}", lines[2]);
-        assert!(lines[2].contains("PV") && lines[2].contains("16") && lines[2].ends_with("-b----"), "{}", lines[2]);
+        assert!(lines[2].contains("PV"), "{}", lines[2]);
+        assert!(lines[2].contains("16"), "{}", lines[2]);
+        assert!(lines[2].ends_with("-b----"), "{}", lines[2]);
     }
 
     #[test]
