@@ -259,3 +259,22 @@ impl Default for Metadata {
         }
     }
 }
+
+/// One file mapping of a Linux process: from `NT_FILE` in a core file, or
+/// from `/proc/PID/maps` at capture time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileMapping {
+    /// First virtual address of the mapping.
+    pub start: u64,
+    /// Virtual address one past the mapping's last byte.
+    pub end: u64,
+    /// Offset in the file of the byte mapped at `start`.
+    pub file_offset: u64,
+    /// Path of the file as the kernel printed it. The path of a file deleted
+    /// after it was mapped ends in " (deleted)".
+    pub path: String,
+    /// GNU build id of the ELF file, when known. A core reader sets it only
+    /// on a mapping with `file_offset` 0 whose ELF header and build-id note
+    /// were captured, among the first 4096 such mappings.
+    pub build_id: Option<Vec<u8>>,
+}

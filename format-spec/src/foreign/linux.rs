@@ -27,7 +27,7 @@ use super::linux_notes::{
     NT_PRPSINFO, NT_PRSTATUS,
 };
 use super::{qemu, FileBytes};
-use crate::model::{Metadata, SourceKind, VcpuState};
+use crate::model::{FileMapping, Metadata, SourceKind, VcpuState};
 use crate::target::{MemoryError, MemoryRange, Target};
 
 /// Number of file mappings whose build id is looked up, after which the
@@ -39,24 +39,6 @@ const MAX_BUILD_ID_LOOKUPS: usize = 4096;
 const PF_X: u32 = 1;
 const PF_W: u32 = 2;
 const PF_R: u32 = 4;
-
-/// One file mapping of the process, from `NT_FILE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileMapping {
-    /// First virtual address of the mapping.
-    pub start: u64,
-    /// Virtual address one past the mapping's last byte.
-    pub end: u64,
-    /// Offset in the file of the byte mapped at `start`.
-    pub file_offset: u64,
-    /// Path of the file as the kernel printed it. The path of a file deleted
-    /// after it was mapped ends in " (deleted)".
-    pub path: String,
-    /// GNU build id of the ELF file, read from the core's memory. Set only
-    /// on a mapping with `file_offset` 0 whose ELF header and build-id note
-    /// were captured, among the first 4096 such mappings.
-    pub build_id: Option<Vec<u8>>,
-}
 
 /// One `PT_LOAD` segment: a range of the process's address space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,8 @@ use std::path::Path;
 use memmap2::Mmap;
 
 pub use error::{CoreFileError, OpenError};
-pub use linux::{FileMapping, LinuxCore, LoadSegment};
+pub use crate::model::FileMapping;
+pub use linux::{LinuxCore, LoadSegment};
 pub use qemu::QemuDump;
 pub use xen::{XenDumpCore, XenGuestKind};
 
@@ -148,6 +149,15 @@ impl Core {
             Core::QemuDump(dump) => dump.path(),
             Core::XenDumpCore(dump) => dump.path(),
             Core::LinuxCore(core) => core.path(),
+        }
+    }
+
+    /// Returns the file mappings of a Linux process, in address order: from
+    /// `NT_FILE` in a Linux core. Empty for other formats.
+    pub fn file_mappings(&self) -> &[FileMapping] {
+        match self {
+            Core::LinuxCore(core) => core.file_mappings(),
+            Core::Snapshot(_) | Core::QemuDump(_) | Core::XenDumpCore(_) => &[],
         }
     }
 
