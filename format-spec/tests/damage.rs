@@ -175,10 +175,10 @@ fn unknown_major_version_is_rejected() {
     let (offset, _) = note_segment(&bytes);
     // The header is the first note: 12-byte note header, "STARDUMP\0" padded to 12.
     let desc = offset + 24;
-    assert_eq!(&bytes[desc + 8..desc + 12], &[1, 0, 0, 0]);
+    assert_eq!(&bytes[desc + 8..desc + 12], &[1, 0, 1, 0]);
     bytes[desc + 8] = 2;
     let error = open_bytes(dir.path(), "v2.sdump", &bytes).unwrap_err();
-    assert!(matches!(error, SnapshotError::UnsupportedVersion { major: 2, minor: 0, .. }), "{error}");
+    assert!(matches!(error, SnapshotError::UnsupportedVersion { major: 2, minor: 1, .. }), "{error}");
     assert!(error.to_string().contains(&format!("at file offset {desc:#x}")), "{error}");
 }
 

@@ -15,7 +15,7 @@ fn round_trip_registers_and_metadata() {
     let layout = write_sample(&path, WriterOptions::default());
     let snapshot = Snapshot::open(&path).unwrap();
 
-    assert_eq!(snapshot.format_version(), (1, 0));
+    assert_eq!(snapshot.format_version(), (1, 1));
     assert_eq!(snapshot.metadata(), &sample_metadata());
     assert_eq!(snapshot.vcpus(), &[sample_vcpu(0, layout.cr3), sample_vcpu(1, layout.cr3)]);
     assert_eq!(snapshot.mappings().len(), 2);

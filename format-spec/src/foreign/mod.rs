@@ -153,12 +153,20 @@ impl Core {
     }
 
     /// Returns the file mappings of a Linux process, in address order: from
-    /// `NT_FILE` in a Linux core. Empty for other formats.
+    /// `NT_FILE` in a Linux core, or from the file-mappings note of a
+    /// snapshot taken with ptrace. Empty for other formats.
     pub fn file_mappings(&self) -> &[FileMapping] {
         match self {
             Core::LinuxCore(core) => core.file_mappings(),
-            Core::Snapshot(_) | Core::QemuDump(_) | Core::XenDumpCore(_) => &[],
+            Core::Snapshot(snapshot) => snapshot.file_mappings(),
+            Core::QemuDump(_) | Core::XenDumpCore(_) => &[],
         }
+    }
+
+    /// Returns the name of the thread recorded as vCPU `vcpu_id`, when
+    /// the file records one (a snapshot of a Linux process does).
+    pub fn thread_name(&self, vcpu_id: u32) -> Option<&str> {
+        self.as_snapshot()?.thread_name(vcpu_id)
     }
 
     /// Returns a short name of the file's format ("stardump snapshot",

@@ -13,7 +13,7 @@ use super::error::SnapshotError;
 /// Format major version written by this crate. A reader rejects any other major.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version written by this crate. Higher minors only append fields.
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 
 /// Guest page (frame) size in bytes.
 pub const PAGE_SIZE: u64 = 4096;

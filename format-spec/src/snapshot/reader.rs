@@ -14,7 +14,8 @@ use tracing::{debug, warn};
 
 use super::error::SnapshotError;
 use super::layout::{self, ChunkEntry, HeaderRecord};
-use crate::model::{Metadata, VcpuState};
+use super::process_notes;
+use crate::model::{FileMapping, Metadata, SourceKind, VcpuState};
 use crate::paging::{self, Mapping};
 use crate::target::{MemoryError, MemoryRange, Target};
 
@@ -29,6 +30,10 @@ pub struct Snapshot {
     metadata: Metadata,
     vcpus: Vec<VcpuState>,
     mappings: Vec<(u64, Vec<Mapping>)>,
+    /// File mappings of a Linux process, sorted by start address.
+    file_mappings: Vec<FileMapping>,
+    /// Thread names by vCPU id, sorted by id.
+    thread_names: Vec<(u32, String)>,
     chunks: Vec<ChunkEntry>,
     /// File range of the chunk segment.
     chunk_segment: (u64, u64),
@@ -199,6 +204,8 @@ impl Snapshot {
         let mut metadata = None;
         let mut vcpus = Vec::new();
         let mut mappings = Vec::new();
+        let mut file_mappings = Vec::new();
+        let mut thread_names = Vec::new();
         let mut chunks = None;
         let mut note_damage = Vec::new();
         for note in notes.iter().filter(|note| note.name == layout::STARDUMP_NOTE_NAME) {
@@ -219,6 +226,24 @@ impl Snapshot {
                         note_damage.push(error);
                     }
                 },
+                process_notes::NT_STARDUMP_FILE_MAPPINGS => {
+                    match process_notes::decode_file_mappings(note.desc, note.desc_offset) {
+                        Ok(table) => file_mappings.extend(table),
+                        Err(error) => {
+                            warn!(%error, "skipping damaged file mappings note");
+                            note_damage.push(error);
+                        }
+                    }
+                }
+                process_notes::NT_STARDUMP_THREAD_NAME => {
+                    match process_notes::decode_thread_name(note.desc, note.desc_offset) {
+                        Ok(entry) => thread_names.push(entry),
+                        Err(error) => {
+                            warn!(%error, "skipping damaged thread name note");
+                            note_damage.push(error);
+                        }
+                    }
+                }
                 layout::NT_STARDUMP_CHUNK_INDEX => {
                     chunks = Some(layout::decode_chunk_index(note.desc, note.desc_offset)?)
                 }
@@ -235,6 +260,11 @@ impl Snapshot {
         let metadata = metadata.ok_or(missing("metadata"))?;
         let chunks = chunks.ok_or(missing("chunk index"))?;
         vcpus.sort_by_key(|vcpu| vcpu.id);
+        file_mappings.sort_by_key(|mapping| mapping.start);
+        // A later note for the same vCPU wins, as the writer keeps one per id.
+        thread_names.reverse();
+        thread_names.sort_by_key(|(id, _)| *id);
+        thread_names.dedup_by_key(|(id, _)| *id);
         debug!(
             path = %path.display(),
             version = format_args!("{}.{}", header.format_major, header.format_minor),
@@ -249,6 +279,8 @@ impl Snapshot {
             metadata,
             vcpus,
             mappings,
+            file_mappings,
+            thread_names,
             chunks,
             chunk_segment,
             note_damage,
@@ -264,6 +296,19 @@ impl Snapshot {
     /// Guest-virtual mapping tables recorded at capture time, per cr3.
     pub fn mappings(&self) -> &[(u64, Vec<Mapping>)] {
         &self.mappings
+    }
+
+    /// File mappings of a Linux process (path, file offset and build id of
+    /// each mapped file), sorted by start address. Empty for other sources.
+    pub fn file_mappings(&self) -> &[FileMapping] {
+        &self.file_mappings
+    }
+
+    /// Returns the name of the thread recorded as vCPU `vcpu_id` (a
+    /// Linux thread's `comm`), when the snapshot records one.
+    pub fn thread_name(&self, vcpu_id: u32) -> Option<&str> {
+        let index = self.thread_names.binary_search_by_key(&vcpu_id, |(id, _)| *id).ok()?;
+        Some(&self.thread_names[index].1)
     }
 
     /// Format version of the file, (major, minor).
@@ -459,7 +504,12 @@ impl Target for Snapshot {
         Ok(())
     }
 
+    /// Reads guest virtual memory. A Linux process snapshot stores each page
+    /// at its virtual address and has no page tables, so it ignores `cr3`.
     fn read_virtual(&self, cr3: u64, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        if self.metadata.source_kind == SourceKind::LinuxProcess {
+            return self.read_physical(address, buf);
+        }
         let request_len = buf.len();
         let page_size = layout::PAGE_SIZE as usize;
         let mut done = 0;

@@ -19,7 +19,8 @@ use tracing::{debug, warn};
 
 use super::error::WriteError;
 use super::layout::{self, ChunkEntry, HeaderRecord};
-use crate::model::{Metadata, VcpuState};
+use super::process_notes;
+use crate::model::{FileMapping, Metadata, VcpuState};
 use crate::paging::Mapping;
 
 /// Options of a [`SnapshotWriter`].
@@ -77,6 +78,9 @@ pub struct SnapshotWriter {
     vcpus: Vec<VcpuState>,
     metadata: Metadata,
     mappings: Vec<(u64, Vec<Mapping>)>,
+    file_mappings: Vec<FileMapping>,
+    /// Thread names by vCPU id.
+    thread_names: BTreeMap<u32, String>,
     chunks: Vec<ChunkEntry>,
     /// Frame ranges added so far, start -> exclusive end.
     added: BTreeMap<u64, u64>,
@@ -114,6 +118,8 @@ impl SnapshotWriter {
             vcpus: Vec::new(),
             metadata: Metadata::default(),
             mappings: Vec::new(),
+            file_mappings: Vec::new(),
+            thread_names: BTreeMap::new(),
             chunks: Vec::new(),
             added: BTreeMap::new(),
             stored_pages: 0,
@@ -146,6 +152,18 @@ impl SnapshotWriter {
     /// Records the mapping table of the page tables rooted at `cr3`.
     pub fn add_mappings(&mut self, cr3: u64, mappings: &[Mapping]) {
         self.mappings.push((cr3, mappings.to_vec()));
+    }
+
+    /// Records the file mappings of a Linux process, appended to those
+    /// recorded before. The writer stores them sorted by start address.
+    pub fn add_file_mappings(&mut self, mappings: &[FileMapping]) {
+        self.file_mappings.extend_from_slice(mappings);
+    }
+
+    /// Records the name of the thread captured as vCPU `vcpu_id`,
+    /// replacing a name recorded before.
+    pub fn set_thread_name(&mut self, vcpu_id: u32, name: &str) {
+        self.thread_names.insert(vcpu_id, name.to_owned());
     }
 
     /// Compresses and appends pages. `data` contains consecutive pages
@@ -341,7 +359,8 @@ impl SnapshotWriter {
     }
 
     /// Encodes the note segment: header, metadata, NT_PRSTATUS and vCPU
-    /// notes, mapping tables, and the chunk index last.
+    /// notes, mapping tables, file mappings, thread names, and the chunk
+    /// index last.
     fn encode_notes(&self) -> Result<Vec<u8>, WriteError> {
         let header = HeaderRecord {
             format_major: layout::FORMAT_MAJOR,
@@ -367,6 +386,17 @@ impl SnapshotWriter {
             let desc = layout::encode_mappings(*cr3, mappings);
             check_note_len("mappings", &desc)?;
             layout::push_note(&mut notes, name, layout::NT_STARDUMP_MAPPINGS, &desc);
+        }
+        if !self.file_mappings.is_empty() {
+            let mut file_mappings = self.file_mappings.clone();
+            file_mappings.sort_by_key(|mapping| mapping.start);
+            let desc = process_notes::encode_file_mappings(&file_mappings);
+            check_note_len("file mappings", &desc)?;
+            layout::push_note(&mut notes, name, process_notes::NT_STARDUMP_FILE_MAPPINGS, &desc);
+        }
+        for (&vcpu_id, thread_name) in &self.thread_names {
+            let desc = process_notes::encode_thread_name(vcpu_id, thread_name);
+            layout::push_note(&mut notes, name, process_notes::NT_STARDUMP_THREAD_NAME, &desc);
         }
         let index = layout::encode_chunk_index(&self.chunks);
         check_note_len("chunk index", &index)?;
