@@ -1,8 +1,13 @@
-//! The unikernel image: the ELF file the target was built from.
+//! An image: the ELF file code was loaded from, such as the unikernel, or a
+//! Linux program or shared object.
 //!
 //! [`Image::open`] maps the file and extracts what the engine needs: the GNU
 //! build id, the function symbols, the `PT_LOAD` segments (to read code bytes
 //! by virtual address), the unwind sections and the DWARF for symbolization.
+//! [`Image::open_split`] adds a separate debug file (from `objcopy
+//! --only-keep-debug`), which supplies the DWARF, `.debug_frame` and the full
+//! symbol table that a stripped file lacks. Addresses are the file's own
+//! (its link-time virtual addresses); [`crate::modules`] adds the load bias.
 //! Symbolization itself lives in [`crate::symbolize`], unwinding in
 //! [`crate::unwind`].
 
@@ -108,10 +113,29 @@ pub struct UnwindSectionData {
     pub data: DwarfReader,
 }
 
-/// A loaded unikernel image.
+/// The `.gnu_debuglink` section of a stripped file: the separate debug
+/// file's name and the CRC-32 of its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugLink {
+    /// File name of the debug file, without a directory.
+    pub file_name: String,
+    /// CRC-32 (the zlib polynomial) of the whole debug file.
+    pub crc: u32,
+}
+
+/// A separate debug file opened with its image.
+struct DebugFile {
+    path: PathBuf,
+    data: memmap2::Mmap,
+}
+
+/// A loaded image: an ELF file, with its separate debug file when it has one.
 pub struct Image {
     path: PathBuf,
     data: memmap2::Mmap,
+    /// The separate debug file that supplied the DWARF, if one was opened.
+    debug_path: Option<PathBuf>,
+    debug_link: Option<DebugLink>,
     build_id: Option<Vec<u8>>,
     /// Sorted by address; see [`Image::symbol_for`] for how ties are broken.
     symbols: Vec<ElfSymbol>,
@@ -145,35 +169,50 @@ impl std::fmt::Debug for Image {
 impl Image {
     /// Opens and indexes the ELF file at `path`.
     pub fn open(path: &Path) -> Result<Image, ImageError> {
-        let io_error = |source| ImageError::Io { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(io_error)?;
-        // SAFETY: the map is read-only and private to this process. The image
-        // is a build artifact that nothing should modify while it is read,
-        // and object validates every offset it reads from the map.
-        let data = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error)?;
-        Self::parse(path, data)
+        Self::parse(path, map_file(path)?, None)
     }
 
-    fn parse(path: &Path, data: memmap2::Mmap) -> Result<Image, ImageError> {
-        let elf = object::File::parse(&*data)
-            .map_err(|source| ImageError::InvalidElf { path: path.to_owned(), source })?;
-        if elf.architecture() != object::Architecture::X86_64 {
-            return Err(ImageError::UnsupportedArchitecture {
-                path: path.to_owned(),
-                architecture: elf.architecture(),
-            });
-        }
+    /// Opens the stripped ELF file at `path` with its separate debug file at
+    /// `debug_path`. Code bytes, segments and `.eh_frame` come from `path`;
+    /// DWARF comes from `debug_path`; `.debug_frame` and symbols from either.
+    /// The caller checks that the two files belong together (build id or
+    /// debug link CRC).
+    pub fn open_split(path: &Path, debug_path: &Path) -> Result<Image, ImageError> {
+        let debug = DebugFile { path: debug_path.to_owned(), data: map_file(debug_path)? };
+        Self::parse(path, map_file(path)?, Some(debug))
+    }
+
+    fn parse(path: &Path, data: memmap2::Mmap, debug: Option<DebugFile>) -> Result<Image, ImageError> {
+        let elf = parse_elf(path, &data)?;
         let endian = if elf.is_little_endian() {
             gimli::RunTimeEndian::Little
         } else {
             gimli::RunTimeEndian::Big
+        };
+        let debug_elf = match &debug {
+            Some(debug) => Some(parse_elf(&debug.path, &debug.data)?),
+            None => None,
         };
 
         let build_id = elf
             .build_id()
             .map_err(|source| ImageError::InvalidElf { path: path.to_owned(), source })?
             .map(<[u8]>::to_vec);
+        let debug_link = match elf.gnu_debuglink() {
+            Ok(Some((name, crc))) => {
+                Some(DebugLink { file_name: String::from_utf8_lossy(name).into_owned(), crc })
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "ignoring an invalid .gnu_debuglink section");
+                None
+            }
+        };
 
+        // A debug-only file (`objcopy --only-keep-debug`) keeps the program
+        // headers but not the bytes they point at, so none of its segment
+        // bytes may be read as code.
+        let has_code_bytes = elf.section_by_name(".text").map_or(true, |text| text.file_range().is_some());
         let segments = elf
             .segments()
             .map(|segment| {
@@ -188,37 +227,20 @@ impl Image {
                     address: segment.address(),
                     memory_len_bytes: segment.size(),
                     file_offset,
-                    file_len_bytes,
+                    file_len_bytes: if has_code_bytes { file_len_bytes } else { 0 },
                     executable,
                     writable,
                 }
             })
             .collect();
 
-        let mut symbols: Vec<ElfSymbol> = elf
-            .symbols()
-            .filter(|symbol| symbol.is_definition() || symbol.kind() == SymbolKind::Label)
-            .filter(|symbol| {
-                // An executable section without file contents counts too: Xen
-                // guests reserve their hypercall page as one, and Xen fills it.
-                let in_code = symbol
-                    .section_index()
-                    .and_then(|index| elf.section_by_index(index).ok())
-                    .is_some_and(|section| {
-                        section.kind() == SectionKind::Text
-                            || matches!(section.flags(), object::SectionFlags::Elf { sh_flags, .. }
-                                if sh_flags.contains(object::elf::SHF_EXECINSTR))
-                    });
-                in_code && matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown)
-            })
-            .filter_map(|symbol| {
-                let name = symbol.name().ok()?;
-                if name.is_empty() {
-                    return None;
-                }
-                Some(ElfSymbol { name: name.to_owned(), address: symbol.address(), size: symbol.size() })
-            })
-            .collect();
+        // A shared object stripped of `.symtab` still has `.dynsym`, and a
+        // separate debug file has the full `.symtab`; gdb reads all three.
+        let mut symbols = code_symbols(&elf, elf.symbols());
+        symbols.extend(code_symbols(&elf, elf.dynamic_symbols()));
+        if let Some(debug_elf) = &debug_elf {
+            symbols.extend(code_symbols(debug_elf, debug_elf.symbols()));
+        }
         // At one address, prefer the symbol with a size (a function over a
         // label that marks its start), then the name for a stable order.
         symbols.sort_by(|a, b| {
@@ -229,38 +251,41 @@ impl Image {
         });
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
 
-        let section_data = |name: &str| -> Result<Option<(u64, DwarfReader)>, ImageError> {
-            let Some(section) = elf.section_by_name(name) else {
-                return Ok(None);
-            };
-            let bytes = section.uncompressed_data().map_err(|source| ImageError::InvalidSection {
-                path: path.to_owned(),
-                section: name.to_owned(),
-                source,
-            })?;
-            let shared: Arc<[u8]> = Arc::from(&*bytes);
-            Ok(Some((section.address(), gimli::EndianArcSlice::new(shared, endian))))
+        let main_file = (path, &elf);
+        let debug_file = debug.as_ref().zip(debug_elf.as_ref()).map(|(debug, elf)| (debug.path.as_path(), elf));
+        // `objcopy --only-keep-debug` turns every other section into
+        // SHT_NOBITS, so an empty section means "look in the other file".
+        let section_in = |(file_path, file): (&Path, &object::File<'_>), name: &str| {
+            section_data(file_path, file, name, endian)
         };
+        let section_in_either = |name: &str| -> Result<Option<(u64, DwarfReader)>, ImageError> {
+            match section_in(main_file, name)? {
+                Some(found) => Ok(Some(found)),
+                None => debug_file.map_or(Ok(None), |file| section_in(file, name)),
+            }
+        };
+        let dwarf_file = debug_file.unwrap_or(main_file);
 
-        let eh_frame = section_data(".eh_frame")?
-            .map(|(address, data)| UnwindSectionData { address, data });
-        let debug_frame = section_data(".debug_frame")?
-            .map(|(address, data)| UnwindSectionData { address, data });
+        let eh_frame = section_in_either(".eh_frame")?.map(|(address, data)| UnwindSectionData { address, data });
+        let debug_frame =
+            section_in_either(".debug_frame")?.map(|(address, data)| UnwindSectionData { address, data });
         let eh_frame_hdr_address = elf.section_by_name(".eh_frame_hdr").map(|s| s.address());
         let text_address = elf.section_by_name(".text").map(|s| s.address());
-        let has_debug_info = elf.section_by_name(".debug_info").is_some();
+        let has_debug_info = section_in(dwarf_file, ".debug_info")?.is_some();
 
         let empty = || gimli::EndianArcSlice::new(Arc::from(&[][..]), endian);
         let dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
-            Ok(section_data(id.name())?.map(|(_, data)| data).unwrap_or_else(empty))
+            Ok(section_in(dwarf_file, id.name())?.map(|(_, data)| data).unwrap_or_else(empty))
         })?;
         let (compilation_dirs, display_names) = source_names(&dwarf);
         let dwarf_sections = Arc::new(dwarf);
         let dwarf = addr2line::Context::from_arc_dwarf(Arc::clone(&dwarf_sections))
             .map_err(|source| ImageError::InvalidDwarf { path: path.to_owned(), source })?;
 
+        let debug_path = debug.as_ref().map(|debug| debug.path.clone());
         tracing::debug!(
             path = %path.display(),
+            debug_path = ?debug_path,
             symbols = symbols.len(),
             has_eh_frame = eh_frame.is_some(),
             has_debug_frame = debug_frame.is_some(),
@@ -270,6 +295,8 @@ impl Image {
         Ok(Image {
             path: path.to_owned(),
             data,
+            debug_path,
+            debug_link,
             build_id,
             symbols,
             segments,
@@ -297,6 +324,16 @@ impl Image {
     /// Returns the path the image was opened from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Returns the path of the separate debug file, when one was opened.
+    pub fn debug_path(&self) -> Option<&Path> {
+        self.debug_path.as_deref()
+    }
+
+    /// Returns the `.gnu_debuglink` section, if the file has one.
+    pub fn debug_link(&self) -> Option<&DebugLink> {
+        self.debug_link.as_ref()
     }
 
     /// Returns the GNU build id from the `.note.gnu.build-id` note, if the image has one.
@@ -418,6 +455,78 @@ impl Image {
             self.data.get(start..start.checked_add(len)?)
         })
     }
+}
+
+/// Maps the file at `path` read-only.
+fn map_file(path: &Path) -> Result<memmap2::Mmap, ImageError> {
+    let io_error = |source| ImageError::Io { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    // SAFETY: the map is read-only and private to this process. The image
+    // is a build artifact that nothing should modify while it is read,
+    // and object validates every offset it reads from the map.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(io_error)
+}
+
+/// Parses `data` as an x86_64 ELF file.
+fn parse_elf<'d>(path: &Path, data: &'d [u8]) -> Result<object::File<'d>, ImageError> {
+    let elf = object::File::parse(data).map_err(|source| ImageError::InvalidElf { path: path.to_owned(), source })?;
+    if elf.architecture() != object::Architecture::X86_64 {
+        return Err(ImageError::UnsupportedArchitecture { path: path.to_owned(), architecture: elf.architecture() });
+    }
+    Ok(elf)
+}
+
+/// Returns the address and contents of section `name` of `file`, or `None`
+/// when the file has no such section or it is empty (`SHT_NOBITS`).
+fn section_data(
+    path: &Path,
+    file: &object::File<'_>,
+    name: &str,
+    endian: gimli::RunTimeEndian,
+) -> Result<Option<(u64, DwarfReader)>, ImageError> {
+    let Some(section) = file.section_by_name(name) else {
+        return Ok(None);
+    };
+    let bytes = section.uncompressed_data().map_err(|source| ImageError::InvalidSection {
+        path: path.to_owned(),
+        section: name.to_owned(),
+        source,
+    })?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let shared: Arc<[u8]> = Arc::from(&*bytes);
+    Ok(Some((section.address(), gimli::EndianArcSlice::new(shared, endian))))
+}
+
+/// Returns the symbols of `symbols` that name code in `file`.
+fn code_symbols<'d, 'f>(
+    file: &'f object::File<'d>,
+    symbols: impl Iterator<Item = object::Symbol<'d, 'f>>,
+) -> Vec<ElfSymbol> {
+    symbols
+        .filter(|symbol| symbol.is_definition() || symbol.kind() == SymbolKind::Label)
+        .filter(|symbol| {
+            // An executable section without file contents counts too: Xen
+            // guests reserve their hypercall page as one, and Xen fills it.
+            let in_code = symbol
+                .section_index()
+                .and_then(|index| file.section_by_index(index).ok())
+                .is_some_and(|section| {
+                    section.kind() == SectionKind::Text
+                        || matches!(section.flags(), object::SectionFlags::Elf { sh_flags, .. }
+                            if sh_flags.contains(object::elf::SHF_EXECINSTR))
+                });
+            in_code && matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown)
+        })
+        .filter_map(|symbol| {
+            let name = symbol.name().ok()?;
+            if name.is_empty() {
+                return None;
+            }
+            Some(ElfSymbol { name: name.to_owned(), address: symbol.address(), size: symbol.size() })
+        })
+        .collect()
 }
 
 /// Collects the compilation directories of `dwarf`'s units, longest first so

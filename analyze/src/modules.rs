@@ -1,0 +1,337 @@
+//! The images a target has loaded, each with its load bias.
+//!
+//! A unikernel is one image linked at its run-time addresses, so its
+//! [`ModuleSet`] has one module with bias 0 that covers every address. A
+//! Linux process maps its executable and every shared object at addresses
+//! chosen at run time; [`ModuleSet::from_file_mappings`] finds each mapped
+//! ELF file (by path, by build id or through its `.gnu_debuglink`, see
+//! [`crate::debug_file`]), and computes the bias as the dynamic linker does
+//! (`l_addr`): the address of the mapping at file offset 0 minus the
+//! page-aligned `p_vaddr` of the file's first `PT_LOAD`.
+//!
+//! A run-time address is the file address plus the bias, modulo 2^64.
+//! DWARF, CFI and symbol lookups take file addresses, so callers subtract
+//! the bias before a lookup and show run-time addresses to the user.
+
+use std::path::{Path, PathBuf};
+
+use stardump_format::FileMapping;
+
+use crate::check::hex;
+use crate::debug_file::{read_build_id, DebugSearch};
+use crate::image::Image;
+
+/// Suffix the kernel appends to the path of a file deleted after it was mapped.
+const DELETED_SUFFIX: &str = " (deleted)";
+
+/// Page size used to align `p_vaddr`, as the x86_64 dynamic linker does.
+const PAGE_BYTES: u64 = 4096;
+
+/// One loaded image and where it is mapped.
+#[derive(Debug)]
+pub struct Module {
+    /// The ELF file, with its debug file when one was found.
+    pub image: Image,
+    /// Run-time address minus file address, modulo 2^64.
+    pub bias: u64,
+    /// First run-time address of the image's `PT_LOAD` segments.
+    pub start: u64,
+    /// Run-time address one past the end of the last segment.
+    pub end: u64,
+    /// The path the target names the file by (the `NT_FILE` path), or the
+    /// image path for a unikernel.
+    pub mapped_path: String,
+}
+
+impl Module {
+    /// Returns the file address of the run-time `address`.
+    pub fn file_address(&self, address: u64) -> u64 {
+        address.wrapping_sub(self.bias)
+    }
+
+    /// Returns the run-time address of the file address `address`.
+    pub fn runtime_address(&self, address: u64) -> u64 {
+        address.wrapping_add(self.bias)
+    }
+
+    /// Returns whether the run-time `address` lies in the module's segments.
+    pub fn contains(&self, address: u64) -> bool {
+        self.start <= address && address < self.end
+    }
+}
+
+/// The images of one target, sorted by address and without overlaps.
+#[derive(Debug, Default)]
+pub struct ModuleSet {
+    modules: Vec<Module>,
+}
+
+/// Why a mapped file contributed no image, or a degraded one. Each becomes
+/// one warning that names the mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleWarning {
+    /// The path the target names the file by.
+    pub mapped_path: String,
+    /// Run-time address of the mapping at file offset 0.
+    pub address: u64,
+    /// What is missing and why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ModuleWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {:#x}: {}", self.mapped_path, self.address, self.reason)
+    }
+}
+
+impl ModuleSet {
+    /// Returns a set of one image linked at its run-time addresses, which
+    /// covers the whole address space, as a unikernel's does.
+    pub fn single(image: Image) -> ModuleSet {
+        let mapped_path = image.path().display().to_string();
+        ModuleSet { modules: vec![Module { image, bias: 0, start: 0, end: u64::MAX, mapped_path }] }
+    }
+
+    /// Returns the modules in address order.
+    pub fn modules(&self) -> &[Module] {
+        &self.modules
+    }
+
+    /// Returns whether no image was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty()
+    }
+
+    /// Returns the module whose segments contain the run-time `address`.
+    pub fn module_for(&self, address: u64) -> Option<&Module> {
+        let after = self.modules.partition_point(|module| module.start <= address);
+        let module = self.modules.get(after.checked_sub(1)?)?;
+        module.contains(address).then_some(module)
+    }
+
+    /// Loads every ELF file that `mappings` map at file offset 0.
+    ///
+    /// `executable` names the mapping of the main program and `image_override`
+    /// an explicit file for it (the user's `--image`), which is used even
+    /// when its build id differs, with a warning. Files that cannot be found
+    /// or do not match are left out, each with a warning.
+    pub fn from_file_mappings(
+        mappings: &[FileMapping],
+        executable: Option<&FileMapping>,
+        image_override: Option<&Path>,
+        search: &DebugSearch,
+    ) -> (ModuleSet, Vec<ModuleWarning>) {
+        let mut modules: Vec<Module> = Vec::new();
+        let mut warnings = Vec::new();
+        for mapping in mappings.iter().filter(|mapping| mapping.file_offset == 0) {
+            let is_executable = executable.is_some_and(|exe| exe.start == mapping.start);
+            let override_path = image_override.filter(|_| is_executable);
+            let warn = |reason: String| ModuleWarning {
+                mapped_path: mapping.path.clone(),
+                address: mapping.start,
+                reason,
+            };
+            // A file mapped at offset 0 that is no ELF file (a locale
+            // archive, a font) is no module, and no warning either.
+            match load_mapping(mapping, override_path, search) {
+                Ok(Some((module, degraded))) => {
+                    warnings.extend(degraded.map(warn));
+                    if let Some(overlapping) = modules.iter().find(|m| m.start < module.end && module.start < m.end) {
+                        warnings.push(warn(format!(
+                            "its segments {:#x}..{:#x} overlap those of {}, so it was left out",
+                            module.start, module.end, overlapping.mapped_path
+                        )));
+                        continue;
+                    }
+                    modules.push(module);
+                }
+                Ok(None) => {}
+                Err(reason) => warnings.push(warn(reason)),
+            }
+        }
+        modules.sort_by_key(|module| module.start);
+        (ModuleSet { modules }, warnings)
+    }
+}
+
+/// Returns the path of a mapped file as it is on disk: without the
+/// kernel's " (deleted)" suffix.
+fn disk_path(mapping: &FileMapping) -> &str {
+    mapping.path.strip_suffix(DELETED_SUFFIX).unwrap_or(&mapping.path)
+}
+
+/// Loads the image mapped by `mapping`. Returns `Ok(None)` for a file that
+/// is not ELF, the module with an optional warning about what it lacks, or
+/// why no module could be loaded.
+fn load_mapping(
+    mapping: &FileMapping,
+    override_path: Option<&Path>,
+    search: &DebugSearch,
+) -> Result<Option<(Module, Option<String>)>, String> {
+    let path = override_path.map_or_else(|| PathBuf::from(disk_path(mapping)), Path::to_owned);
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned());
+    let expected = mapping.build_id.as_deref();
+    let mut notes = Vec::new();
+
+    // The file at the path, when its build id matches or the core has none.
+    let on_disk = read_build_id(&path);
+    let mut file = match (&on_disk, expected) {
+        (_, _) if override_path.is_some() => {
+            if let (Some(found), Some(expected)) = (&on_disk, expected) {
+                if found.as_slice() != expected {
+                    notes.push(format!(
+                        "the image {} has build id {}, the core records {}; names and lines may be wrong",
+                        path.display(),
+                        hex(found),
+                        hex(expected)
+                    ));
+                }
+            }
+            Some(path.clone())
+        }
+        (Some(found), Some(expected)) if found.as_slice() == expected => Some(path.clone()),
+        (Some(_), None) => Some(path.clone()),
+        (None, None) => {
+            if !path.exists() {
+                return Err(format!("no symbols: {} not found and the core records no build id", path.display()));
+            }
+            if !is_elf(&path) {
+                return Ok(None);
+            }
+            Some(path.clone())
+        }
+        (found, Some(expected)) => {
+            let reason = match found {
+                Some(found) => format!("{} has build id {}", path.display(), hex(found)),
+                None if path.exists() => format!("{} has no build id", path.display()),
+                None => format!("{} not found", path.display()),
+            };
+            tracing::debug!(%reason, build_id = hex(expected), "file at the mapped path does not match");
+            notes.push(reason);
+            None
+        }
+    };
+
+    // Another copy with the right build id in the debug directories.
+    if file.is_none() {
+        if let Some(expected) = expected {
+            file = search.find_by_build_id(expected, name.as_deref());
+            if file.is_none() {
+                return Err(format!(
+                    "no symbols: {}, and no file with build id {} in {}",
+                    notes.join(", "),
+                    hex(expected),
+                    describe_dirs(search)
+                ));
+            }
+        }
+    }
+    let Some(file) = file else {
+        return Err("no symbols: no file found".into());
+    };
+
+    let mut image = Image::open(&file).map_err(|error| format!("no symbols: {error}"))?;
+    if !image.has_debug_info() {
+        match find_debug_file(&image, search) {
+            Some(debug_path) => {
+                image = Image::open_split(&file, &debug_path)
+                    .map_err(|error| format!("no symbols: with debug file {}: {error}", debug_path.display()))?;
+            }
+            None => notes.push(format!(
+                "no DWARF: {} is stripped and no separate debug file was found{} in {}",
+                file.display(),
+                describe_keys(&image),
+                describe_dirs(search)
+            )),
+        }
+    }
+    if image.symbols().is_empty() && !image.has_debug_info() {
+        notes.push(format!("no symbols: {} has neither a symbol table nor DWARF", file.display()));
+    }
+
+    let bias = load_bias(&image, mapping.start)
+        .ok_or_else(|| format!("no symbols: {} has no PT_LOAD segment at file offset 0", file.display()))?;
+    let (file_start, file_end) = segment_range(&image).unwrap_or((0, 0));
+    let module = Module {
+        start: file_start.wrapping_add(bias),
+        end: file_end.wrapping_add(bias),
+        bias,
+        mapped_path: mapping.path.clone(),
+        image,
+    };
+    if module.end < module.start {
+        return Err(format!("no symbols: its segments wrap around the address space at bias {bias:#x}"));
+    }
+    tracing::debug!(
+        path = %mapping.path,
+        file = %file.display(),
+        debug_file = ?module.image.debug_path(),
+        bias = format_args!("{bias:#x}"),
+        start = format_args!("{:#x}", module.start),
+        end = format_args!("{:#x}", module.end),
+        "loaded module"
+    );
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
+    Ok(Some((module, note)))
+}
+
+/// Finds the separate debug file of the stripped `image`: by build id,
+/// then through `.gnu_debuglink`, as gdb does.
+fn find_debug_file(image: &Image, search: &DebugSearch) -> Option<PathBuf> {
+    let by_build_id = image.build_id().and_then(|build_id| {
+        search.build_id_candidates(build_id).into_iter().find(|path| {
+            path.as_path() != image.path() && read_build_id(path).as_deref() == Some(build_id)
+        })
+    });
+    by_build_id.or_else(|| image.debug_link().and_then(|link| search.find_by_debug_link(image.path(), link)))
+}
+
+/// Describes what a debug file was looked up by, for a warning.
+fn describe_keys(image: &Image) -> String {
+    let mut keys = Vec::new();
+    if let Some(build_id) = image.build_id() {
+        keys.push(format!("build id {}", hex(build_id)));
+    }
+    if let Some(link) = image.debug_link() {
+        keys.push(format!(".gnu_debuglink {}", link.file_name));
+    }
+    match keys.is_empty() {
+        true => String::new(),
+        false => format!(" (by {})", keys.join(" or ")),
+    }
+}
+
+fn describe_dirs(search: &DebugSearch) -> String {
+    let dirs: Vec<String> = search.directories().iter().map(|dir| dir.display().to_string()).collect();
+    dirs.join(", ")
+}
+
+/// Returns whether the file at `path` starts with the ELF magic.
+fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
+}
+
+/// Returns the load bias of `image` mapped with file offset 0 at
+/// `mapped_start`: the mapped address minus the page-aligned `p_vaddr` of
+/// the segment that maps file offset 0.
+fn load_bias(image: &Image, mapped_start: u64) -> Option<u64> {
+    let first = image
+        .segments()
+        .iter()
+        .find(|segment| segment.file_offset < PAGE_BYTES && segment.memory_len_bytes > 0)?;
+    let aligned = first.address & !(PAGE_BYTES - 1);
+    Some(mapped_start.wrapping_sub(aligned))
+}
+
+/// Returns the file addresses spanned by the image's `PT_LOAD` segments.
+fn segment_range(image: &Image) -> Option<(u64, u64)> {
+    let mut ranges = image
+        .segments()
+        .iter()
+        .filter(|segment| segment.memory_len_bytes > 0)
+        .filter_map(|segment| Some((segment.address, segment.address.checked_add(segment.memory_len_bytes)?)));
+    let first = ranges.next()?;
+    Some(ranges.fold(first, |(start, end), (s, e)| (start.min(s), end.max(e))))
+}
