@@ -21,6 +21,7 @@ use std::collections::HashSet;
 use stardump_format::MemoryError;
 
 use crate::image::Image;
+use crate::modules::ModuleSet;
 pub use cfi::{CfiError, CfiStep, CfiUnwinder};
 pub use frame_pointer::FramePointerError;
 pub use hypercall::HypercallError;
@@ -231,10 +232,23 @@ impl Default for UnwindOptions {
     }
 }
 
-/// Unwinds stacks of code from one image.
-pub struct Unwinder<'i> {
+/// One image the unwinder reads CFI and code from, placed at its load bias.
+struct UnwindModule<'i> {
     image: &'i Image,
-    cfi: CfiUnwinder,
+    /// Run-time address minus file address, modulo 2^64.
+    bias: u64,
+    /// Run-time addresses the module covers.
+    start: u64,
+    end: u64,
+    /// Prepared on the first lookup, because a process maps many libraries
+    /// and a backtrace touches few.
+    cfi: Option<CfiUnwinder>,
+}
+
+/// Unwinds stacks of code from one image, or from the images of a process.
+pub struct Unwinder<'i> {
+    /// Sorted by `start`, without overlaps.
+    modules: Vec<UnwindModule<'i>>,
     options: UnwindOptions,
     /// Address of Xen's hypercall page, when the image reserves one.
     hypercall_page: Option<u64>,
@@ -249,14 +263,81 @@ struct Candidate {
 }
 
 impl<'i> Unwinder<'i> {
-    /// Prepares to unwind code of `image`.
+    /// Prepares to unwind code of `image`, linked at its run-time addresses.
     pub fn new(image: &'i Image, options: UnwindOptions) -> Unwinder<'i> {
         let hypercall_page = image
             .symbols()
             .iter()
             .find(|symbol| symbol.name == hypercall::HYPERCALL_PAGE_SYMBOL)
             .map(|symbol| symbol.address);
-        Unwinder { image, cfi: CfiUnwinder::new(image), options, hypercall_page }
+        let module = UnwindModule { image, bias: 0, start: 0, end: u64::MAX, cfi: None };
+        Unwinder { modules: vec![module], options, hypercall_page }
+    }
+
+    /// Prepares to unwind code of every module of `modules`, each at its
+    /// load bias. Xen's hypercall page is only looked for in a set of one
+    /// image with bias 0, which is what a unikernel has.
+    pub fn for_modules(modules: &'i ModuleSet, options: UnwindOptions) -> Unwinder<'i> {
+        if let [only] = modules.modules() {
+            if only.bias == 0 && only.start == 0 && only.end == u64::MAX {
+                return Unwinder::new(&only.image, options);
+            }
+        }
+        let modules = modules
+            .modules()
+            .iter()
+            .map(|module| UnwindModule {
+                image: &module.image,
+                bias: module.bias,
+                start: module.start,
+                end: module.end,
+                cfi: None,
+            })
+            .collect();
+        Unwinder { modules, options, hypercall_page: None }
+    }
+
+    /// Returns the index of the module that contains the run-time `address`.
+    fn module_index(&self, address: u64) -> Option<usize> {
+        let after = self.modules.partition_point(|module| module.start <= address);
+        let index = after.checked_sub(1)?;
+        let module = &self.modules[index];
+        (address < module.end).then_some(index)
+    }
+
+    /// Returns whether the run-time `address` is in an executable segment of a module.
+    fn is_code(&self, address: u64) -> bool {
+        self.module_index(address).is_some_and(|index| {
+            let module = &self.modules[index];
+            module.image.executable_segment_for(address.wrapping_sub(module.bias)).is_some()
+        })
+    }
+
+    /// Returns whether the run-time `address` follows a call instruction in a module's code.
+    fn is_return_address(&self, address: u64) -> bool {
+        self.module_index(address.wrapping_sub(1)).is_some_and(|index| {
+            let module = &self.modules[index];
+            scan::is_return_address(module.image, address.wrapping_sub(module.bias))
+        })
+    }
+
+    /// Applies the CFI of the module containing `lookup` to `registers`.
+    fn unwind_cfi(
+        &mut self,
+        lookup: u64,
+        registers: &Registers,
+        memory: &dyn StackMemory,
+    ) -> Result<Option<CfiStep>, CfiError> {
+        let Some(index) = self.module_index(lookup) else {
+            return Ok(None);
+        };
+        let module = &mut self.modules[index];
+        let image = module.image;
+        let cfi = module.cfi.get_or_insert_with(|| CfiUnwinder::new(image));
+        // CFI is stated in file addresses. Its rules compute the caller's
+        // registers from this frame's registers and memory, which are all
+        // run-time values, so only the lookup address needs the bias.
+        cfi.unwind(lookup.wrapping_sub(module.bias), registers, memory)
     }
 
     /// Walks the stack from the context `registers` (a vCPU's, all known).
@@ -332,7 +413,7 @@ impl<'i> Unwinder<'i> {
             }
         }
 
-        match self.cfi.unwind(lookup, &callee.registers, memory) {
+        match self.unwind_cfi(lookup, &callee.registers, memory) {
             Ok(Some(step)) => {
                 if step.caller.rip().is_none() {
                     return Step::Outermost { callee_cfa: Some(step.cfa), callee_trap: step.signal_frame };
@@ -372,7 +453,8 @@ impl<'i> Unwinder<'i> {
             }
         }
 
-        match scan::unwind(self.image, &callee.registers, memory, self.options.scan_words) {
+        let is_return_address = |address: u64| self.is_return_address(address);
+        match scan::unwind(&is_return_address, &callee.registers, memory, self.options.scan_words) {
             Ok(Some(caller)) => {
                 let candidate =
                     Candidate { callee_cfa: caller.rsp(), registers: caller, found_by: FoundBy::Scan, callee_trap: false };
@@ -416,9 +498,10 @@ impl<'i> Unwinder<'i> {
             return Verdict::Reject(StopReason::NullPage { pc });
         }
         // CFI is trusted to name the caller; the heuristics must at least
-        // land in the image's code, because a unikernel has no other code.
+        // land in the code of a known image, because a unikernel has no
+        // other code and a process's code comes from its mapped files.
         let code_address = pc.saturating_sub(1);
-        if candidate.found_by != FoundBy::Cfi && self.image.executable_segment_for(code_address).is_none() {
+        if candidate.found_by != FoundBy::Cfi && !self.is_code(code_address) {
             tracing::debug!(found_by, pc = format_args!("{pc:#x}"), "rejected caller outside the image's code");
             return Verdict::Reject(StopReason::UnknownCode { pc });
         }

@@ -21,10 +21,11 @@ pub const DEFAULT_SCAN_WORDS: usize = 512;
 const MAX_CALL_LEN: usize = 8;
 
 /// Finds the caller of the frame `callee` by scanning at most `max_words`
-/// words from its stack pointer. Returns `Ok(None)` when no word qualifies;
+/// words from its stack pointer for a word that `is_return_address`
+/// accepts (see [`is_return_address`]). Returns `Ok(None)` when no word qualifies;
 /// an error only when the first word cannot be read.
 pub fn unwind(
-    image: &Image,
+    is_return_address: &dyn Fn(u64) -> bool,
     callee: &Registers,
     memory: &dyn StackMemory,
     max_words: usize,
@@ -43,7 +44,7 @@ pub fn unwind(
             // The end of the captured stack ends the scan.
             Err(_) => break,
         };
-        if !is_return_address(image, word) {
+        if !is_return_address(word) {
             continue;
         }
         let Some(caller_rsp) = slot.checked_add(8) else {
