@@ -1,14 +1,15 @@
 //! Live capture backends for stardump: a GDB remote serial protocol client
 //! ([`gdb`]), a live [`GdbTarget`] the analyzer can read through the
-//! [`stardump_format::Target`] trait, and the capture flow that writes a
-//! snapshot ([`capture`]). With the `xen` feature, [`xen`] captures Xen
-//! domains from dom0.
+//! [`stardump_format::Target`] trait from a [`page_cache`], and the capture
+//! flow that writes a snapshot ([`capture`]). With the `xen` feature,
+//! [`xen`] captures Xen domains from dom0.
 
 #![warn(missing_docs)]
 
 pub mod capture;
 pub mod gdb;
 pub mod memory;
+pub mod page_cache;
 pub mod ram;
 pub mod target;
 pub mod walk;

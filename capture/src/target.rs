@@ -6,20 +6,33 @@
 //! target resumes when [`GdbTarget::resume`] is called or the value is
 //! dropped, on every path, unless [`GdbTarget::leave_paused`] closed the
 //! connection first.
+//!
+//! Reads through the [`Target`] trait are served on demand from a
+//! [`PageCache`] of whole pages, so an analysis of the live target reads
+//! each page once. With QEMU's physical memory mode, virtual addresses are
+//! translated here through the page tables at the requested cr3, whose
+//! pages are cached too. Without it, the stub translates with a vCPU that
+//! runs on that cr3. The inherent `read_*_memory` methods that the capture
+//! uses for bulk copies bypass the cache.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stardump_format::{paging, MemoryError, MemoryRange, Metadata, SourceKind, Target, VcpuState};
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, info_span, trace, warn};
 
 use crate::gdb::registers::vcpu_state_from_registers;
 use crate::gdb::{qemu, ClientOptions, GdbClient, GdbError, ThreadId};
+use crate::memory::PAGE_SIZE;
+use crate::page_cache::{PageCache, PageKey, ReadStats, DEFAULT_MAX_PAGES};
 
 /// How long to wait for the reply to `?` before interrupting the target.
 const STOP_REPLY_WAIT: Duration = Duration::from_secs(1);
 /// Memory requests kept in flight on QEMU's gdbstub.
 const PIPELINE_DEPTH: usize = 32;
+/// Maximum pages one cached read fetches with one request: 256 KiB, which
+/// QEMU 7.2 returns in 128 pipelined packets of 2 KiB.
+const MAX_FETCH_PAGES: u64 = 64;
 
 /// Address kind that memory packets currently use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +47,9 @@ struct Connection {
     mode: AddressMode,
     /// Thread selected with `Hg`, as an index into `GdbTarget::threads`.
     selected: Option<usize>,
+    /// Pages read through the `Target` trait since the target was paused.
+    cache: PageCache,
+    stats: ReadStats,
 }
 
 /// A target paused behind a GDB remote stub.
@@ -68,6 +84,8 @@ impl GdbTarget {
                 client: None,
                 mode: AddressMode::Virtual,
                 selected: None,
+                cache: PageCache::new(DEFAULT_MAX_PAGES),
+                stats: ReadStats::default(),
             }),
             threads: Vec::new(),
             vcpus: Vec::new(),
@@ -200,11 +218,14 @@ impl GdbTarget {
         })?;
         let mut connection = self.lock();
         connection.set_mode(AddressMode::Virtual)?;
-        if connection.selected != Some(vcpu) {
-            connection.client()?.select_thread(thread)?;
-            connection.selected = Some(vcpu);
-        }
+        connection.select(vcpu, thread)?;
         connection.client()?.read_memory(address, buf)
+    }
+
+    /// Returns how many reads the [`Target`] methods served and how many
+    /// stub requests they took, since the target was paused.
+    pub fn read_stats(&self) -> ReadStats {
+        self.lock().stats
     }
 
     /// Stops watching the cancel flag, so a resume after a signal still
@@ -224,6 +245,7 @@ impl GdbTarget {
         }
         let restored = connection.set_mode(AddressMode::Virtual);
         let client = connection.client.take().expect("checked above");
+        connection.forget_memory();
         let detached = client.detach();
         restored?;
         detached?;
@@ -243,6 +265,7 @@ impl GdbTarget {
         if let Some(client) = connection.client.take() {
             client.close();
         }
+        connection.forget_memory();
         restored
     }
 
@@ -268,6 +291,231 @@ impl Connection {
         }
         Ok(())
     }
+
+    /// Selects `thread`, vCPU `vcpu`, for memory requests unless it is
+    /// selected already.
+    fn select(&mut self, vcpu: usize, thread: &ThreadId) -> Result<(), GdbError> {
+        if self.selected != Some(vcpu) {
+            self.client()?.select_thread(thread)?;
+            self.selected = Some(vcpu);
+        }
+        Ok(())
+    }
+
+    /// Drops the cached pages, whose contents are stale once the target runs.
+    fn forget_memory(&mut self) {
+        self.cache = PageCache::new(self.cache.max_pages());
+    }
+
+    /// Reads `len` bytes at `address` with one request, counting it.
+    fn fetch(&mut self, address: u64, buf: &mut [u8], pipelined: bool) -> Result<(), GdbError> {
+        let client = self.client()?;
+        let result = if pipelined {
+            client.read_memory_pipelined(address, buf, PIPELINE_DEPTH)
+        } else {
+            client.read_memory(address, buf)
+        };
+        let packet_bytes = client.max_read_bytes().max(1) as u64;
+        self.stats.requests += 1;
+        self.stats.packets += (buf.len() as u64).div_ceil(packet_bytes);
+        result
+    }
+
+    /// Reads guest physical memory through the cache: whole pages of known
+    /// RAM, fetched in runs of missing pages, and the exact bytes elsewhere,
+    /// because a page of device memory may change or have side effects
+    /// when read. Errors name the physical address.
+    fn read_physical_cached(&mut self, ram: &[MemoryRange], address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len();
+        let end = address.checked_add(len as u64).ok_or_else(|| MemoryError::Target {
+            address,
+            len,
+            reason: "the range ends past the top of the address space".to_owned(),
+        })?;
+        let failed = |at: u64, error: GdbError| MemoryError::Target { address: at, len, reason: error.to_string() };
+        if len > 0 {
+            self.set_mode(AddressMode::Physical).map_err(|error| failed(address, error))?;
+        }
+
+        let mut at = address;
+        while at < end {
+            let frame = at / PAGE_SIZE;
+            let page_end = (frame + 1).saturating_mul(PAGE_SIZE).min(end);
+            let offset = (at - address) as usize;
+            if !in_ram(ram, frame) {
+                let piece = &mut buf[offset..offset + (page_end - at) as usize];
+                self.stats.uncached_reads += 1;
+                self.fetch(at, piece, true).map_err(|error| failed(at, error))?;
+                at = page_end;
+                continue;
+            }
+
+            // The frames of RAM from here on that this read covers, at most
+            // MAX_FETCH_PAGES of them.
+            let last_frame = (end - 1) / PAGE_SIZE;
+            let mut window_end = frame + 1;
+            while window_end <= last_frame && window_end - frame < MAX_FETCH_PAGES && in_ram(ram, window_end) {
+                window_end += 1;
+            }
+            let missing = (frame..window_end).filter(|&f| !self.cache.contains(PageKey::Physical(f))).count();
+            if self.cache.reserve(missing) {
+                self.stats.evictions += 1;
+            }
+            let mut run_start = frame;
+            while run_start < window_end {
+                if self.cache.contains(PageKey::Physical(run_start)) {
+                    self.stats.page_hits += 1;
+                    run_start += 1;
+                    continue;
+                }
+                let mut run_end = run_start + 1;
+                while run_end < window_end && !self.cache.contains(PageKey::Physical(run_end)) {
+                    run_end += 1;
+                }
+                let mut data = vec![0u8; ((run_end - run_start) * PAGE_SIZE) as usize];
+                let run_address = run_start * PAGE_SIZE;
+                self.fetch(run_address, &mut data, true).map_err(|error| failed(run_address.max(at), error))?;
+                self.stats.pages_fetched += run_end - run_start;
+                self.cache.insert_pages(&data, |index| PageKey::Physical(run_start + index));
+                run_start = run_end;
+            }
+
+            let window_stop = window_end.saturating_mul(PAGE_SIZE).min(end);
+            while at < window_stop {
+                let frame = at / PAGE_SIZE;
+                let in_page = (at % PAGE_SIZE) as usize;
+                let part = ((PAGE_SIZE - at % PAGE_SIZE).min(window_stop - at)) as usize;
+                let page = self.cache.page(PageKey::Physical(frame)).expect("fetched above");
+                let offset = (at - address) as usize;
+                buf[offset..offset + part].copy_from_slice(&page[in_page..in_page + part]);
+                at += part as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads guest virtual memory by translating each page through the
+    /// tables at `cr3` (read physically, through the cache), then reading
+    /// physically contiguous pieces through the cache. Errors name the
+    /// virtual address.
+    fn read_virtual_translated(
+        &mut self,
+        ram: &[MemoryRange],
+        cr3: u64,
+        address: u64,
+        buf: &mut [u8],
+    ) -> Result<(), MemoryError> {
+        let len = buf.len();
+        // A piece of `buf` (offset, length) and the physical address it maps.
+        let mut pieces: Vec<(usize, usize, u64)> = Vec::new();
+        let mut done = 0usize;
+        while done < len {
+            let at = address.checked_add(done as u64).ok_or(MemoryError::NotMapped { address, len, cr3 })?;
+            let page = at & !(PAGE_SIZE - 1);
+            let part = ((PAGE_SIZE - (at - page)) as usize).min(len - done);
+            let physical_page = match self.cache.translation(cr3, page) {
+                Some(physical_page) => physical_page,
+                None => {
+                    let mut read = |physical: u64, out: &mut [u8]| self.read_physical_cached(ram, physical, out);
+                    let physical_page = paging::translate(&mut read, cr3, page).map_err(|error| match error {
+                        MemoryError::NotMapped { .. } => MemoryError::NotMapped { address: at, len, cr3 },
+                        MemoryError::Target { address: entry, reason, .. } => MemoryError::Target {
+                            address: at,
+                            len,
+                            reason: format!("reading the page-table entry at physical {entry:#x}: {reason}"),
+                        },
+                        other => other,
+                    })?;
+                    self.cache.insert_translation(cr3, page, physical_page);
+                    physical_page
+                }
+            };
+            let physical = physical_page + (at - page);
+            match pieces.last_mut() {
+                Some((offset, piece_len, start)) if *start + *piece_len as u64 == physical && *offset + *piece_len == done => {
+                    *piece_len += part;
+                }
+                _ => pieces.push((done, part, physical)),
+            }
+            done += part;
+        }
+        trace!(address = format_args!("{address:#x}"), len, pieces = pieces.len(), "translated read");
+
+        for (offset, piece_len, physical) in pieces {
+            self.read_physical_cached(ram, physical, &mut buf[offset..offset + piece_len]).map_err(|error| match error {
+                MemoryError::Target { reason, .. } => MemoryError::Target {
+                    address: address.wrapping_add(offset as u64),
+                    len,
+                    reason: format!("at physical {physical:#x}: {reason}"),
+                },
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Reads guest virtual memory through the stub's own translation with
+    /// vCPU `vcpu` selected, caching whole pages by `cr3` and virtual page.
+    /// A page the stub cannot read whole is read as requested, uncached.
+    fn read_virtual_through_stub(
+        &mut self,
+        vcpu: usize,
+        thread: &ThreadId,
+        cr3: u64,
+        address: u64,
+        buf: &mut [u8],
+    ) -> Result<(), MemoryError> {
+        let len = buf.len();
+        let failed = |at: u64, error: GdbError| MemoryError::Target { address: at, len, reason: error.to_string() };
+        if len == 0 {
+            return Ok(());
+        }
+        self.set_mode(AddressMode::Virtual).map_err(|error| failed(address, error))?;
+        self.select(vcpu, thread).map_err(|error| failed(address, error))?;
+
+        let mut done = 0usize;
+        while done < len {
+            let at = address.checked_add(done as u64).ok_or(MemoryError::NotMapped { address, len, cr3 })?;
+            let page = at & !(PAGE_SIZE - 1);
+            let in_page = (at - page) as usize;
+            let part = (PAGE_SIZE as usize - in_page).min(len - done);
+            let key = PageKey::virtual_page(cr3, page);
+            if self.cache.contains(key) {
+                self.stats.page_hits += 1;
+            } else {
+                if self.cache.reserve(1) {
+                    self.stats.evictions += 1;
+                }
+                let mut data = vec![0u8; PAGE_SIZE as usize];
+                match self.fetch(page, &mut data, false) {
+                    Ok(()) => {
+                        self.stats.pages_fetched += 1;
+                        self.cache.insert_pages(&data, |_| key);
+                    }
+                    Err(GdbError::ErrorReply { .. }) => {
+                        self.stats.uncached_reads += 1;
+                        self.fetch(at, &mut buf[done..done + part], false).map_err(|error| failed(at, error))?;
+                        done += part;
+                        continue;
+                    }
+                    Err(error) => return Err(failed(at, error)),
+                }
+            }
+            let cached = self.cache.page(key).expect("fetched above");
+            buf[done..done + part].copy_from_slice(&cached[in_page..in_page + part]);
+            done += part;
+        }
+        Ok(())
+    }
+}
+
+/// Returns whether `frame` lies in `ram`. With no known RAM layout, every
+/// frame is taken as RAM.
+fn in_ram(ram: &[MemoryRange], frame: u64) -> bool {
+    let Some(address) = frame.checked_mul(PAGE_SIZE) else {
+        return false;
+    };
+    ram.is_empty() || ram.iter().any(|range| address >= range.start && address - range.start < range.len_bytes)
 }
 
 impl Drop for GdbTarget {
@@ -286,14 +534,6 @@ impl Drop for GdbTarget {
     }
 }
 
-fn memory_error(address: u64, len: usize, error: GdbError) -> MemoryError {
-    MemoryError::Target {
-        address,
-        len,
-        reason: error.to_string(),
-    }
-}
-
 impl Target for GdbTarget {
     fn metadata(&self) -> &Metadata {
         &self.metadata
@@ -303,42 +543,42 @@ impl Target for GdbTarget {
         &self.vcpus
     }
 
+    /// Reads through the page cache with QEMU's physical memory mode.
     fn read_physical(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.read_physical_memory(address, buf)
-            .map_err(|error| memory_error(address, buf.len(), error))
+        if !self.phys_mem_mode {
+            return Err(MemoryError::Target {
+                address,
+                len: buf.len(),
+                reason: "the stub cannot read physical memory (no Qqemu.PhyMemMode)".to_owned(),
+            });
+        }
+        let mut connection = self.lock();
+        connection.stats.reads += 1;
+        connection.read_physical_cached(&self.memory_map, address, buf)
     }
 
-    /// Reads through the stub's own translation when a vCPU runs on `cr3`,
-    /// and otherwise walks the page tables through physical reads.
+    /// Walks the page tables at `cr3` with physical reads when the stub has
+    /// QEMU's physical memory mode. Otherwise the stub translates, with a
+    /// vCPU that runs on `cr3` selected, or with any thread when no vCPU
+    /// has control registers (gdbserver's threads share one address space).
     fn read_virtual(&self, cr3: u64, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        if let Some(vcpu) = self.vcpu_with_cr3(cr3) {
-            return self
-                .read_virtual_memory(vcpu, address, buf)
-                .map_err(|error| memory_error(address, buf.len(), error));
+        if self.phys_mem_mode {
+            let mut connection = self.lock();
+            connection.stats.reads += 1;
+            return connection.read_virtual_translated(&self.memory_map, cr3, address, buf);
         }
-        if !self.phys_mem_mode {
+        let process_stub = self.vcpus.iter().all(|vcpu| !vcpu.present.control);
+        let vcpu = self.vcpu_with_cr3(cr3).or_else(|| process_stub.then_some(0));
+        let Some((vcpu, thread)) = vcpu.and_then(|vcpu| Some((vcpu, self.threads.get(vcpu)?))) else {
             return Err(MemoryError::Target {
                 address,
                 len: buf.len(),
                 reason: format!("no vCPU runs on cr3 {cr3:#x} and the stub has no physical memory mode"),
             });
-        }
-
-        let len = buf.len();
-        let mut done = 0usize;
-        while done < len {
-            let at = address.wrapping_add(done as u64);
-            let page_left = (0x1000 - (at & 0xfff)) as usize;
-            let part = page_left.min(len - done);
-            let mut read = |physical: u64, out: &mut [u8]| self.read_physical(physical, out);
-            let physical = paging::translate(&mut read, cr3, at).map_err(|error| match error {
-                MemoryError::NotMapped { address, cr3, .. } => MemoryError::NotMapped { address, len, cr3 },
-                other => other,
-            })?;
-            self.read_physical(physical, &mut buf[done..done + part])?;
-            done += part;
-        }
-        Ok(())
+        };
+        let mut connection = self.lock();
+        connection.stats.reads += 1;
+        connection.read_virtual_through_stub(vcpu, thread, cr3, address, buf)
     }
 
     fn memory_map(&self) -> Vec<MemoryRange> {
