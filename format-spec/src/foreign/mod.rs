@@ -10,13 +10,15 @@
 //!
 //! Each reader implements [`Target`], so the analyzer reads all of them the
 //! same way; [`Core`] keeps the concrete reader reachable for details that
-//! only one format has.
+//! only one format has. A [`LiveCore`] puts a live target, which a crate
+//! with the live backends opened, in the same place.
 
 mod elf;
 mod error;
 mod linux;
 mod linux_build_id;
 mod linux_notes;
+mod live;
 mod qemu;
 mod xen;
 mod xen_layout;
@@ -30,6 +32,7 @@ use memmap2::Mmap;
 pub use error::{CoreFileError, OpenError};
 pub use crate::model::FileMapping;
 pub use linux::{LinuxCore, LoadSegment};
+pub use live::LiveCore;
 pub use qemu::QemuDump;
 pub use xen::{XenDumpCore, XenGuestKind};
 
@@ -131,6 +134,8 @@ pub enum Core {
     XenDumpCore(XenDumpCore),
     /// The ELF core of a Linux process.
     LinuxCore(LinuxCore),
+    /// A live target, paused while it is read.
+    Live(LiveCore),
 }
 
 impl Core {
@@ -142,14 +147,20 @@ impl Core {
         }
     }
 
-    /// Returns the path the file was opened from.
+    /// Returns the path the file was opened from, or a live target's name.
     pub fn path(&self) -> &Path {
         match self {
             Core::Snapshot(snapshot) => snapshot.path(),
             Core::QemuDump(dump) => dump.path(),
             Core::XenDumpCore(dump) => dump.path(),
             Core::LinuxCore(core) => core.path(),
+            Core::Live(live) => live.name(),
         }
+    }
+
+    /// Returns whether this is a live target rather than a file.
+    pub fn is_live(&self) -> bool {
+        matches!(self, Core::Live(_))
     }
 
     /// Returns the file mappings of a Linux process, in address order: from
@@ -159,7 +170,7 @@ impl Core {
         match self {
             Core::LinuxCore(core) => core.file_mappings(),
             Core::Snapshot(snapshot) => snapshot.file_mappings(),
-            Core::QemuDump(_) | Core::XenDumpCore(_) => &[],
+            Core::QemuDump(_) | Core::XenDumpCore(_) | Core::Live(_) => &[],
         }
     }
 
@@ -170,13 +181,14 @@ impl Core {
     }
 
     /// Returns a short name of the file's format ("stardump snapshot",
-    /// "QEMU dump", "xl dump-core", "Linux core").
+    /// "QEMU dump", "xl dump-core", "Linux core", "live target").
     pub fn format_name(&self) -> &'static str {
         match self {
             Core::Snapshot(_) => "stardump snapshot",
             Core::QemuDump(_) => "QEMU dump",
             Core::XenDumpCore(_) => "xl dump-core",
             Core::LinuxCore(_) => "Linux core",
+            Core::Live(_) => "live target",
         }
     }
 
@@ -186,6 +198,7 @@ impl Core {
             Core::QemuDump(dump) => dump,
             Core::XenDumpCore(dump) => dump,
             Core::LinuxCore(core) => core,
+            Core::Live(live) => live.target(),
         }
     }
 }
