@@ -180,6 +180,7 @@ static inline void *phys_to_direct_map(unsigned long phys)
 void *memset(void *dest, int c, size_t n);
 void *memcpy(void *dest, const void *src, size_t n);
 void *memmove(void *dest, const void *src, size_t n);
+int cmdline_has_word(const char *cmdline, const char *word);
 int memcmp(const void *a, const void *b, size_t n);
 size_t strlen(const char *s);
 int strncmp(const char *a, const char *b, size_t n);
@@ -223,5 +224,24 @@ void worker_main(void *arg);
 /* smp.c */
 int smp_start_aps(void);
 void ap_main(void);
+
+/*
+ * Layout pushed by TRAP_STUB in trap_entry.S (both builds) and by
+ * irq_timer in irq_entry.S, lowest address first.
+ */
+struct trap_frame {
+	unsigned long r15, r14, r13, r12, r11, r10, r9, r8;
+	unsigned long rbp, rdi, rsi, rdx, rcx, rbx, rax;
+	unsigned long vector;
+	unsigned long error_code;
+	/* Pushed by the CPU (in the Xen PV build, by Xen as the CPU would). */
+	unsigned long rip, cs, rflags, rsp, ss;
+};
+
+/* trap.c */
+void idt_set_interrupt(int vector, void (*handler)(void));
+
+/* preempt.c */
+void preempt_start(struct thread *held);
 
 #endif

@@ -68,3 +68,21 @@ int strncmp(const char *a, const char *b, size_t n)
 	}
 	return 0;
 }
+
+/* Whether the space-separated command line contains `word` as a whole word. */
+int cmdline_has_word(const char *cmdline, const char *word)
+{
+	size_t word_length = strlen(word);
+	const char *p = cmdline;
+
+	while (p && *p) {
+		size_t length = 0;
+
+		while (p[length] && p[length] != ' ')
+			length++;
+		if (length == word_length && strncmp(p, word, length) == 0)
+			return 1;
+		p = p[length] ? p + length + 1 : p + length;
+	}
+	return 0;
+}

@@ -119,7 +119,7 @@ noinline void idle_loop(void)
 
 void kernel_main(unsigned long start_info_phys)
 {
-	struct thread *idle;
+	struct thread *idle, *worker;
 	const char *cmdline;
 
 #ifdef STARDUST_XEN_PV
@@ -169,12 +169,17 @@ void kernel_main(unsigned long start_info_phys)
 		      THREAD_STACK_SIZE);
 	thread_create("waiter", waiter_main, (void *)7UL, thread_stacks[1],
 		      THREAD_STACK_SIZE);
-	thread_create("worker", worker_main, &worker_config,
-		      map_thread_stack(0, thread_stacks[2]), THREAD_STACK_SIZE);
+	worker = thread_create("worker", worker_main, &worker_config,
+			       map_thread_stack(0, thread_stacks[2]),
+			       THREAD_STACK_SIZE);
 
 #ifndef STARDUST_XEN_PV
 	/* After the threads, so thread_pool indexes do not depend on -smp. */
 	smp_start_aps();
+	if (cmdline_has_word(cmdline, "preempt"))
+		preempt_start(worker);
+#else
+	(void)worker; /* no timer preemption in the Xen PV build */
 #endif
 
 	printk("stardust-test: %d cpus online, starting threads\n", online_cpus);

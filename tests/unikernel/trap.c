@@ -6,16 +6,6 @@
  */
 #include "kernel.h"
 
-/* Layout pushed by TRAP_STUB in trap_entry.S, lowest address first. */
-struct trap_frame {
-	unsigned long r15, r14, r13, r12, r11, r10, r9, r8;
-	unsigned long rbp, rdi, rsi, rdx, rcx, rbx, rax;
-	unsigned long vector;
-	unsigned long error_code;
-	/* Pushed by the CPU. */
-	unsigned long rip, cs, rflags, rsp, ss;
-};
-
 struct idt_entry {
 	uint16_t offset_low;
 	uint16_t selector;
@@ -91,6 +81,12 @@ void idt_init(void)
 	idt_set(17, trap_alignment_check);
 	idt_set(18, trap_machine_check);
 	idt_set(19, trap_simd_fpu);
+}
+
+/* Routes `vector` to an interrupt stub of another file (preempt.c's timer). */
+void idt_set_interrupt(int vector, void (*handler)(void))
+{
+	idt_set(vector, handler);
 }
 
 void idt_load(void)

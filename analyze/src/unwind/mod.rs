@@ -1,7 +1,8 @@
 //! Stack unwinding: from a vCPU's registers to the chain of caller frames.
 //!
 //! [`Unwinder::caller_frame`] tries the strategies in order of trust (the
-//! fixed layout of Xen's hypercall stubs, CFI, then the frame-pointer chain,
+//! fixed layout of Xen's hypercall stubs, CFI, then for code without CFI the
+//! hardware frame of an interrupt entry stub, then the frame-pointer chain,
 //! then a stack scan) and validates each
 //! candidate: an instruction pointer in the null page is rejected, the stack
 //! pointer must not move toward lower addresses except out of a trap frame,
@@ -12,6 +13,7 @@
 pub mod cfi;
 pub mod frame_pointer;
 pub mod hypercall;
+pub mod interrupt;
 pub mod memory;
 pub mod registers;
 pub mod scan;
@@ -78,6 +80,9 @@ pub enum FoundBy {
     Scan,
     /// The fixed layout of a stub in Xen's hypercall page.
     HypercallPage,
+    /// The hardware frame an interrupt or exception pushed, found above
+    /// an entry stub without CFI.
+    InterruptFrame,
 }
 
 impl FoundBy {
@@ -89,6 +94,7 @@ impl FoundBy {
             FoundBy::FramePointer => "frame-pointer",
             FoundBy::Scan => "scan",
             FoundBy::HypercallPage => "hypercall-page",
+            FoundBy::InterruptFrame => "interrupt-frame",
         }
     }
 }
@@ -252,6 +258,9 @@ pub struct Unwinder<'i> {
     options: UnwindOptions,
     /// Address of Xen's hypercall page, when the image reserves one.
     hypercall_page: Option<u64>,
+    /// Save-area structures of the image's DWARF, read when an unwind first
+    /// meets code without CFI.
+    save_areas: Option<Vec<interrupt::SaveAreaLayout>>,
 }
 
 /// A caller proposed by one strategy, before validation.
@@ -271,7 +280,7 @@ impl<'i> Unwinder<'i> {
             .find(|symbol| symbol.name == hypercall::HYPERCALL_PAGE_SYMBOL)
             .map(|symbol| symbol.address);
         let module = UnwindModule { image, bias: 0, start: 0, end: u64::MAX, cfi: None };
-        Unwinder { modules: vec![module], options, hypercall_page }
+        Unwinder { modules: vec![module], options, hypercall_page, save_areas: None }
     }
 
     /// Prepares to unwind code of every module of `modules`, each at its
@@ -294,7 +303,7 @@ impl<'i> Unwinder<'i> {
                 cfi: None,
             })
             .collect();
-        Unwinder { modules, options, hypercall_page: None }
+        Unwinder { modules, options, hypercall_page: None, save_areas: None }
     }
 
     /// Returns the index of the module that contains the run-time `address`.
@@ -429,7 +438,12 @@ impl<'i> Unwinder<'i> {
                     Verdict::Reject(reason) => rejected.push(reason),
                 }
             }
-            Ok(None) => tracing::trace!(lookup = format_args!("{lookup:#x}"), "no CFI"),
+            Ok(None) => {
+                tracing::trace!(lookup = format_args!("{lookup:#x}"), "no CFI");
+                if let Some(step) = self.interrupt_frame(callee, callee_sp, memory, &mut rejected) {
+                    return step;
+                }
+            }
             Err(error) => {
                 tracing::debug!(%error, "CFI failed");
                 rejected.push(error.into());
@@ -478,6 +492,35 @@ impl<'i> Unwinder<'i> {
         // The most trusted strategy's reason is the one worth showing.
         let reason = rejected.into_iter().next().unwrap_or(StopReason::NoUnwindInfo { pc: lookup });
         Step::Stopped(reason)
+    }
+
+    /// Steps out of an interrupt entry stub without CFI through the hardware
+    /// frame above it. Only a unikernel has such stubs: one image, no shared
+    /// objects.
+    fn interrupt_frame(
+        &mut self,
+        callee: &Frame,
+        callee_sp: u64,
+        memory: &dyn StackMemory,
+        rejected: &mut Vec<StopReason>,
+    ) -> Option<Step> {
+        let [module] = self.modules.as_slice() else { return None };
+        let image = module.image;
+        let layouts = self.save_areas.get_or_insert_with(|| interrupt::save_area_layouts(image));
+        let caller = interrupt::unwind(image, layouts, &callee.registers, memory)?;
+        let candidate = Candidate {
+            registers: caller.registers,
+            found_by: FoundBy::InterruptFrame,
+            callee_cfa: Some(caller.cfa),
+            callee_trap: true,
+        };
+        match self.validate(callee, callee_sp, candidate) {
+            Verdict::Take(step) => Some(step),
+            Verdict::Reject(reason) => {
+                rejected.push(reason);
+                None
+            }
+        }
     }
 
     /// Applies the rules every candidate caller must pass.

@@ -99,23 +99,6 @@ const char *xen_cmdline(void)
 	return xen_start_info->cmd_line;
 }
 
-int cmdline_has_word(const char *cmdline, const char *word)
-{
-	size_t word_length = strlen(word);
-	const char *p = cmdline;
-
-	while (p && *p) {
-		size_t length = 0;
-
-		while (p[length] && p[length] != ' ')
-			length++;
-		if (length == word_length && strncmp(p, word, length) == 0)
-			return 1;
-		p = p[length] ? p + length + 1 : p + length;
-	}
-	return 0;
-}
-
 /*
  * Publish the P2M the way Linux PV guests without a virtually mapped P2M
  * do, so the toolstack (xl dump-core, xl save) can translate the guest's

@@ -8,16 +8,6 @@
  */
 #include "xen.h"
 
-/* Layout built by TRAP_STUB in trap_entry.S, lowest address first. */
-struct trap_frame {
-	unsigned long r15, r14, r13, r12, r11, r10, r9, r8;
-	unsigned long rbp, rdi, rsi, rdx, rcx, rbx, rax;
-	unsigned long vector;
-	unsigned long error_code;
-	/* Pushed by Xen as the CPU would. */
-	unsigned long rip, cs, rflags, rsp, ss;
-};
-
 void trap_divide_error(void), trap_debug(void), trap_breakpoint(void);
 void trap_overflow(void), trap_bound_range(void), trap_invalid_opcode(void);
 void trap_device_not_available(void), trap_invalid_tss(void);

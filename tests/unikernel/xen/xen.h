@@ -222,7 +222,6 @@ static inline unsigned long mfn_to_pfn(unsigned long mfn)
 /* arch.c */
 void xen_early_init(struct start_info *start_info);
 const char *xen_cmdline(void);
-int cmdline_has_word(const char *cmdline, const char *word);
 void xen_publish_p2m(void);
 void xen_console_putc(char c);
 void xen_console_flush(void);
