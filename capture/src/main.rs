@@ -18,8 +18,9 @@ use stardump_format::WriterOptions;
 #[command(name = "stardump-capture", version)]
 struct Cli {
     /// The target: `gdb:HOST:PORT` for a GDB remote stub such as QEMU's
-    /// `-gdb tcp:127.0.0.1:1234`, or `xen:DOMID` or `xen:NAME` for a Xen
-    /// domain (run in dom0; needs the `xen` build feature).
+    /// `-gdb tcp:127.0.0.1:1234`, `xen:DOMID` or `xen:NAME` for a Xen
+    /// domain (run in dom0; needs the `xen` build feature), or `pid:PID`
+    /// for a Linux process, attached with ptrace.
     #[arg(required_unless_present = "list")]
     target: Option<String>,
 
@@ -27,7 +28,9 @@ struct Cli {
     #[arg(short, long, required_unless_present = "list")]
     output: Option<PathBuf>,
 
-    /// Close the connection without resuming the target, which stays paused.
+    /// Close the connection without resuming the target, which stays
+    /// paused. A `pid:` process is left stopped with SIGSTOP; `kill -CONT`
+    /// resumes it.
     #[arg(long)]
     leave_paused: bool,
 
@@ -46,7 +49,8 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = MemoryArg::Physical)]
     memory: MemoryArg,
 
-    /// Seconds to wait for any one reply from the stub.
+    /// Seconds to wait for any one reply from the stub, or for each thread
+    /// of a `pid:` process to stop.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
 
@@ -123,6 +127,9 @@ fn interrupting_signal(error: &anyhow::Error) -> Option<i32> {
     if let Some(CaptureError::Interrupted { signal }) = error.downcast_ref::<CaptureError>() {
         return Some(*signal);
     }
+    if let Some(stardump_capture::ptrace::PtraceError::Interrupted { signal }) = error.downcast_ref() {
+        return Some(*signal);
+    }
     #[cfg(feature = "xen")]
     if let Some(stardump_capture::xen::XenError::Interrupted { signal }) = error.downcast_ref() {
         return Some(*signal);
@@ -151,8 +158,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(domain) = target.strip_prefix("xen:") {
         return capture_xen(&cli, domain, output);
     }
+    if let Some(pid) = target.strip_prefix("pid:") {
+        return capture_pid(&cli, pid, output);
+    }
     let Some(address) = target.strip_prefix("gdb:") else {
-        bail!("unknown target kind; expected gdb:HOST:PORT or xen:DOMID");
+        bail!("unknown target kind; expected gdb:HOST:PORT, xen:DOMID or pid:PID");
     };
     if cli.destroy_after {
         bail!("--destroy-after applies to xen: targets only");
@@ -179,6 +189,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         image_build_id: read_build_id(cli.image.as_deref())?,
     };
     let summary = capture(&options)?;
+    print_summary(&summary, cli.json)
+}
+
+fn capture_pid(cli: &Cli, pid: &str, output: PathBuf) -> anyhow::Result<()> {
+    use stardump_capture::ptrace::{capture_process, ProcessCaptureOptions};
+
+    let pid: i32 = match pid.parse() {
+        Ok(pid) if pid > 0 => pid,
+        _ => bail!("invalid process id {pid:?}: expected a positive decimal number"),
+    };
+    if cli.destroy_after {
+        bail!("--destroy-after applies to xen: targets only");
+    }
+    if cli.image.is_some() {
+        bail!("--image applies to gdb: and xen: targets; a pid: capture reads the build ids of the mapped files");
+    }
+    if !matches!(cli.memory, MemoryArg::Physical) {
+        bail!("--memory applies to gdb: targets only; a process has no page tables to walk");
+    }
+    if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
+        bail!("invalid --timeout {}: expected a positive number of seconds", cli.timeout);
+    }
+    let options = ProcessCaptureOptions {
+        pid,
+        output,
+        leave_stopped: cli.leave_paused,
+        timeout: Duration::from_secs_f64(cli.timeout),
+        cancel: Some(install_cancel_flag()?),
+        writer: WriterOptions {
+            zstd_level: cli.zstd_level,
+            ..WriterOptions::default()
+        },
+    };
+    let summary = capture_process(&options)?;
     print_summary(&summary, cli.json)
 }
 
