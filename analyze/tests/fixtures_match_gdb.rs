@@ -269,7 +269,7 @@ fn compare_examines(name: &str, commands: &[&str]) {
         let start = examine::start_address(&inspector.types(), &value, &memory).unwrap();
         let printer = Printer::new(inspector.types(), &memory, &symbols, PrintOptions::default());
         let (units, failure) = examine::read_units(format, start, &memory, &printer);
-        let ours = examine::render_text(format, &units, failure.as_ref(), &symbols);
+        let ours = examine::render_text(format, &units, failure.as_ref(), &symbols, None);
         if ours != gdb[index] {
             differences.push(format!("  x{examine}\n    gdb:\n{}    stardump:\n{ours}", gdb[index]));
         }

@@ -1,5 +1,6 @@
 //! `stardump x/FMT ADDR`: gdb's `x` command, which dumps memory in a
-//! format (`x d u o t a c f s`), a unit size (`b h w g`) and a count.
+//! format (`x d u o t a c f s`, or `i` for instructions), a unit size
+//! (`b h w g`) and a count.
 
 use std::io::Write;
 
@@ -7,6 +8,7 @@ use serde::Serialize;
 
 use super::inspect::{ContextArgs, Session};
 use super::{Outcome, JSON_SCHEMA_VERSION};
+use crate::disassemble::{line_label, Disassembler, MAX_INSTRUCTION_BYTES};
 use crate::unwind::StackMemory;
 use crate::variables::expr::{parse, Evaluator};
 use crate::variables::format::{char_literal, format_float, Printer};
@@ -17,7 +19,8 @@ use crate::variables::value::{le_signed, le_unsigned, Hole};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The format, as in gdb's `x/FMT`: a count, a format letter (x d u o t
-    /// a c f s) and a size letter (b h w g), in any order after the count.
+    /// a c f s, or i for instructions) and a size letter (b h w g), in any
+    /// order after the count.
     #[arg(long, default_value = "/1xw")]
     pub format: String,
     #[allow(missing_docs)] // The shared options document themselves.
@@ -42,7 +45,8 @@ pub struct Format {
 const MAX_COUNT: usize = 1 << 20;
 
 /// Parses `/8xg`; gdb's defaults are 1, `x` and `w`, except that `a`
-/// and `f` default to 8 bytes and `c` and `s` to 1.
+/// and `f` default to 8 bytes and `c` and `s` to 1. An instruction (`i`)
+/// has no fixed size, so `size` is 1 for it.
 pub fn parse_format(text: &str) -> anyhow::Result<Format> {
     let spec = text.strip_prefix('/').unwrap_or(text);
     let digits: String = spec.chars().take_while(char::is_ascii_digit).collect();
@@ -54,19 +58,19 @@ pub fn parse_format(text: &str) -> anyhow::Result<Format> {
     let mut size = None;
     for c in spec[digits.len()..].chars() {
         match c {
-            'x' | 'd' | 'u' | 'o' | 't' | 'a' | 'c' | 'f' | 's' => letter = Some(c),
+            'x' | 'd' | 'u' | 'o' | 't' | 'a' | 'c' | 'f' | 's' | 'i' => letter = Some(c),
             'b' => size = Some(1),
             'h' => size = Some(2),
             'w' => size = Some(4),
             'g' => size = Some(8),
-            'i' => anyhow::bail!("the format `i` (disassembly) is not supported"),
-            other => anyhow::bail!("invalid format letter {other:?} in {text:?}: use x d u o t a c f s and b h w g"),
+            other => anyhow::bail!("invalid format letter {other:?} in {text:?}: use x d u o t a c f s i and b h w g"),
         }
     }
     let letter = letter.unwrap_or('x');
     let size = match letter {
         'a' => 8,
         'c' | 's' => size.unwrap_or(1),
+        'i' => 1,
         'f' => size.unwrap_or(8),
         _ => size.unwrap_or(4),
     };
@@ -124,14 +128,26 @@ pub fn start_address(
 }
 
 /// Formats units as gdb's `x` prints them: lines of units, each line
-/// labelled with its first address and the symbol there.
+/// labelled with its first address and the symbol there. Instructions
+/// (`x/i`) print one a line, with `=> ` before the one at `pc`, the
+/// selected frame's pc.
 pub fn render_text(
     format: Format,
     units: &[(u64, String)],
     failure: Option<&(u64, Hole)>,
     symbols: &crate::variables::symbols::SymbolTable,
+    pc: Option<u64>,
 ) -> String {
     let mut text = String::new();
+    if format.letter == 'i' {
+        for (address, instruction) in units {
+            text.push_str(&format!("{}:\t{instruction}\n", line_label(*address, Some(*address) == pc, symbols)));
+        }
+        if let Some((address, hole)) = failure {
+            text.push_str(&format!("{}:\t{}\n", line_label(*address, Some(*address) == pc, symbols), hole.marker()));
+        }
+        return text;
+    }
     let per_line = if format.letter == 's' { 1 } else { units_per_line(format) };
     for line in units.chunks(per_line) {
         let address = line[0].0;
@@ -177,7 +193,21 @@ pub fn read_units(
 ) -> ReadUnits {
     let mut units = Vec::new();
     let mut address = start;
+    let mut disassembler = Disassembler::new(printer.symbols);
     for _ in 0..format.count {
+        if format.letter == 'i' {
+            let bytes = read_available(memory, address, MAX_INSTRUCTION_BYTES);
+            let Some(instruction) = disassembler.decode(address, &bytes) else {
+                let hole = match memory.read(address, &mut [0u8; 1]) {
+                    Err(error) => Hole::from_memory(&error),
+                    Ok(()) => Hole::Error("memory changed while it was read".to_owned()),
+                };
+                return (units, Some((address, hole)));
+            };
+            units.push((address, instruction.text));
+            address = address.wrapping_add(instruction.len_bytes as u64);
+            continue;
+        }
         if format.letter == 's' {
             let text = printer.read_c_string(address);
             // Advance past the string and its NUL, as gdb does.
@@ -202,6 +232,25 @@ pub fn read_units(
         address = address.wrapping_add(format.size as u64);
     }
     (units, None)
+}
+
+/// Reads up to `max_len` bytes at `address`, fewer when the memory ends
+/// inside that range: an instruction may be the last thing on a page.
+fn read_available(memory: &dyn StackMemory, address: u64, max_len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; max_len];
+    if memory.read(address, &mut bytes).is_ok() {
+        return bytes;
+    }
+    let mut available = Vec::with_capacity(max_len);
+    for offset in 0..max_len as u64 {
+        let mut byte = [0u8; 1];
+        let Some(at) = address.checked_add(offset) else { break };
+        if memory.read(at, &mut byte).is_err() {
+            break;
+        }
+        available.push(byte[0]);
+    }
+    available
 }
 
 /// Runs `stardump x`.
@@ -237,7 +286,8 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
-        out.write_all(render_text(format, &units, failure.as_ref(), &session.symbols).as_bytes())?;
+        let pc = inspector.register(frame, "pc").and_then(|(pc, _)| pc);
+        out.write_all(render_text(format, &units, failure.as_ref(), &session.symbols, pc).as_bytes())?;
     }
     Ok(if incomplete { Outcome::Incomplete } else { Outcome::Complete })
 }
@@ -253,7 +303,7 @@ mod tests {
         assert_eq!(parse_format("/2a").unwrap(), Format { count: 2, letter: 'a', size: 8 });
         assert_eq!(parse_format("/4dw").unwrap(), Format { count: 4, letter: 'd', size: 4 });
         assert_eq!(parse_format("").unwrap(), Format { count: 1, letter: 'x', size: 4 });
-        assert!(parse_format("/3i").is_err());
+        assert_eq!(parse_format("/3i").unwrap(), Format { count: 3, letter: 'i', size: 1 });
         assert!(parse_format("/3q").is_err());
     }
 

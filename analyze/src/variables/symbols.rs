@@ -105,19 +105,28 @@ impl SymbolTable {
     }
 
     /// Returns the symbol naming `address` and the offset into it, as gdb's
-    /// `<symbol+offset>`: the closest symbol at or below `address` in the
-    /// same section that contains it (or has no size).
+    /// `<symbol+offset>`. Like gdb 13's minimal-symbol lookup, it takes the
+    /// closest sized symbol at or below `address` in the same section when
+    /// that symbol contains `address`. Otherwise it takes the closest
+    /// zero-sized symbol above that one, and otherwise none: the padding
+    /// after a function's last byte has no name.
     pub fn lookup(&self, address: u64) -> Option<(&Symbol, u64)> {
         let section = self.sections.iter().position(|section| {
             address >= section.address && address - section.address < section.size
         })?;
         let index = self.symbols.partition_point(|symbol| symbol.address <= address);
-        self.symbols[..index]
-            .iter()
-            .rev()
-            .take_while(|symbol| symbol.section == section)
-            .find(|symbol| symbol.size == 0 || address - symbol.address < symbol.size)
-            .map(|symbol| (symbol, address - symbol.address))
+        let mut zero_sized = None;
+        for symbol in self.symbols[..index].iter().rev().take_while(|symbol| symbol.section == section) {
+            if symbol.size == 0 {
+                zero_sized.get_or_insert(symbol);
+                continue;
+            }
+            if address - symbol.address < symbol.size {
+                return Some((symbol, address - symbol.address));
+            }
+            break;
+        }
+        zero_sized.map(|symbol| (symbol, address - symbol.address))
     }
 
     /// Returns the symbol named `name`.
