@@ -6,7 +6,8 @@
 //! walks a vCPU's stack through a [`stardump_format::Target`], [`symbolize`]
 //! names the frames, [`check`] compares the image with the
 //! snapshot, [`image_fallback`] reads code the dump lacks from the image,
-//! and [`cmd`] implements the `stardump` subcommands.
+//! [`live`] opens live targets (`gdb:HOST:PORT`) in place of a file, and
+//! [`cmd`] implements the `stardump` subcommands.
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod debug_file;
 pub mod image;
 pub mod image_fallback;
 pub mod line_table;
+pub mod live;
 pub mod modules;
 pub mod symbolize;
 pub mod threads;

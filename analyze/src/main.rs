@@ -7,12 +7,23 @@ use clap::{Parser, Subcommand};
 use stardump::cmd::{self, Outcome};
 
 /// Analyzes stardump snapshots of unikernels: registers, backtraces, memory.
+///
+/// Every command's FILE may also be a live target, `gdb:HOST:PORT` (QEMU's
+/// gdbstub, gdbserver): stardump pauses it, reads it while the command runs
+/// and resumes it afterwards.
 #[derive(Debug, Parser)]
 #[command(name = "stardump", version)]
 struct Cli {
     /// Log more (-v: debug, -vv: trace) to stderr.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// With a live target: leave it stopped when the command ends, instead
+    /// of resuming it.
+    #[arg(long, global = true)]
+    leave_paused: bool,
+    /// With a live target: seconds to wait for any one reply from its stub.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10.0)]
+    timeout: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,6 +112,14 @@ fn error_line(error: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse_from(gdb_style_arguments(std::env::args_os().collect()));
     init_logging(cli.verbose);
+    if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
+        eprintln!("stardump: invalid --timeout {}: expected a positive number of seconds", cli.timeout);
+        return ExitCode::from(1);
+    }
+    stardump::live::configure(stardump::live::LiveOptions {
+        leave_paused: cli.leave_paused,
+        timeout: std::time::Duration::from_secs_f64(cli.timeout),
+    });
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -122,6 +141,22 @@ fn main() -> ExitCode {
         out.flush()?;
         Ok(outcome)
     });
+
+    // The command's target was dropped, so a live target was released (or
+    // a signal handler is releasing it and ends the process).
+    if let Some(signal) = stardump::live::interrupting_signal() {
+        let _ = out.flush();
+        let _ = writeln!(err, "stardump: interrupted by {}", stardump::live::signal_name(signal));
+        return ExitCode::from(128u8.saturating_add(signal as u8));
+    }
+    if let Some(message) = stardump::live::take_release_error() {
+        let _ = out.flush();
+        if let Err(error) = &result {
+            let _ = writeln!(err, "stardump: {}", error_line(error));
+        }
+        let _ = writeln!(err, "stardump: {message}");
+        return ExitCode::from(1);
+    }
 
     match result {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,

@@ -14,7 +14,8 @@ use crate::check;
 /// Arguments of `stardump info`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The snapshot, QEMU dump or `xl dump-core` file.
+    /// The snapshot, QEMU dump or `xl dump-core` file, or a live target
+    /// (`gdb:HOST:PORT`).
     pub file: PathBuf,
     /// Print JSON (schema in analyze/JSON.md) instead of text.
     #[arg(long)]
@@ -28,6 +29,8 @@ pub struct InfoReport {
     command: &'static str,
     snapshot: String,
     format: &'static str,
+    /// Whether `snapshot` names a live target, paused while it was read.
+    live: bool,
     format_version: Option<String>,
     source_kind: stardump_format::SourceKind,
     target_name: String,
@@ -89,6 +92,7 @@ pub fn report(core: &Core, file_len_bytes: u64) -> InfoReport {
         command: "info",
         snapshot: core.path().display().to_string(),
         format: core.format_name(),
+        live: core.is_live(),
         format_version: snapshot.map(|snapshot| {
             let (major, minor) = snapshot.format_version();
             format!("{major}.{minor}")
@@ -132,9 +136,13 @@ pub fn report(core: &Core, file_len_bytes: u64) -> InfoReport {
 /// Runs `stardump info`.
 pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let core = open_target(&args.file)?;
-    let file_len_bytes = std::fs::metadata(&args.file)
-        .with_context(|| format!("cannot read the size of {}", args.file.display()))?
-        .len();
+    let file_len_bytes = if core.is_live() {
+        0
+    } else {
+        std::fs::metadata(&args.file)
+            .with_context(|| format!("cannot read the size of {}", args.file.display()))?
+            .len()
+    };
     let report = report(&core, file_len_bytes);
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
@@ -184,7 +192,11 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
         .ok()
         .and_then(|value| value.as_str().map(str::to_owned))
         .unwrap_or_default();
-    writeln!(out, "Snapshot:        {}", report.snapshot)?;
+    if report.live {
+        writeln!(out, "Live target:     {} (paused while stardump reads it)", report.snapshot)?;
+    } else {
+        writeln!(out, "Snapshot:        {}", report.snapshot)?;
+    }
     match &report.format_version {
         Some(version) => writeln!(out, "Format version:  {version}")?,
         None => writeln!(out, "Format:          {}", report.format)?,
@@ -197,7 +209,8 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(version) = &report.hypervisor_version {
         writeln!(out, "Hypervisor:      {version}")?;
     }
-    writeln!(out, "Captured at:     {}", report.capture_time.as_deref().unwrap_or("unknown"))?;
+    let time_label = if report.live { "Attached at:    " } else { "Captured at:    " };
+    writeln!(out, "{time_label} {}", report.capture_time.as_deref().unwrap_or("unknown"))?;
     if report.format_version.is_some() {
         writeln!(out, "Pause time:      {}", human_duration(report.pause_time_us))?;
     }
@@ -213,7 +226,9 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
         Some(ratio) => format!(" (compression ratio {ratio:.1}:1)"),
         None => String::new(),
     };
-    writeln!(out, "File size:       {}{ratio}", human_bytes(memory.file_len_bytes))?;
+    if !report.live {
+        writeln!(out, "File size:       {}{ratio}", human_bytes(memory.file_len_bytes))?;
+    }
     if report.mappings.is_empty() && report.format_version.is_some() {
         writeln!(out, "Mappings:        none recorded")?;
     }

@@ -22,7 +22,8 @@ use crate::variables::{Inspector, NamedValue};
 #[derive(Debug, Clone, clap::Args)]
 pub struct ContextArgs {
     /// The snapshot, or another core file stardump reads (a QEMU
-    /// `dump-guest-memory` core, a Xen `xl dump-core` file).
+    /// `dump-guest-memory` core, a Xen `xl dump-core` file), or a live
+    /// target (`gdb:HOST:PORT`).
     pub file: PathBuf,
     /// The unikernel's ELF file, with DWARF.
     #[arg(long)]
@@ -74,8 +75,7 @@ pub struct Session {
 impl Session {
     /// Opens the snapshot and image of `args` and unwinds the selected vCPU.
     pub fn open(args: &ContextArgs) -> anyhow::Result<Session> {
-        let core = stardump_format::open_core(&args.file)
-            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let core = super::open_target(&args.file)?;
         let image = Image::open(&args.image).context("cannot load the image")?;
         let vcpu = match args.vcpu {
             Some(id) => select_vcpus(core.vcpus(), Some(id))?[0].clone(),

@@ -34,9 +34,14 @@ pub enum Outcome {
 }
 
 /// Opens the core file at `path`: a stardump snapshot, a QEMU dump or an
-/// `xl dump-core` file, told apart by content. The error already names the
-/// path.
+/// `xl dump-core` file, told apart by content. A `path` of the form
+/// `gdb:HOST:PORT` attaches to that live target instead and pauses it until
+/// the returned value is dropped (see [`crate::live`]). The error already
+/// names the path.
 pub fn open_target(path: &Path) -> anyhow::Result<Core> {
+    if let Some(spec) = crate::live::parse_spec(path) {
+        return crate::live::open(spec);
+    }
     if path.is_dir() {
         anyhow::bail!("{} is a directory, not a snapshot or core file", path.display());
     }
