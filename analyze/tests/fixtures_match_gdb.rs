@@ -282,6 +282,76 @@ fn c_examine_o0_match_gdb() {
     compare_examines("types-c-O0", C_EXAMINES);
 }
 
+/// `x/i` commands compared with gdb's on the executable. gdb's `x/i`
+/// separates mnemonic and operands with spaces that only whitespace
+/// normalization removes, so [`compare_disassembly`] compares words.
+/// NOTE: only the C fixtures are compared. In C++ gdb labels instructions
+/// with linkage names (`<_Z4walkP4Nodei+4>`, `<main()>`), and stardump
+/// labels them with demangled names.
+const C_DISASSEMBLY: &[&str] = &["/20i main", "/14i walk", "/12i crash_here", "/8i on_event", "/3i &int_value"];
+
+/// Collapses each run of whitespace into one space, per line.
+fn words(text: &str) -> String {
+    text.lines().map(|line| line.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
+}
+
+fn compare_disassembly(name: &str) {
+    let program = fixture_dir().join(name);
+    require_program("gdb", "gdb");
+    let mut command = Command::new("timeout");
+    command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0"]);
+    for (index, examine) in C_DISASSEMBLY.iter().enumerate() {
+        command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("x{examine}")]);
+    }
+    let output = command.arg(&program).output().expect("running gdb");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut gdb = vec![String::new(); C_DISASSEMBLY.len()];
+    let mut current: Option<usize> = None;
+    for line in stdout.lines() {
+        if let Some(marker) = line.strip_prefix("@@") {
+            current = marker.parse().ok();
+        } else if let Some(index) = current {
+            gdb[index].push_str(line);
+            gdb[index].push('\n');
+        }
+    }
+
+    let image = Image::open(&program).expect("opening the fixture");
+    let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+    let symbols = SymbolTable::from_image(&image);
+    let memory = ImageMemory::new(&image);
+    let inspector = Inspector::new(&info, &symbols, &memory, &[], None, &[]);
+    let evaluator = Evaluator { inspector: &inspector, frame: None };
+    let is_type = |name: &str| !info.types_named(name).is_empty();
+    let mut differences = Vec::new();
+    let mut instructions = 0;
+    for (index, examine) in C_DISASSEMBLY.iter().enumerate() {
+        let (spec, address) = examine.split_once(' ').unwrap();
+        let format = examine::parse_format(spec).unwrap();
+        let value = evaluator.evaluate(&parse(address, &is_type).unwrap()).unwrap();
+        let start = examine::start_address(&inspector.types(), &value, &memory).unwrap();
+        let printer = Printer::new(inspector.types(), &memory, &symbols, PrintOptions::default());
+        let (units, failure) = examine::read_units(format, start, &memory, &printer);
+        instructions += units.len();
+        let ours = examine::render_text(format, &units, failure.as_ref(), &symbols, None);
+        if words(&ours) != words(&gdb[index]) {
+            differences.push(format!("  x{examine}\n    gdb:\n{}    stardump:\n{ours}", gdb[index]));
+        }
+    }
+    eprintln!("{name}: {} of {} x/i commands ({instructions} instructions) agree with gdb", C_DISASSEMBLY.len() - differences.len(), C_DISASSEMBLY.len());
+    assert!(differences.is_empty(), "{name}: x/i differs:\n{}", differences.join("\n"));
+}
+
+#[test]
+fn c_disassembly_o0_match_gdb() {
+    compare_disassembly("types-c-O0");
+}
+
+#[test]
+fn c_disassembly_o2_match_gdb() {
+    compare_disassembly("types-c-O2");
+}
+
 /// Expressions and type names whose `whatis` is compared.
 const C_WHATIS: &[&str] = &[
     "record_pointer", "record_value", "handler_value", "counter_t", "point_t", "int_array", "&points[1]",
@@ -506,4 +576,61 @@ fn fixture_locals_match_gdb_core() {
         }
     }
     assert!(differences.is_empty(), "stardump and gdb disagree:\n{}", differences.join("\n"));
+}
+
+/// `x/5i $pc` in the crash frame and `x/4i $pc` in its caller, compared
+/// with gdb at the crash on the gcore file: the `=> ` marker must sit on
+/// the selected frame's pc.
+#[test]
+fn c_disassembly_at_pc_match_gdb_core() {
+    require_program("gdb", "gdb");
+    let work_dir = tempfile::tempdir().expect("creating a temporary directory");
+    let stardump = env!("CARGO_BIN_EXE_stardump");
+    let mut differences = Vec::new();
+    for name in ["types-c-O0", "types-c-O2"] {
+        let program = fixture_dir().join(name);
+        let core = work_dir.path().join(format!("{name}.core"));
+        let examines = [(0, "/5i"), (1, "/4i")];
+        let mut command = Command::new("timeout");
+        command
+            .args(["-s", "KILL", "120", "gdb", "-batch", "-nx", "-ex", "set width 0", "-ex", "set pagination off"])
+            .args(["-ex", "set startup-with-shell off", "-ex", "run"]);
+        for (frame, format) in examines {
+            command.args(["-ex", &format!("frame {frame}"), "-ex", &format!("echo @@{frame}\\n"), "-ex", &format!("x{format} $pc")]);
+        }
+        command.args(["-ex", "echo @@end\\n", "-ex", &format!("gcore {}", core.display()), "-ex", "kill"]).arg(&program);
+        let output = command.output().expect("running gdb");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut gdb = vec![String::new(); examines.len()];
+        let mut current: Option<usize> = None;
+        for line in stdout.lines() {
+            if let Some(marker) = line.strip_prefix("@@") {
+                current = marker.parse().ok();
+            } else if let Some(index) = current {
+                // `frame N` prints the frame and its source line as well.
+                if line.starts_with("=> ") || line.starts_with("   0x") {
+                    gdb[index].push_str(line);
+                    gdb[index].push('\n');
+                }
+            }
+        }
+        assert!(gdb[0].starts_with("=> "), "{name}: gdb printed no pc marker:\n{stdout}");
+
+        for (index, (frame, format)) in examines.iter().enumerate() {
+            let output = Command::new(stardump)
+                .arg("x")
+                .arg(&core)
+                .arg("--image")
+                .arg(&program)
+                .args(["--frame", &frame.to_string(), "--format", format, "$pc"])
+                .output()
+                .expect("running stardump");
+            assert!(output.status.success(), "{name}: stardump x failed: {}", String::from_utf8_lossy(&output.stderr));
+            let ours = String::from_utf8_lossy(&output.stdout).into_owned();
+            if words(&ours) != words(&gdb[index]) {
+                differences.push(format!("{name} frame {frame} x{format} $pc\n  gdb:\n{}  stardump:\n{ours}", gdb[index]));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "x/i at the pc differs:\n{}", differences.join("\n"));
 }
