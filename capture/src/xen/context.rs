@@ -492,6 +492,32 @@ mod tests {
     }
 
     #[test]
+    fn hvm_context_damage_never_panics() {
+        let blob = hvm_blob();
+        for len in 0..blob.len() {
+            let _ = vcpus_from_hvm_context(&blob[..len]);
+        }
+        // Every byte of every descriptor, set to values that stretch lengths,
+        // type codes and instance numbers.
+        let mut descriptors = Vec::new();
+        let mut offset = 0;
+        while offset + hvm::DESCRIPTOR_SIZE <= blob.len() {
+            descriptors.push(offset);
+            let len = u32::from_le_bytes(blob[offset + 4..offset + 8].try_into().unwrap()) as usize;
+            offset += hvm::DESCRIPTOR_SIZE + len;
+        }
+        for start in descriptors {
+            for byte in start..start + hvm::DESCRIPTOR_SIZE {
+                for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                    let mut damaged = blob.clone();
+                    damaged[byte] = value;
+                    let _ = vcpus_from_hvm_context(&damaged);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn hvm_context_truncated_descriptor() {
         let error = vcpus_from_hvm_context(&[2, 0, 0]).unwrap_err();
         assert_eq!(error.offset, 0);
