@@ -75,13 +75,14 @@ impl GdbTarget {
 
         let paused_unix = SystemTime::now();
         let paused_at = Instant::now();
-        let mut client = GdbClient::connect(address, options)?;
-        let stop = client.stop_reason(STOP_REPLY_WAIT)?;
-        debug!(stop = %String::from_utf8_lossy(&stop), "target stopped");
+        let client = GdbClient::connect(address, options)?;
 
+        // QEMU stops the VM as soon as a client connects, so from here on
+        // the client lives inside the target and an error below resumes it
+        // in `Drop`.
         let mut target = GdbTarget {
             connection: Mutex::new(Connection {
-                client: None,
+                client: Some(client),
                 mode: AddressMode::Virtual,
                 selected: None,
                 cache: PageCache::new(DEFAULT_MAX_PAGES),
@@ -103,9 +104,9 @@ impl GdbTarget {
             paused_at,
         };
 
-        // From here on the target is paused: keep the client inside the
-        // target so that an error below resumes it in `Drop`.
-        target.connection.get_mut().expect("not shared yet").client = Some(client);
+        let connection = target.connection.get_mut().expect("not shared yet");
+        let stop = connection.client()?.stop_reason(STOP_REPLY_WAIT)?;
+        debug!(stop = %String::from_utf8_lossy(&stop), "target stopped");
         target.read_vcpus()?;
         target.query_qemu()?;
         info!(vcpus = target.vcpus.len(), phys_mem_mode = target.phys_mem_mode, "attached");
