@@ -238,6 +238,10 @@ struct trap_frame {
 	unsigned long rip, cs, rflags, rsp, ss;
 };
 
+/* acpi.c */
+extern unsigned long acpi_rsdp_phys;
+int acpi_cpu_apic_ids(unsigned int *ids, int max);
+
 /* trap.c */
 void idt_set_interrupt(int vector, void (*handler)(void));
 

@@ -36,6 +36,9 @@ static const char *find_cmdline(unsigned long start_info_phys)
 		       info->magic, start_info_phys, HVM_START_MAGIC);
 		return NULL;
 	}
+	/* rsdp_paddr exists from version 1 of the structure on. */
+	if (info->version >= 1)
+		acpi_rsdp_phys = info->rsdp_paddr;
 	if (info->cmdline_paddr == 0)
 		return NULL;
 	if (info->cmdline_paddr >= DIRECT_MAPPED_BYTES) {

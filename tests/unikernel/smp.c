@@ -106,27 +106,53 @@ void ap_main(void)
 	ap_idle(cpu);
 }
 
-/* Start the APs one at a time and return the number of vCPUs online. */
-int smp_start_aps(void)
+/*
+ * The APIC ids of the vCPUs, from the ACPI MADT, or from QEMU's fw_cfg CPU
+ * count without ACPI tables. Returns how many ids were stored.
+ */
+static int cpu_apic_ids(unsigned int *ids, int max)
 {
-	int count = fw_cfg_cpu_count();
+	int count = acpi_cpu_apic_ids(ids, max);
 
-	cpus[0].apic_id = lapic_read(LAPIC_ID) >> 24;
+	if (count >= 0) {
+		printk("smp: %d cpus in the ACPI MADT\n", count);
+		return count;
+	}
+	/*
+	 * NOTE: without ACPI, assumes APIC id == cpu index, true for QEMU's
+	 * default -smp 2 topology; topologies with unused APIC id bits break it.
+	 */
+	count = fw_cfg_cpu_count();
 	if (count > MAX_CPUS) {
 		printk("smp: %d cpus present, starting only %d\n", count, MAX_CPUS);
 		count = MAX_CPUS;
 	}
+	for (int i = 0; i < count; i++)
+		ids[i] = (unsigned int)i;
+	return count;
+}
 
-	for (int cpu_id = 1; cpu_id < count; cpu_id++) {
-		unsigned long top = (unsigned long)ap_stacks[cpu_id] + THREAD_STACK_SIZE;
+/* Start the APs one at a time and return the number of vCPUs online. */
+int smp_start_aps(void)
+{
+	unsigned int apic_ids[MAX_CPUS + 1];
+	int count = cpu_apic_ids(apic_ids, MAX_CPUS + 1);
+
+	cpus[0].apic_id = lapic_read(LAPIC_ID) >> 24;
+	for (int index = 0; index < count; index++) {
+		int cpu_id = online_cpus;
+		unsigned int apic_id = apic_ids[index];
+		unsigned long top;
 		struct thread *idle;
 
-		/*
-		 * NOTE: assumes APIC id == cpu index, true for QEMU's default
-		 * -smp 2 topology; topologies with unused APIC id bits break it.
-		 */
-		unsigned int apic_id = (unsigned int)cpu_id;
-
+		if (apic_id == cpus[0].apic_id)
+			continue;
+		if (cpu_id >= MAX_CPUS) {
+			printk("smp: apic id %u not started: only %d cpus supported\n",
+			       apic_id, MAX_CPUS);
+			continue;
+		}
+		top = (unsigned long)ap_stacks[cpu_id] + THREAD_STACK_SIZE;
 		idle = thread_create(ap_idle_names[cpu_id], NULL, NULL,
 				     ap_stacks[cpu_id], THREAD_STACK_SIZE);
 		if (!idle)
