@@ -221,17 +221,20 @@ impl DebugInfo {
     pub fn resolve_ref(&self, from: DieId, value: AttributeValue<DwarfReader>) -> Option<DieId> {
         match value {
             AttributeValue::UnitRef(offset) => self.die_at(from.unit, offset),
-            AttributeValue::DebugInfoRef(offset) => {
-                let unit_index = self.units.partition_point(|unit| {
-                    unit.unit.header.debug_info_offset().is_some_and(|start| start <= offset)
-                });
-                let unit_index = unit_index.checked_sub(1)?;
-                let unit = &self.units[unit_index];
-                let unit_offset = offset.to_unit_offset(&unit.unit.header)?;
-                self.die_at(u32::try_from(unit_index).ok()?, unit_offset)
-            }
+            AttributeValue::DebugInfoRef(offset) => self.die_at_info_offset(offset),
             _ => None,
         }
+    }
+
+    /// Returns the DIE at `offset` in `.debug_info`.
+    pub fn die_at_info_offset(&self, offset: gimli::DebugInfoOffset) -> Option<DieId> {
+        let unit_index = self
+            .units
+            .partition_point(|unit| unit.unit.header.debug_info_offset().is_some_and(|start| start <= offset));
+        let unit_index = unit_index.checked_sub(1)?;
+        let unit = &self.units[unit_index];
+        let unit_offset = offset.to_unit_offset(&unit.unit.header)?;
+        self.die_at(u32::try_from(unit_index).ok()?, unit_offset)
     }
 
     fn die_at(&self, unit: u32, offset: gimli::UnitOffset) -> Option<DieId> {

@@ -165,12 +165,29 @@ fn unescape(rest: &[u8]) -> Option<u8> {
 }
 
 /// A type as written in a cast or `sizeof`: a base name and declarators.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TypeName {
     /// The type's name (`struct point`, `unsigned long`, `Color`).
     pub base: String,
     /// Number of `*` after it.
     pub pointers: usize,
+    /// A function declarator, `(*)(int, char)`: the base and its pointers
+    /// are then the return type.
+    pub function: Option<FunctionDeclarator>,
+    /// Array dimensions, outermost first: `int[2][3]` has `[2, 3]`.
+    pub dimensions: Vec<u64>,
+}
+
+/// The `(*)(params)` part of a function pointer type name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionDeclarator {
+    /// Number of `*` inside the parentheses.
+    pub pointers: usize,
+    /// Parameter types; empty for `(void)`.
+    pub params: Vec<TypeName>,
+    /// Whether the parameter list is written, as `(void)` or `(int)`:
+    /// `()` is an unprototyped function in C.
+    pub prototyped: bool,
 }
 
 /// A parsed expression.
@@ -307,7 +324,12 @@ impl Parser<'_> {
             name.push_str(part);
             next += 2;
         }
-        (self.is_type_name)(&name) && matches!(self.peek_at(next), Some(Token::Punct(")" | "*")))
+        let declarator_follows = match self.peek_at(next) {
+            Some(Token::Punct(")" | "*" | "[")) => true,
+            Some(Token::Punct("(")) => matches!(self.peek_at(next + 1), Some(Token::Punct("*"))),
+            _ => false,
+        };
+        (self.is_type_name)(&name) && declarator_follows
     }
 
     fn parse_type_name(&mut self) -> Result<TypeName> {
@@ -349,6 +371,33 @@ impl Parser<'_> {
             return self.error("expected a type name");
         }
         let words: Vec<&str> = words.iter().map(String::as_str).filter(|word| !matches!(*word, "const" | "volatile")).collect();
+        let pointers = self.pointer_declarators();
+        let mut function = None;
+        if matches!(self.peek(), Some(Token::Punct("("))) && matches!(self.peek_at(1), Some(Token::Punct("*"))) {
+            self.position += 1;
+            let function_pointers = self.pointer_declarators();
+            self.expect(")")?;
+            self.expect("(")?;
+            let (params, prototyped) = self.parameter_list()?;
+            function = Some(FunctionDeclarator { pointers: function_pointers, params, prototyped });
+        }
+        let mut dimensions = Vec::new();
+        while self.eat("[") {
+            match self.peek() {
+                Some(Token::Int { value, .. }) => {
+                    let count = u64::try_from(*value).or_else(|_| self.error("array dimension too large"))?;
+                    self.position += 1;
+                    dimensions.push(count);
+                }
+                _ => return self.error("expected an array dimension"),
+            }
+            self.expect("]")?;
+        }
+        Ok(TypeName { base: normalize_base_type(&words), pointers, function, dimensions })
+    }
+
+    /// Counts `*` declarators, skipping the qualifiers after each.
+    fn pointer_declarators(&mut self) -> usize {
         let mut pointers = 0;
         while self.eat("*") {
             pointers += 1;
@@ -356,7 +405,27 @@ impl Parser<'_> {
                 self.position += 1;
             }
         }
-        Ok(TypeName { base: normalize_base_type(&words), pointers })
+        pointers
+    }
+
+    /// Parses a function's parameter types up to and including `)`, and
+    /// returns them with whether the list was written (`(void)`, `(int)`).
+    fn parameter_list(&mut self) -> Result<(Vec<TypeName>, bool)> {
+        if self.eat(")") {
+            return Ok((Vec::new(), false));
+        }
+        if matches!(self.peek(), Some(Token::Ident(word)) if word == "void") && matches!(self.peek_at(1), Some(Token::Punct(")"))) {
+            self.position += 2;
+            return Ok((Vec::new(), true));
+        }
+        let mut params = Vec::new();
+        loop {
+            params.push(self.parse_type_name()?);
+            if self.eat(")") {
+                return Ok((params, true));
+            }
+            self.expect(",")?;
+        }
     }
 
     fn parse_unary(&mut self) -> Result<Expr> {
@@ -621,6 +690,9 @@ impl Evaluator<'_, '_> {
                 let base = self.evaluate(base)?;
                 let index = self.evaluate(index)?;
                 let index = self.integer(&index)?.value;
+                if let Some(element) = self.implicit_target(&base, index) {
+                    return Ok(element);
+                }
                 self.index(&base, index)
             }
             Expr::Cast(type_name, operand) => {
@@ -685,6 +757,17 @@ impl Evaluator<'_, '_> {
         };
         for _ in 0..name.pointers {
             ty = TypeRef::PointerTo(Box::new(ty));
+        }
+        if let Some(function) = &name.function {
+            let params = function.params.iter().map(|param| self.type_named(param)).collect::<Result<Vec<_>>>()?;
+            ty = TypeRef::Function { return_type: Box::new(ty), params, prototyped: function.prototyped };
+            for _ in 0..function.pointers {
+                ty = TypeRef::PointerTo(Box::new(ty));
+            }
+        }
+        // `int[2][3]` is two arrays of three ints: the last dimension binds first.
+        for &count in name.dimensions.iter().rev() {
+            ty = TypeRef::ArrayOf(Box::new(ty), count);
         }
         Ok(ty)
     }
@@ -781,7 +864,26 @@ impl Evaluator<'_, '_> {
         }
     }
 
+    /// Returns what an implicit pointer (`DW_OP_implicit_pointer`) points
+    /// to: the bytes at its offset in the variable it names, evaluated in
+    /// the selected frame, as gdb's `*p` shows them.
+    /// `index` selects an element after the one pointed to, as `p[index]`.
+    fn implicit_target(&self, value: &Value, index: i128) -> Option<Value> {
+        let Some(Hole::SyntheticPointer { target, byte_offset }) = value.first_hole() else { return None };
+        let Type::Pointer { target: pointee, .. } = self.types().resolve_stripped(&value.ty) else { return None };
+        let variable = match self.frame {
+            Some(frame) => self.inspector.frame_value(frame, *target),
+            None => self.inspector.global_value(*target),
+        };
+        let size = self.types().size_of(&pointee)?;
+        let offset = i128::from(*byte_offset).checked_add(index.checked_mul(i128::from(size))?)?;
+        Some(variable.slice(u64::try_from(offset).ok()?, size, pointee))
+    }
+
     fn dereference(&self, value: &Value) -> Result<Value> {
+        if let Some(target) = self.implicit_target(value, 0) {
+            return Ok(target);
+        }
         if let Type::Reference { target, .. } = self.types().resolve_stripped(&value.ty) {
             let bytes = self.read_all(value)?;
             return Ok(Value::in_memory(target, le_unsigned(&bytes)));
@@ -1066,20 +1168,41 @@ mod tests {
     #[test]
     fn casts_and_sizeof() {
         let expr = parsed("(struct point *) where");
-        assert_eq!(expr, Expr::Cast(TypeName { base: "struct point".into(), pointers: 1 }, name("where")));
+        assert_eq!(expr, Expr::Cast(TypeName { base: "struct point".into(), pointers: 1, ..TypeName::default() }, name("where")));
         let expr = parsed("(unsigned long) x");
-        assert_eq!(expr, Expr::Cast(TypeName { base: "unsigned long".into(), pointers: 0 }, name("x")));
+        assert_eq!(expr, Expr::Cast(TypeName { base: "unsigned long".into(), ..TypeName::default() }, name("x")));
         let expr = parsed("(long unsigned int) x");
-        assert_eq!(expr, Expr::Cast(TypeName { base: "unsigned long".into(), pointers: 0 }, name("x")));
-        assert_eq!(parsed("sizeof(int)"), Expr::SizeofType(TypeName { base: "int".into(), pointers: 0 }));
+        assert_eq!(expr, Expr::Cast(TypeName { base: "unsigned long".into(), ..TypeName::default() }, name("x")));
+        assert_eq!(parsed("sizeof(int)"), Expr::SizeofType(TypeName { base: "int".into(), ..TypeName::default() }));
         assert_eq!(parsed("sizeof x"), Expr::SizeofExpr(name("x")));
         let typedefs = |word: &str| word == "size_t";
         assert_eq!(
             parse("(size_t) x", &typedefs).unwrap(),
-            Expr::Cast(TypeName { base: "size_t".into(), pointers: 0 }, name("x"))
+            Expr::Cast(TypeName { base: "size_t".into(), ..TypeName::default() }, name("x"))
         );
         // Without the typedef, `(x) y` is a syntax error, not a cast.
         assert!(parse("(size_t) x", &no_types).is_err());
+    }
+
+    #[test]
+    fn array_and_function_type_names() {
+        let array = TypeName { base: "int".into(), dimensions: vec![2, 3], ..TypeName::default() };
+        assert_eq!(parsed("sizeof(int[2][3])"), Expr::SizeofType(array));
+        let function = TypeName {
+            base: "void".into(),
+            function: Some(FunctionDeclarator {
+                pointers: 1,
+                params: vec![TypeName { base: "int".into(), ..TypeName::default() }],
+                prototyped: true,
+            }),
+            ..TypeName::default()
+        };
+        assert_eq!(parsed("(void (*)(int)) f"), Expr::Cast(function, name("f")));
+        let Expr::Cast(no_params, _) = parsed("(int (*)(void)) f") else { panic!("not a cast") };
+        assert_eq!(no_params.function, Some(FunctionDeclarator { pointers: 1, params: Vec::new(), prototyped: true }));
+        let typedefs = |word: &str| word == "point_t";
+        let Expr::SizeofType(typedef_array) = parse("sizeof(point_t[3])", &typedefs).unwrap() else { panic!("not sizeof") };
+        assert_eq!(typedef_array.dimensions, vec![3]);
     }
 
     #[test]

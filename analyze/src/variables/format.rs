@@ -19,6 +19,7 @@ use std::cell::Cell;
 
 use gimli::constants;
 
+use super::float::{format_wide_float, WideFloat};
 use super::types::{AggregateKind, Builtin, CharKind, Member, Type, TypeRef, TypeTable};
 use super::value::{le_signed, le_unsigned, Hole, Value};
 use super::symbols::SymbolTable;
@@ -140,9 +141,14 @@ impl<'a> Printer<'a> {
             Type::Void => "void".to_owned(),
             Type::Base { name, encoding, size } => match value.read(self.memory, 0, size) {
                 Ok(bytes) if self.options.format.is_some() => {
-                    // gdb 13 formats a float's bits, not its value.
+                    // gdb 13 formats a float's bits, not its value; of an
+                    // x87 `long double` only the 10 bytes that carry bits.
                     let signed = matches!(encoding, constants::DW_ATE_signed | constants::DW_ATE_signed_char);
-                    self.format_scalar(&bytes, signed)
+                    let bits = match WideFloat::for_type(&name, bytes.len()) {
+                        Some(wide) if encoding == constants::DW_ATE_float => &bytes[..wide.value_bytes()],
+                        _ => &bytes[..],
+                    };
+                    self.format_scalar(bits, signed)
                 }
                 Ok(bytes) if name == super::types::EFLAGS_TYPE_NAME => format_eflags(le_unsigned(&bytes)),
                 Ok(bytes) if encoding == constants::DW_ATE_UTF || name == "wchar_t" => {
@@ -155,7 +161,7 @@ impl<'a> Printer<'a> {
                         None => number,
                     }
                 }
-                Ok(bytes) => format_base(encoding, &bytes),
+                Ok(bytes) => format_named_base(&name, encoding, &bytes),
                 Err(hole) => self.hole(&hole),
             },
             Type::Enum { .. } => self.format_enum(value, &ty),
@@ -573,6 +579,23 @@ pub fn format_eflags(rflags: u64) -> String {
     format!("[ {} ]", parts.join(" "))
 }
 
+/// Formats the bytes of base type `name`: like [`format_base`], and also
+/// the float formats that only the name tells apart (x87 `long double`,
+/// `_Float128`) and complex numbers, which gdb prints as `1.5 + 2i`.
+pub fn format_named_base(name: &str, encoding: gimli::DwAte, bytes: &[u8]) -> String {
+    if encoding == constants::DW_ATE_complex_float && bytes.len() % 2 == 0 {
+        let (real, imaginary) = bytes.split_at(bytes.len() / 2);
+        let part = |half: &[u8]| format_named_base(name, constants::DW_ATE_float, half);
+        return format!("{} + {}i", part(real), part(imaginary));
+    }
+    if encoding == constants::DW_ATE_float {
+        if let Some(text) = WideFloat::for_type(name, bytes.len()).and_then(|wide| format_wide_float(wide, bytes)) {
+            return text;
+        }
+    }
+    format_base(encoding, bytes)
+}
+
 /// Formats a base type's bytes.
 pub fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
     match encoding {
@@ -585,8 +608,7 @@ pub fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
             format_float(f64::from(f32::from_bits(le_unsigned(bytes) as u32)), 9)
         }
         constants::DW_ATE_float if bytes.len() == 8 => format_float(f64::from_bits(le_unsigned(bytes)), 17),
-        // NOTE: x87 `long double` (16 bytes) and `_Float128` are not
-        // converted; gdb prints their value with 21 or more digits.
+        // Wider floats need the type's name; see format_named_base.
         constants::DW_ATE_float => format!("<float of {} bytes>", bytes.len()),
         constants::DW_ATE_signed_char if bytes.len() == 1 => {
             format!("{} {}", le_signed(bytes), char_literal(bytes[0]))

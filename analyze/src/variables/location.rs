@@ -15,6 +15,7 @@
 use gimli::{constants, AttributeValue, EvaluationResult, Location, Operation, Reader as _};
 
 use super::dwarf::{DebugInfo, DieId};
+use super::tls::TlsTemplate;
 use super::value::{le_unsigned, Contents, Hole, Value};
 use super::types::{TypeRef, TypeTable};
 use crate::image::DwarfReader;
@@ -46,6 +47,9 @@ pub fn register_name(number: u16) -> String {
 /// Evaluates locations of one image's DWARF.
 pub struct Locator<'d> {
     info: &'d DebugInfo,
+    /// The executable's TLS segment and the thread pointer (`fs_base`), for
+    /// `DW_OP_form_tls_address`.
+    tls: Option<(TlsTemplate, u64)>,
 }
 
 /// What a DWARF expression computed, before it is turned into bytes.
@@ -56,7 +60,15 @@ enum Computed {
 impl<'d> Locator<'d> {
     /// Creates a locator over `info`.
     pub fn new(info: &'d DebugInfo) -> Locator<'d> {
-        Locator { info }
+        Locator { info, tls: None }
+    }
+
+    /// Lets the locator resolve thread-local variables of the executable
+    /// described by `template`, for the thread whose `fs_base` is
+    /// `thread_pointer`.
+    pub fn with_tls(mut self, template: TlsTemplate, thread_pointer: u64) -> Locator<'d> {
+        self.tls = Some((template, thread_pointer));
+        self
     }
 
     /// Returns the value of variable or parameter `die` in physical frame
@@ -217,8 +229,12 @@ impl<'d> Locator<'d> {
                     let value = self.entry_value(encoding, entry, set, frame, depth)?;
                     evaluation.resume_with_entry_value(gimli::Value::Generic(value)).map_err(invalid)?
                 }
-                EvaluationResult::RequiresTls(_) => {
-                    return Err(Hole::Error("thread-local storage is not supported".into()))
+                EvaluationResult::RequiresTls(offset) => {
+                    let (template, thread_pointer) = self.tls.ok_or_else(|| {
+                        Hole::Error("thread-local storage needs the image's PT_TLS segment and a thread pointer".into())
+                    })?;
+                    let address = template.address(thread_pointer, offset)?;
+                    evaluation.resume_with_tls(address).map_err(invalid)?
                 }
                 EvaluationResult::RequiresAtLocation(_) | EvaluationResult::RequiresParameterRef(_) => {
                     return Err(Hole::Error("DW_OP_call and DW_OP_GNU_parameter_ref are not supported".into()))
@@ -504,9 +520,12 @@ impl<'d> Locator<'d> {
                     Ok(slice) => Ok(slice.iter().copied().chain(std::iter::repeat(0)).take(len).collect()),
                     Err(error) => Err(Hole::Error(format!("invalid DW_OP_implicit_value: {error}"))),
                 },
-                // NOTE: gdb can dereference such a pointer; stardump only
-                // names it.
-                Location::ImplicitPointer { .. } => Err(Hole::SyntheticPointer),
+                Location::ImplicitPointer { value, byte_offset } => {
+                    match self.info.die_at_info_offset(*value) {
+                        Some(target) => Err(Hole::SyntheticPointer { target, byte_offset: *byte_offset }),
+                        None => Err(Hole::Error(format!("DW_OP_implicit_pointer to a missing DIE at {:#x}", value.0))),
+                    }
+                }
             };
             match filled {
                 Ok(data) => copy_bits(&mut bytes, bit_offset, &data, source_bit, bits),

@@ -3,17 +3,20 @@
 //!
 //! The path of a value: [`dwarf`] reads the DIE tree, [`scope`] finds the
 //! function, inlined calls and blocks at a frame's pc, [`location`]
-//! evaluates where a variable is (registers, memory, pieces, entry values),
-//! [`value`] contains its bytes, [`types`] describes what they mean, [`format`](mod@format)
-//! prints them and [`expr`] evaluates C expressions over them. An
+//! evaluates where a variable is (registers, memory, pieces, entry values,
+//! [`tls`] blocks), [`value`] contains its bytes, [`types`] describes what
+//! they mean, [`format`](mod@format) prints them (with [`float`] for floats
+//! wider than `double`) and [`expr`] evaluates C expressions over them. An
 //! [`Inspector`] ties one backtrace, its memory and the image together.
 
 pub mod dwarf;
 pub mod expr;
+pub mod float;
 pub mod format;
 pub mod location;
 pub mod scope;
 pub mod symbols;
+pub mod tls;
 pub mod types;
 pub mod value;
 
@@ -107,6 +110,16 @@ impl<'a> Inspector<'a> {
         TypeTable { info: self.info }
     }
 
+    /// Returns a locator that also resolves the executable's thread-local
+    /// variables, with the vCPU's `fs_base` as the thread pointer.
+    fn locator(&self) -> Locator<'a> {
+        let locator = Locator::new(self.info);
+        match (self.symbols.tls_template(), self.vcpu) {
+            (Some(template), Some(vcpu)) => locator.with_tls(*template, vcpu.fs_base),
+            _ => locator,
+        }
+    }
+
     fn frame_set(&self) -> FrameSet<'_> {
         FrameSet { frames: self.frames, memory: self.memory }
     }
@@ -117,14 +130,14 @@ impl<'a> Inspector<'a> {
             return Value::missing(TypeRef::Void, Hole::Error(format!("no frame {frame}")));
         };
         let function = source.scope.as_ref().map(|scope| scope.physical_function);
-        Locator::new(self.info).variable(die, Some(self.frame_set()), source.physical, function)
+        self.locator().variable(die, Some(self.frame_set()), source.physical, function)
     }
 
     /// Returns the value of global or static variable `die`, following a
     /// declaration to its definition.
     pub fn global_value(&self, die: DieId) -> Value {
         let die = self.definition_of(die);
-        Locator::new(self.info).variable(die, Some(self.frame_set()), 0, None)
+        self.locator().variable(die, Some(self.frame_set()), 0, None)
     }
 
     fn definition_of(&self, die: DieId) -> DieId {

@@ -7,6 +7,7 @@
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
+use super::tls::TlsTemplate;
 use crate::image::Image;
 
 /// One ELF symbol.
@@ -59,6 +60,7 @@ pub fn demangle(name: &str) -> String {
 pub struct SymbolTable {
     symbols: Vec<Symbol>,
     sections: Vec<Section>,
+    tls: Option<TlsTemplate>,
 }
 
 impl SymbolTable {
@@ -96,7 +98,13 @@ impl SymbolTable {
         // global over static ones), then the name, for a stable choice.
         symbols.sort_by(|a, b| a.address.cmp(&b.address).then((b.size != 0).cmp(&(a.size != 0))).then(a.name.cmp(&b.name)));
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
-        SymbolTable { symbols, sections }
+        let tls = TlsTemplate::from_elf(image.elf_bytes());
+        SymbolTable { symbols, sections, tls }
+    }
+
+    /// Returns the image's `PT_TLS` segment, for thread-local variables.
+    pub fn tls_template(&self) -> Option<&TlsTemplate> {
+        self.tls.as_ref()
     }
 
     /// Returns the section containing `address`.

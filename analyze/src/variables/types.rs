@@ -26,6 +26,15 @@ pub enum TypeRef {
     ArraySlice(DieId, usize),
     /// An array of this many elements of the type, as gdb's `x@n` makes.
     ArrayOf(Box<TypeRef>, u64),
+    /// A function type written in a cast: `void (int)` in `(void (*)(int)) f`.
+    Function {
+        /// The return type.
+        return_type: Box<TypeRef>,
+        /// The parameter types.
+        params: Vec<TypeRef>,
+        /// Whether the parameter list was written; `()` is unprototyped.
+        prototyped: bool,
+    },
 }
 
 /// Base types of gdb's own.
@@ -264,6 +273,12 @@ impl<'d> TypeTable<'d> {
             TypeRef::Die(die) => self.resolve_die(*die, 0),
             TypeRef::ArraySlice(die, dims) => self.resolve_die(*die, *dims),
             TypeRef::ArrayOf(element, count) => Type::Array { element: (**element).clone(), count: Some(*count) },
+            TypeRef::Function { return_type, params, prototyped } => Type::Function(Signature {
+                return_type: (**return_type).clone(),
+                params: params.clone(),
+                variadic: false,
+                prototyped: *prototyped,
+            }),
         }
     }
 

@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use stardump_format::MemoryError;
 
+use super::dwarf::DieId;
 use super::types::TypeRef;
 use crate::unwind::StackMemory;
 
@@ -34,8 +35,17 @@ pub enum Hole {
         reason: String,
     },
     /// A pointer DWARF describes by what it points to
-    /// (`DW_OP_implicit_pointer`), which has no address to print.
-    SyntheticPointer,
+    /// (`DW_OP_implicit_pointer`), which has no address to print. `*p`
+    /// reads `byte_offset` bytes into the variable `target`.
+    SyntheticPointer {
+        /// The DIE of the variable the pointer points into.
+        target: DieId,
+        /// The byte offset into that variable.
+        byte_offset: i64,
+    },
+    /// A location stardump cannot evaluate, such as the thread-local storage
+    /// of a shared object.
+    Unsupported(String),
     /// The location could not be evaluated.
     Error(String),
 }
@@ -47,7 +57,8 @@ impl Hole {
             Hole::OptimizedOut => "<optimized out>".to_owned(),
             Hole::NotSaved { .. } => "<not saved>".to_owned(),
             Hole::Unreadable { address, reason } => format!("<unreadable at {address:#x}: {reason}>"),
-            Hole::SyntheticPointer => "<synthetic pointer>".to_owned(),
+            Hole::SyntheticPointer { .. } => "<synthetic pointer>".to_owned(),
+            Hole::Unsupported(what) => format!("<{what}: not supported>"),
             Hole::Error(reason) => format!("<error: {reason}>"),
         }
     }
