@@ -76,10 +76,13 @@ fn dwarf_frames(image: &Image, address: u64) -> Vec<SourceFrame> {
     loop {
         match iter.next() {
             Ok(Some(frame)) => {
-                let function = frame
-                    .function
-                    .as_ref()
-                    .and_then(|name| name.demangle().ok().map(|name| name.into_owned()));
+                let function = frame.function.as_ref().and_then(|name| {
+                    let demangled = name.demangle().ok()?.into_owned();
+                    Some(match name.language {
+                        Some(language) if is_cpp(language) => without_parameters(&demangled).to_owned(),
+                        _ => demangled,
+                    })
+                });
                 let location = frame.location.as_ref();
                 frames.push(SourceFrame {
                     function,
@@ -111,6 +114,58 @@ fn dwarf_frames(image: &Image, address: u64) -> Vec<SourceFrame> {
         }
     }
     frames
+}
+
+/// Returns whether `language` is one of the C++ dialects.
+fn is_cpp(language: gimli::DwLang) -> bool {
+    matches!(
+        language,
+        gimli::DW_LANG_C_plus_plus
+            | gimli::DW_LANG_C_plus_plus_03
+            | gimli::DW_LANG_C_plus_plus_11
+            | gimli::DW_LANG_C_plus_plus_14
+            | gimli::DW_LANG_ObjC_plus_plus
+    )
+}
+
+/// Drops the parameter list and its qualifiers from a demangled C++ name:
+/// `ns::Class::method(int) const` becomes `ns::Class::method`, as gdb 13
+/// names a function with DWARF in a frame line.
+/// NOTE: the return type that a template function's demangled name starts
+/// with (`void f<int>(int)`) is kept, where gdb shows `f<int>`.
+fn without_parameters(name: &str) -> &str {
+    let mut end = name.trim_end();
+    loop {
+        let trimmed = end
+            .strip_suffix(" const")
+            .or_else(|| end.strip_suffix(" volatile"))
+            .or_else(|| end.strip_suffix(" &&"))
+            .or_else(|| end.strip_suffix(" &"))
+            .or_else(|| end.strip_suffix("&&"))
+            .or_else(|| end.strip_suffix('&'));
+        match trimmed {
+            Some(rest) => end = rest.trim_end(),
+            None => break,
+        }
+    }
+    if !end.ends_with(')') {
+        return name;
+    }
+    // Find the '(' that opens the last parenthesized group.
+    let mut depth = 0usize;
+    for (index, character) in end.char_indices().rev() {
+        match character {
+            ')' => depth += 1,
+            '(' => {
+                depth -= 1;
+                if depth == 0 {
+                    return if index == 0 { name } else { &end[..index] };
+                }
+            }
+            _ => {}
+        }
+    }
+    name
 }
 
 #[cfg(test)]
@@ -159,6 +214,15 @@ mod tests {
         assert_eq!(frames[0].function.as_deref(), Some("middle"));
         assert_eq!(frames[0].symbol_offset, Some(ud2 - middle));
         assert_eq!(frames[0].line, None);
+    }
+
+    #[test]
+    fn cpp_names_lose_parameters() {
+        assert_eq!(without_parameters("thrower(int)"), "thrower");
+        assert_eq!(without_parameters("ns::Shape::area() const"), "ns::Shape::area");
+        assert_eq!(without_parameters("Functor::operator()(int) &&"), "Functor::operator()");
+        assert_eq!(without_parameters("apply(void (*)(int))"), "apply");
+        assert_eq!(without_parameters("plain"), "plain");
     }
 
     #[test]

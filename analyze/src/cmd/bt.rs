@@ -1,5 +1,10 @@
-//! `stardump bt`: a backtrace of every vCPU, printed like gdb's
+//! `stardump bt`: a backtrace of every vCPU or thread, printed like gdb's
 //! `thread apply all bt`.
+//!
+//! A unikernel snapshot needs `--image`. A Linux core or a snapshot of a
+//! process lists its file mappings, and every mapped ELF file is loaded as a
+//! module (see [`crate::modules`]); `--image` then only replaces the main
+//! program's file. Each pc is symbolized in the module that contains it.
 //!
 //! Each physical frame from [`crate::unwind`] becomes one line per function
 //! at its pc: the innermost inlined function first, then the functions it
@@ -16,14 +21,16 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stardump_format::{Target, VcpuState};
+use stardump_format::{Core, Target, VcpuState};
 
 use super::inspect::{frame_arguments, variable_reports, VariableReport};
 use super::regs::select_vcpus;
 use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 use crate::check::{self, check_image};
+use crate::debug_file::DebugSearch;
 use crate::image::Image;
 use crate::image_fallback::ImageBacked;
+use crate::modules::{Module, ModuleSet};
 use crate::symbolize::{self, SourceFrame};
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
@@ -36,11 +43,18 @@ use crate::unwind::{
 /// Arguments of `stardump bt`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The snapshot file.
+    /// The snapshot or core file.
     pub file: PathBuf,
-    /// The unikernel's ELF file, with DWARF for names and lines.
+    /// The unikernel's ELF file, with DWARF for names and lines. Optional
+    /// for a Linux process, whose mapped files are found by their paths;
+    /// there it replaces the main program's file.
     #[arg(long)]
-    pub image: PathBuf,
+    pub image: Option<PathBuf>,
+    /// Directory to search for ELF and debug files by build id
+    /// (`DIR/.build-id/xx/yyyy.debug`), by name (`DIR/NAME`) and by
+    /// `.gnu_debuglink`; repeatable, searched in order before /usr/lib/debug.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    pub debug_dirs: Vec<PathBuf>,
     /// Show only the vCPU with this id.
     #[arg(long)]
     pub vcpu: Option<u32>,
@@ -104,6 +118,10 @@ pub struct FrameReport {
     /// Source file as the text output shows it (see [`Image::display_path`]).
     #[serde(skip)]
     pub display_file: Option<String>,
+    /// The mapped path of the shared object the pc is in, for a process;
+    /// `None` in the main program and in a unikernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
     /// Source line.
     pub line: Option<u32>,
     /// Source column.
@@ -123,11 +141,15 @@ pub struct FrameReport {
     pub argument_text: Option<String>,
 }
 
-/// One vCPU's backtrace.
+/// One vCPU's or thread's backtrace.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadReport {
-    /// vCPU id.
+    /// vCPU id; for a process, the thread's position in the file.
     pub vcpu: u32,
+    /// Linux thread id (LWP), for a process.
+    pub lwp: Option<u64>,
+    /// Thread name, when the source recorded it.
+    pub name: Option<String>,
     /// Whether the walk reached the outermost frame.
     pub complete: bool,
     /// Reason the walk ended early.
@@ -142,16 +164,89 @@ pub struct BtReport {
     schema_version: u32,
     command: &'static str,
     snapshot: String,
-    image: String,
+    image: Option<String>,
     image_build_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    modules: Vec<ModuleReport>,
     warnings: Vec<String>,
     threads: Vec<ThreadReport>,
 }
 
+/// One loaded module of a process, for the JSON output.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleReport {
+    /// The path the process mapped the file by.
+    pub path: String,
+    /// The file symbols were read from.
+    pub file: String,
+    /// The separate debug file, when one was used.
+    pub debug_file: Option<String>,
+    /// GNU build id, lowercase hex.
+    pub build_id: Option<String>,
+    /// Run-time address minus file address, modulo 2^64.
+    pub bias: String,
+    /// Run-time address range of the module's segments.
+    pub start: String,
+    /// End of that range, exclusive.
+    pub end: String,
+    /// Whether the module has DWARF.
+    pub has_debug_info: bool,
+}
+
+impl ModuleReport {
+    fn new(module: &Module) -> ModuleReport {
+        ModuleReport {
+            path: module.mapped_path.clone(),
+            file: module.image.path().display().to_string(),
+            debug_file: module.image.debug_path().map(|path| path.display().to_string()),
+            build_id: module.image.build_id().map(check::hex),
+            bias: hex(module.bias),
+            start: hex(module.start),
+            end: hex(module.end),
+            has_debug_info: module.image.has_debug_info(),
+        }
+    }
+}
+
+/// The code a backtrace's pcs are looked up in: one unikernel image linked
+/// at its run-time addresses, or the modules of a process.
+#[derive(Clone, Copy)]
+pub enum CodeImages<'a> {
+    /// One image, with bias 0, covering every address.
+    One(&'a Image),
+    /// The modules of a process; `main` is the mapped path of the program.
+    Modules {
+        /// The loaded modules.
+        set: &'a ModuleSet,
+        /// The mapped path of the main program, whose frames name no library.
+        main: Option<&'a str>,
+    },
+}
+
+impl<'a> CodeImages<'a> {
+    /// Returns the image containing the run-time `address`, its bias, and
+    /// the library path to show for it.
+    fn locate(&self, address: u64) -> Option<(&'a Image, u64, Option<&'a str>)> {
+        match *self {
+            CodeImages::One(image) => Some((image, 0, None)),
+            CodeImages::Modules { set, main } => {
+                let module = set.module_for(address)?;
+                let library = (Some(module.mapped_path.as_str()) != main).then_some(module.mapped_path.as_str());
+                Some((&module.image, module.bias, library))
+            }
+        }
+    }
+}
+
 /// Turns one physical frame into its lines.
-fn frame_lines(image: &Image, frame: &Frame, physical_index: usize, first_index: usize) -> Vec<FrameReport> {
+fn frame_lines(images: CodeImages<'_>, frame: &Frame, physical_index: usize, first_index: usize) -> Vec<FrameReport> {
     let lookup = frame.pc.lookup_address();
-    let mut sources = symbolize::symbolize(image, lookup);
+    let located = images.locate(lookup);
+    let library = located.and_then(|(_, _, library)| library).map(str::to_owned);
+    let mut sources = match located {
+        Some((image, bias, _)) => symbolize::symbolize(image, lookup.wrapping_sub(bias)),
+        None => Vec::new(),
+    };
     if sources.is_empty() {
         sources.push(SourceFrame {
             function: None,
@@ -164,9 +259,12 @@ fn frame_lines(image: &Image, frame: &Frame, physical_index: usize, first_index:
     }
     // gdb omits the address when an exact pc is at the start of a line-table
     // row, as at a breakpoint. A return address is always shown.
-    let at_line_start = match frame.pc {
-        Pc::Exact(pc) => symbolize::line_row(image, pc).is_some_and(|row| row.start == pc),
-        Pc::ReturnAddress(_) => false,
+    let at_line_start = match (frame.pc, located) {
+        (Pc::Exact(pc), Some((image, bias, _))) => {
+            let file_pc = pc.wrapping_sub(bias);
+            symbolize::line_row(image, file_pc).is_some_and(|row| row.start == file_pc)
+        }
+        _ => false,
     };
     let registers: std::collections::BTreeMap<_, _> =
         frame.registers.known().map(|(name, value)| (name, hex(value))).collect();
@@ -195,7 +293,12 @@ fn frame_lines(image: &Image, frame: &Frame, physical_index: usize, first_index:
                 found_by: frame.found_by.as_str(),
                 function: source.function,
                 symbol_offset: source.symbol_offset,
-                display_file: source.file.as_deref().map(|file| image.display_path(file).to_owned()),
+                display_file: source
+                    .file
+                    .as_deref()
+                    .zip(located)
+                    .map(|(file, (image, _, _))| image.display_path(file).to_owned()),
+                library: library.clone(),
                 file: source.file,
                 line: source.line,
                 column: source.column,
@@ -209,11 +312,16 @@ fn frame_lines(image: &Image, frame: &Frame, physical_index: usize, first_index:
         .collect()
 }
 
-/// Builds the report of one backtrace.
+/// Builds the report of one backtrace of code in `image`.
 pub fn thread_report(image: &Image, vcpu: u32, backtrace: &Backtrace) -> ThreadReport {
+    thread_report_in(CodeImages::One(image), vcpu, backtrace)
+}
+
+/// Builds the report of one backtrace of code in `images`.
+pub fn thread_report_in(images: CodeImages<'_>, vcpu: u32, backtrace: &Backtrace) -> ThreadReport {
     let mut frames = Vec::new();
     for (physical_index, frame) in backtrace.frames.iter().enumerate() {
-        let lines = frame_lines(image, frame, physical_index, frames.len());
+        let lines = frame_lines(images, frame, physical_index, frames.len());
         // A trap frame is one line in gdb, whatever code it is in.
         if frame.trap {
             frames.extend(lines.into_iter().last());
@@ -226,6 +334,8 @@ pub fn thread_report(image: &Image, vcpu: u32, backtrace: &Backtrace) -> ThreadR
     }
     ThreadReport {
         vcpu,
+        lwp: None,
+        name: None,
         complete: backtrace.stop.is_none(),
         stop_reason: backtrace.stop.as_ref().map(ToString::to_string),
         frames,
@@ -288,7 +398,8 @@ pub fn write_text_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Re
 
 fn write_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> {
     let file = frame.display_file.as_ref().or(frame.file.as_ref());
-    write!(out, "#{:<3}", frame.index)?;
+    // gdb pads the number to two columns and always adds a space: "#0  ", "#10 ", "#100 ".
+    write!(out, "#{:<2} ", frame.index)?;
     if frame.kind == FrameKind::Trap {
         writeln!(out, "<signal handler called> [{}]", frame.found_by)?;
         if frame.locals.is_some() {
@@ -306,8 +417,11 @@ fn write_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> 
         (Some(name), _) => write!(out, "{name} ({arguments})")?,
         (None, _) => write!(out, "?? ({arguments})")?,
     }
-    if let (Some(file), Some(line)) = (file, frame.line) {
-        write!(out, " at {file}:{line}")?;
+    match (file, frame.line, &frame.library) {
+        (Some(file), Some(line), _) => write!(out, " at {file}:{line}")?,
+        // gdb names the shared object of a frame without a line.
+        (_, _, Some(library)) => write!(out, " from {library}")?,
+        _ => {}
     }
     writeln!(out, " [{}]", frame.found_by)?;
     if let Some(locals) = &frame.locals {
@@ -327,7 +441,12 @@ pub fn write_text(report: &BtReport, out: &mut dyn Write) -> std::io::Result<()>
         if index > 0 {
             writeln!(out)?;
         }
-        writeln!(out, "Thread {} (vCPU {}):", u64::from(thread.vcpu) + 1, thread.vcpu)?;
+        let number = u64::from(thread.vcpu) + 1;
+        match (thread.lwp, &thread.name) {
+            (Some(lwp), Some(name)) => writeln!(out, "Thread {number} (LWP {lwp} \"{name}\"):")?,
+            (Some(lwp), None) => writeln!(out, "Thread {number} (LWP {lwp}):")?,
+            (None, _) => writeln!(out, "Thread {number} (vCPU {}):", thread.vcpu)?,
+        }
         for frame in &thread.frames {
             write_frame(out, frame)?;
         }
@@ -338,55 +457,82 @@ pub fn write_text(report: &BtReport, out: &mut dyn Write) -> std::io::Result<()>
     Ok(())
 }
 
+/// The images a `bt` run symbolizes with.
+enum LoadedImages {
+    /// A unikernel image, with bias 0.
+    Unikernel(Image),
+    /// The modules of a process, and the mapped path of its program.
+    Process { modules: ModuleSet, main: Option<String> },
+}
+
+/// Loads `--image` for a unikernel, or every mapped ELF file of a process.
+/// Warnings about files that were not found or do not match go to `warnings`.
+fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::Result<LoadedImages> {
+    let mappings = core.file_mappings();
+    if mappings.is_empty() {
+        let Some(path) = &args.image else {
+            anyhow::bail!(
+                "{} lists no mapped files, so it needs the unikernel's ELF file: pass --image FILE",
+                args.file.display()
+            );
+        };
+        return Ok(LoadedImages::Unikernel(Image::open(path).context("cannot load the image")?));
+    }
+    let executable = match core {
+        Core::LinuxCore(linux) => linux.executable(),
+        _ => None,
+    }
+    .or_else(|| {
+        // A process snapshot records the program's build id.
+        let build_id = core.metadata().image_build_id.as_deref()?;
+        mappings.iter().find(|m| m.file_offset == 0 && m.build_id.as_deref() == Some(build_id))
+    });
+    if executable.is_none() && args.image.is_some() {
+        warnings.push("cannot tell which mapping is the main program, so --image was not used".to_owned());
+    }
+    let search = DebugSearch::new(args.debug_dirs.clone());
+    let (modules, module_warnings) =
+        ModuleSet::from_file_mappings(mappings, executable, args.image.as_deref(), &search);
+    warnings.extend(module_warnings.iter().map(ToString::to_string));
+    Ok(LoadedImages::Process { modules, main: executable.map(|mapping| mapping.path.clone()) })
+}
+
 /// Runs `stardump bt`; warnings about the image go to `err` in text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let snapshot = open_target(&args.file)?;
-    let image = Image::open(&args.image).with_context(|| "cannot load the image".to_string())?;
-    let vcpus = select_vcpus(snapshot.vcpus(), args.vcpu)?;
-
     let mut warnings = Vec::new();
-    // The image's code is mapped in every address space of a unikernel, so
-    // the first cr3 serves for the comparison.
-    match snapshot.vcpus().iter().find(|vcpu| vcpu.present.control) {
-        Some(vcpu) => warnings.extend(check_image(&image, &snapshot, vcpu.cr3).iter().map(ToString::to_string)),
-        None => warnings.push("no vCPU has cr3: the image's code was not compared with the snapshot".to_owned()),
-    }
-
-    // Unwinding and variables read code and read-only data the dump lacks
-    // from the image; the image check above compares with the dump alone.
-    let backed = ImageBacked::new(&snapshot, &image);
+    let loaded = load_images(args, &snapshot, &mut warnings)?;
+    let vcpus = select_vcpus(snapshot.vcpus(), args.vcpu)?;
     let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
-    let mut unwinder = Unwinder::new(&image, options);
-    // Frame lines show arguments as gdb's do whenever there is DWARF.
-    let variables = image.has_debug_info().then(|| {
-        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
-        let symbols = SymbolTable::from_image(&image);
-        (info, symbols)
-    });
     let print_options = PrintOptions { elements: args.print_elements, max_depth: args.max_depth, format: None };
     let mut variables_incomplete = false;
-    let mut threads = Vec::new();
-    for vcpu in &vcpus {
-        let thread = match unwind_vcpu(&mut unwinder, &backed, vcpu) {
-            Some(backtrace) => {
-                let mut report = thread_report(&image, vcpu.id, &backtrace);
-                if let Some((info, symbols)) = &variables {
-                    let memory = TargetMemory::new(&backed, vcpu.cr3);
-                    let target = VariableTarget { info, symbols, memory: &memory, vcpu };
-                    add_variables(&mut report, &backtrace, &target, print_options, args.full, &mut variables_incomplete);
-                }
-                report
-            }
-            None => ThreadReport {
-                vcpu: vcpu.id,
-                complete: false,
-                stop_reason: Some(format!("general registers of vCPU {} were not captured", vcpu.id)),
-                frames: Vec::new(),
-            },
-        };
-        threads.push(thread);
-    }
-    warnings.extend(backed.warning());
+
+    let (threads, image_path, image_build_id, modules) = match &loaded {
+        LoadedImages::Unikernel(image) => {
+            let threads =
+                unikernel_threads(image, &snapshot, &vcpus, options, print_options, args.full, &mut warnings, &mut variables_incomplete);
+            (threads, Some(image.path().display().to_string()), image.build_id().map(check::hex), Vec::new())
+        }
+        LoadedImages::Process { modules, main } => {
+            let threads = process_threads(
+                modules,
+                main.as_deref(),
+                &snapshot,
+                &vcpus,
+                options,
+                print_options,
+                args.full,
+                &mut variables_incomplete,
+            );
+            let main_module = modules.modules().iter().find(|module| Some(&module.mapped_path) == main.as_ref());
+            (
+                threads,
+                main_module.map(|module| module.image.path().display().to_string()),
+                main_module.and_then(|module| module.image.build_id()).map(check::hex),
+                modules.modules().iter().map(ModuleReport::new).collect(),
+            )
+        }
+    };
     let complete = threads.iter().all(|thread| thread.complete) && !variables_incomplete;
     let outcome = if complete { Outcome::Complete } else { Outcome::Incomplete };
 
@@ -394,8 +540,9 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         schema_version: JSON_SCHEMA_VERSION,
         command: "bt",
         snapshot: args.file.display().to_string(),
-        image: args.image.display().to_string(),
-        image_build_id: image.build_id().map(check::hex),
+        image: image_path,
+        image_build_id,
+        modules,
         warnings,
         threads,
     };
@@ -409,4 +556,128 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         write_text(&report, out)?;
     }
     Ok(outcome)
+}
+
+/// Returns the report of a vCPU whose general registers were not captured.
+fn missing_registers(vcpu: &VcpuState) -> ThreadReport {
+    ThreadReport {
+        vcpu: vcpu.id,
+        lwp: vcpu.thread_id,
+        name: None,
+        complete: false,
+        stop_reason: Some(format!("general registers of vCPU {} were not captured", vcpu.id)),
+        frames: Vec::new(),
+    }
+}
+
+/// Unwinds and symbolizes every vCPU of a unikernel snapshot.
+#[allow(clippy::too_many_arguments)]
+fn unikernel_threads(
+    image: &Image,
+    snapshot: &Core,
+    vcpus: &[&VcpuState],
+    options: UnwindOptions,
+    print_options: PrintOptions,
+    full: bool,
+    warnings: &mut Vec<String>,
+    variables_incomplete: &mut bool,
+) -> Vec<ThreadReport> {
+    // The image's code is mapped in every address space of a unikernel, so
+    // the first cr3 serves for the comparison.
+    match snapshot.vcpus().iter().find(|vcpu| vcpu.present.control) {
+        Some(vcpu) => warnings.extend(check_image(image, snapshot, vcpu.cr3).iter().map(ToString::to_string)),
+        None => warnings.push("no vCPU has cr3: the image's code was not compared with the snapshot".to_owned()),
+    }
+
+    // Unwinding and variables read code and read-only data the dump lacks
+    // from the image; the image check above compares with the dump alone.
+    let backed = ImageBacked::new(snapshot, image);
+    let mut unwinder = Unwinder::new(image, options);
+    // Frame lines show arguments as gdb's do whenever there is DWARF.
+    let variables = image.has_debug_info().then(|| {
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let symbols = SymbolTable::from_image(image);
+        (info, symbols)
+    });
+    let mut threads = Vec::new();
+    for vcpu in vcpus {
+        let thread = match unwind_vcpu(&mut unwinder, &backed, vcpu) {
+            Some(backtrace) => {
+                let mut report = thread_report(image, vcpu.id, &backtrace);
+                if let Some((info, symbols)) = &variables {
+                    let memory = TargetMemory::new(&backed, vcpu.cr3);
+                    let target = VariableTarget { info, symbols, memory: &memory, vcpu };
+                    add_variables(&mut report, &backtrace, &target, print_options, full, variables_incomplete);
+                }
+                report
+            }
+            None => missing_registers(vcpu),
+        };
+        threads.push(thread);
+    }
+    warnings.extend(backed.warning());
+    threads
+}
+
+/// Unwinds and symbolizes every thread of a Linux process across its modules.
+#[allow(clippy::too_many_arguments)]
+fn process_threads(
+    modules: &ModuleSet,
+    main: Option<&str>,
+    core: &Core,
+    vcpus: &[&VcpuState],
+    options: UnwindOptions,
+    print_options: PrintOptions,
+    full: bool,
+    variables_incomplete: &mut bool,
+) -> Vec<ThreadReport> {
+    let images = CodeImages::Modules { set: modules, main };
+    let mut unwinder = Unwinder::for_modules(modules, options);
+    // Arguments and locals come from the main program's DWARF only.
+    let main_module = modules.modules().iter().find(|module| Some(module.mapped_path.as_str()) == main);
+    let variables = main_module.filter(|module| module.image.has_debug_info()).map(|module| {
+        let info = DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections()));
+        let symbols = SymbolTable::from_image(&module.image);
+        (module, info, symbols)
+    });
+    let mut threads = Vec::new();
+    for vcpu in vcpus {
+        let Some(backtrace) = unwind_vcpu(&mut unwinder, core, vcpu) else {
+            threads.push(missing_registers(vcpu));
+            continue;
+        };
+        let mut report = thread_report_in(images, vcpu.id, &backtrace);
+        report.lwp = vcpu.thread_id;
+        report.name = core.thread_name(vcpu.id).map(str::to_owned);
+        if let Some((module, info, symbols)) = &variables {
+            // The inspector looks scopes up by pc in file addresses, so the
+            // main program's frames get their bias taken off. Other frames
+            // keep run-time addresses, which lie outside the program's file
+            // addresses and so find no scope.
+            // NOTE: a global's or static local's DW_OP_addr is a file address
+            // too, and is read without the bias, so such values in a
+            // position-independent program are wrong.
+            let file_frames = file_address_frames(&backtrace, module);
+            let memory = TargetMemory::new(core, vcpu.cr3);
+            let target = VariableTarget { info, symbols, memory: &memory, vcpu };
+            add_variables(&mut report, &file_frames, &target, print_options, full, variables_incomplete);
+        }
+        threads.push(report);
+    }
+    threads
+}
+
+/// Returns `backtrace` with the pcs of frames in `module` turned into file
+/// addresses.
+fn file_address_frames(backtrace: &Backtrace, module: &Module) -> Backtrace {
+    let mut copy = backtrace.clone();
+    for frame in &mut copy.frames {
+        if module.contains(frame.pc.lookup_address()) {
+            frame.pc = match frame.pc {
+                Pc::Exact(pc) => Pc::Exact(module.file_address(pc)),
+                Pc::ReturnAddress(pc) => Pc::ReturnAddress(module.file_address(pc)),
+            };
+        }
+    }
+    copy
 }

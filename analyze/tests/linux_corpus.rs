@@ -1,0 +1,406 @@
+//! Backtraces of Linux process cores, compared with gdb's on the same core.
+//!
+//! The programs in tests/fixtures/linux are built with their Makefile, run
+//! to their crash twice: once to a kernel core (RLIMIT_CORE raised for the
+//! child only, and the machine's `core_pattern` writing `core` in the
+//! working directory) and once under gdb, which writes the core with
+//! `gcore`. For every core, `stardump bt --json` must list, for every
+//! thread, the frames of gdb's `thread apply all bt`: the same function
+//! and the same file:line per frame.
+//!
+//! Normalized, because the two print them differently:
+//! - stardump's text appends `+0xOFFSET` to a name from the ELF symbol
+//!   table and gdb's does not; the JSON compared here keeps the offset in
+//!   its own field;
+//! - files are compared by base name, because gdb joins a DWARF 5 file name
+//!   with its directory entry (`./nptl/pthread_kill.c`) where stardump
+//!   shows the line table's name;
+//! - gdb runs with `set backtrace past-main on`, so that it shows the
+//!   frames of glibc's startup code that stardump shows too.
+//!
+//! One difference is accepted, and counted: gdb adds a frame for a tail
+//! call it infers from `DW_TAG_call_site` in glibc (`pthread_kill` jumps to
+//! `__pthread_kill_implementation`), which stardump's `bt` does not infer.
+//! Every accepted difference is a gdb frame outside the fixture's own
+//! source, after which both backtraces continue with the same frames.
+//! Each test prints its agreement per core (`--nocapture` shows it).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use stardump_tests::gdb::{parse_backtraces, GdbThread};
+use stardump_tests::{require_program, workspace_root};
+
+/// Frames stardump may print per thread; the deep fixture has about 305.
+const FRAME_LIMIT: &str = "2000";
+
+/// Seconds a fixture, gdb or stardump may run before it is killed.
+const TIMEOUT_SECONDS: &str = "120";
+
+/// Mismatches listed per core; the count is always exact.
+const MAX_LISTED_MISMATCHES: usize = 12;
+
+/// Source files of the fixtures: frames in them must always agree.
+const FIXTURE_SOURCES: [&str; 4] = ["deep.c", "signal.c", "throw.cpp", "threads.c"];
+
+/// Builds the corpus once and returns its directory.
+fn corpus_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        require_program("gcc", "gcc");
+        require_program("g++", "g++");
+        require_program("make", "make");
+        require_program("objcopy", "binutils");
+        require_program("strip", "binutils");
+        require_program("gdb", "gdb");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        let out = target.join("linux-fixtures");
+        let output = Command::new("make")
+            .arg("-C")
+            .arg(workspace_root().join("tests/fixtures/linux"))
+            .arg(format!("OUT={}", out.display()))
+            .output()
+            .expect("running make");
+        assert!(
+            output.status.success(),
+            "building the Linux fixtures failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    })
+}
+
+fn debug_dir() -> PathBuf {
+    corpus_dir().join("debug")
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Runs `program` in `dir` with RLIMIT_CORE raised for it alone and returns
+/// the core the kernel wrote there.
+fn kernel_core(program: &Path, dir: &Path) -> PathBuf {
+    let pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    assert!(
+        !pattern.starts_with('|') && !pattern.contains('/'),
+        "kernel.core_pattern is {pattern:?}: this test needs a pattern that writes the core into the \
+         working directory, such as `core`"
+    );
+    let script = format!("ulimit -c unlimited && exec '{}'", program.display());
+    let output = Command::new("timeout")
+        .args(["-s", "KILL", TIMEOUT_SECONDS, "sh", "-c", &script])
+        .current_dir(dir)
+        .output()
+        .expect("running the fixture");
+    assert!(!output.status.success(), "{} did not crash:\n{}", program.display(), text(&output));
+    let core = fs::read_dir(dir)
+        .expect("reading the run directory")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("core")));
+    core.unwrap_or_else(|| {
+        panic!(
+            "{} crashed ({}) but left no core in {} (core_pattern {pattern:?})",
+            program.display(),
+            output.status,
+            dir.display()
+        )
+    })
+}
+
+/// Runs `program` under gdb to its fatal signal and writes `core` with gcore.
+fn gdb_core(program: &Path, core: &Path) -> PathBuf {
+    let output = Command::new("timeout")
+        .args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"])
+        .args(["-ex", "set startup-with-shell off", "-ex", "handle SIGUSR1 nostop noprint pass"])
+        .args(["-ex", "run", "-ex", &format!("gcore {}", core.display()), "-ex", "kill"])
+        .arg(program)
+        .output()
+        .expect("running gdb");
+    assert!(core.is_file(), "gdb's gcore wrote no {}:\n{}", core.display(), text(&output));
+    core.to_path_buf()
+}
+
+/// Returns gdb's backtraces of every thread of `core`.
+fn gdb_backtraces(program: &Path, core: &Path) -> (Vec<GdbThread>, String) {
+    let debug_dirs = format!("set debug-file-directory {}:/usr/lib/debug", debug_dir().display());
+    let output = Command::new("timeout")
+        .env("LC_ALL", "C")
+        .args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"])
+        // -iex runs before gdb loads the program, which is when it looks
+        // for the debug file.
+        .args(["-iex", &debug_dirs, "-ex", "set width 0", "-ex", "set pagination off"])
+        .args(["-ex", "set backtrace past-main on", "-ex", "set print frame-arguments none"])
+        .args(["-ex", "thread apply all bt"])
+        .arg(program)
+        .arg(core)
+        .output()
+        .expect("running gdb");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    // gdb prints the current frame when it loads the core, before the first
+    // `Thread N` header; that line is not part of any backtrace.
+    let backtraces = stdout.find("\nThread ").map_or("", |start| &stdout[start..]);
+    (parse_backtraces(backtraces), text(&output))
+}
+
+/// One frame reduced to what is compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Compared {
+    signal_frame: bool,
+    function: Option<String>,
+    file: Option<String>,
+    line: Option<u32>,
+}
+
+impl std::fmt::Display for Compared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.signal_frame {
+            return write!(f, "<signal handler called>");
+        }
+        write!(f, "{}", self.function.as_deref().unwrap_or("??"))?;
+        if let (Some(file), Some(line)) = (&self.file, self.line) {
+            write!(f, " at {file}:{line}")?;
+        }
+        Ok(())
+    }
+}
+
+fn base_name(file: &str) -> String {
+    file.rsplit('/').next().unwrap_or(file).to_owned()
+}
+
+/// Returns stardump's threads of `core`: LWP and frames.
+fn stardump_backtraces(core: &Path) -> (Vec<(Option<u64>, Vec<Compared>)>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_stardump"))
+        .arg("bt")
+        .arg(core)
+        .args(["--json", "--limit", FRAME_LIMIT, "--debug-dir"])
+        .arg(debug_dir())
+        .output()
+        .expect("running stardump");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("stardump bt printed no JSON ({error}):\n{}", text(&output)));
+    let threads = report["threads"]
+        .as_array()
+        .expect("threads array")
+        .iter()
+        .map(|thread| {
+            let frames = thread["frames"]
+                .as_array()
+                .expect("frames array")
+                .iter()
+                .map(|frame| {
+                    let signal_frame = frame["kind"] == "trap";
+                    let function = frame["function"].as_str().map(str::to_owned);
+                    Compared {
+                        signal_frame,
+                        function: if signal_frame { None } else { function },
+                        file: if signal_frame { None } else { frame["file"].as_str().map(base_name) },
+                        line: if signal_frame { None } else { frame["line"].as_u64().map(|line| line as u32) },
+                    }
+                })
+                .collect();
+            (thread["lwp"].as_u64(), frames)
+        })
+        .collect::<Vec<(Option<u64>, Vec<Compared>)>>();
+    // The text for failure messages: stderr's warnings and the compared fields.
+    let mut listing = String::from_utf8_lossy(&output.stderr).into_owned();
+    for (index, (lwp, frames)) in threads.iter().enumerate() {
+        listing.push_str(&format!("Thread {} (LWP {}):\n", index + 1, lwp.unwrap_or(0)));
+        for (level, frame) in frames.iter().enumerate() {
+            listing.push_str(&format!("#{level:<2} {frame}\n"));
+        }
+    }
+    (threads, listing)
+}
+
+fn gdb_compared(thread: &GdbThread) -> Vec<Compared> {
+    thread
+        .frames
+        .iter()
+        .map(|frame| Compared {
+            signal_frame: frame.signal_frame,
+            function: frame.function.clone(),
+            file: frame.file.as_deref().map(base_name),
+            line: frame.line,
+        })
+        .collect()
+}
+
+/// Result of comparing the backtraces of one core.
+#[derive(Debug, Default)]
+struct Agreement {
+    frames: usize,
+    agreeing: usize,
+    /// gdb's tail-call frames outside the fixture's source.
+    tail_calls: Vec<String>,
+    mismatches: Vec<String>,
+}
+
+fn in_fixture_source(frame: &Compared) -> bool {
+    frame.file.as_deref().is_some_and(|file| FIXTURE_SOURCES.contains(&file))
+}
+
+/// Compares one thread frame by frame; a gdb frame outside the fixture's
+/// source after which both continue alike counts as a tail call.
+fn compare_thread(label: &str, gdb: &[Compared], ours: &[Compared], agreement: &mut Agreement) {
+    let (mut g, mut o) = (0, 0);
+    while g < gdb.len() || o < ours.len() {
+        agreement.frames += 1;
+        match (gdb.get(g), ours.get(o)) {
+            (Some(expected), Some(found)) if expected == found => {
+                agreement.agreeing += 1;
+                g += 1;
+                o += 1;
+            }
+            (Some(expected), Some(found))
+                if !in_fixture_source(expected) && gdb.get(g + 1) == Some(found) =>
+            {
+                agreement.tail_calls.push(format!("{label} gdb #{g} {expected}"));
+                g += 1;
+            }
+            (expected, found) => {
+                agreement.mismatches.push(format!(
+                    "{label} frame #{g}/#{o}: gdb {}, stardump {}",
+                    expected.map_or("(none)".to_owned(), ToString::to_string),
+                    found.map_or("(none)".to_owned(), ToString::to_string)
+                ));
+                g += usize::from(expected.is_some());
+                o += usize::from(found.is_some());
+            }
+        }
+    }
+}
+
+/// Compares every thread of `core` and returns the agreement, with the
+/// frame lists of both for assertions.
+fn compare_core(program: &Path, core: &Path) -> (Agreement, Vec<GdbThread>, Vec<(Option<u64>, Vec<Compared>)>) {
+    let (gdb_threads, gdb_text) = gdb_backtraces(program, core);
+    let (our_threads, our_text) = stardump_backtraces(core);
+    assert!(!gdb_threads.is_empty(), "gdb printed no backtrace for {}:\n{gdb_text}", core.display());
+    assert_eq!(
+        gdb_threads.len(),
+        our_threads.len(),
+        "thread count of {}\ngdb:\n{gdb_text}\nstardump:\n{our_text}",
+        core.display()
+    );
+    let mut agreement = Agreement::default();
+    // gdb numbers a core's threads in the order of their NT_PRSTATUS notes,
+    // which is stardump's vCPU order.
+    for (index, (lwp, ours)) in our_threads.iter().enumerate() {
+        let gdb_thread = gdb_threads
+            .iter()
+            .find(|thread| thread.number as usize == index + 1)
+            .unwrap_or_else(|| panic!("gdb has no thread {} for {}:\n{gdb_text}", index + 1, core.display()));
+        let label = format!("thread {} (LWP {})", index + 1, lwp.unwrap_or(0));
+        compare_thread(&label, &gdb_compared(gdb_thread), ours, &mut agreement);
+    }
+    if !agreement.mismatches.is_empty() {
+        eprintln!("gdb:\n{gdb_text}\nstardump:\n{our_text}");
+    }
+    (agreement, gdb_threads, our_threads)
+}
+
+/// Gets both cores of `fixture`, compares each with gdb, prints the
+/// agreement and fails on any mismatch. Returns stardump's threads of the
+/// kernel core for fixture-specific checks.
+fn check_fixture(fixture: &str) -> Vec<(Option<u64>, Vec<Compared>)> {
+    let program = corpus_dir().join(fixture);
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let kernel = kernel_core(&program, run_dir.path());
+    let gcore = gdb_core(&program, &run_dir.path().join("gcore.core"));
+
+    let mut failures = Vec::new();
+    let mut kernel_threads = Vec::new();
+    for (kind, core) in [("kernel core", &kernel), ("gcore", &gcore)] {
+        let (agreement, _, ours) = compare_core(&program, core);
+        eprintln!(
+            "{fixture} {kind}: {}/{} frames agree, {} gdb tail-call frames{}",
+            agreement.agreeing,
+            agreement.frames,
+            agreement.tail_calls.len(),
+            if agreement.tail_calls.is_empty() { String::new() } else { format!(" ({})", agreement.tail_calls.join("; ")) }
+        );
+        for mismatch in agreement.mismatches.iter().take(MAX_LISTED_MISMATCHES) {
+            eprintln!("  mismatch: {mismatch}");
+        }
+        if !agreement.mismatches.is_empty() {
+            let listed: Vec<&str> =
+                agreement.mismatches.iter().take(MAX_LISTED_MISMATCHES).map(String::as_str).collect();
+            failures.push(format!(
+                "{fixture} {kind}: {} mismatches, first:\n  {}",
+                agreement.mismatches.len(),
+                listed.join("\n  ")
+            ));
+        }
+        if kind == "kernel core" {
+            kernel_threads = ours;
+        }
+    }
+    assert!(failures.is_empty(), "backtraces differ from gdb's:\n{}", failures.join("\n"));
+    kernel_threads
+}
+
+fn functions(frames: &[Compared]) -> Vec<&str> {
+    frames.iter().map(|frame| frame.function.as_deref().unwrap_or("")).collect()
+}
+
+#[test]
+fn deep_recursion_matches_gdb() {
+    for fixture in ["deep-O0-fp", "deep-O2-nofp", "deep-O3-nofp", "deep-O2-df", "deep-O2-buildid"] {
+        let threads = check_fixture(fixture);
+        let names = functions(&threads[0].1);
+        assert_eq!(names.first(), Some(&"crash_here"), "{fixture}: {names:?}");
+        let recursive = names.iter().filter(|&&name| name == "recurse").count();
+        assert!(recursive > 300, "{fixture}: only {recursive} recurse frames");
+        assert!(names.contains(&"main"), "{fixture}: {names:?}");
+    }
+}
+
+#[test]
+fn signal_handler_frame_matches_gdb() {
+    for fixture in ["signal-O0-fp", "signal-O2-nofp", "signal-O2-df", "signal-O2-debuglink"] {
+        let threads = check_fixture(fixture);
+        let frames = &threads[0].1;
+        let signal = frames.iter().position(|frame| frame.signal_frame);
+        let signal = signal.unwrap_or_else(|| panic!("{fixture}: no signal frame in {:?}", functions(frames)));
+        assert_eq!(frames[signal - 1].function.as_deref(), Some("on_usr1"), "{fixture}");
+        let after: Vec<&str> = functions(&frames[signal + 1..]);
+        assert!(after.contains(&"send_signal"), "{fixture}: {after:?}");
+    }
+}
+
+#[test]
+fn cpp_throw_matches_gdb() {
+    for fixture in ["throw-O0-fp", "throw-O2-nofp"] {
+        let threads = check_fixture(fixture);
+        let names = functions(&threads[0].1);
+        for expected in ["__cxa_throw", "thrower", "no_throw_zone", "main"] {
+            assert!(
+                names.iter().any(|name| name.starts_with(expected)),
+                "{fixture}: no {expected} in {names:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn threads_match_gdb() {
+    for fixture in ["threads-O0-fp", "threads-O2-nofp", "threads-O3-df"] {
+        let threads = check_fixture(fixture);
+        assert_eq!(threads.len(), 5, "{fixture}");
+        assert!(threads.iter().all(|(lwp, _)| lwp.is_some()), "{fixture}: a thread without LWP");
+        assert!(functions(&threads[0].1).contains(&"crash_main"), "{fixture}");
+        for worker in ["worker_alpha_wait", "worker_beta_wait", "worker_gamma_wait", "worker_delta_wait"] {
+            let found = threads.iter().any(|(_, frames)| functions(frames).contains(&worker));
+            assert!(found, "{fixture}: no thread in {worker}");
+        }
+    }
+}
