@@ -28,7 +28,12 @@ fn gdb_registers(pid: u32) -> BTreeMap<u64, (u64, u64)> {
         .output()
         .expect("running gdb");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "gdb failed: {}\n{text}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "gdb failed: {}\n{text}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let mut registers = BTreeMap::new();
     let mut current = None;
@@ -79,10 +84,8 @@ fn threads_match_gdb_and_process_continues() {
     let pid = program.pid();
 
     let output = dir.path().join("threads.sdump");
-    let result = Command::new(capture_binary())
-        .args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let result =
+        Command::new(capture_binary()).args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()]).output().unwrap();
     assert!(result.status.success(), "capture failed: {}", String::from_utf8_lossy(&result.stderr));
     assert_eq!(status_field(pid, "TracerPid"), "0", "the process is still traced after the capture");
 
@@ -216,7 +219,8 @@ fn sigterm_while_stopped_detaches() {
     assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
     assert_eq!(status_field(pid, "TracerPid"), "0", "the process is still traced");
     assert!(!output.exists(), "no snapshot is left under the output name");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).map(|entry| entry.file_name()).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).map(|entry| entry.file_name()).collect();
     assert!(!leftovers.iter().any(|name| name.to_string_lossy().contains(".tmp.")), "{leftovers:?}");
 
     program.release();
@@ -225,7 +229,8 @@ fn sigterm_while_stopped_detaches() {
 
 #[test]
 fn missing_pid_names_it() {
-    let output = Command::new(capture_binary()).args(["pid:99999999", "-o", "/tmp/never-written.sdump"]).output().unwrap();
+    let output =
+        Command::new(capture_binary()).args(["pid:99999999", "-o", "/tmp/never-written.sdump"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("process 99999999 not found"), "{stderr}");

@@ -90,7 +90,11 @@ impl TracedProcess {
     /// Seizes and stops every thread of process `pid`. A thread that has
     /// not stopped within `timeout` of its interrupt fails the attach.
     /// Every thread seized so far is detached when this returns an error.
-    pub fn attach(pid: i32, timeout: Duration, cancel: Option<&Arc<AtomicUsize>>) -> Result<TracedProcess, PtraceError> {
+    pub fn attach(
+        pid: i32,
+        timeout: Duration,
+        cancel: Option<&Arc<AtomicUsize>>,
+    ) -> Result<TracedProcess, PtraceError> {
         let mut process = TracedProcess { pid, threads: Vec::new(), stopped_at: Instant::now() };
         let mut known: BTreeSet<i32> = BTreeSet::new();
         for round in 0.. {
@@ -147,7 +151,12 @@ impl TracedProcess {
     /// Waits until seized thread `tid` reports a ptrace stop, polling so
     /// that a timeout and a signal to this process end the wait. A thread
     /// that exits instead is removed from the list.
-    fn wait_for_stop(&mut self, tid: i32, timeout: Duration, cancel: Option<&Arc<AtomicUsize>>) -> Result<(), PtraceError> {
+    fn wait_for_stop(
+        &mut self,
+        tid: i32,
+        timeout: Duration,
+        cancel: Option<&Arc<AtomicUsize>>,
+    ) -> Result<(), PtraceError> {
         let deadline = Instant::now() + timeout;
         let mut delay = Duration::from_micros(50);
         loop {
@@ -210,7 +219,11 @@ impl TracedProcess {
     /// after trying every thread.
     pub fn detach(mut self, leave_stopped: bool) -> Result<(), PtraceError> {
         if leave_stopped {
-            sys::kill(self.pid, libc::SIGSTOP).map_err(|errno| PtraceError::Call { call: "kill(SIGSTOP)", tid: self.pid, errno })?;
+            sys::kill(self.pid, libc::SIGSTOP).map_err(|errno| PtraceError::Call {
+                call: "kill(SIGSTOP)",
+                tid: self.pid,
+                errno,
+            })?;
             info!(pid = self.pid, "leaving the process stopped; `kill -CONT {}` resumes it", self.pid);
         }
         self.detach_all()

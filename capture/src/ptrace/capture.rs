@@ -7,7 +7,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use stardump_format::{FileMapping, Metadata, MemoryRange, RegisterGroups, SnapshotWriter, SourceKind, VcpuState, WriterOptions};
+use stardump_format::{
+    FileMapping, MemoryRange, Metadata, RegisterGroups, SnapshotWriter, SourceKind, VcpuState, WriterOptions,
+};
 use tracing::{info, info_span, warn};
 
 use super::attach::{check_cancel, TracedProcess};
@@ -106,10 +108,8 @@ fn check_process(pid: i32) -> Result<(), PtraceError> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(PtraceError::ProcessNotFound { pid }),
         Err(source) => return Err(PtraceError::Proc { path, source }),
     };
-    let tgid = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Tgid:"))
-        .and_then(|value| value.trim().parse::<i32>().ok());
+    let tgid =
+        status.lines().find_map(|line| line.strip_prefix("Tgid:")).and_then(|value| value.trim().parse::<i32>().ok());
     match tgid {
         Some(tgid) if tgid != pid => Err(PtraceError::NotProcess { pid, tgid }),
         _ => Ok(()),

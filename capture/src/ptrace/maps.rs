@@ -53,7 +53,9 @@ impl MapEntry {
         match self.path.as_str() {
             // [vvar] and [vvar_vclock] map the kernel's clock data pages as
             // VM_IO | VM_PFNMAP: reads from another process fail with EFAULT.
-            "[vvar]" | "[vvar_vclock]" => return Some("it is the kernel's vDSO data page, which other processes cannot read"),
+            "[vvar]" | "[vvar_vclock]" => {
+                return Some("it is the kernel's vDSO data page, which other processes cannot read")
+            }
             "[vsyscall]" => return Some("it is the kernel's legacy vsyscall page"),
             _ => {}
         }

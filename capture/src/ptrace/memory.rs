@@ -161,7 +161,13 @@ struct UnreadablePages {
 }
 
 /// Reads the block at `start` page by page, storing the pages that read.
-fn copy_pages(memory: &mut ProcessMemory, start: u64, block: &mut [u8], copy: &mut MemoryCopy, unreadable: &mut UnreadablePages) {
+fn copy_pages(
+    memory: &mut ProcessMemory,
+    start: u64,
+    block: &mut [u8],
+    copy: &mut MemoryCopy,
+    unreadable: &mut UnreadablePages,
+) {
     for (index, page) in block.chunks_exact_mut(PAGE_SIZE as usize).enumerate() {
         let address = start + index as u64 * PAGE_SIZE;
         match memory.read(address, page) {

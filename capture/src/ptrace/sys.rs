@@ -51,7 +51,12 @@ pub fn seize(tid: i32) -> Result<(), Errno> {
 pub fn interrupt(tid: i32) -> Result<(), Errno> {
     // SAFETY: PTRACE_INTERRUPT ignores addr and data.
     let rc = unsafe {
-        libc::ptrace(libc::PTRACE_INTERRUPT, tid, std::ptr::null_mut::<libc::c_void>(), std::ptr::null_mut::<libc::c_void>())
+        libc::ptrace(
+            libc::PTRACE_INTERRUPT,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
     };
     check(rc).map(drop)
 }

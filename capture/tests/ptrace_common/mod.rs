@@ -127,13 +127,7 @@ pub fn build_program(dir: &Path, name: &str, source: &str, flags: &[&str]) -> Pa
     let source_path = dir.join(format!("{name}.c"));
     std::fs::write(&source_path, source).unwrap();
     let exe = dir.join(name);
-    let output = Command::new(gcc)
-        .args(flags)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&source_path)
-        .output()
-        .expect("running gcc");
+    let output = Command::new(gcc).args(flags).arg("-o").arg(&exe).arg(&source_path).output().expect("running gcc");
     assert!(output.status.success(), "gcc failed: {}", String::from_utf8_lossy(&output.stderr));
     exe
 }
@@ -147,10 +141,7 @@ pub fn readelf_build_id(path: &Path) -> Vec<u8> {
         .lines()
         .find_map(|line| line.trim().strip_prefix("Build ID: "))
         .unwrap_or_else(|| panic!("readelf -n {} printed no build id:\n{text}", path.display()));
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }
 
 /// Returns the value of `field` in `/proc/PID/status`, or "" when the

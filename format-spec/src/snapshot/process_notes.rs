@@ -70,7 +70,8 @@ pub fn decode_file_mappings(desc: &[u8], offset: u64) -> Result<Vec<FileMapping>
     let mut at = FILE_MAPPINGS_FIXED_LEN;
     for index in 0..count as usize {
         let entry_offset = offset + at as u64;
-        let invalid_entry = |reason: String| invalid(format!("entry {index} at file offset {entry_offset:#x}: {reason}"));
+        let invalid_entry =
+            |reason: String| invalid(format!("entry {index} at file offset {entry_offset:#x}: {reason}"));
         let start = r.u64(at)?;
         let end = r.u64(at + 8)?;
         let file_offset = r.u64(at + 16)?;
@@ -159,7 +160,13 @@ mod tests {
                 path: "/tmp/gone (deleted)".into(),
                 build_id: None,
             },
-            FileMapping { start: 0x7f00_0003_0000, end: 0x7f00_0003_1000, file_offset: 0, path: String::new(), build_id: Some(Vec::new()) },
+            FileMapping {
+                start: 0x7f00_0003_0000,
+                end: 0x7f00_0003_1000,
+                file_offset: 0,
+                path: String::new(),
+                build_id: Some(Vec::new()),
+            },
         ]
     }
 
@@ -216,7 +223,8 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("process.sdump");
-        let mut writer = SnapshotWriter::create(&path, WriterOptions { threads: 1, ..WriterOptions::default() }).unwrap();
+        let mut writer =
+            SnapshotWriter::create(&path, WriterOptions { threads: 1, ..WriterOptions::default() }).unwrap();
         writer.set_metadata(Metadata { source_kind: SourceKind::LinuxProcess, ..Metadata::default() });
         for id in 0..2 {
             writer.add_vcpu(&VcpuState { id, thread_id: Some(100 + u64::from(id)), ..VcpuState::default() });
