@@ -11,7 +11,7 @@
 //!
 //! The caller reads the memory; this module only formats what it is given.
 
-use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, OpKind, Register};
+use iced_x86::{Code, Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, OpKind, Register};
 
 use crate::variables::symbols::SymbolTable;
 
@@ -79,6 +79,16 @@ impl<'a> Disassembler<'a> {
     fn format(&mut self, instruction: &Instruction) -> String {
         let mut mnemonic = String::new();
         self.formatter.format_mnemonic(instruction, &mut mnemonic);
+        // In 64-bit mode these take 64-bit operands by default, so
+        // libopcodes writes `push 0x8(%rip)`; iced-x86 finds the memory
+        // operand's size ambiguous and writes `pushq`.
+        if matches!(instruction.code(), Code::Push_rm64 | Code::Pop_rm64 | Code::Call_rm64 | Code::Jmp_rm64)
+            && instruction.op0_kind() == OpKind::Memory
+        {
+            if let Some(stripped) = mnemonic.strip_suffix('q') {
+                mnemonic = stripped.to_owned();
+            }
+        }
         let mut operands = String::new();
         self.formatter.format_all_operands(instruction, &mut operands);
         // libopcodes writes a scale of 1 after an index register
@@ -149,6 +159,9 @@ mod tests {
         assert_eq!(text(&[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00]), "nopw   0x0(%rax,%rax,1)");
         assert_eq!(text(&[0x66, 0x90]), "xchg   %ax,%ax");
         assert_eq!(text(&[0xf3, 0x0f, 0x1e, 0xfa]), "endbr64");
+        assert_eq!(text(&[0xff, 0x30]), "push   (%rax)");
+        assert_eq!(text(&[0xff, 0x10]), "call   *(%rax)");
+        assert_eq!(text(&[0xff, 0xe0]), "jmp    *%rax");
     }
 
     #[test]

@@ -44,6 +44,11 @@ const C_GLOBALS: &[&str] = &[
     "*int_array@3", "int_array[1]@2", "points[0]@2", "/x record_value", "/x int_value", "/o uint_value", "/t high_char",
     "/d record_pointer", "/c 65", "/x text", "/x float_value", "/u negative_char", "/a handler_value", "/z short_value",
     "/x bits_value", "/x two_flags", "/d color_value", "/x mostly_zero",
+    "long_double_value", "long_double_array", "tiny_long_double", "float128_value", "complex_value",
+    "complex_float_value", "complex_long_double_value", "measurement_value", "measurement_value.value",
+    "long_double_array[2]", "/x long_double_value", "sizeof(long double)", "sizeof(int[4])", "sizeof(point_t[3])",
+    "sizeof points", "sizeof(int[2][3])", "sizeof(counter_t[2])", "sizeof(struct measurement)",
+    "(void (*)(int)) on_event", "(int (*)(void)) other_file_value", "(void (*)(int)) handler_value",
 ];
 
 /// Globals of the C++ fixture.
@@ -54,12 +59,14 @@ const CPP_GLOBALS: &[&str] = &[
     "*base_pointer", "base_pointer", "Counter::instances", "geometry::Color::Red", "color_value == geometry::Color::Green",
     "!flag_value", "square.length > 3 && flag_value", "sizeof(geometry::Square)", "account",
     "wide_char", "char16_value", "char32_value", "wide_string", "u16_string", "u32_array", "wide_smile", "*wide_string@2",
+    "long_double_value", "readings", "readings[1].value", "sizeof(Reading[2])", "sizeof(long double)",
 ];
 
 /// Expressions and type names whose `ptype` is compared.
 const C_PTYPES: &[&str] = &[
     "struct record", "struct bits", "union number", "enum flags", "enum color", "record_pointer", "handler_t",
     "matrix", "array_pointer", "other_function", "crash_here", "counter_t", "point_t", "int_value * 2",
+    "complex_value", "struct measurement", "float128_value", "long_double_array", "(void (*)(int)) on_event",
 ];
 const CPP_PTYPES: &[&str] = &["Account", "Counter", "Base", "Derived", "base_pointer", "geometry::Color", "geometry::Square", "geometry::Shape", "square_reference", "Node", "int_reference", "rvalue_reference", "shape_pointer"];
 
@@ -356,6 +363,7 @@ fn c_disassembly_o2_match_gdb() {
 const C_WHATIS: &[&str] = &[
     "record_pointer", "record_value", "handler_value", "counter_t", "point_t", "int_array", "&points[1]",
     "matrix[1]", "*int_array@3", "int_value + 1L", "'A'", "message", "&main", "struct record", "origin",
+    "(int (*)(void)) other_file_value", "complex_long_double_value", "long_double_array[1]",
 ];
 
 #[test]
@@ -443,6 +451,8 @@ struct CrashOracle {
     functions: Vec<String>,
     arguments: Vec<Vec<Named>>,
     locals: Vec<Vec<Named>>,
+    /// gdb's `print` of each of [`crash_expressions`] in frame 0.
+    expressions: Vec<String>,
 }
 
 fn parse_named(lines: &[&str]) -> Vec<Named> {
@@ -457,6 +467,19 @@ fn parse_named(lines: &[&str]) -> Vec<Named> {
 
 /// Runs `program` under gdb to its crash, writes `core` with gcore, and
 /// returns gdb's `info args` and `info locals` of the first frames.
+/// Expressions printed in the crash frame: thread-local variables, which
+/// need the thread's fs_base, and what the implicit pointer at -O2 points to.
+fn crash_expressions(program: &Path) -> &'static [&'static str] {
+    if program.to_string_lossy().contains("-cpp-") {
+        &["tls_value", "&tls_value", "ratio", "tls_value + 1"]
+    } else {
+        &[
+            "tls_counter", "tls_array", "&tls_counter", "tls_array[2]", "*corner_pointer", "corner_pointer->y",
+            "corner_pointer[0]", "scale", "scaled", "corner",
+        ]
+    }
+}
+
 fn gcore_at_crash(program: &Path, core: &Path) -> (CrashOracle, String) {
     require_program("gdb", "gdb");
     let mut command = Command::new("timeout");
@@ -470,6 +493,11 @@ fn gcore_at_crash(program: &Path, core: &Path) -> (CrashOracle, String) {
         command.args(["-ex", &format!("echo @@ARGS {frame}\\n"), "-ex", "info args"]);
         command.args(["-ex", &format!("echo @@LOCALS {frame}\\n"), "-ex", "info locals", "-ex", "echo @@END 0\\n"]);
     }
+    command.args(["-ex", "frame 0"]);
+    for (index, expression) in crash_expressions(program).iter().enumerate() {
+        command.args(["-ex", &format!("echo @@PRINT {index}\\n"), "-ex", &format!("print {expression}")]);
+    }
+    command.args(["-ex", "echo @@END 0\\n"]);
     command.args(["-ex", &format!("gcore {}", core.display()), "-ex", "kill"]).arg(program);
     let output = command.output().expect("running gdb");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -478,6 +506,7 @@ fn gcore_at_crash(program: &Path, core: &Path) -> (CrashOracle, String) {
         functions: vec![String::new(); CRASH_FRAMES],
         arguments: vec![Vec::new(); CRASH_FRAMES],
         locals: vec![Vec::new(); CRASH_FRAMES],
+        expressions: vec![String::new(); crash_expressions(program).len()],
     };
     let mut section: Option<(String, usize)> = None;
     let mut lines: Vec<&str> = Vec::new();
@@ -495,6 +524,10 @@ fn gcore_at_crash(program: &Path, core: &Path) -> (CrashOracle, String) {
                 }
                 "ARGS" => oracle.arguments[*index] = parse_named(lines),
                 "LOCALS" => oracle.locals[*index] = parse_named(lines),
+                "PRINT" => {
+                    let value = lines.iter().find_map(|line| line.split_once(" = ").map(|(_, value)| value.to_owned()));
+                    oracle.expressions[*index] = value.unwrap_or_else(|| lines.join("\n"));
+                }
                 _ => {}
             }
         }
@@ -529,6 +562,10 @@ fn gcore_oracle() {
         assert!(!oracle.arguments[0].is_empty(), "{name}: gdb printed no arguments:\n{text}");
         assert!(!oracle.locals[0].is_empty(), "{name}: gdb printed no locals:\n{text}");
         assert!(core.is_file(), "{name}: gcore wrote no core file:\n{text}");
+        for (expression, value) in crash_expressions(&program).iter().zip(&oracle.expressions) {
+            assert!(!value.is_empty(), "{name}: gdb printed nothing for {expression}:\n{text}");
+            assert!(!value.contains("Cannot"), "{name}: gdb could not print {expression}:\n{text}");
+        }
     }
 }
 
@@ -572,6 +609,23 @@ fn fixture_locals_match_gdb_core() {
                 if *gdb != mine {
                     differences.push(format!("{name} #{frame} {kind}:\n  gdb:      {gdb:?}\n  stardump: {mine:?}"));
                 }
+            }
+        }
+        for (index, expression) in crash_expressions(&program).iter().enumerate() {
+            let output = Command::new(stardump)
+                .arg("print")
+                .arg(&core)
+                .arg("--image")
+                .arg(&program)
+                .args(["--frame", "0", "--json", expression])
+                .output()
+                .expect("running stardump");
+            let ours = serde_json::from_slice::<serde_json::Value>(&output.stdout)
+                .ok()
+                .and_then(|report| report["value"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("error: {}", String::from_utf8_lossy(&output.stderr).trim()));
+            if ours != oracle.expressions[index] {
+                differences.push(format!("{name} print {expression}:\n  gdb:      {}\n  stardump: {ours}", oracle.expressions[index]));
             }
         }
     }

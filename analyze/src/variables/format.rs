@@ -218,6 +218,20 @@ impl<'a> Printer<'a> {
     /// Formats a scalar's bytes in the output format letter, as gdb's
     /// `print/FMT` does.
     fn format_scalar(&self, bytes: &[u8], signed: bool) -> String {
+        if bytes.len() > 8 && bytes.len() <= 16 {
+            // A wide integer or the bits of a long double.
+            let mut wide = [0u8; 16];
+            wide[..bytes.len()].copy_from_slice(bytes);
+            let unsigned = u128::from_le_bytes(wide);
+            return match self.options.format.unwrap_or('d') {
+                'x' => format!("{unsigned:#x}"),
+                'z' => format!("{unsigned:#0width$x}", width = bytes.len() * 2 + 2),
+                'o' if unsigned == 0 => "0".to_owned(),
+                'o' => format!("0{unsigned:o}"),
+                't' => format!("{unsigned:b}"),
+                _ => unsigned.to_string(),
+            };
+        }
         let unsigned = le_unsigned(bytes);
         match self.options.format.unwrap_or('d') {
             'x' => format!("{unsigned:#x}"),
