@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use object::{Object as _, ObjectSymbol as _};
 use ptrace_common::{
-    build_program, capture_binary, readelf_build_id, status_field, thread_states, Program, DATA_SOURCE, THREADS_SOURCE,
+    build_program, capture_binary, readelf_build_id, status_field, thread_states, Program, CHURN_SOURCE, DATA_SOURCE,
+    THREADS_SOURCE,
 };
 use stardump_format::{Snapshot, SourceKind, Target};
 use stardump_tests::require_program;
@@ -270,4 +271,58 @@ fn leave_paused_stops_process() {
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
     program.release();
     assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
+}
+
+#[test]
+fn stopped_process_stays_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_program(dir.path(), "data", DATA_SOURCE, &["-O2"]);
+    let mut program = Program::start(&exe, &["1"]);
+    program.wait_for_line("ready", Duration::from_secs(30));
+    let pid = program.pid();
+    // SAFETY: kill takes no pointers; the pid is the program this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status_field(pid, "State").starts_with('T') {
+        assert!(Instant::now() < deadline, "SIGSTOP did not stop the program");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    let output = dir.path().join("stopped.sdump");
+    let result =
+        Command::new(capture_binary()).args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()]).output().unwrap();
+    assert!(result.status.success(), "capture failed: {}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(status_field(pid, "TracerPid"), "0");
+    assert!(status_field(pid, "State").starts_with('T'), "a stopped process stays stopped after the capture");
+    assert_eq!(Snapshot::open(&output).unwrap().vcpus().len(), 1);
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+    program.release();
+    assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
+}
+
+#[test]
+fn thread_churn_is_captured() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_program(dir.path(), "churn", CHURN_SOURCE, &["-O2", "-pthread"]);
+    let mut program = Program::start(&exe, &[]);
+    program.wait_for_line("ready", Duration::from_secs(30));
+    let pid = program.pid();
+
+    for run in 0..5 {
+        let output = dir.path().join(format!("churn-{run}.sdump"));
+        let result = Command::new(capture_binary())
+            .args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "capture {run} failed: {}", String::from_utf8_lossy(&result.stderr));
+        assert_eq!(status_field(pid, "TracerPid"), "0", "capture {run} left the process traced");
+        // main, the sleeper, the stdin reader, and at most one short-lived thread.
+        let threads = Snapshot::open(&output).unwrap().vcpus().len();
+        assert!((3..=4).contains(&threads), "capture {run}: {threads} threads");
+    }
+
+    program.release();
+    assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 5);
 }

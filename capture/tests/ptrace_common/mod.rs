@@ -96,6 +96,49 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// A program whose main thread starts a short-lived thread, joins it and
+/// starts the next, forever, while one long-lived thread sleeps. It prints
+/// "ready" and exits with 5 once a byte arrives on stdin.
+pub const CHURN_SOURCE: &str = r#"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static atomic_int stop;
+
+static void *short_lived(void *arg) { (void)arg; return NULL; }
+
+static void *sleeper(void *arg) {
+    (void)arg;
+    while (!atomic_load(&stop)) usleep(1000);
+    return NULL;
+}
+
+static void *wait_for_stdin(void *arg) {
+    char c;
+    (void)arg;
+    (void)!read(0, &c, 1);
+    atomic_store(&stop, 1);
+    return NULL;
+}
+
+int main(void) {
+    pthread_t sleeping, waiting;
+    pthread_create(&sleeping, NULL, sleeper, NULL);
+    pthread_create(&waiting, NULL, wait_for_stdin, NULL);
+    printf("ready\n");
+    fflush(stdout);
+    while (!atomic_load(&stop)) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, short_lived, NULL) == 0) pthread_join(thread, NULL);
+    }
+    pthread_join(sleeping, NULL);
+    pthread_join(waiting, NULL);
+    return 5;
+}
+"#;
+
 /// Returns byte `i` of the data program's buffer of `len` bytes.
 pub fn data_byte(i: u64, len: u64) -> u8 {
     let zero_start = len / 2;
