@@ -372,14 +372,19 @@ impl SlowProxy {
 
 /// Sends `signal` to a live `stardump bt` once it reads memory, and checks
 /// that it exits with 128 + `signal` after detaching, and that the guest
-/// runs again.
-fn check_signal_resumes_guest(signal: i32, signal_name: &str) {
+/// runs again. With `leave_paused`, it checks that the guest stays stopped
+/// instead.
+fn check_signal_releases_guest(signal: i32, signal_name: &str, leave_paused: bool) {
     let qemu = boot("O0-fp", "spin", SPIN_MARKER);
     let image = unikernel_image("O0-fp");
     let proxy = SlowProxy::start(qemu.gdb_port(), Duration::from_millis(100));
 
-    let mut child = Command::new(&binaries().stardump)
-        .args(["bt", &format!("gdb:127.0.0.1:{}", proxy.port), "--image", image.to_str().unwrap()])
+    let mut command = Command::new(&binaries().stardump);
+    command.args(["bt", &format!("gdb:127.0.0.1:{}", proxy.port), "--image", image.to_str().unwrap()]);
+    if leave_paused {
+        command.arg("--leave-paused");
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -414,18 +419,51 @@ fn check_signal_resumes_guest(signal: i32, signal_name: &str) {
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert_eq!(status.code(), Some(128 + signal), "exit status after {signal_name}: {stderr}");
     assert!(stderr.contains(&format!("interrupted by {signal_name}")), "{stderr}");
-    assert!(proxy.client_sent(b"$D"), "stardump did not detach after {signal_name}: {stderr}");
 
     std::thread::sleep(Duration::from_millis(300));
-    assert!(vm_was_running(qemu.gdb_port()), "the guest was not resumed after {signal_name}: {stderr}");
+    if leave_paused {
+        assert!(stderr.contains("left paused"), "{stderr}");
+        assert!(!proxy.client_sent(b"$D"), "stardump detached despite --leave-paused: {stderr}");
+        assert!(!vm_was_running(qemu.gdb_port()), "the guest ran after {signal_name} with --leave-paused: {stderr}");
+    } else {
+        assert!(proxy.client_sent(b"$D"), "stardump did not detach after {signal_name}: {stderr}");
+        assert!(vm_was_running(qemu.gdb_port()), "the guest was not resumed after {signal_name}: {stderr}");
+    }
 }
 
 #[test]
 fn sigterm_resumes_live_guest() {
-    check_signal_resumes_guest(libc::SIGTERM, "SIGTERM");
+    check_signal_releases_guest(libc::SIGTERM, "SIGTERM", false);
 }
 
 #[test]
 fn sigint_resumes_live_guest() {
-    check_signal_resumes_guest(libc::SIGINT, "SIGINT");
+    check_signal_releases_guest(libc::SIGINT, "SIGINT", false);
+}
+
+#[test]
+fn sigterm_with_leave_paused_keeps_guest_stopped() {
+    check_signal_releases_guest(libc::SIGTERM, "SIGTERM", true);
+}
+
+#[test]
+fn live_target_errors_name_target() {
+    let image = unikernel_image("O0-fp");
+    let image_arg = image.to_str().unwrap();
+    // Nothing listens on a port that was free a moment ago.
+    let closed = format!("gdb:127.0.0.1:{}", stardump_tests::qemu::free_port());
+    let cases = [
+        (closed.clone(), format!("stardump: cannot attach to {closed}: connection refused\n")),
+        (
+            "gdb:localhost".to_owned(),
+            "stardump: invalid live target 'gdb:localhost': expected gdb:HOST:PORT, such as gdb:127.0.0.1:1234\n"
+                .to_owned(),
+        ),
+    ];
+    for (target, expected) in cases {
+        let output = stardump(&["bt", &target, "--image", image_arg]);
+        assert_eq!(output.status.code(), Some(1), "{target}");
+        assert_eq!(String::from_utf8_lossy(&output.stderr), expected, "{target}");
+        assert!(output.stdout.is_empty(), "{target}");
+    }
 }
