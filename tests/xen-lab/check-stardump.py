@@ -21,6 +21,10 @@ that has no CFI. gdb cannot unwind out of it, so its frames are not
 compared with gdb's; stardump must step out of the stub to crash_halt and
 on to thread_start.
 
+A guest that got SIGTERM while its capture held it paused (sigterm) must
+have passed dom0's checks: the capture failed, resumed the domain and wrote
+nothing, and the domain runs after it.
+
 A PVH guest (pvh-MODE, the QEMU build unikernel-O2-fp.elf, configured
 with two vCPUs) has only a snapshot, because the lab does not run
 `xl dump-core` on it. `stardump bt` must print no warning and unwind every
@@ -28,6 +32,9 @@ captured vCPU completely: vCPU 0 through the frames of its end mode, any
 other vCPU in cpu_relax_loop and ap_idle. In a crash mode, vCPU 0's
 innermost frames must be crash_halt, trap_handler, the trap frame and
 trigger_MODE, in that order, and its outermost frame thread_start.
+pvh-preempt crashes like pvh-ud2, and `stardump threads` must also unwind
+its cruncher thread, preempted by the timer inside a stub without CFI,
+through the interrupt frame to thread_start.
 
 The guests are those with a create step in timings.tsv or a console log.
 
@@ -142,6 +149,8 @@ def pvh_expected_functions(name):
     that must follow them in order, and its last one is the outermost frame.
     """
     mode = name.split("-", 1)[1]
+    if mode == "preempt":
+        mode = "ud2"
     if mode == "spin":
         return [], ["spin_here", "worker_main", "thread_start"]
     # The QEMU build's trap handler calls crash_halt, so trap_handler sits
@@ -202,6 +211,32 @@ def check_pvh(stardump, results, name):
     return failures
 
 
+def check_preempted(stardump, results, name):
+    """Checks the cruncher thread of a PVH guest run with `preempt` and returns the failures."""
+    snapshot = os.path.join(results, f"{name}.sdump")
+    result = subprocess.run([stardump, "threads", snapshot, "--image", image_of(results, name), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        return [f"{name}: stardump threads failed with {result.returncode}: {result.stderr.strip()}"]
+    threads = [thread for thread in json.loads(result.stdout)["threads"] if thread["name"] == "cruncher"]
+    if len(threads) != 1:
+        return [f"{name}: stardump threads lists {len(threads)} threads named cruncher, expected 1"]
+    cruncher = threads[0]
+    frames = thread_frames(cruncher)
+    found_by = [frame["found_by"] for frame in cruncher["frames"]]
+    failures = []
+    if cruncher["state"] != "sleeping" or not cruncher["complete"]:
+        failures.append(f"{name}: cruncher is {cruncher['state']}, complete {cruncher['complete']}: "
+                        f"{cruncher.get('stop_reason')}\n{describe(frames)}")
+    if "interrupt-frame" not in found_by:
+        failures.append(f"{name}: no cruncher frame was found by the interrupt frame: {found_by}\n{describe(frames)}")
+    present = [function for function, _, _ in frames]
+    expected = ["switch_context", "schedule", "<signal handler called>", "cruncher_main", "thread_main", "thread_start"]
+    if not follow_in_order(expected, present) or present[-1] != "thread_start":
+        failures.append(f"{name}: the cruncher's frames do not follow {expected}:\n{describe(frames)}")
+    return failures
+
+
 def step_status(results, name, step):
     """Returns the exit status dom0 recorded for a guest's step, or None."""
     with open(os.path.join(results, "timings.tsv")) as text:
@@ -226,8 +261,17 @@ def main():
             for step in ("xl-pause", "still-paused"):
                 if step_status(results, name, step) != "0":
                     failures.append(f"{name}: step {step} has status {step_status(results, name, step)}, expected 0")
+        if name.endswith("-sigterm"):
+            for step in ("sigterm-while-paused", "running-after-sigterm"):
+                if step_status(results, name, step) != "0":
+                    failures.append(f"{name}: step {step} has status {step_status(results, name, step)}, expected 0 "
+                                    f"(see {name}.capture.log and the lab's console log)")
+            checked += 1
+            continue
         if name.startswith("pvh-"):
             failures.extend(check_pvh(stardump, results, name))
+            if name.endswith("-preempt") and os.path.exists(os.path.join(results, f"{name}.sdump")):
+                failures.extend(check_preempted(stardump, results, name))
             checked += 1
             continue
         image = image_of(results, name)

@@ -132,6 +132,10 @@ fi
 # dump-core of a PVH guest takes about 10 minutes under TCG. pvh-ud2 halts
 # with cli; hlt in crash_halt, so Xen takes its only vCPU offline and powers
 # the domain off, and on_poweroff = "preserve" keeps its memory.
+# pvh-preempt adds the cruncher thread, which the local APIC timer preempts
+# through an interrupt stub without CFI. o2-sigterm gets SIGTERM while the
+# capture holds the domain paused: the capture must fail, write nothing and
+# resume the domain.
 cat >"$WORK/disk/in/plan" <<'PLAN'
 o2-spin unikernel-xen-pv-O2-nofp.elf mode=spin
 o2-ud2 unikernel-xen-pv-O2-nofp.elf mode=ud2
@@ -148,6 +152,8 @@ o0-div0 unikernel-xen-pv-O0-fp.elf mode=div0
 o2-exit unikernel-xen-pv-O2-nofp.elf mode=exit
 pvh-ud2 unikernel-O2-fp.elf mode=ud2
 pvh-spin unikernel-O2-fp.elf mode=spin
+pvh-preempt unikernel-O2-fp.elf mode=ud2 preempt
+o2-sigterm unikernel-xen-pv-O2-nofp.elf mode=spin sigterm
 PLAN
 mkfs.ext4 -q -F -L results -d "$WORK/disk" "$WORK/results.ext4" 1G >/dev/null
 

@@ -37,6 +37,9 @@ impl<'a> PausedDomain<'a> {
             }
             Err(error) => return Err(error),
         };
+        if holds_pause {
+            info!(domid, "domain paused");
+        }
         Ok(PausedDomain { ctrl, domid, holds_pause, paused_at })
     }
 
