@@ -16,7 +16,7 @@ use super::attach::{check_cancel, TracedProcess};
 use super::build_id::mapping_build_id;
 use super::error::PtraceError;
 use super::maps::{parse_maps, MapEntry};
-use super::memory::{copy_mappings, ProcessMemory};
+use super::memory::{copy_mappings, ProcessCopy, ProcessMemory};
 use super::sys;
 use crate::capture::CaptureSummary;
 use crate::memory::{MemoryCopy, PAGE_SIZE};
@@ -44,8 +44,7 @@ struct StoppedState {
     vcpus: Vec<VcpuState>,
     thread_names: Vec<String>,
     maps: Vec<MapEntry>,
-    copy: MemoryCopy,
-    table: Vec<stardump_format::Mapping>,
+    copy: ProcessCopy,
 }
 
 /// Converts ptrace's register block into the model.
@@ -147,14 +146,16 @@ fn read_stopped(process: &TracedProcess, cancel: Option<&Arc<AtomicUsize>>) -> R
 
     let maps = read_maps(pid)?;
     let mut memory = ProcessMemory::open(pid);
-    let (copy, table, totals) = copy_mappings(&mut memory, &maps, cancel)?;
+    let copy = copy_mappings(&mut memory, &maps, cancel)?;
+    let totals = copy.totals;
     info!(
         mappings_read = totals.mappings_read,
         mappings_skipped = totals.mappings_skipped,
         pages_unreadable = totals.pages_unreadable,
+        pages_untouched = totals.pages_untouched,
         "memory copied"
     );
-    Ok(StoppedState { vcpus, thread_names, maps, copy, table })
+    Ok(StoppedState { vcpus, thread_names, maps, copy })
 }
 
 /// Returns the file mappings with the build ids of those at file offset 0.
@@ -212,7 +213,7 @@ pub fn capture_process(options: &ProcessCaptureOptions) -> Result<CaptureSummary
     info!(pause_ms = pause_time_us / 1000, threads = state.vcpus.len(), "process released");
 
     check_cancel(cancel)?;
-    let mappings = file_mappings(pid, &state.maps, &state.copy);
+    let mappings = file_mappings(pid, &state.maps, &state.copy.pages);
     let metadata = Metadata {
         source_kind: SourceKind::LinuxProcess,
         target_name: format!("pid:{pid}"),
@@ -231,7 +232,7 @@ pub fn capture_process(options: &ProcessCaptureOptions) -> Result<CaptureSummary
     }
     writer.set_metadata(metadata.clone());
     // A process has no page tables: its mapping table is stored under cr3 0.
-    writer.add_mappings(0, &state.table);
+    writer.add_mappings(0, &state.copy.table);
     writer.add_file_mappings(&mappings);
     state.copy.write_to(&mut writer)?;
     check_cancel(cancel)?;
@@ -249,6 +250,7 @@ pub fn capture_process(options: &ProcessCaptureOptions) -> Result<CaptureSummary
         output: options.output.clone(),
         vcpus: state.vcpus.len(),
         memory_ranges: state
+            .copy
             .table
             .iter()
             .map(|mapping| MemoryRange { start: mapping.virtual_start, len_bytes: mapping.len_bytes })

@@ -8,6 +8,15 @@
 //! page, so one unreadable page (a file mapping past the end of its file,
 //! device memory) costs only itself. Skipped mappings and pages are logged
 //! with the reason.
+//!
+//! Private anonymous memory (the heap, stacks, `malloc`'s mmap'd blocks)
+//! is often reserved far beyond what the process touched. A page of it
+//! that `/proc/PID/pagemap` shows as neither resident nor swapped out reads
+//! as zero, so it is recorded as an untouched zero page without reading
+//! it. Reading it would make the kernel map the zero page into the stopped
+//! process, one page at a time, which is slow for large reservations.
+//! NOTE: a page registered with userfaultfd in missing mode reads as what
+//! the process's handler supplies, but is recorded as zero here.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
@@ -15,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use stardump_format::{Mapping, MappingFlags};
+use stardump_format::{Mapping, MappingFlags, SnapshotWriter, WriteError};
 use tracing::{debug, info, warn};
 
 use super::attach::check_cancel;
@@ -26,12 +35,22 @@ use crate::memory::{MemoryCopy, PAGE_SIZE};
 
 /// Bytes per read request.
 const BLOCK_BYTES: u64 = 1 << 20;
+/// Pages per block.
+const BLOCK_PAGES: usize = (BLOCK_BYTES / PAGE_SIZE) as usize;
+/// `/proc/PID/pagemap` bits: the page is resident, or swapped out.
+const PAGEMAP_PRESENT: u64 = 1 << 63;
+const PAGEMAP_SWAPPED: u64 = 1 << 62;
+/// Pages per `add_pages` call when writing untouched pages; bounds the
+/// zero buffer to 1 MiB.
+const ZERO_BATCH_PAGES: u64 = 256;
 
 /// Reader of one process's memory.
 pub struct ProcessMemory {
     pid: i32,
     /// `/proc/PID/mem`, when it could be opened.
     mem_file: Option<File>,
+    /// `/proc/PID/pagemap`, when it could be opened.
+    pagemap: Option<File>,
     /// Cleared after `process_vm_readv` fails with ENOSYS or EPERM, so the
     /// rest goes through `/proc/PID/mem` only.
     vm_readv_works: bool,
@@ -49,7 +68,34 @@ impl ProcessMemory {
                 None
             }
         };
-        ProcessMemory { pid, mem_file, vm_readv_works: true }
+        let pagemap_path = format!("/proc/{pid}/pagemap");
+        let pagemap = match File::open(&pagemap_path) {
+            Ok(file) => Some(file),
+            Err(error) => {
+                info!(path = pagemap_path, %error, "cannot open; reading untouched anonymous memory too");
+                None
+            }
+        };
+        ProcessMemory { pid, mem_file, pagemap, vm_readv_works: true }
+    }
+
+    /// Returns, for each of `pages.len()` pages from `address` on, whether
+    /// the page is resident or swapped out. Returns `false` when pagemap
+    /// cannot be read, so that the caller reads every page.
+    fn touched_pages(&self, address: u64, pages: &mut [bool]) -> bool {
+        let Some(pagemap) = &self.pagemap else {
+            return false;
+        };
+        let mut entries = vec![0u8; pages.len() * 8];
+        if let Err(error) = pagemap.read_exact_at(&mut entries, address / PAGE_SIZE * 8) {
+            debug!(address = format_args!("{address:#x}"), %error, "cannot read pagemap entries");
+            return false;
+        }
+        for (touched, entry) in pages.iter_mut().zip(entries.chunks_exact(8)) {
+            let entry = u64::from_le_bytes(entry.try_into().expect("chunks of 8 bytes"));
+            *touched = entry & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED) != 0;
+        }
+        true
     }
 
     /// Reads `buf.len()` bytes at `address`, whole or not at all, and
@@ -87,20 +133,81 @@ pub struct CopyTotals {
     pub mappings_skipped: usize,
     /// Pages of read mappings that could not be read.
     pub pages_unreadable: u64,
+    /// Pages of private anonymous mappings that were never touched,
+    /// recorded as zero without reading them.
+    pub pages_untouched: u64,
+}
+
+/// The memory of a stopped process, as [`copy_mappings`] read it.
+#[derive(Debug, Default)]
+pub struct ProcessCopy {
+    /// Pages read, by frame number (virtual address / 4096).
+    pub pages: MemoryCopy,
+    /// Runs of untouched anonymous pages, as (first frame, page count), in
+    /// address order. They are disjoint from `pages`.
+    pub untouched: Vec<(u64, u64)>,
+    /// One identity [`Mapping`] per mapping read: the snapshot's mapping
+    /// table of a process.
+    pub table: Vec<Mapping>,
+    /// Totals for the log and the summary.
+    pub totals: CopyTotals,
+}
+
+impl ProcessCopy {
+    /// Returns the number of non-zero and all-zero pages, untouched pages
+    /// counted as zero.
+    pub fn page_counts(&self) -> (u64, u64) {
+        let (data, zero) = self.pages.page_counts();
+        (data, zero + self.totals.pages_untouched)
+    }
+
+    /// Passes every page to `writer`: the pages read, then the untouched
+    /// pages as zero pages.
+    pub fn write_to(&self, writer: &mut SnapshotWriter) -> Result<(), WriteError> {
+        self.pages.write_to(writer)?;
+        let zeroes = vec![0u8; (ZERO_BATCH_PAGES * PAGE_SIZE) as usize];
+        for &(first_pfn, count) in &self.untouched {
+            let mut done = 0;
+            while done < count {
+                let batch = (count - done).min(ZERO_BATCH_PAGES);
+                writer.add_pages(first_pfn + done, &zeroes[..(batch * PAGE_SIZE) as usize])?;
+                done += batch;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `count` untouched pages from frame `first_pfn` on, joining
+    /// them to the run before when they continue it.
+    fn add_untouched(&mut self, first_pfn: u64, count: u64) {
+        self.totals.pages_untouched += count;
+        match self.untouched.last_mut() {
+            Some((start, len)) if *start + *len == first_pfn => *len += count,
+            _ => self.untouched.push((first_pfn, count)),
+        }
+    }
+}
+
+/// Returns whether a mapping is private anonymous memory, whose pages read
+/// as zero until the process writes them. Shared memory is left out: its
+/// pages may live in the page cache without being mapped.
+fn is_private_anonymous(entry: &MapEntry) -> bool {
+    let anonymous_name = entry.path.is_empty()
+        || entry.path == "[heap]"
+        || entry.path.starts_with("[stack")
+        || entry.path.starts_with("[anon:");
+    entry.inode == 0 && !entry.shared && anonymous_name
 }
 
 /// Copies every mapping of `maps` that [`MapEntry::skip_reason`] accepts.
-/// Returns the copy, one identity [`Mapping`] per mapping read (the
-/// snapshot's mapping table of a process), and the totals.
 pub fn copy_mappings(
     memory: &mut ProcessMemory,
     maps: &[MapEntry],
     cancel: Option<&Arc<AtomicUsize>>,
-) -> Result<(MemoryCopy, Vec<Mapping>, CopyTotals), PtraceError> {
-    let mut copy = MemoryCopy::new();
-    let mut table = Vec::new();
-    let mut totals = CopyTotals::default();
+) -> Result<ProcessCopy, PtraceError> {
+    let mut copy = ProcessCopy::default();
     let mut block = Vec::new();
+    let mut touched = [true; BLOCK_PAGES];
     for entry in maps {
         if let Some(reason) = entry.skip_reason() {
             info!(
@@ -109,22 +216,40 @@ pub fn copy_mappings(
                 path = %entry.path,
                 "skipping mapping: {reason}"
             );
-            totals.mappings_skipped += 1;
+            copy.totals.mappings_skipped += 1;
             continue;
         }
         debug!(start = format_args!("{:#x}", entry.start), len = entry.len_bytes(), path = %entry.path, "copying mapping");
-        totals.mappings_read += 1;
+        copy.totals.mappings_read += 1;
+        let anonymous = is_private_anonymous(entry);
         let mut unreadable = UnreadablePages::default();
         let mut at = entry.start;
         while at < entry.end {
             check_cancel(cancel)?;
-            let len = (entry.end - at).min(BLOCK_BYTES);
-            block.resize(len as usize, 0);
-            match memory.read(at, &mut block) {
-                Ok(()) => copy.insert(at / PAGE_SIZE, &block),
-                Err(_) => copy_pages(memory, at, &mut block, &mut copy, &mut unreadable),
+            let pages = ((entry.end - at).min(BLOCK_BYTES) / PAGE_SIZE) as usize;
+            let touched = &mut touched[..pages];
+            if !(anonymous && memory.touched_pages(at, touched)) {
+                touched.fill(true);
             }
-            at += len;
+            // Read each run of touched pages; record the others as zero.
+            let mut page = 0;
+            while page < pages {
+                let run_touched = touched[page];
+                let run_end = touched[page..].iter().position(|&t| t != run_touched).map_or(pages, |len| page + len);
+                let run_start = at + page as u64 * PAGE_SIZE;
+                let run_pages = (run_end - page) as u64;
+                if run_touched {
+                    block.resize((run_pages * PAGE_SIZE) as usize, 0);
+                    match memory.read(run_start, &mut block) {
+                        Ok(()) => copy.pages.insert(run_start / PAGE_SIZE, &block),
+                        Err(_) => copy_pages(memory, run_start, &mut block, &mut copy.pages, &mut unreadable),
+                    }
+                } else {
+                    copy.add_untouched(run_start / PAGE_SIZE, run_pages);
+                }
+                page = run_end;
+            }
+            at += pages as u64 * PAGE_SIZE;
         }
         if let Some((first, errno)) = unreadable.first {
             warn!(
@@ -135,9 +260,9 @@ pub fn copy_mappings(
                 %errno,
                 "skipped unreadable pages of a mapping"
             );
-            totals.pages_unreadable += unreadable.count;
+            copy.totals.pages_unreadable += unreadable.count;
         }
-        table.push(Mapping {
+        copy.table.push(Mapping {
             virtual_start: entry.start,
             physical_start: entry.start,
             len_bytes: entry.len_bytes(),
@@ -149,7 +274,7 @@ pub fn copy_mappings(
             },
         });
     }
-    Ok((copy, table, totals))
+    Ok(copy)
 }
 
 /// Pages of one mapping that could not be read: how many, and the first
@@ -199,5 +324,58 @@ mod tests {
         let mut buf = [0u8; 16];
         // Page 0 is never mapped: vm.mmap_min_addr keeps it free.
         assert!(memory.read(0, &mut buf).is_err());
+    }
+
+    #[test]
+    fn untouched_anonymous_pages_are_not_read() {
+        const LEN: usize = 16 << 20;
+        // SAFETY: a fresh private anonymous mapping, unmapped below; no
+        // Rust reference points into it except the slices made here.
+        let start = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(start, libc::MAP_FAILED);
+        // Without this, transparent huge pages ("always" mode) would make a
+        // write fault in 512 pages at once.
+        // SAFETY: madvise takes the mapping made above.
+        assert_eq!(unsafe { libc::madvise(start, LEN, libc::MADV_NOHUGEPAGE) }, 0);
+        // SAFETY: the mapping is LEN bytes long and writable.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(start.cast::<u8>(), LEN) };
+        bytes[5 * PAGE_SIZE as usize] = 0xa5;
+        bytes[LEN - 1] = 0x5a;
+
+        let start = start as u64;
+        let entry = MapEntry {
+            start,
+            end: start + LEN as u64,
+            readable: true,
+            writable: true,
+            executable: false,
+            shared: false,
+            file_offset: 0,
+            inode: 0,
+            path: String::new(),
+        };
+        let mut memory = ProcessMemory::open(std::process::id() as i32);
+        let copy = copy_mappings(&mut memory, &[entry], None).unwrap();
+        // SAFETY: the mapping is not used after this.
+        unsafe { libc::munmap(start as *mut libc::c_void, LEN) };
+
+        let total_pages = LEN as u64 / PAGE_SIZE;
+        assert_eq!(copy.totals.pages_untouched, total_pages - 2);
+        assert_eq!(copy.page_counts(), (2, total_pages - 2));
+        assert_eq!(copy.untouched, vec![(start / PAGE_SIZE, 5), (start / PAGE_SIZE + 6, total_pages - 7)]);
+        let mut byte = [0u8; 1];
+        copy.pages.read_physical(start + 5 * PAGE_SIZE, &mut byte).unwrap();
+        assert_eq!(byte, [0xa5]);
+        copy.pages.read_physical(start + LEN as u64 - 1, &mut byte).unwrap();
+        assert_eq!(byte, [0x5a]);
     }
 }
