@@ -51,13 +51,17 @@ fn captured_prefix(copy: &MemoryCopy, start: u64, len: u64) -> Vec<u8> {
     let len = len.min(MAX_PREFIX_BYTES);
     let mut data = Vec::new();
     let mut page = vec![0u8; PAGE_SIZE as usize];
+    let end = start.saturating_add(len);
     let mut at = start;
-    while at < start + len {
+    while at < end {
         if copy.read_physical(at, &mut page).is_err() {
             break;
         }
         data.extend_from_slice(&page);
-        at += PAGE_SIZE;
+        let Some(next) = at.checked_add(PAGE_SIZE) else {
+            break;
+        };
+        at = next;
     }
     data.truncate(len as usize);
     data

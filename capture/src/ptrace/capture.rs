@@ -207,6 +207,9 @@ pub fn capture_process(options: &ProcessCaptureOptions) -> Result<CaptureSummary
     // Dropping `process` on an error or a signal detaches every thread.
     let process = TracedProcess::attach(pid, options.timeout, cancel)?;
     let stopped_at = process.stopped_at();
+    // NOTE: the copy of every non-zero page is held in this process's
+    // memory until the snapshot is written, so capturing a process needs
+    // about as much free memory as the process has resident data.
     let state = read_stopped(&process, cancel)?;
     process.detach(options.leave_stopped)?;
     let pause_time_us = stopped_at.elapsed().as_micros() as u64;
