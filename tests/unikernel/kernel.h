@@ -248,4 +248,31 @@ void idt_set_interrupt(int vector, void (*handler)(void));
 /* preempt.c */
 void preempt_start(struct thread *held);
 
+#ifndef STARDUST_XEN_PV
+/* xen_hvm.c, hypercall_page.S (the Xen PV build has its own, in xen/) */
+#define XEN_HYPERCALL_SCHED_OP 29
+#define XEN_SCHEDOP_SHUTDOWN 2
+#define XEN_SHUTDOWN_CRASH 3
+extern char hypercall_page[];
+extern int crash_through_hypercall_page;
+void xen_hvm_hypercall_page_init(void);
+
+/*
+ * Calls entry `nr` of the hypercall page with two arguments. Xen's HVM stub
+ * is `mov $nr, %eax; vmcall or vmmcall; ret`: only rax changes.
+ */
+static inline long xen_hvm_hypercall2(unsigned int nr, unsigned long a1,
+				      unsigned long a2)
+{
+	void *entry = hypercall_page + nr * 32;
+	long result;
+
+	__asm__ volatile("call *%[entry]"
+			 : "=a"(result), "+D"(a1), "+S"(a2)
+			 : [entry] "r"(entry)
+			 : "memory");
+	return result;
+}
+#endif
+
 #endif

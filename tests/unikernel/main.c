@@ -181,6 +181,8 @@ void kernel_main(unsigned long start_info_phys)
 	smp_start_aps();
 	if (cmdline_has_word(cmdline, "preempt"))
 		preempt_start(worker);
+	if (cmdline_has_word(cmdline, "hcall"))
+		xen_hvm_hypercall_page_init();
 #else
 	(void)worker; /* no timer preemption in the Xen PV build */
 #endif

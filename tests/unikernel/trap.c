@@ -99,9 +99,18 @@ void idt_load(void)
 	__asm__ volatile("lidt %0" : : "m"(pointer));
 }
 
-/* Stops this vCPU for good; a capture finds its rip here. */
+/*
+ * Stops this vCPU for good; a capture finds its rip here. With `hcall` on
+ * Xen, the domain first shuts down with reason crash through the hypercall
+ * page, and the vCPU stops inside the sched_op stub.
+ */
 noinline void crash_halt(void)
 {
+	unsigned int reason = XEN_SHUTDOWN_CRASH;
+
+	if (crash_through_hypercall_page)
+		xen_hvm_hypercall2(XEN_HYPERCALL_SCHED_OP, XEN_SCHEDOP_SHUTDOWN,
+				   (unsigned long)&reason);
 	for (;;)
 		__asm__ volatile("cli; hlt" ::: "memory");
 }

@@ -32,6 +32,10 @@ captured vCPU completely: vCPU 0 through the frames of its end mode, any
 other vCPU in cpu_relax_loop and ap_idle. In a crash mode, vCPU 0's
 innermost frames must be crash_halt, trap_handler, the trap frame and
 trigger_MODE, in that order, and its outermost frame thread_start.
+pvh-hcall crashes like pvh-ud2 but stops in the sched_op stub of the
+hypercall page Xen filled for it, which issues vmmcall and has no CFI:
+stardump must step out of the stub by its layout (found_by
+hypercall-page) to crash_halt.
 pvh-preempt crashes like pvh-ud2, and `stardump threads` must also unwind
 its cruncher thread, preempted by the timer inside a stub without CFI,
 through the interrupt frame to thread_start.
@@ -149,7 +153,7 @@ def pvh_expected_functions(name):
     that must follow them in order, and its last one is the outermost frame.
     """
     mode = name.split("-", 1)[1]
-    if mode == "preempt":
+    if mode in ("preempt", "hcall"):
         mode = "ud2"
     if mode == "spin":
         return [], ["spin_here", "worker_main", "thread_start"]
@@ -194,6 +198,12 @@ def check_pvh(stardump, results, name):
     for vcpu, thread in sorted(threads.items()):
         innermost, later = pvh_expected_functions(name) if vcpu == 0 else ([], ["cpu_relax_loop", "ap_idle"])
         frames = thread_frames(thread)
+        if name.endswith("-hcall") and vcpu == 0:
+            found_by = [frame["found_by"] for frame in thread["frames"]]
+            if frames[:1] != [("hypercall_page", None, None)] or found_by[1:2] != ["hypercall-page"]:
+                failures.append(f"{name}: vCPU 0 did not stop in the hypercall page, or stardump did not step "
+                                f"out of it by the stub's layout: {found_by}\n{describe(frames)}")
+            frames = frames[1:]
         if not thread["complete"] or thread["stop_reason"]:
             failures.append(f"{name}: vCPU {vcpu}: the backtrace is incomplete: {thread['stop_reason']}\n"
                             f"{describe(frames)}")

@@ -132,6 +132,9 @@ fi
 # dump-core of a PVH guest takes about 10 minutes under TCG. pvh-ud2 halts
 # with cli; hlt in crash_halt, so Xen takes its only vCPU offline and powers
 # the domain off, and on_poweroff = "preserve" keeps its memory.
+# pvh-hcall crashes like pvh-ud2 but shuts down through the hypercall page
+# that Xen filled for the PVH domain, so its vCPU stops in a stub that
+# issues vmmcall (SVM) and has no CFI.
 # pvh-preempt adds the cruncher thread, which the local APIC timer preempts
 # through an interrupt stub without CFI. o2-sigterm gets SIGTERM while the
 # capture holds the domain paused: the capture must fail, write nothing and
@@ -153,6 +156,7 @@ o2-exit unikernel-xen-pv-O2-nofp.elf mode=exit
 pvh-ud2 unikernel-O2-fp.elf mode=ud2
 pvh-spin unikernel-O2-fp.elf mode=spin
 pvh-preempt unikernel-O2-fp.elf mode=ud2 preempt
+pvh-hcall unikernel-O2-fp.elf mode=ud2 hcall
 o2-sigterm unikernel-xen-pv-O2-nofp.elf mode=spin sigterm
 PLAN
 mkfs.ext4 -q -F -L results -d "$WORK/disk" "$WORK/results.ext4" 1G >/dev/null
