@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use stardump_capture::gdb::{ClientOptions, GdbError};
@@ -113,7 +113,7 @@ fn open_gdb(address: &str) -> anyhow::Result<Core> {
         bail!("interrupted by {} while attaching to {name}", signal_name(signal));
     }
     info!(target = %name, vcpus = target.vcpus().len(), "attached to a live target");
-    let live = LiveGdb { target, leave_paused: options.leave_paused, attached_at: Instant::now() };
+    let live = LiveGdb { target, leave_paused: options.leave_paused };
     Ok(Core::Live(LiveCore::new(name, Box::new(live))))
 }
 
@@ -122,7 +122,6 @@ fn open_gdb(address: &str) -> anyhow::Result<Core> {
 struct LiveGdb {
     target: Arc<GdbTarget>,
     leave_paused: bool,
-    attached_at: Instant,
 }
 
 impl Target for LiveGdb {
@@ -158,7 +157,7 @@ impl Drop for LiveGdb {
             page_hits = stats.page_hits,
             uncached_reads = stats.uncached_reads,
             evictions = stats.evictions,
-            attached_ms = self.attached_at.elapsed().as_millis() as u64,
+            paused_ms = self.target.paused_at().elapsed().as_millis() as u64,
             "live target memory reads"
         );
         let name = self.target.metadata().target_name.clone();
