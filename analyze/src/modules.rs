@@ -104,9 +104,14 @@ impl ModuleSet {
 
     /// Returns the module whose segments contain the run-time `address`.
     pub fn module_for(&self, address: u64) -> Option<&Module> {
-        let after = self.modules.partition_point(|module| module.start <= address);
-        let module = self.modules.get(after.checked_sub(1)?)?;
-        module.contains(address).then_some(module)
+        self.index_for(address).map(|index| &self.modules[index])
+    }
+
+    /// Returns the position in [`ModuleSet::modules`] of the module whose
+    /// segments contain the run-time `address`.
+    pub fn index_for(&self, address: u64) -> Option<usize> {
+        let index = self.modules.partition_point(|module| module.start <= address).checked_sub(1)?;
+        self.modules[index].contains(address).then_some(index)
     }
 
     /// Loads every ELF file that `mappings` map at file offset 0.

@@ -32,6 +32,7 @@ use crate::image::Image;
 use crate::image_fallback::ImageBacked;
 use crate::modules::{Module, ModuleSet};
 use crate::symbolize::{self, SourceFrame};
+use crate::threads::tail_calls::TailCalls;
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
 use crate::variables::symbols::SymbolTable;
@@ -39,6 +40,9 @@ use crate::variables::Inspector;
 use crate::unwind::{
     Backtrace, Frame, Pc, Registers, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES,
 };
+
+/// `found_by` of a function that left the stack through a tail call.
+const TAIL_CALL_FOUND_BY: &str = "tail-call";
 
 /// Arguments of `stardump bt`.
 #[derive(Debug, clap::Args)]
@@ -640,6 +644,7 @@ fn process_threads(
         let symbols = SymbolTable::from_image(&module.image);
         (module, info, symbols)
     });
+    let mut tail_calls = ModuleTailCalls::default();
     let mut threads = Vec::new();
     for vcpu in vcpus {
         let Some(backtrace) = unwind_vcpu(&mut unwinder, core, vcpu) else {
@@ -662,9 +667,127 @@ fn process_threads(
             let target = VariableTarget { info, symbols, memory: &memory, vcpu };
             add_variables(&mut report, &file_frames, &target, print_options, full, variables_incomplete);
         }
+        // After the variables, which count the lines of each physical frame.
+        insert_tail_calls(&mut report, &backtrace, images, &mut tail_calls);
         threads.push(report);
     }
     threads
+}
+
+/// The DWARF call sites of each module with DWARF, indexed on first use,
+/// by position in the module set.
+#[derive(Default)]
+struct ModuleTailCalls {
+    by_module: std::collections::HashMap<usize, TailCalls>,
+}
+
+impl ModuleTailCalls {
+    fn get(&mut self, index: usize, module: &Module) -> &TailCalls {
+        self.by_module.entry(index).or_insert_with(|| {
+            let _span = tracing::debug_span!("call sites", module = %module.mapped_path).entered();
+            TailCalls::new(&DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())))
+        })
+    }
+}
+
+/// Inserts the lines of functions that left the stack through a tail call
+/// between two physical frames, found from the DWARF call sites of the
+/// caller's module (see [`crate::threads::tail_calls`]), as gdb 13 shows
+/// them. Both frames must be in the same module. Each inserted line has the
+/// physical index of the caller frame whose call site revealed it.
+fn insert_tail_calls(
+    report: &mut ThreadReport,
+    backtrace: &Backtrace,
+    images: CodeImages<'_>,
+    tail_calls: &mut ModuleTailCalls,
+) {
+    let CodeImages::Modules { set: modules, main } = images else {
+        return;
+    };
+    let mut lines = Vec::with_capacity(report.frames.len());
+    let mut pending = std::mem::take(&mut report.frames).into_iter().peekable();
+    for (physical_index, callee) in backtrace.frames.iter().enumerate() {
+        while let Some(line) = pending.next_if(|line| line.physical_index == physical_index) {
+            lines.push(line);
+        }
+        let Some(caller) = backtrace.frames.get(physical_index + 1) else { continue };
+        let Pc::ReturnAddress(return_address) = caller.pc else { continue };
+        if callee.trap {
+            continue;
+        }
+        let callee_lookup = callee.pc.lookup_address();
+        let Some(index) = modules.index_for(return_address.wrapping_sub(1)) else { continue };
+        let module = &modules.modules()[index];
+        if !module.contains(callee_lookup) || !module.image.has_debug_info() {
+            continue;
+        }
+        let image = &module.image;
+        if !may_have_tail_calls(image, module.file_address(return_address), module.file_address(callee_lookup)) {
+            continue;
+        }
+        let chain = tail_calls.get(index, module).chain(
+            image,
+            module.file_address(return_address),
+            module.file_address(callee_lookup),
+        );
+        for tail_call in chain {
+            let lookup = tail_call.return_address.wrapping_sub(1);
+            let at_line_start = symbolize::line_row(image, tail_call.return_address)
+                .is_some_and(|row| row.start == tail_call.return_address);
+            // gdb 13 shows a tail-call frame as the innermost function at
+            // the jump, without the functions it was inlined into.
+            for source in symbolize::symbolize(image, lookup).into_iter().take(1) {
+                lines.push(FrameReport {
+                    index: 0,
+                    physical_index: physical_index + 1,
+                    kind: FrameKind::Normal,
+                    pc: hex(module.runtime_address(tail_call.return_address)),
+                    pc_is_return_address: true,
+                    lookup_pc: hex(module.runtime_address(lookup)),
+                    show_address: !at_line_start,
+                    cfa: None,
+                    found_by: TAIL_CALL_FOUND_BY,
+                    function: source.function,
+                    symbol_offset: source.symbol_offset,
+                    display_file: source.file.as_deref().map(|file| image.display_path(file).to_owned()),
+                    library: (Some(module.mapped_path.as_str()) != main).then(|| module.mapped_path.clone()),
+                    file: source.file,
+                    line: source.line,
+                    column: source.column,
+                    inlined: false,
+                    registers: Default::default(),
+                    arguments: None,
+                    locals: None,
+                    argument_text: None,
+                });
+            }
+        }
+    }
+    lines.extend(pending);
+    for (index, line) in lines.iter_mut().enumerate() {
+        line.index = index;
+    }
+    report.frames = lines;
+}
+
+/// Returns whether the call before `return_address` may have reached the
+/// function containing `callee_pc` through tail calls: it is not a direct
+/// `call rel32` to that function's start. Both are file addresses. This
+/// spares indexing the call sites of a large library, such as glibc's
+/// DWARF, for the frames where no tail call can hide.
+fn may_have_tail_calls(image: &Image, return_address: u64, callee_pc: u64) -> bool {
+    const CALL_REL32: u8 = 0xe8;
+    const CALL_LEN: u64 = 5;
+    let Some(call) = return_address.checked_sub(CALL_LEN).and_then(|start| image.bytes_at(start, 5)) else {
+        return true;
+    };
+    if call[0] != CALL_REL32 {
+        return true;
+    }
+    let displacement = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
+    let target = return_address.wrapping_add_signed(i64::from(displacement));
+    let callee_entry = image.symbol_for(callee_pc).map(|symbol| symbol.address);
+    callee_entry != Some(target)
 }
 
 /// Returns `backtrace` with the pcs of frames in `module` turned into file
