@@ -340,3 +340,125 @@ fn segment_range(image: &Image) -> Option<(u64, u64)> {
     let first = ranges.next()?;
     Some(ranges.fold(first, |(start, end), (s, e)| (start.min(s), end.max(e))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures;
+
+    /// Where the tests pretend the dynamic linker mapped the program.
+    const MAPPED_AT: u64 = 0x5555_5555_4000;
+
+    /// A position-independent program, built once: tests of one process
+    /// building the same file at once would race on its temporary name.
+    fn pie() -> PathBuf {
+        static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        PATH.get_or_init(|| {
+            test_fixtures::gcc("inline-pie", &["-O2", "-g", "-fpie", "-pie", "-Wl,--build-id"], &["inline.c"])
+        })
+        .clone()
+    }
+
+    fn mapping(path: &Path, build_id: Option<Vec<u8>>) -> FileMapping {
+        FileMapping {
+            start: MAPPED_AT,
+            end: MAPPED_AT + 0x1000,
+            file_offset: 0,
+            path: path.display().to_string(),
+            build_id,
+        }
+    }
+
+    fn no_system_dir(dirs: Vec<PathBuf>) -> DebugSearch {
+        DebugSearch { debug_dirs: dirs, system_dir: false }
+    }
+
+    #[test]
+    fn pie_bias_is_mapped_address() {
+        let path = pie();
+        let build_id = read_build_id(&path);
+        let (set, warnings) = ModuleSet::from_file_mappings(&[mapping(&path, build_id)], None, None, &no_system_dir(vec![]));
+        assert_eq!(warnings, Vec::new());
+        let module = &set.modules()[0];
+        // gcc links a PIE's first PT_LOAD at address 0.
+        assert_eq!(module.bias, MAPPED_AT);
+        let outer = module.image.symbols().iter().find(|symbol| symbol.name == "outer").unwrap().address;
+        let runtime = module.runtime_address(outer);
+        assert_eq!(set.module_for(runtime).map(|m| m.bias), Some(MAPPED_AT));
+        assert_eq!(module.file_address(runtime), outer);
+        assert!(set.module_for(MAPPED_AT - 1).is_none());
+    }
+
+    #[test]
+    fn build_id_mismatch_warns() {
+        let path = pie();
+        let wrong = vec![0xab; 20];
+        let (set, warnings) = ModuleSet::from_file_mappings(&[mapping(&path, Some(wrong))], None, None, &no_system_dir(vec![]));
+        assert!(set.is_empty());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].reason.contains("no file with build id abababab"), "{}", warnings[0]);
+        assert_eq!(warnings[0].address, MAPPED_AT);
+    }
+
+    #[test]
+    fn image_override_replaces_executable() {
+        let path = pie();
+        let missing = mapping(Path::new("/nonexistent/program"), None);
+        let (set, warnings) =
+            ModuleSet::from_file_mappings(&[missing.clone()], Some(&missing), Some(&path), &no_system_dir(vec![]));
+        assert_eq!(warnings, Vec::new());
+        assert_eq!(set.modules()[0].image.path(), path.as_path());
+        assert_eq!(set.modules()[0].mapped_path, "/nonexistent/program");
+    }
+
+    #[test]
+    fn missing_file_warns() {
+        let (set, warnings) = ModuleSet::from_file_mappings(
+            &[mapping(Path::new("/nonexistent/libfoo.so"), None)],
+            None,
+            None,
+            &no_system_dir(vec![]),
+        );
+        assert!(set.is_empty());
+        assert!(warnings[0].reason.contains("not found"), "{}", warnings[0]);
+    }
+
+    #[test]
+    fn non_elf_mapping_is_silent() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("locale-archive");
+        std::fs::write(&data, b"not an ELF file").unwrap();
+        let (set, warnings) = ModuleSet::from_file_mappings(&[mapping(&data, None)], None, None, &no_system_dir(vec![]));
+        assert!(set.is_empty());
+        assert_eq!(warnings, Vec::new());
+    }
+
+    #[test]
+    fn stripped_file_finds_debug_file_by_build_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let stripped = dir.path().join("program");
+        let debug = dir.path().join("program.debug");
+        std::fs::copy(pie(), &stripped).unwrap();
+        let run = |args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new(args[0]).args(&args[1..]).status();
+            assert!(status.is_ok_and(|status| status.success()), "{args:?} failed: install the Debian package binutils");
+        };
+        run(&["objcopy".as_ref(), "--only-keep-debug".as_ref(), stripped.as_os_str(), debug.as_os_str()]);
+        run(&["strip".as_ref(), "--strip-all".as_ref(), stripped.as_os_str()]);
+        let build_id = read_build_id(&stripped).expect("the fixture has a build id");
+        let debug_dir = dir.path().join("debug");
+        let tree = DebugSearch::new(vec![debug_dir.clone()]).build_id_candidates(&build_id).remove(0);
+        std::fs::create_dir_all(tree.parent().unwrap()).unwrap();
+        std::fs::rename(&debug, &tree).unwrap();
+
+        let (set, warnings) =
+            ModuleSet::from_file_mappings(&[mapping(&stripped, Some(build_id))], None, None, &no_system_dir(vec![debug_dir]));
+        assert_eq!(warnings, Vec::new());
+        let image = &set.modules()[0].image;
+        assert!(image.has_debug_info());
+        assert_eq!(image.debug_path(), Some(tree.as_path()));
+        // .eh_frame comes from the stripped file, which has the bytes.
+        assert!(image.eh_frame().is_some());
+        assert!(image.symbols().iter().any(|symbol| symbol.name == "outer"));
+    }
+}
