@@ -4,9 +4,9 @@
 //! A debug directory is searched in two layouts: the build-id tree
 //! `DIR/.build-id/xx/yyyy.debug` (the first byte of the build id in hex, then
 //! the rest), and flat, `DIR/NAME`. For a `.gnu_debuglink` name, gdb 13 also
-//! looks next to the stripped file, in its `.debug/` subdirectory and under
-//! each debug directory followed by the stripped file's directory; so does
-//! [`DebugSearch::find_by_debug_link`]. A candidate counts only when its
+//! looks next to the stripped file and in its `.debug/` subdirectory. It
+//! also joins each debug directory with the stripped file's directory, and
+//! [`DebugSearch::find_by_debug_link`] searches the same places. A candidate counts only when its
 //! build id or its CRC matches, because a debug file of another build gives
 //! plausible and wrong names and lines.
 
@@ -24,7 +24,7 @@ pub const SYSTEM_DEBUG_DIR: &str = "/usr/lib/debug";
 /// NOTE: a guess, above the 1 GiB debug files of the largest C++ programs.
 const MAX_CRC_FILE_BYTES: u64 = 4 << 30;
 
-/// Where to look for ELF and debug files.
+/// The directories searched for ELF and debug files.
 #[derive(Debug, Clone, Default)]
 pub struct DebugSearch {
     /// Debug directories, searched in order before the system one.

@@ -3,9 +3,9 @@
 //! A unikernel is one image linked at its run-time addresses, so its
 //! [`ModuleSet`] has one module with bias 0 that covers every address. A
 //! Linux process maps its executable and every shared object at addresses
-//! chosen at run time; [`ModuleSet::from_file_mappings`] finds each mapped
-//! ELF file (by path, by build id or through its `.gnu_debuglink`, see
-//! [`crate::debug_file`]), and computes the bias as the dynamic linker does
+//! chosen at run time. [`ModuleSet::from_file_mappings`] finds each mapped
+//! ELF file by path, by build id or through its `.gnu_debuglink` (see
+//! [`crate::debug_file`]). It computes the bias as the dynamic linker does
 //! (`l_addr`): the address of the mapping at file offset 0 minus the
 //! page-aligned `p_vaddr` of the file's first `PT_LOAD`.
 //!
@@ -66,15 +66,15 @@ pub struct ModuleSet {
     modules: Vec<Module>,
 }
 
-/// Why a mapped file contributed no image, or a degraded one. Each becomes
-/// one warning that names the mapping.
+/// A warning about a mapped file that gave no image, or an image without
+/// DWARF or with another build id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleWarning {
     /// The path the target names the file by.
     pub mapped_path: String,
     /// Run-time address of the mapping at file offset 0.
     pub address: u64,
-    /// What is missing and why.
+    /// The missing part and its cause.
     pub reason: String,
 }
 
@@ -346,11 +346,11 @@ mod tests {
     use super::*;
     use crate::test_fixtures;
 
-    /// Where the tests pretend the dynamic linker mapped the program.
+    /// Address at which the tests place the program's first mapping.
     const MAPPED_AT: u64 = 0x5555_5555_4000;
 
-    /// A position-independent program, built once: tests of one process
-    /// building the same file at once would race on its temporary name.
+    /// Builds a position-independent program once, because tests of one
+    /// process building the same file at once race on its temporary name.
     fn pie() -> PathBuf {
         static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
         PATH.get_or_init(|| {

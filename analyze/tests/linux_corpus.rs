@@ -1,17 +1,17 @@
 //! Backtraces of Linux process cores, compared with gdb's on the same core.
 //!
-//! The programs in tests/fixtures/linux are built with their Makefile, run
-//! to their crash twice: once to a kernel core (RLIMIT_CORE raised for the
-//! child only, and the machine's `core_pattern` writing `core` in the
-//! working directory) and once under gdb, which writes the core with
-//! `gcore`. For every core, `stardump bt --json` must list, for every
+//! The programs in tests/fixtures/linux are built with their Makefile and
+//! run to their crash twice. The first run leaves a kernel core: RLIMIT_CORE
+//! is raised for the child only, and the machine's `core_pattern` must write
+//! `core` into the working directory. The second runs under gdb, which
+//! writes the core with `gcore`. For every core, `stardump bt --json` must list, for every
 //! thread, the frames of gdb's `thread apply all bt`: the same function
 //! and the same file:line per frame.
 //!
 //! Normalized, because the two print them differently:
 //! - stardump's text appends `+0xOFFSET` to a name from the ELF symbol
-//!   table and gdb's does not; the JSON compared here keeps the offset in
-//!   its own field;
+//!   table and gdb's does not. The JSON compared here keeps the offset in
+//!   its own field.
 //! - files are compared by base name, because gdb joins a DWARF 5 file name
 //!   with its directory entry (`./nptl/pthread_kill.c`) where stardump
 //!   shows the line table's name;

@@ -3,7 +3,7 @@
 //!
 //! A unikernel snapshot needs `--image`. A Linux core or a snapshot of a
 //! process lists its file mappings, and every mapped ELF file is loaded as a
-//! module (see [`crate::modules`]); `--image` then only replaces the main
+//! module (see [`crate::modules`]). There `--image` only replaces the main
 //! program's file. Each pc is symbolized in the module that contains it.
 //!
 //! Each physical frame from [`crate::unwind`] becomes one line per function
@@ -50,13 +50,14 @@ pub struct Args {
     /// The snapshot or core file.
     pub file: PathBuf,
     /// The unikernel's ELF file, with DWARF for names and lines. Optional
-    /// for a Linux process, whose mapped files are found by their paths;
+    /// for a Linux process, whose mapped files are found by their paths, and
     /// there it replaces the main program's file.
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// Directory to search for ELF and debug files by build id
     /// (`DIR/.build-id/xx/yyyy.debug`), by name (`DIR/NAME`) and by
-    /// `.gnu_debuglink`; repeatable, searched in order before /usr/lib/debug.
+    /// `.gnu_debuglink`. Repeatable. The directories are searched in order,
+    /// then /usr/lib/debug.
     #[arg(long = "debug-dir", value_name = "DIR")]
     pub debug_dirs: Vec<PathBuf>,
     /// Show only the vCPU with this id.
@@ -122,7 +123,7 @@ pub struct FrameReport {
     /// Source file as the text output shows it (see [`Image::display_path`]).
     #[serde(skip)]
     pub display_file: Option<String>,
-    /// The mapped path of the shared object the pc is in, for a process;
+    /// The mapped path of the shared object the pc is in, for a process.
     /// `None` in the main program and in a unikernel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
@@ -148,7 +149,7 @@ pub struct FrameReport {
 /// One vCPU's or thread's backtrace.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadReport {
-    /// vCPU id; for a process, the thread's position in the file.
+    /// vCPU id, or for a process the thread's position in the file.
     pub vcpu: u32,
     /// Linux thread id (LWP), for a process.
     pub lwp: Option<u64>,
@@ -218,7 +219,7 @@ impl ModuleReport {
 pub enum CodeImages<'a> {
     /// One image, with bias 0, covering every address.
     One(&'a Image),
-    /// The modules of a process; `main` is the mapped path of the program.
+    /// The modules of a process.
     Modules {
         /// The loaded modules.
         set: &'a ModuleSet,
@@ -658,7 +659,7 @@ fn process_threads(
             // The inspector looks scopes up by pc in file addresses, so the
             // main program's frames get their bias taken off. Other frames
             // keep run-time addresses, which lie outside the program's file
-            // addresses and so find no scope.
+            // addresses in the usual layout and so find no scope.
             // NOTE: a global's or static local's DW_OP_addr is a file address
             // too, and is read without the bias, so such values in a
             // position-independent program are wrong.
