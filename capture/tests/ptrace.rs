@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use object::{Object as _, ObjectSymbol as _};
 use ptrace_common::{
     build_program, capture_binary, readelf_build_id, status_field, thread_states, Program, CHURN_SOURCE, DATA_SOURCE,
-    THREADS_SOURCE,
+    SIGNALS_SOURCE, THREADS_SOURCE,
 };
 use stardump_format::{Snapshot, SourceKind, Target};
 use stardump_tests::require_program;
@@ -325,4 +325,47 @@ fn thread_churn_is_captured() {
 
     program.release();
     assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 5);
+}
+
+#[test]
+fn signals_during_capture_are_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_program(dir.path(), "signals", SIGNALS_SOURCE, &["-O2"]);
+    let mut program = Program::start(&exe, &[]);
+    program.wait_for_line("ready", Duration::from_secs(30));
+    let pid = program.pid();
+
+    // Real-time signals queue, so every one sent while captures stop and
+    // resume the process must arrive. The signal-delivery stop itself is
+    // tested in the attach module, because its window is too short to
+    // reach from here reliably.
+    let sender = std::thread::spawn(move || {
+        let mut sent = 0u32;
+        for _ in 0..2000 {
+            // SAFETY: kill takes no pointers; the pid is the program this test started.
+            if unsafe { libc::kill(pid as i32, libc::SIGRTMIN()) } == 0 {
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        sent
+    });
+    let output = dir.path().join("signals.sdump");
+    let mut captures = 0;
+    while !sender.is_finished() {
+        let result = Command::new(capture_binary())
+            .args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "capture failed: {}", String::from_utf8_lossy(&result.stderr));
+        captures += 1;
+    }
+    let sent = sender.join().unwrap();
+    assert!(captures >= 2, "only {captures} captures ran while signals were sent");
+    assert_eq!(status_field(pid, "TracerPid"), "0");
+
+    program.release();
+    let line = program.wait_for_line("count", Duration::from_secs(30));
+    assert_eq!(line, format!("count {sent}"), "signals sent: {sent}, captures: {captures}");
+    assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 0);
 }

@@ -310,4 +310,37 @@ mod tests {
         let tids = list_threads(std::process::id() as i32).unwrap();
         assert!(tids.contains(&(std::process::id() as i32)));
     }
+
+    #[test]
+    fn signal_stop_is_delivered_on_detach() {
+        use std::os::unix::process::ExitStatusExt as _;
+
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut process = TracedProcess { pid, threads: Vec::new(), stopped_at: Instant::now() };
+        assert_eq!(process.seize_all(&[pid]).unwrap(), [pid]);
+        // A seized thread stops for every signal it receives (a
+        // signal-delivery stop), before the interrupt.
+        sys::kill(pid, libc::SIGUSR1).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        sys::interrupt(pid).unwrap();
+        process.wait_for_stop(pid, Duration::from_secs(10), None).unwrap();
+        assert_eq!(process.threads[0].pending_signal, libc::SIGUSR1);
+
+        // Detaching delivers SIGUSR1, whose default action ends `sleep`.
+        process.detach(false).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("sleep still runs: the detach lost SIGUSR1");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGUSR1), "{status}");
+    }
 }

@@ -139,6 +139,36 @@ int main(void) {
 }
 "#;
 
+/// A program that counts the real-time signals SIGRTMIN it receives,
+/// prints "ready", and once a byte arrives on stdin prints "count N" and
+/// exits with 0. Real-time signals queue, so none is lost unless a tracer
+/// drops one.
+pub const SIGNALS_SOURCE: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t received;
+
+static void count(int signal) { (void)signal; received++; }
+
+int main(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = count;
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGRTMIN, &action, NULL);
+    printf("ready\n");
+    fflush(stdout);
+    char c;
+    while (read(0, &c, 1) != 1) {}
+    printf("count %d\n", (int)received);
+    fflush(stdout);
+    return 0;
+}
+"#;
+
 /// Returns byte `i` of the data program's buffer of `len` bytes.
 pub fn data_byte(i: u64, len: u64) -> u8 {
     let zero_start = len / 2;
