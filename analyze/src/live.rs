@@ -270,7 +270,9 @@ impl SignalState {
             self.cancel.store(signal as usize, Ordering::SeqCst);
             let name = target.metadata().target_name.clone();
             match release(&target, leave_paused) {
-                Ok(()) if leave_paused => eprintln!("stardump: interrupted by {}; {name} left paused", signal_name(signal)),
+                Ok(()) if leave_paused => {
+                    eprintln!("stardump: interrupted by {}; {name} left paused", signal_name(signal))
+                }
                 Ok(()) => eprintln!("stardump: interrupted by {}; {name} resumed", signal_name(signal)),
                 Err(error) => eprintln!(
                     "stardump: interrupted by {}; cannot {} {name}: {error}",

@@ -7,7 +7,9 @@
 //! stopped guest. The live backtraces must name gdb's frames, and every
 //! command must print what it prints from the snapshot. A last command
 //! without `--leave-paused` must resume the guest, and SIGTERM or SIGINT
-//! to a `stardump` reading a live guest must resume it too.
+//! to a `stardump` reading a live guest must resume it too. A last test
+//! reads a Linux process through gdbserver, whose stub has no physical
+//! memory mode and no control registers.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,7 +21,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use stardump_tests::build::{binaries, unikernel_image};
 use stardump_tests::gdb::{live_backtraces, GdbFrame, GdbThread};
-use stardump_tests::qemu::{GuestConfig, Qemu};
+use stardump_tests::qemu::{free_port, GuestConfig, Qemu};
+use stardump_tests::require_program;
 
 const SPIN_MARKER: &str = "stardust-test: reached mode=spin";
 const HALTED_MARKER: &str = "stardust-test: halted in crash_halt";
@@ -242,8 +245,12 @@ fn check_live_guest(variant: &str, mode: &str, marker: &str) {
         serde_json::from_str(&stdout_of(&live_bt, "live bt")).expect("live bt printed invalid JSON");
     let differences = differences_from_gdb(&gdb, &live_report);
     assert!(differences.is_empty(), "{variant} {mode}: live bt differs from gdb:\n{}", differences.join("\n"));
-    let names: Vec<&str> =
-        live_report["threads"][0]["frames"].as_array().unwrap().iter().filter_map(|frame| frame["function"].as_str()).collect();
+    let names: Vec<&str> = live_report["threads"][0]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|frame| frame["function"].as_str())
+        .collect();
     assert!(names.contains(&"worker_main"), "{variant} {mode}: vCPU 0 does not run the worker: {names:?}");
 
     let stderr = String::from_utf8_lossy(&live_bt.stderr);
@@ -282,7 +289,12 @@ fn check_live_guest(variant: &str, mode: &str, marker: &str) {
             "{variant} {mode}: `{}` on the live guest",
             command.join(" ")
         );
-        assert_eq!(actual.status.code(), expected.status.code(), "{variant} {mode}: `{}` exit status", command.join(" "));
+        assert_eq!(
+            actual.status.code(),
+            expected.status.code(),
+            "{variant} {mode}: `{}` exit status",
+            command.join(" ")
+        );
     }
 
     let info = stdout_of(&stardump(&["info", live_arg, "--json", "--leave-paused"]), "live info");
@@ -384,11 +396,7 @@ fn check_signal_releases_guest(signal: i32, signal_name: &str, leave_paused: boo
     if leave_paused {
         command.arg("--leave-paused");
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting stardump bt");
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting stardump bt");
 
     // The first memory read comes after the attach, once the guest is
     // paused and its registers are read.
@@ -451,7 +459,7 @@ fn live_target_errors_name_target() {
     let image = unikernel_image("O0-fp");
     let image_arg = image.to_str().unwrap();
     // Nothing listens on a port that was free a moment ago.
-    let closed = format!("gdb:127.0.0.1:{}", stardump_tests::qemu::free_port());
+    let closed = format!("gdb:127.0.0.1:{}", free_port());
     let cases = [
         (closed.clone(), format!("stardump: cannot attach to {closed}: connection refused\n")),
         (
@@ -466,4 +474,111 @@ fn live_target_errors_name_target() {
         assert_eq!(String::from_utf8_lossy(&output.stderr), expected, "{target}");
         assert!(output.stdout.is_empty(), "{target}");
     }
+}
+
+/// A process started from the `live_spin.c` fixture, killed by PID on drop.
+struct SpinningProcess {
+    child: std::process::Child,
+}
+
+impl Drop for SpinningProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts gdbserver attached to `pid` on a free port, waits until it
+/// listens, and returns the `gdb:` target. gdbserver serves one client and
+/// exits when it detaches, under a deadline in any case.
+fn start_gdbserver(pid: u32, work_dir: &Path) -> String {
+    require_program("gdbserver", "gdbserver");
+    let port = free_port();
+    let log = work_dir.join(format!("gdbserver-{port}.log"));
+    Command::new("timeout")
+        .args(["-s", "KILL", "60", "gdbserver", "--attach", &format!("127.0.0.1:{port}"), &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting gdbserver");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("Listening on port") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "gdbserver did not listen: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    format!("gdb:127.0.0.1:{port}")
+}
+
+#[test]
+fn live_process_under_gdbserver() {
+    require_program("gcc", "gcc");
+    let work_dir = tempfile::tempdir().unwrap();
+    let program = work_dir.path().join("live_spin");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live_spin.c");
+    let built = Command::new("gcc")
+        .args(["-g", "-O1", "-static", "-no-pie", "-fno-omit-frame-pointer", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .expect("running gcc");
+    assert!(built.status.success(), "gcc failed: {}", String::from_utf8_lossy(&built.stderr));
+    let program_arg = program.to_str().unwrap();
+    let process = SpinningProcess { child: Command::new(&program).spawn().expect("starting the fixture") };
+    let pid = process.child.id();
+
+    // gdb's frames of the process's own functions are the oracle.
+    let target = start_gdbserver(pid, work_dir.path());
+    let gdb = Command::new("timeout")
+        .args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set pagination off"])
+        .args(["-ex", &format!("target remote {}", target.trim_start_matches("gdb:")), "-ex", "bt", "-ex", "detach"])
+        .arg(&program)
+        .output()
+        .expect("running gdb");
+    let gdb_text = String::from_utf8_lossy(&gdb.stdout);
+    let gdb_threads = stardump_tests::gdb::parse_backtraces(&gdb_text);
+    let gdb_frames: Vec<(Option<String>, Option<u32>)> = gdb_threads
+        .first()
+        .map(|thread| thread.frames.iter().take(3).map(|frame| (frame.function.clone(), frame.line)).collect())
+        .unwrap_or_default();
+    assert_eq!(gdb_frames.len(), 3, "gdb printed:\n{gdb_text}");
+
+    let target = start_gdbserver(pid, work_dir.path());
+    let bt = stardump(&["bt", &target, "--image", program_arg, "--json"]);
+    let report: Value = serde_json::from_str(&stdout_of(&bt, "bt through gdbserver")).expect("bt printed invalid JSON");
+    let ours: Vec<(Option<String>, Option<u32>)> = report["threads"][0]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|frame| (frame["function"].as_str().map(str::to_owned), frame["line"].as_u64().map(|line| line as u32)))
+        .collect();
+    assert_eq!(ours, gdb_frames, "the process's own frames");
+
+    // Each attach reads the counter, and the process counts on after each
+    // detach.
+    let mut values = Vec::new();
+    for _ in 0..2 {
+        let target = start_gdbserver(pid, work_dir.path());
+        let text = stdout_of(
+            &stardump(&["print", &target, "--image", program_arg, "spin_counter"]),
+            "print through gdbserver",
+        );
+        let value: u64 = text
+            .trim()
+            .strip_prefix("$1 = ")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected print output {text:?}"));
+        values.push(value);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(values[1] > values[0], "spin_counter did not advance between attaches: {values:?}");
+
+    let target = start_gdbserver(pid, work_dir.path());
+    let origin = stdout_of(&stardump(&["print", &target, "--image", program_arg, "origin"]), "print origin");
+    assert_eq!(origin, "$1 = {x = 7, y = -3}\n");
 }
