@@ -369,3 +369,37 @@ fn signals_during_capture_are_delivered() {
     assert_eq!(line, format!("count {sent}"), "signals sent: {sent}, captures: {captures}");
     assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 0);
 }
+
+#[test]
+fn sigkill_while_stopped_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_program(dir.path(), "data", DATA_SOURCE, &["-O2"]);
+    let mut program = Program::start(&exe, &["1024"]);
+    program.wait_for_line("ready", Duration::from_secs(60));
+    let pid = program.pid();
+
+    let output = dir.path().join("killed.sdump");
+    let mut capture =
+        Command::new(capture_binary()).args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(status_field(pid, "TracerPid") != "0" && status_field(pid, "State").starts_with('t')) {
+        if Instant::now() >= deadline || capture.try_wait().unwrap().is_some() {
+            let _ = capture.kill();
+            panic!("the capture never stopped the process");
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // SIGKILL leaves no chance to detach: the kernel detaches the seized
+    // threads of a tracer that exits, and they run on.
+    capture.kill().unwrap();
+    capture.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_field(pid, "TracerPid") != "0" {
+        assert!(Instant::now() < deadline, "the process is still traced");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(!output.exists(), "no snapshot is left under the output name");
+
+    program.release();
+    assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
+}
