@@ -9,14 +9,26 @@
 //! address it refers to. Bytes that do not decode print as `(bad)` and
 //! occupy one byte, as in libopcodes.
 //!
+//! Labels follow gdb's `print asm-demangle off`: a C++ function is named
+//! by its linkage name (`<_Z4walkP4Nodei+4>`), a C one by its name.
+//!
 //! The caller reads the memory; this module only formats what it is given.
 
 use iced_x86::{Code, Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, OpKind, Register};
 
+use gimli::{constants, Reader as _};
+
+use crate::variables::dwarf::{DebugInfo, DieId};
+use crate::variables::scope;
 use crate::variables::symbols::SymbolTable;
+use crate::variables::types::TypeTable;
 
 /// Maximum length of an x86 instruction, in bytes.
 pub const MAX_INSTRUCTION_BYTES: usize = 15;
+
+/// The legacy prefix bytes of x86: operand and address size, segment
+/// overrides, lock and the rep prefixes.
+const LEGACY_PREFIXES: [u8; 11] = [0x66, 0x67, 0x2e, 0x3e, 0x26, 0x36, 0x64, 0x65, 0xf0, 0xf2, 0xf3];
 
 /// Column width libopcodes pads the mnemonic to (`mov` + 4 spaces).
 const MNEMONIC_WIDTH: usize = 6;
@@ -34,6 +46,7 @@ pub struct Disassembled {
 pub struct Disassembler<'a> {
     formatter: GasFormatter,
     symbols: &'a SymbolTable,
+    info: Option<&'a DebugInfo>,
 }
 
 impl<'a> Disassembler<'a> {
@@ -57,7 +70,36 @@ impl<'a> Disassembler<'a> {
         options.set_space_after_operand_separator(false);
         options.set_gas_show_mnemonic_size_suffix(false);
         options.set_gas_space_after_memory_operand_comma(false);
-        Disassembler { formatter, symbols }
+        Disassembler { formatter, symbols, info: None }
+    }
+
+    /// Names functions by their DWARF linkage names too, as gdb does when
+    /// the address is in a function DWARF describes.
+    pub fn with_debug_info(mut self, info: &'a DebugInfo) -> Disassembler<'a> {
+        self.info = Some(info);
+        self
+    }
+
+    /// Returns gdb's `<name+offset>` for `address` in disassembly. Inside a
+    /// DWARF function the function names it, unless an ELF symbol lies
+    /// between the function's entry and `address`.
+    pub fn label(&self, address: u64) -> Option<String> {
+        let elf = self.symbols.lookup(address);
+        let function = self.info.and_then(|info| {
+            let function = scope::scopes_at(info, address).last()?.physical_function;
+            let entry = info.ranges(function).first()?.start;
+            Some((info, function, entry))
+        });
+        let (name, start) = match (function, elf) {
+            (Some((_, _, entry)), Some((symbol, _))) if symbol.address > entry => {
+                (symbol.linkage_name.clone(), symbol.address)
+            }
+            (Some((info, function, entry)), _) => (linkage_name(info, function)?, entry),
+            (None, Some((symbol, _))) => (symbol.linkage_name.clone(), symbol.address),
+            (None, None) => return None,
+        };
+        let offset = address.checked_sub(start)?;
+        Some(if offset == 0 { format!("<{name}>") } else { format!("<{name}+{offset}>") })
     }
 
     /// Decodes the instruction at the start of `bytes`, which were read at
@@ -73,10 +115,34 @@ impl<'a> Disassembler<'a> {
         if instruction.is_invalid() {
             return Some(Disassembled { len_bytes: 1, text: "(bad)".to_owned() });
         }
-        Some(Disassembled { len_bytes: instruction.len(), text: self.format(&instruction) })
+        let mut text = self.format(&instruction);
+        // libopcodes writes each operand-size prefix beyond the one the
+        // instruction uses as `data16` (`data16 cs nopw 0x0(%rax,%rax,1)`).
+        let operand_size_prefixes = bytes
+            .iter()
+            .take(instruction.len())
+            .take_while(|&&byte| LEGACY_PREFIXES.contains(&byte))
+            .filter(|&&byte| byte == 0x66)
+            .count();
+        if operand_size_prefixes > 1 {
+            text = format!("{}{text}", "data16 ".repeat(operand_size_prefixes - 1));
+        }
+        Some(Disassembled { len_bytes: instruction.len(), text })
     }
 
     fn format(&mut self, instruction: &Instruction) -> String {
+        let mnemonic = self.mnemonic(instruction);
+        let operands = self.operands(instruction);
+        if operands.is_empty() {
+            return mnemonic;
+        }
+        let mut text = format!("{mnemonic:<MNEMONIC_WIDTH$} {operands}");
+        self.annotate(instruction, &mut text);
+        text
+    }
+
+    /// Returns the mnemonic with its prefixes, as libopcodes writes them.
+    fn mnemonic(&mut self, instruction: &Instruction) -> String {
         let mut mnemonic = String::new();
         self.formatter.format_mnemonic(instruction, &mut mnemonic);
         // In 64-bit mode these take 64-bit operands by default, so
@@ -89,8 +155,66 @@ impl<'a> Disassembler<'a> {
                 mnemonic = stripped.to_owned();
             }
         }
+        // In 64-bit mode a cs, ds, es or ss override does nothing, and
+        // libopcodes writes it as a prefix (`cs nopw 0x0(%rax,%rax,1)`),
+        // which iced-x86 leaves out. On an indirect branch ds is `notrack`,
+        // which iced-x86 writes itself.
+        let segment = instruction.segment_prefix();
+        if matches!(segment, Register::CS | Register::ES | Register::SS)
+            || (segment == Register::DS && !mnemonic.starts_with("notrack"))
+        {
+            let name = self.formatter.format_register(segment).trim_start_matches('%').to_owned();
+            mnemonic = format!("{name} {mnemonic}");
+        }
+        mnemonic
+    }
+
+    /// Returns the operands, source first, as libopcodes writes them.
+    fn operands(&mut self, instruction: &Instruction) -> String {
         let mut operands = String::new();
         self.formatter.format_all_operands(instruction, &mut operands);
+        // libopcodes writes the port of `in` and `out` as `(%dx)` and the
+        // string instructions' implicit segments (`rep stos %al,%es:(%rdi)`).
+        let code_name = format!("{:?}", instruction.code());
+        if (code_name.starts_with("In_") || code_name.starts_with("Out_")) && code_name.contains("_DX") {
+            operands = operands.replacen("%dx", "(%dx)", 1);
+        }
+        for operand in 0..instruction.op_count() {
+            let (register, segment) = match instruction.op_kind(operand) {
+                OpKind::MemoryESRDI => ("(%rdi)", "%es:"),
+                OpKind::MemoryESEDI => ("(%edi)", "%es:"),
+                OpKind::MemorySegRSI if instruction.segment_prefix() == Register::None => ("(%rsi)", "%ds:"),
+                OpKind::MemorySegESI if instruction.segment_prefix() == Register::None => ("(%esi)", "%ds:"),
+                _ => continue,
+            };
+            if !operands.contains(&format!("{segment}{register}")) {
+                operands = operands.replacen(register, &format!("{segment}{register}"), 1);
+            }
+        }
+        // The one-bit shifts and rotates (opcodes d0 and d1) have no
+        // immediate byte, and libopcodes writes them as `sar %rsi`.
+        if code_name.ends_with("_1") && instruction.op1_kind() == OpKind::Immediate8 {
+            if let Some(rest) = operands.strip_prefix("$0x1,") {
+                operands = rest.to_owned();
+            }
+        }
+        // iced-x86 writes x87 arithmetic on st(1) and st without operands
+        // (`fmulp`); libopcodes writes them, source first (`fmulp %st,%st(1)`).
+        if operands.is_empty() && instruction.op_count() > 0 {
+            let registers: Option<Vec<String>> = (0..instruction.op_count())
+                .rev()
+                .map(|operand| match instruction.op_kind(operand) {
+                    OpKind::Register => match instruction.op_register(operand) {
+                        Register::ST0 => Some("%st".to_owned()),
+                        register => Some(self.formatter.format_register(register).to_owned()),
+                    },
+                    _ => None,
+                })
+                .collect();
+            if let Some(registers) = registers {
+                operands = registers.join(",");
+            }
+        }
         // libopcodes writes a scale of 1 after an index register
         // (`0x0(%rax,%rax,1)`). iced-x86 either omits it or, with
         // `always_show_scale`, also writes `(%rbp,)` when there is no index.
@@ -98,16 +222,16 @@ impl<'a> Disassembler<'a> {
             let index = format!(",{})", self.formatter.format_register(instruction.memory_index()));
             operands = operands.replacen(&index, &format!("{},1)", &index[..index.len() - 1]), 1);
         }
-        if operands.is_empty() {
-            return mnemonic;
-        }
-        let mut text = format!("{mnemonic:<MNEMONIC_WIDTH$} {operands}");
+        operands
+    }
 
-        // A direct branch or call names its target, as gdb does.
+    /// Appends the symbol of a branch target and the address a rip-relative
+    /// operand refers to, as gdb does.
+    fn annotate(&self, instruction: &Instruction, text: &mut String) {
         if instruction.op_count() == 1
             && matches!(instruction.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64)
         {
-            if let Some(name) = self.symbols.annotation(instruction.near_branch_target()) {
+            if let Some(name) = self.label(instruction.near_branch_target()) {
                 text.push(' ');
                 text.push_str(&name);
             }
@@ -115,20 +239,45 @@ impl<'a> Disassembler<'a> {
         if instruction.is_ip_rel_memory_operand() {
             let target = instruction.ip_rel_memory_address();
             text.push_str(&format!("        # {target:#x}"));
-            if let Some(name) = self.symbols.annotation(target) {
+            if let Some(name) = self.label(target) {
                 text.push(' ');
                 text.push_str(&name);
             }
         }
-        text
     }
 }
 
+/// Returns the name gdb 13 shows for DWARF function `function` in
+/// disassembly: in C++ its `DW_AT_linkage_name`, or without one the name
+/// with its parameter types (`main()`); in C its name.
+fn linkage_name(info: &DebugInfo, function: DieId) -> Option<String> {
+    if !info.unit(function).is_cplusplus() {
+        return info.name(function);
+    }
+    for attribute in [constants::DW_AT_linkage_name, constants::DW_AT_MIPS_linkage_name] {
+        if let Some(value) = info.attr(function, attribute) {
+            let unit = &info.unit(function).unit;
+            if let Ok(name) = info.dwarf().attr_string(unit, value) {
+                return name.to_string_lossy().ok().map(|name| name.into_owned());
+            }
+        }
+    }
+    // NOTE: gdb builds this name with its own type printer; the names here
+    // are checked only for `main()`, a function without parameters.
+    let types = TypeTable { info };
+    let params: Vec<String> = scope::parameters(info, function)
+        .into_iter()
+        .filter(|&param| !info.flag(param, constants::DW_AT_artificial))
+        .map(|param| types.name(&types.type_of(param)))
+        .collect();
+    Some(format!("{}({})", info.qualified_name(function)?, params.join(", ")))
+}
+
 /// Formats the label gdb's `x/i` puts before an instruction: the pc marker
-/// or three spaces, the address and its symbol.
-pub fn line_label(address: u64, is_pc: bool, symbols: &SymbolTable) -> String {
+/// or three spaces, the address and its `<name+offset>` label.
+pub fn line_label(address: u64, is_pc: bool, label: Option<String>) -> String {
     let marker = if is_pc { "=> " } else { "   " };
-    match symbols.annotation(address) {
+    match label {
         Some(name) => format!("{marker}{address:#x} {name}"),
         None => format!("{marker}{address:#x}"),
     }
@@ -162,6 +311,15 @@ mod tests {
         assert_eq!(text(&[0xff, 0x30]), "push   (%rax)");
         assert_eq!(text(&[0xff, 0x10]), "call   *(%rax)");
         assert_eq!(text(&[0xff, 0xe0]), "jmp    *%rax");
+        assert_eq!(text(&[0x66, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0]), "cs nopw 0x0(%rax,%rax,1)");
+        assert_eq!(text(&[0xde, 0xc9]), "fmulp  %st,%st(1)");
+        assert_eq!(text(&[0x66, 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0]), "data16 cs nopw 0x0(%rax,%rax,1)");
+        assert_eq!(text(&[0x48, 0xd1, 0xfe]), "sar    %rsi");
+        assert_eq!(text(&[0x48, 0xc1, 0xf8, 0x03]), "sar    $0x3,%rax");
+        assert_eq!(text(&[0xec]), "in     (%dx),%al");
+        assert_eq!(text(&[0x66, 0xef]), "out    %ax,(%dx)");
+        assert_eq!(text(&[0xf3, 0xaa]), "rep stos %al,%es:(%rdi)");
+        assert_eq!(text(&[0x48, 0xa5]), "movsq  %ds:(%rsi),%es:(%rdi)");
     }
 
     #[test]

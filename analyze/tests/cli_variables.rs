@@ -213,6 +213,8 @@ fn examine_formats() {
         ("/1tb", "&high_char"),
         ("/2ob", "&high_char"),
         ("/1fg", "&double_value"),
+        ("/3i", "$pc"),
+        ("/4i", "walk"),
     ] {
         text.push_str(&setup.text("x", &["--format", format, address], 0));
     }

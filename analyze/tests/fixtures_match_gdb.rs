@@ -276,7 +276,7 @@ fn compare_examines(name: &str, commands: &[&str]) {
         let start = examine::start_address(&inspector.types(), &value, &memory).unwrap();
         let printer = Printer::new(inspector.types(), &memory, &symbols, PrintOptions::default());
         let (units, failure) = examine::read_units(format, start, &memory, &printer);
-        let ours = examine::render_text(format, &units, failure.as_ref(), &symbols, None);
+        let ours = examine::render_text(format, &units, failure.as_ref(), &symbols, None, None);
         if ours != gdb[index] {
             differences.push(format!("  x{examine}\n    gdb:\n{}    stardump:\n{ours}", gdb[index]));
         }
@@ -292,27 +292,27 @@ fn c_examine_o0_match_gdb() {
 /// `x/i` commands compared with gdb's on the executable. gdb's `x/i`
 /// separates mnemonic and operands with spaces that only whitespace
 /// normalization removes, so [`compare_disassembly`] compares words.
-/// NOTE: only the C fixtures are compared. In C++ gdb labels instructions
-/// with linkage names (`<_Z4walkP4Nodei+4>`, `<main()>`), and stardump
-/// labels them with demangled names.
 const C_DISASSEMBLY: &[&str] = &["/20i main", "/14i walk", "/12i crash_here", "/8i on_event", "/3i &int_value"];
+/// In C++ gdb labels instructions with linkage names (`<_Z4walkP4Nodei+4>`,
+/// `<main()>`).
+const CPP_DISASSEMBLY: &[&str] = &["/20i main", "/14i walk", "/16i crash_here", "/3i &tail"];
 
 /// Collapses each run of whitespace into one space, per line.
 fn words(text: &str) -> String {
     text.lines().map(|line| line.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
 }
 
-fn compare_disassembly(name: &str) {
+fn compare_disassembly(name: &str, commands: &[&str]) {
     let program = fixture_dir().join(name);
     require_program("gdb", "gdb");
     let mut command = Command::new("timeout");
     command.args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0"]);
-    for (index, examine) in C_DISASSEMBLY.iter().enumerate() {
+    for (index, examine) in commands.iter().enumerate() {
         command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("x{examine}")]);
     }
     let output = command.arg(&program).output().expect("running gdb");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let mut gdb = vec![String::new(); C_DISASSEMBLY.len()];
+    let mut gdb = vec![String::new(); commands.len()];
     let mut current: Option<usize> = None;
     for line in stdout.lines() {
         if let Some(marker) = line.strip_prefix("@@") {
@@ -332,7 +332,7 @@ fn compare_disassembly(name: &str) {
     let is_type = |name: &str| !info.types_named(name).is_empty();
     let mut differences = Vec::new();
     let mut instructions = 0;
-    for (index, examine) in C_DISASSEMBLY.iter().enumerate() {
+    for (index, examine) in commands.iter().enumerate() {
         let (spec, address) = examine.split_once(' ').unwrap();
         let format = examine::parse_format(spec).unwrap();
         let value = evaluator.evaluate(&parse(address, &is_type).unwrap()).unwrap();
@@ -340,23 +340,33 @@ fn compare_disassembly(name: &str) {
         let printer = Printer::new(inspector.types(), &memory, &symbols, PrintOptions::default());
         let (units, failure) = examine::read_units(format, start, &memory, &printer);
         instructions += units.len();
-        let ours = examine::render_text(format, &units, failure.as_ref(), &symbols, None);
+        let ours = examine::render_text(format, &units, failure.as_ref(), &symbols, None, Some(&info));
         if words(&ours) != words(&gdb[index]) {
             differences.push(format!("  x{examine}\n    gdb:\n{}    stardump:\n{ours}", gdb[index]));
         }
     }
-    eprintln!("{name}: {} of {} x/i commands ({instructions} instructions) agree with gdb", C_DISASSEMBLY.len() - differences.len(), C_DISASSEMBLY.len());
+    eprintln!("{name}: {} of {} x/i commands ({instructions} instructions) agree with gdb", commands.len() - differences.len(), commands.len());
     assert!(differences.is_empty(), "{name}: x/i differs:\n{}", differences.join("\n"));
 }
 
 #[test]
 fn c_disassembly_o0_match_gdb() {
-    compare_disassembly("types-c-O0");
+    compare_disassembly("types-c-O0", C_DISASSEMBLY);
 }
 
 #[test]
 fn c_disassembly_o2_match_gdb() {
-    compare_disassembly("types-c-O2");
+    compare_disassembly("types-c-O2", C_DISASSEMBLY);
+}
+
+#[test]
+fn cpp_disassembly_o0_match_gdb() {
+    compare_disassembly("types-cpp-O0", CPP_DISASSEMBLY);
+}
+
+#[test]
+fn cpp_disassembly_o2_match_gdb() {
+    compare_disassembly("types-cpp-O2", CPP_DISASSEMBLY);
 }
 
 /// Expressions and type names whose `whatis` is compared.
@@ -636,12 +646,12 @@ fn fixture_locals_match_gdb_core() {
 /// with gdb at the crash on the gcore file: the `=> ` marker must sit on
 /// the selected frame's pc.
 #[test]
-fn c_disassembly_at_pc_match_gdb_core() {
+fn disassembly_at_pc_match_gdb_core() {
     require_program("gdb", "gdb");
     let work_dir = tempfile::tempdir().expect("creating a temporary directory");
     let stardump = env!("CARGO_BIN_EXE_stardump");
     let mut differences = Vec::new();
-    for name in ["types-c-O0", "types-c-O2"] {
+    for name in FIXTURES {
         let program = fixture_dir().join(name);
         let core = work_dir.path().join(format!("{name}.core"));
         let examines = [(0, "/5i"), (1, "/4i")];
@@ -687,4 +697,45 @@ fn c_disassembly_at_pc_match_gdb_core() {
         }
     }
     assert!(differences.is_empty(), "x/i at the pc differs:\n{}", differences.join("\n"));
+}
+
+/// Every instruction of each fixture's `.text`, startup code included,
+/// disassembled by stardump from the executable and by gdb's `x/Ni`.
+#[test]
+fn whole_text_disassembly_matches_gdb() {
+    require_program("gdb", "gdb");
+    let mut differences = Vec::new();
+    for name in FIXTURES {
+        let program = fixture_dir().join(name);
+        let image = Image::open(&program).expect("opening the fixture");
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let symbols = SymbolTable::from_image(&image);
+        let memory = ImageMemory::new(&image);
+        let main = symbols.by_name("main").expect("a main symbol").address;
+        let text = symbols.section_for(main).expect("main in a section").clone();
+        let end = text.address + text.size;
+        let format = examine::parse_format(&format!("/{}i", text.size)).unwrap();
+        let printer = Printer::new(stardump::variables::types::TypeTable { info: &info }, &memory, &symbols, PrintOptions::default());
+        let (mut units, _) = examine::read_units(format, text.address, &memory, &printer);
+        units.retain(|(address, _)| *address < end);
+        let ours = examine::render_text(format, &units, None, &symbols, None, Some(&info));
+
+        let output = Command::new("timeout")
+            .args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set width 0"])
+            .args(["-ex", &format!("x/{}i {:#x}", units.len(), text.address)])
+            .arg(&program)
+            .output()
+            .expect("running gdb");
+        let gdb = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert_eq!(gdb.lines().count(), units.len(), "{name}: gdb printed another number of instructions:\n{gdb}");
+        let mut differing = 0;
+        for (theirs, mine) in gdb.lines().zip(ours.lines()) {
+            if words(theirs) != words(mine) {
+                differing += 1;
+                differences.push(format!("{name}:\n  gdb:      {theirs}\n  stardump: {mine}"));
+            }
+        }
+        eprintln!("{name}: {} of {} instructions of .text agree with gdb", units.len() - differing, units.len());
+    }
+    assert!(differences.is_empty(), "x/i differs:\n{}", differences.join("\n"));
 }

@@ -10,6 +10,7 @@ use super::inspect::{ContextArgs, Session};
 use super::{Outcome, JSON_SCHEMA_VERSION};
 use crate::disassemble::{line_label, Disassembler, MAX_INSTRUCTION_BYTES};
 use crate::unwind::StackMemory;
+use crate::variables::dwarf::DebugInfo;
 use crate::variables::expr::{parse, Evaluator};
 use crate::variables::format::{char_literal, format_float, Printer};
 use crate::variables::types::Type;
@@ -137,14 +138,20 @@ pub fn render_text(
     failure: Option<&(u64, Hole)>,
     symbols: &crate::variables::symbols::SymbolTable,
     pc: Option<u64>,
+    info: Option<&DebugInfo>,
 ) -> String {
     let mut text = String::new();
     if format.letter == 'i' {
+        let mut disassembler = Disassembler::new(symbols);
+        if let Some(info) = info {
+            disassembler = disassembler.with_debug_info(info);
+        }
+        let label = |address: u64| line_label(address, Some(address) == pc, disassembler.label(address));
         for (address, instruction) in units {
-            text.push_str(&format!("{}:\t{instruction}\n", line_label(*address, Some(*address) == pc, symbols)));
+            text.push_str(&format!("{}:\t{instruction}\n", label(*address)));
         }
         if let Some((address, hole)) = failure {
-            text.push_str(&format!("{}:\t{}\n", line_label(*address, Some(*address) == pc, symbols), hole.marker()));
+            text.push_str(&format!("{}:\t{}\n", label(*address), hole.marker()));
         }
         return text;
     }
@@ -193,7 +200,7 @@ pub fn read_units(
 ) -> ReadUnits {
     let mut units = Vec::new();
     let mut address = start;
-    let mut disassembler = Disassembler::new(printer.symbols);
+    let mut disassembler = Disassembler::new(printer.symbols).with_debug_info(printer.types.info);
     for _ in 0..format.count {
         if format.letter == 'i' {
             let bytes = read_available(memory, address, MAX_INSTRUCTION_BYTES);
@@ -287,7 +294,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         writeln!(out)?;
     } else {
         let pc = inspector.register(frame, "pc").and_then(|(pc, _)| pc);
-        out.write_all(render_text(format, &units, failure.as_ref(), &session.symbols, pc).as_bytes())?;
+        out.write_all(render_text(format, &units, failure.as_ref(), &session.symbols, pc, Some(&session.info)).as_bytes())?;
     }
     Ok(if incomplete { Outcome::Incomplete } else { Outcome::Complete })
 }

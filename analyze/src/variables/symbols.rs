@@ -15,6 +15,8 @@ use crate::image::Image;
 pub struct Symbol {
     /// Its name, demangled.
     pub name: String,
+    /// Its name as the symbol table stores it, mangled for C++.
+    pub linkage_name: String,
     /// Its address.
     pub address: u64,
     /// Its size in bytes; 0 when unknown.
@@ -32,6 +34,8 @@ pub struct Section {
     pub address: u64,
     /// Its size in bytes.
     pub size: u64,
+    /// Whether it contains code (`SHF_EXECINSTR`).
+    pub is_code: bool,
 }
 
 /// Prefixes of the Itanium C++ ABI's special names and the words gdb
@@ -81,6 +85,7 @@ impl SymbolTable {
                 name: section.name().unwrap_or("?").to_owned(),
                 address: section.address(),
                 size: section.size(),
+                is_code: section.kind() == object::SectionKind::Text,
             });
         }
         let mut symbols: Vec<Symbol> = elf
@@ -90,8 +95,9 @@ impl SymbolTable {
             .filter_map(|symbol| {
                 let name = symbol.name().ok().filter(|name| !name.is_empty())?;
                 let section = *section_index.get(&symbol.section_index()?)?;
+                let linkage_name = name.to_owned();
                 let name = demangle(name);
-                Some(Symbol { name, address: symbol.address(), size: symbol.size(), section })
+                Some(Symbol { name, linkage_name, address: symbol.address(), size: symbol.size(), section })
             })
             .collect();
         // At one address, prefer a global sized symbol (as gdb prefers
@@ -117,7 +123,9 @@ impl SymbolTable {
     /// closest sized symbol at or below `address` in the same section when
     /// that symbol contains `address`. Otherwise it takes the closest
     /// zero-sized symbol above that one, and otherwise none: the padding
-    /// after a function's last byte has no name.
+    /// after a function's last byte has no name. Like gdb 13's
+    /// `build_address_symbolic`, it does not name an address by a
+    /// zero-sized symbol outside code, such as an assembler label in `.data`.
     pub fn lookup(&self, address: u64) -> Option<(&Symbol, u64)> {
         let section = self.sections.iter().position(|section| {
             address >= section.address && address - section.address < section.size
@@ -134,7 +142,8 @@ impl SymbolTable {
             }
             break;
         }
-        zero_sized.map(|symbol| (symbol, address - symbol.address))
+        let in_code = self.sections[section].is_code;
+        zero_sized.filter(|_| in_code).map(|symbol| (symbol, address - symbol.address))
     }
 
     /// Returns the symbol named `name`.
