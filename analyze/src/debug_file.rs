@@ -105,6 +105,9 @@ impl DebugSearch {
 pub fn read_build_id(path: &Path) -> Option<Vec<u8>> {
     use object::Object;
 
+    if !is_regular_file(path) {
+        return None;
+    }
     let file = std::fs::File::open(path).ok()?;
     // SAFETY: read-only private map; object checks every offset it reads.
     let data = unsafe { memmap2::Mmap::map(&file) }.ok()?;
@@ -115,6 +118,9 @@ pub fn read_build_id(path: &Path) -> Option<Vec<u8>> {
 /// Returns the CRC-32 of the file at `path`, as `.gnu_debuglink` records
 /// it, or `None` when it cannot be read or is larger than the limit.
 fn file_crc(path: &Path) -> Option<u32> {
+    if !is_regular_file(path) {
+        return None;
+    }
     let mut file = std::fs::File::open(path).ok()?;
     let metadata = file.metadata().ok()?;
     if !metadata.is_file() || metadata.len() > MAX_CRC_FILE_BYTES {
@@ -130,6 +136,13 @@ fn file_crc(path: &Path) -> Option<u32> {
         hasher.update(&buffer[..read]);
     }
     Some(hasher.finalize())
+}
+
+/// Returns whether `path` names a regular file (after symbolic links).
+/// Paths come from the core, so one may name a FIFO, whose `open` blocks
+/// until a writer appears, or a device; only regular files are opened.
+pub fn is_regular_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file())
 }
 
 #[cfg(test)]
@@ -162,6 +175,17 @@ mod tests {
         assert_eq!(search.find_by_debug_link(&stripped, &right), Some(debug));
         let wrong = DebugLink { file_name: "prog.debug".into(), crc: crc ^ 1 };
         assert_eq!(search.find_by_debug_link(&stripped, &wrong), None);
+    }
+
+    #[test]
+    fn fifo_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status().expect("running mkfifo");
+        assert!(status.success());
+        // Opening the FIFO would block this test forever.
+        assert_eq!(read_build_id(&fifo), None);
+        assert!(!is_regular_file(&fifo));
     }
 
     #[test]

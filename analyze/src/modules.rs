@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use stardump_format::FileMapping;
 
 use crate::check::hex;
-use crate::debug_file::{read_build_id, DebugSearch};
+use crate::debug_file::{is_regular_file, read_build_id, DebugSearch};
 use crate::image::Image;
 
 /// Suffix the kernel appends to the path of a file deleted after it was mapped.
@@ -26,6 +26,12 @@ const DELETED_SUFFIX: &str = " (deleted)";
 
 /// Page size used to align `p_vaddr`, as the x86_64 dynamic linker does.
 const PAGE_BYTES: u64 = 4096;
+
+/// Maximum number of mapped files loaded as modules, so that a crafted core
+/// listing many mappings cannot make the analyzer open and index files
+/// without bound. NOTE: a guess, far above the few hundred shared objects
+/// of a large process.
+const MAX_MODULES: usize = 4096;
 
 /// One loaded image and where it is mapped.
 #[derive(Debug)]
@@ -128,6 +134,7 @@ impl ModuleSet {
     ) -> (ModuleSet, Vec<ModuleWarning>) {
         let mut modules: Vec<Module> = Vec::new();
         let mut warnings = Vec::new();
+        let mut loaded_paths = std::collections::HashSet::new();
         for mapping in mappings.iter().filter(|mapping| mapping.file_offset == 0) {
             let is_executable = executable.is_some_and(|exe| exe.start == mapping.start);
             let override_path = image_override.filter(|_| is_executable);
@@ -136,6 +143,16 @@ impl ModuleSet {
                 address: mapping.start,
                 reason,
             };
+            // The dynamic linker maps an ELF file at offset 0 once, so a
+            // second such mapping of the same path is data, not code.
+            if !loaded_paths.insert(mapping.path.as_str()) {
+                tracing::debug!(path = %mapping.path, start = format_args!("{:#x}", mapping.start), "path mapped at offset 0 again");
+                continue;
+            }
+            if modules.len() == MAX_MODULES {
+                warnings.push(warn(format!("no symbols: more than {MAX_MODULES} files are mapped, so the rest were not loaded")));
+                break;
+            }
             // A file mapped at offset 0 that is no ELF file (a locale
             // archive, a font) is no module, and no warning either.
             match load_mapping(mapping, override_path, search) {
@@ -314,6 +331,9 @@ fn describe_dirs(search: &DebugSearch) -> String {
 /// Returns whether the file at `path` starts with the ELF magic.
 fn is_elf(path: &Path) -> bool {
     use std::io::Read;
+    if !is_regular_file(path) {
+        return false;
+    }
     let mut magic = [0u8; 4];
     std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
 }
@@ -421,6 +441,20 @@ mod tests {
         );
         assert!(set.is_empty());
         assert!(warnings[0].reason.contains("not found"), "{}", warnings[0]);
+    }
+
+    #[test]
+    fn second_offset_zero_mapping_skipped() {
+        let path = pie();
+        let build_id = read_build_id(&path);
+        let mut again = mapping(&path, build_id.clone());
+        again.start = MAPPED_AT + 0x10_0000;
+        again.end = again.start + 0x1000;
+        let (set, warnings) =
+            ModuleSet::from_file_mappings(&[mapping(&path, build_id), again], None, None, &no_system_dir(vec![]));
+        assert_eq!(warnings, Vec::new());
+        assert_eq!(set.modules().len(), 1);
+        assert_eq!(set.modules()[0].bias, MAPPED_AT);
     }
 
     #[test]
