@@ -139,8 +139,8 @@ fn file_crc(path: &Path) -> Option<u32> {
 }
 
 /// Returns whether `path` names a regular file (after symbolic links).
-/// Paths come from the core, so one may name a FIFO, whose `open` blocks
-/// until a writer appears, or a device; only regular files are opened.
+/// Paths come from the core and may name a FIFO, whose `open` blocks until
+/// a writer appears, or a device. So only regular files are opened.
 pub fn is_regular_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file())
 }
