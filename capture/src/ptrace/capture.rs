@@ -107,12 +107,16 @@ fn check_process(pid: i32) -> Result<(), PtraceError> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(PtraceError::ProcessNotFound { pid }),
         Err(source) => return Err(PtraceError::Proc { path, source }),
     };
-    let tgid =
-        status.lines().find_map(|line| line.strip_prefix("Tgid:")).and_then(|value| value.trim().parse::<i32>().ok());
-    match tgid {
-        Some(tgid) if tgid != pid => Err(PtraceError::NotProcess { pid, tgid }),
-        _ => Ok(()),
+    let field = |name: &str| status.lines().find_map(|line| line.strip_prefix(name)).map(str::trim);
+    if let Some(tgid) = field("Tgid:").and_then(|value| value.parse::<i32>().ok()) {
+        if tgid != pid {
+            return Err(PtraceError::NotProcess { pid, tgid });
+        }
     }
+    if field("State:").is_some_and(|state| state.starts_with('Z')) {
+        return Err(PtraceError::Zombie { pid });
+    }
+    Ok(())
 }
 
 /// Reads `/proc/PID/maps`.
@@ -278,6 +282,21 @@ mod tests {
         // Linux pids stay below 2^22 (PID_MAX_LIMIT).
         let error = check_process(1 << 23).unwrap_err();
         assert_eq!(error.to_string(), "process 8388608 not found: /proc/8388608 does not exist");
+    }
+
+    #[test]
+    fn zombie_is_named() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // The child stays a zombie until it is reaped below.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(") Z ") {
+            assert!(Instant::now() < deadline, "the child did not exit");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let error = check_process(pid).unwrap_err();
+        child.wait().unwrap();
+        assert!(matches!(error, PtraceError::Zombie { .. }), "{error}");
     }
 
     #[test]

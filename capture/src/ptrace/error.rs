@@ -24,6 +24,12 @@ pub enum PtraceError {
         /// The id of its process (`Tgid` in `/proc/PID/status`).
         tgid: i32,
     },
+    /// The process has exited and waits for its parent to reap it.
+    #[error("process {pid} is a zombie: it has exited and has no threads left to capture")]
+    Zombie {
+        /// The process id given.
+        pid: i32,
+    },
     /// The process is this capture's own process, which ptrace cannot trace.
     #[error("process {pid} is stardump-capture itself")]
     OwnProcess {
