@@ -476,32 +476,43 @@ fn live_target_errors_name_target() {
     }
 }
 
-/// A process started from the `live_spin.c` fixture, killed by PID on drop.
-struct SpinningProcess {
+/// A child process that is waited for on drop, and killed by PID if it has
+/// not exited within `grace`.
+struct ChildGuard {
     child: std::process::Child,
+    grace: Duration,
 }
 
-impl Drop for SpinningProcess {
+impl Drop for ChildGuard {
     fn drop(&mut self) {
+        let started = Instant::now();
+        while started.elapsed() < self.grace {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// Starts gdbserver attached to `pid` on a free port, waits until it
-/// listens, and returns the `gdb:` target. gdbserver serves one client and
-/// exits when it detaches, under a deadline in any case.
-fn start_gdbserver(pid: u32, work_dir: &Path) -> String {
+/// listens, and returns it with the `gdb:` target. gdbserver serves one
+/// client and exits when it detaches, and `timeout` ends it after 60 s in
+/// any case.
+fn start_gdbserver(pid: u32, work_dir: &Path) -> (ChildGuard, String) {
     require_program("gdbserver", "gdbserver");
     let port = free_port();
     let log = work_dir.join(format!("gdbserver-{port}.log"));
-    Command::new("timeout")
+    let child = Command::new("timeout")
         .args(["-s", "KILL", "60", "gdbserver", "--attach", &format!("127.0.0.1:{port}"), &pid.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("starting gdbserver");
+    let guard = ChildGuard { child, grace: Duration::from_secs(5) };
     let started = Instant::now();
     while !std::fs::read_to_string(&log).unwrap_or_default().contains("Listening on port") {
         assert!(
@@ -511,7 +522,7 @@ fn start_gdbserver(pid: u32, work_dir: &Path) -> String {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    format!("gdb:127.0.0.1:{port}")
+    (guard, format!("gdb:127.0.0.1:{port}"))
 }
 
 #[test]
@@ -528,11 +539,12 @@ fn live_process_under_gdbserver() {
         .expect("running gcc");
     assert!(built.status.success(), "gcc failed: {}", String::from_utf8_lossy(&built.stderr));
     let program_arg = program.to_str().unwrap();
-    let process = SpinningProcess { child: Command::new(&program).spawn().expect("starting the fixture") };
+    let process =
+        ChildGuard { child: Command::new(&program).spawn().expect("starting the fixture"), grace: Duration::ZERO };
     let pid = process.child.id();
 
     // gdb's frames of the process's own functions are the oracle.
-    let target = start_gdbserver(pid, work_dir.path());
+    let (_gdbserver, target) = start_gdbserver(pid, work_dir.path());
     let gdb = Command::new("timeout")
         .args(["-s", "KILL", "60", "gdb", "-batch", "-nx", "-ex", "set pagination off"])
         .args(["-ex", &format!("target remote {}", target.trim_start_matches("gdb:")), "-ex", "bt", "-ex", "detach"])
@@ -547,7 +559,7 @@ fn live_process_under_gdbserver() {
         .unwrap_or_default();
     assert_eq!(gdb_frames.len(), 3, "gdb printed:\n{gdb_text}");
 
-    let target = start_gdbserver(pid, work_dir.path());
+    let (_gdbserver, target) = start_gdbserver(pid, work_dir.path());
     let bt = stardump(&["bt", &target, "--image", program_arg, "--json"]);
     let report: Value = serde_json::from_str(&stdout_of(&bt, "bt through gdbserver")).expect("bt printed invalid JSON");
     let ours: Vec<(Option<String>, Option<u32>)> = report["threads"][0]["frames"]
@@ -563,7 +575,7 @@ fn live_process_under_gdbserver() {
     // detach.
     let mut values = Vec::new();
     for _ in 0..2 {
-        let target = start_gdbserver(pid, work_dir.path());
+        let (_gdbserver, target) = start_gdbserver(pid, work_dir.path());
         let text = stdout_of(
             &stardump(&["print", &target, "--image", program_arg, "spin_counter"]),
             "print through gdbserver",
@@ -578,7 +590,7 @@ fn live_process_under_gdbserver() {
     }
     assert!(values[1] > values[0], "spin_counter did not advance between attaches: {values:?}");
 
-    let target = start_gdbserver(pid, work_dir.path());
+    let (_gdbserver, target) = start_gdbserver(pid, work_dir.path());
     let origin = stdout_of(&stardump(&["print", &target, "--image", program_arg, "origin"]), "print origin");
     assert_eq!(origin, "$1 = {x = 7, y = -3}\n");
 }
