@@ -39,18 +39,26 @@ impl StackMemory for NoiseMemory {
 /// elements of nested values, each bounded the same way, stays far below.
 const MAX_VALUE_TEXT: usize = 4 << 20;
 
+/// Builds the fixtures once per test binary: tests run in parallel, and
+/// two `make` runs writing the same executables let one test read a
+/// half-written file.
 fn build_fixtures() -> PathBuf {
-    require_program("gcc", "gcc");
-    require_program("g++", "g++");
-    let out = workspace_root().join("target/fixtures-untrusted");
-    let status = Command::new("make")
-        .arg("-C")
-        .arg(workspace_root().join("tests/fixtures"))
-        .arg(format!("OUT={}", out.display()))
-        .output()
-        .expect("running make");
-    assert!(status.status.success(), "building the fixtures failed");
-    out
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            require_program("gcc", "gcc");
+            require_program("g++", "g++");
+            let out = workspace_root().join("target/fixtures-untrusted");
+            let status = Command::new("make")
+                .arg("-C")
+                .arg(workspace_root().join("tests/fixtures"))
+                .arg(format!("OUT={}", out.display()))
+                .output()
+                .expect("running make");
+            assert!(status.status.success(), "building the fixtures failed");
+            out
+        })
+        .clone()
 }
 
 fn print_all_globals(program: &Path, memory: &dyn StackMemory) -> usize {
