@@ -46,7 +46,7 @@ pub struct TracedProcess {
     stopped_at: Instant,
 }
 
-/// Returns an error when the cancel flag holds a signal number.
+/// Returns an error when the cancel flag contains a signal number.
 pub fn check_cancel(cancel: Option<&Arc<AtomicUsize>>) -> Result<(), PtraceError> {
     match cancel.map(|flag| flag.load(Ordering::Relaxed)) {
         Some(signal) if signal != 0 => Err(PtraceError::Interrupted { signal: signal as i32 }),
@@ -115,7 +115,12 @@ impl TracedProcess {
                 process.stopped_at = Instant::now();
             }
             for &tid in &seized {
-                sys::interrupt(tid).map_err(|errno| PtraceError::Call { call: "PTRACE_INTERRUPT", tid, errno })?;
+                match sys::interrupt(tid) {
+                    // The thread exited since it was seized; the wait below
+                    // reports its exit.
+                    Ok(()) | Err(sys::Errno(libc::ESRCH)) => {}
+                    Err(errno) => return Err(PtraceError::Call { call: "PTRACE_INTERRUPT", tid, errno }),
+                }
             }
             for &tid in &seized {
                 process.wait_for_stop(tid, timeout, cancel)?;
@@ -160,7 +165,14 @@ impl TracedProcess {
         let deadline = Instant::now() + timeout;
         let mut delay = Duration::from_micros(50);
         loop {
-            match sys::wait(tid).map_err(|errno| PtraceError::Call { call: "waitpid", tid, errno })? {
+            let status = match sys::wait(tid) {
+                // ECHILD: the thread is no longer this process's tracee,
+                // because it exited and was reaped.
+                Err(sys::Errno(libc::ECHILD)) => WaitStatus::Gone,
+                Err(errno) => return Err(PtraceError::Call { call: "waitpid", tid, errno }),
+                Ok(status) => status,
+            };
+            match status {
                 WaitStatus::Running => {}
                 WaitStatus::Stopped { signal, event } => {
                     let thread = self.thread_mut(tid).expect("waited-for threads are in the list");

@@ -45,6 +45,8 @@ struct StoppedState {
     thread_names: Vec<String>,
     maps: Vec<MapEntry>,
     copy: ProcessCopy,
+    /// Path of the executable, from `/proc/PID/exe`.
+    executable: Option<String>,
 }
 
 /// Converts ptrace's register block into the model.
@@ -159,7 +161,9 @@ fn read_stopped(process: &TracedProcess, cancel: Option<&Arc<AtomicUsize>>) -> R
         pages_untouched = totals.pages_untouched,
         "memory copied"
     );
-    Ok(StoppedState { vcpus, thread_names, maps, copy })
+    let executable = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let executable = executable.and_then(|path| path.to_str().map(str::to_owned));
+    Ok(StoppedState { vcpus, thread_names, maps, copy, executable })
 }
 
 /// Returns the file mappings with the build ids of those at file offset 0.
@@ -177,13 +181,12 @@ fn file_mappings(pid: i32, maps: &[MapEntry], copy: &MemoryCopy) -> Vec<FileMapp
 }
 
 /// Returns the build id of the process's executable: the mapping at file
-/// offset 0 of the file `/proc/PID/exe` links to.
-fn executable_build_id(pid: i32, mappings: &[FileMapping]) -> Option<Vec<u8>> {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    let exe = exe.to_str()?;
+/// offset 0 of the file `/proc/PID/exe` linked to.
+fn executable_build_id(executable: Option<&str>, mappings: &[FileMapping]) -> Option<Vec<u8>> {
+    let executable = executable?;
     mappings
         .iter()
-        .find(|mapping| mapping.file_offset == 0 && mapping.path == exe)
+        .find(|mapping| mapping.file_offset == 0 && mapping.path == executable)
         .and_then(|mapping| mapping.build_id.clone())
 }
 
@@ -228,7 +231,7 @@ pub fn capture_process(options: &ProcessCaptureOptions) -> Result<CaptureSummary
         hypervisor_version: kernel_version(),
         capture_time_unix_us,
         pause_time_us,
-        image_build_id: executable_build_id(pid, &mappings),
+        image_build_id: executable_build_id(state.executable.as_deref(), &mappings),
         page_size: PAGE_SIZE as u32,
     };
     for (vcpu, name) in state.vcpus.iter().zip(&state.thread_names) {

@@ -54,7 +54,7 @@ pub enum PtraceError {
         line_number: usize,
         /// The line.
         line: String,
-        /// What is wrong with it.
+        /// The problem found.
         reason: String,
     },
     /// `PTRACE_SEIZE` was denied.

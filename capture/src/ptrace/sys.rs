@@ -40,7 +40,7 @@ fn check(rc: libc::c_long) -> Result<libc::c_long, Errno> {
 /// Unlike `PTRACE_ATTACH`, seizing sends no SIGSTOP, and the kernel resumes
 /// a seized thread when its tracer exits, even when the tracer is killed.
 pub fn seize(tid: i32) -> Result<(), Errno> {
-    // SAFETY: PTRACE_SEIZE reads no memory: addr must be 0 and data holds
+    // SAFETY: PTRACE_SEIZE reads no memory: addr must be 0 and data contains
     // the option flags, none here.
     let rc = unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, std::ptr::null_mut::<libc::c_void>(), 0usize) };
     check(rc).map(drop)
@@ -87,7 +87,7 @@ pub fn detach(tid: i32, signal: i32) -> Result<(), Errno> {
     check(rc).map(drop)
 }
 
-/// What `waitpid` reported for one thread.
+/// A state change of one thread, as `waitpid` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitStatus {
     /// The thread has not changed state.
