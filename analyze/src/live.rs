@@ -23,7 +23,7 @@ use stardump_capture::gdb::{ClientOptions, GdbError};
 use stardump_capture::GdbTarget;
 use stardump_format::foreign::LiveCore;
 use stardump_format::{Core, MemoryError, MemoryRange, Metadata, Target, VcpuState};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// Prefix of a GDB remote stub target.
 pub const GDB_PREFIX: &str = "gdb:";
@@ -188,7 +188,8 @@ fn release(target: &GdbTarget, leave_paused: bool) -> Result<(), GdbError> {
     match &result {
         Ok(()) if leave_paused => info!(target = %target.metadata().target_name, "left the target paused"),
         Ok(()) => info!(target = %target.metadata().target_name, "resumed the target"),
-        Err(error) => warn!(target = %target.metadata().target_name, %error, "cannot release the target"),
+        // The caller reports the error to the user.
+        Err(error) => debug!(target = %target.metadata().target_name, %error, "cannot release the target"),
     }
     result
 }
