@@ -590,6 +590,8 @@ fn fixture_locals_match_gdb_core() {
         let program = fixture_dir().join(name);
         let core = work_dir.path().join(format!("{name}.core"));
         let (oracle, _) = gcore_at_crash(&program, &core);
+        let before = differences.len();
+        let mut compared = 0;
         for frame in 0..CRASH_FRAMES {
             let output = Command::new(stardump)
                 .arg("frame")
@@ -616,11 +618,19 @@ fn fixture_locals_match_gdb_core() {
                     .unwrap_or_default()
             };
             for (kind, gdb, mine) in [("args", &oracle.arguments[frame], ours("arguments")), ("locals", &oracle.locals[frame], ours("locals"))] {
-                if *gdb != mine {
-                    differences.push(format!("{name} #{frame} {kind}:\n  gdb:      {gdb:?}\n  stardump: {mine:?}"));
+                compared += gdb.len().max(mine.len());
+                for index in 0..gdb.len().max(mine.len()) {
+                    if gdb.get(index) != mine.get(index) {
+                        differences.push(format!(
+                            "{name} #{frame} {kind} {index}:\n  gdb:      {:?}\n  stardump: {:?}",
+                            gdb.get(index),
+                            mine.get(index)
+                        ));
+                    }
                 }
             }
         }
+        compared += crash_expressions(&program).len();
         for (index, expression) in crash_expressions(&program).iter().enumerate() {
             let output = Command::new(stardump)
                 .arg("print")
@@ -638,6 +648,8 @@ fn fixture_locals_match_gdb_core() {
                 differences.push(format!("{name} print {expression}:\n  gdb:      {}\n  stardump: {ours}", oracle.expressions[index]));
             }
         }
+        let differing = differences.len() - before;
+        eprintln!("{name}: {} of {compared} arguments, locals and crash-frame expressions agree with gdb", compared - differing);
     }
     assert!(differences.is_empty(), "stardump and gdb disagree:\n{}", differences.join("\n"));
 }
