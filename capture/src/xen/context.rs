@@ -2,15 +2,17 @@
 //! `vcpu_guest_context` of `xc_vcpu_getcontext` (of a 64-bit PV vCPU, or
 //! of an HVM or PVH vCPU that is down), and the `CPU` records of an HVM or
 //! PVH domain's save context (`xc_domain_hvm_getcontext`).
+//!
+//! The `vcpu_guest_context` conversion is `stardump_format`'s, which the
+//! `xl dump-core` reader uses for the same structure; this module's tests
+//! check it on structures built with the xen-sys crate's definition, the
+//! one the backend passes to libxenctrl.
 
+use stardump_format::foreign::xen_context;
+use stardump_format::foreign::XenGuestKind;
 use stardump_format::{RegisterGroups, VcpuState};
 
-use super::bindings::layout::{hvm, pv, read_u16, read_u32, read_u64};
-
-/// cr0.PE and cr0.PG: protected mode and paging.
-const CR0_PE_PG: u64 = (1 << 0) | (1 << 31);
-/// EFER.LME and EFER.LMA: long mode enabled and active.
-const EFER_LME_LMA: u64 = (1 << 8) | (1 << 10);
+use super::bindings::layout::{hvm, read_u16, read_u32, read_u64};
 
 const ALL_GROUPS: RegisterGroups = RegisterGroups { general: true, segment_bases: true, control: true };
 
@@ -19,69 +21,12 @@ const ALL_GROUPS: RegisterGroups = RegisterGroups { general: true, segment_bases
 /// `cr3` keeps Xen's value, a machine address (`xen_pfn_to_cr3(mfn)`);
 /// the caller translates it to a guest frame. Xen reports the guest's
 /// virtual cr0, which lacks PE and PG, and no EFER; a 64-bit PV guest
-/// always runs in long mode with paging, so both are set here. The
-/// user-mode page table in `ctrlreg[1]` is not kept.
+/// always runs in long mode with paging, so both are set. The user-mode
+/// page table in `ctrlreg[1]` is not kept.
 ///
 /// Returns `None` when `bytes` is shorter than the structure.
 pub fn vcpu_from_pv_context(id: u32, bytes: &[u8]) -> Option<VcpuState> {
-    if bytes.len() < pv::SIZE {
-        return None;
-    }
-    let reg = |offset: usize| read_u64(bytes, pv::USER_REGS + offset);
-    let selector = |offset: usize| read_u16(bytes, pv::USER_REGS + offset);
-    let ctrlreg = |index: usize| read_u64(bytes, pv::CTRLREG + index * 8);
-    let flags = read_u64(bytes, pv::FLAGS)?;
-
-    // Xen keeps both gs bases of a PV vCPU and swaps them on guest
-    // kernel/user transitions (the PV replacement for swapgs): the active
-    // one depends on the mode the vCPU was in.
-    let gs_base_kernel = read_u64(bytes, pv::GS_BASE_KERNEL)?;
-    let gs_base_user = read_u64(bytes, pv::GS_BASE_USER)?;
-    let (gs_base, kernel_gs_base) = if flags & pv::VGCF_IN_KERNEL != 0 {
-        (gs_base_kernel, gs_base_user)
-    } else {
-        (gs_base_user, gs_base_kernel)
-    };
-
-    use pv::regs::*;
-    Some(VcpuState {
-        id,
-        thread_id: None,
-        rax: reg(RAX)?,
-        rbx: reg(RBX)?,
-        rcx: reg(RCX)?,
-        rdx: reg(RDX)?,
-        rsi: reg(RSI)?,
-        rdi: reg(RDI)?,
-        rbp: reg(RBP)?,
-        rsp: reg(RSP)?,
-        r8: reg(R8)?,
-        r9: reg(R9)?,
-        r10: reg(R10)?,
-        r11: reg(R11)?,
-        r12: reg(R12)?,
-        r13: reg(R13)?,
-        r14: reg(R14)?,
-        r15: reg(R15)?,
-        rip: reg(RIP)?,
-        rflags: reg(RFLAGS)?,
-        cs: selector(CS)?,
-        ss: selector(SS)?,
-        ds: selector(DS)?,
-        es: selector(ES)?,
-        fs: selector(FS)?,
-        gs: selector(GS)?,
-        fs_base: read_u64(bytes, pv::FS_BASE)?,
-        gs_base,
-        kernel_gs_base,
-        cr0: ctrlreg(0)? | CR0_PE_PG,
-        cr2: ctrlreg(2)?,
-        cr3: ctrlreg(3)?,
-        cr4: ctrlreg(4)?,
-        cr8: 0,
-        efer: EFER_LME_LMA,
-        present: ALL_GROUPS,
-    })
+    xen_context::vcpu_from_guest_context(id, bytes, XenGuestKind::Pv)
 }
 
 /// Converts the `vcpu_guest_context` that `xc_vcpu_getcontext` returns
@@ -95,55 +40,23 @@ pub fn vcpu_from_pv_context(id: u32, bytes: &[u8]) -> Option<VcpuState> {
 /// and cr4. The gs base and its shadow are placed by the vCPU's ring: in
 /// ring 0 `gs_base_kernel` is the active base. The structure has no EFER
 /// and no cr8, so cr8 stays 0 as on the save-context path and EFER is
-/// inferred (see [`infer_efer`]).
+/// inferred from cr0 and cr4.
 ///
 /// Returns `None` when `bytes` is shorter than the structure.
 pub fn vcpu_from_hvm_vcpu_context(id: u32, bytes: &[u8]) -> Option<VcpuState> {
-    let mut vcpu = vcpu_from_pv_context(id, bytes)?;
-    let ctrlreg = |index: usize| read_u64(bytes, pv::CTRLREG + index * 8);
-    let gs_base_kernel = read_u64(bytes, pv::GS_BASE_KERNEL)?;
-    let gs_base_user = read_u64(bytes, pv::GS_BASE_USER)?;
-    // Xen's `ring_0()` test: the low two bits of the cs selector.
-    let (gs_base, kernel_gs_base) = if vcpu.cs & 3 == 0 {
-        (gs_base_kernel, gs_base_user)
-    } else {
-        (gs_base_user, gs_base_kernel)
-    };
-    vcpu.gs_base = gs_base;
-    vcpu.kernel_gs_base = kernel_gs_base;
-    vcpu.cr0 = ctrlreg(0)?;
-    vcpu.efer = infer_efer(vcpu.cr0, vcpu.cr4);
-    Some(vcpu)
+    xen_context::vcpu_from_guest_context(id, bytes, XenGuestKind::Hvm)
 }
 
 /// Returns whether a `vcpu_guest_context` has `VGCF_online`, which Xen
 /// clears for a vCPU that is down. `None` when `bytes` ends before `flags`.
 pub fn context_online(bytes: &[u8]) -> Option<bool> {
-    read_u64(bytes, pv::FLAGS).map(|flags| flags & pv::VGCF_ONLINE != 0)
+    xen_context::context_online(bytes)
 }
 
 /// Returns the vCPU ids from 0 to `max_vcpu_id` that `known` lacks, in
 /// order: the vCPUs an HVM save context left out.
 pub fn missing_vcpu_ids(known: &[VcpuState], max_vcpu_id: u32) -> Vec<u32> {
     (0..=max_vcpu_id).filter(|id| !known.iter().any(|vcpu| vcpu.id == *id)).collect()
-}
-
-/// cr4.PAE: physical address extension, required by long mode.
-const CR4_PAE: u64 = 1 << 5;
-
-/// Infers EFER for an HVM vCPU context, which lacks it: LME and LMA when
-/// paging with PAE is on, otherwise 0.
-///
-/// NOTE: a 32-bit guest with PAE paging gets LME and LMA too, so its page
-/// tables would be walked as 4-level ones. stardump models x86_64 vCPUs
-/// only, and the save context, which has EFER, covers every vCPU that is up.
-fn infer_efer(cr0: u64, cr4: u64) -> u64 {
-    let paging = cr0 & CR0_PE_PG == CR0_PE_PG;
-    if paging && cr4 & CR4_PAE != 0 {
-        EFER_LME_LMA
-    } else {
-        0
-    }
 }
 
 /// A parse error in an HVM context blob: the offset and the problem.
@@ -256,34 +169,54 @@ mod tests {
         bytes[offset..offset + 2].copy_from_slice(&value.to_le_bytes());
     }
 
-    /// Builds a PV context whose registers contain recognisable values.
+    /// Returns the bytes of `context`, as libxenctrl hands them over.
+    fn bytes_of(context: &xen_sys::vcpu_guest_context) -> Vec<u8> {
+        let size = std::mem::size_of::<xen_sys::vcpu_guest_context>();
+        // SAFETY: the structure holds only integers and has no padding
+        // bytes left uninitialised (it was zeroed before any field was set).
+        unsafe { std::slice::from_raw_parts((context as *const xen_sys::vcpu_guest_context).cast::<u8>(), size) }
+            .to_vec()
+    }
+
+    /// Returns an all-zero context.
+    fn zeroed() -> xen_sys::vcpu_guest_context {
+        // SAFETY: all-zero bytes are a valid value of a structure of integers.
+        unsafe { std::mem::zeroed() }
+    }
+
+    /// Builds, with xen-sys's structure, a PV context whose registers
+    /// contain recognisable values.
+    fn pv_struct(in_kernel: bool) -> xen_sys::vcpu_guest_context {
+        let mut context = zeroed();
+        context.flags = u64::from(xen_sys::VGCF_online | if in_kernel { xen_sys::VGCF_in_kernel } else { 0 });
+        let regs = &mut context.user_regs;
+        regs.__bindgen_anon_3.rax = 0xa0;
+        regs.__bindgen_anon_2.rbx = 0xb0;
+        regs.__bindgen_anon_4.rcx = 0xc0;
+        regs.__bindgen_anon_5.rdx = 0xd0;
+        regs.__bindgen_anon_6.rsi = 0x51;
+        regs.__bindgen_anon_7.rdi = 0xd1;
+        regs.__bindgen_anon_1.rbp = 0xbb;
+        regs.__bindgen_anon_10.rsp = 0xffff_8000_0000_ff00;
+        (regs.r8, regs.r9, regs.r10, regs.r11) = (8, 9, 10, 11);
+        (regs.r12, regs.r13, regs.r14, regs.r15) = (12, 13, 14, 15);
+        regs.__bindgen_anon_8.rip = 0xffff_ffff_8000_1234;
+        regs.__bindgen_anon_9.rflags = 0x246;
+        (regs.cs, regs.ss, regs.ds, regs.es, regs.fs, regs.gs) = (0xe033, 0xe02b, 0x2b, 0x2c, 0x2d, 0x2e);
+        // saved_upcall_mask follows cs and must not leak into the selector.
+        regs.saved_upcall_mask = 0xff;
+        context.ctrlreg[0] = 0x8; // cr0.TS only
+        context.ctrlreg[2] = 0xdead_0000;
+        context.ctrlreg[3] = 0x1234_5000;
+        context.ctrlreg[4] = 0x6f0;
+        context.fs_base = 0xf5;
+        context.gs_base_kernel = 0x6b;
+        context.gs_base_user = 0x65;
+        context
+    }
+
     fn pv_context(in_kernel: bool) -> Vec<u8> {
-        use pv::regs::*;
-        let mut bytes = vec![0u8; pv::SIZE];
-        let flags = pv::VGCF_ONLINE | if in_kernel { pv::VGCF_IN_KERNEL } else { 0 };
-        put_u64(&mut bytes, pv::FLAGS, flags);
-        let regs = [
-            (RAX, 0xa0), (RBX, 0xb0), (RCX, 0xc0), (RDX, 0xd0), (RSI, 0x51), (RDI, 0xd1), (RBP, 0xbb),
-            (RSP, 0xffff_8000_0000_ff00), (R8, 8), (R9, 9), (R10, 10), (R11, 11), (R12, 12), (R13, 13),
-            (R14, 14), (R15, 15), (RIP, 0xffff_ffff_8000_1234), (RFLAGS, 0x246),
-        ];
-        for (offset, value) in regs {
-            put_u64(&mut bytes, pv::USER_REGS + offset, value);
-        }
-        for (offset, value) in [(CS, 0xe033), (SS, 0xe02b), (DS, 0x2b), (ES, 0x2c), (FS, 0x2d), (GS, 0x2e)] {
-            put_u16(&mut bytes, pv::USER_REGS + offset, value);
-        }
-        // The padding after cs contains saved_upcall_mask, which must not
-        // leak into the selector.
-        bytes[pv::USER_REGS + CS + 4] = 0xff;
-        put_u64(&mut bytes, pv::CTRLREG, 0x8); // cr0.TS only
-        put_u64(&mut bytes, pv::CTRLREG + 2 * 8, 0xdead_0000);
-        put_u64(&mut bytes, pv::CTRLREG + 3 * 8, 0x1234_5000);
-        put_u64(&mut bytes, pv::CTRLREG + 4 * 8, 0x6f0);
-        put_u64(&mut bytes, pv::FS_BASE, 0xf5);
-        put_u64(&mut bytes, pv::GS_BASE_KERNEL, 0x6b);
-        put_u64(&mut bytes, pv::GS_BASE_USER, 0x65);
-        bytes
+        bytes_of(&pv_struct(in_kernel))
     }
 
     #[test]
@@ -304,11 +237,11 @@ mod tests {
     #[test]
     fn pv_context_control_registers() {
         let vcpu = vcpu_from_pv_context(0, &pv_context(true)).unwrap();
-        assert_eq!(vcpu.cr0, 0x8 | CR0_PE_PG);
+        assert_eq!(vcpu.cr0, 0x8 | 0x8000_0001, "PE and PG are set");
         assert_eq!(vcpu.cr2, 0xdead_0000);
         assert_eq!(vcpu.cr3, 0x1234_5000, "cr3 stays a machine address");
         assert_eq!(vcpu.cr4, 0x6f0);
-        assert_eq!(vcpu.efer, EFER_LME_LMA);
+        assert_eq!(vcpu.efer, 0x500, "LME and LMA");
         assert_eq!(vcpu.present, ALL_GROUPS);
     }
 
@@ -322,24 +255,27 @@ mod tests {
 
     #[test]
     fn pv_context_too_short() {
-        assert_eq!(vcpu_from_pv_context(0, &pv_context(true)[..pv::SIZE - 1]), None);
+        assert_eq!(vcpu_from_pv_context(0, &pv_context(true)[..xen_context::CONTEXT_LEN - 1]), None);
     }
 
     /// Builds the context Xen returns for an HVM vCPU that went down with
     /// `cli; hlt` in ring `ring`, long mode and paging on.
-    fn hvm_vcpu_context(ring: u16) -> Vec<u8> {
-        use pv::regs::*;
-        let mut bytes = pv_context(true);
+    fn hvm_struct(ring: u16) -> xen_sys::vcpu_guest_context {
+        let mut context = pv_struct(true);
         // Xen sets no flag for an HVM vCPU that is down: not VGCF_online,
         // and VGCF_in_kernel only for PV.
-        put_u64(&mut bytes, pv::FLAGS, 0);
-        put_u16(&mut bytes, pv::USER_REGS + CS, 0x8 | ring);
-        put_u16(&mut bytes, pv::USER_REGS + SS, 0x10 | ring);
-        put_u64(&mut bytes, pv::USER_REGS + RFLAGS, 0x2);
-        put_u64(&mut bytes, pv::CTRLREG, 0x8000_0011);
-        put_u64(&mut bytes, pv::CTRLREG + 3 * 8, 0x10_0000);
-        put_u64(&mut bytes, pv::CTRLREG + 4 * 8, 0x20);
-        bytes
+        context.flags = 0;
+        context.user_regs.cs = 0x8 | ring;
+        context.user_regs.ss = 0x10 | ring;
+        context.user_regs.__bindgen_anon_9.rflags = 0x2;
+        context.ctrlreg[0] = 0x8000_0011;
+        context.ctrlreg[3] = 0x10_0000;
+        context.ctrlreg[4] = 0x20;
+        context
+    }
+
+    fn hvm_vcpu_context(ring: u16) -> Vec<u8> {
+        bytes_of(&hvm_struct(ring))
     }
 
     #[test]
@@ -363,7 +299,7 @@ mod tests {
         assert_eq!(vcpu.cr3, 0x10_0000, "cr3 is guest-physical");
         assert_eq!(vcpu.cr4, 0x20);
         assert_eq!(vcpu.cr8, 0);
-        assert_eq!(vcpu.efer, EFER_LME_LMA);
+        assert_eq!(vcpu.efer, 0x500, "LME and LMA");
     }
 
     #[test]
@@ -376,17 +312,17 @@ mod tests {
 
     #[test]
     fn hvm_vcpu_context_efer_without_long_mode() {
-        let mut bytes = hvm_vcpu_context(0);
-        put_u64(&mut bytes, pv::CTRLREG + 4 * 8, 0);
-        assert_eq!(vcpu_from_hvm_vcpu_context(0, &bytes).unwrap().efer, 0, "paging without PAE");
-        put_u64(&mut bytes, pv::CTRLREG, 0x11);
-        put_u64(&mut bytes, pv::CTRLREG + 4 * 8, 0x20);
-        assert_eq!(vcpu_from_hvm_vcpu_context(0, &bytes).unwrap().efer, 0, "PAE without paging");
+        let mut context = hvm_struct(0);
+        context.ctrlreg[4] = 0;
+        assert_eq!(vcpu_from_hvm_vcpu_context(0, &bytes_of(&context)).unwrap().efer, 0, "paging without PAE");
+        context.ctrlreg[0] = 0x11;
+        context.ctrlreg[4] = 0x20;
+        assert_eq!(vcpu_from_hvm_vcpu_context(0, &bytes_of(&context)).unwrap().efer, 0, "PAE without paging");
     }
 
     #[test]
     fn hvm_vcpu_context_too_short() {
-        assert_eq!(vcpu_from_hvm_vcpu_context(0, &hvm_vcpu_context(0)[..pv::SIZE - 1]), None);
+        assert_eq!(vcpu_from_hvm_vcpu_context(0, &hvm_vcpu_context(0)[..xen_context::CONTEXT_LEN - 1]), None);
     }
 
     #[test]

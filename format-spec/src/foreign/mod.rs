@@ -21,6 +21,7 @@ mod linux_notes;
 mod live;
 mod qemu;
 mod xen;
+pub mod xen_context;
 mod xen_layout;
 
 use std::fs::File;

@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, warn};
 
-use super::elf::{self, read_u16, read_u64, Note, SectionHeader};
+use super::elf::{self, read_u64, Note, SectionHeader};
 use super::error::{CoreFileError, OpenError};
+use super::xen_context;
 use super::xen_layout as layout;
 use super::FileBytes;
-use crate::model::{Metadata, RegisterGroups, SourceKind, VcpuState};
+use crate::model::{Metadata, SourceKind, VcpuState};
 use crate::paging;
 use crate::target::{MemoryError, MemoryRange, Target};
 
@@ -32,10 +33,6 @@ const PAGE_SIZE: u64 = 4096;
 const FRAME_LIMIT: u64 = 1 << 52;
 /// Bits 51:12 of cr3: the frame of the top-level page table.
 const CR3_FRAME_MASK: u64 = 0x000f_ffff_ffff_f000;
-/// cr0.PE and cr0.PG: protected mode and paging.
-const CR0_PE_PG: u64 = (1 << 0) | (1 << 31);
-/// EFER.LME and EFER.LMA: long mode enabled and active.
-const EFER_LME_LMA: u64 = (1 << 8) | (1 << 10);
 
 /// The kind of domain a dump-core was taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,80 +304,6 @@ fn machine_map(frames: &[Frame]) -> Vec<(u64, u64)> {
     map
 }
 
-/// Converts one `vcpu_guest_context` of a 64-bit guest. `cr3` stays as Xen
-/// stores it; the caller translates a PV guest's machine address.
-fn vcpu_from_context(id: u32, context: &[u8], kind: XenGuestKind) -> VcpuState {
-    use layout::user_regs::*;
-    let reg = |offset: usize| read_u64(context, layout::CONTEXT_USER_REGS + offset);
-    let selector = |offset: usize| read_u16(context, layout::CONTEXT_USER_REGS + offset);
-    let ctrlreg = |index: usize| read_u64(context, layout::CONTEXT_CTRLREG + index * 8);
-    let flags = read_u64(context, layout::CONTEXT_FLAGS);
-    let cs = selector(CS);
-
-    // Xen keeps a PV vCPU's two gs bases and switches them on guest
-    // kernel/user transitions, so the active one depends on the mode. For
-    // HVM, Xen stores the active base as gs_base_kernel when cs is in ring 0
-    // (arch_get_info_guest in xen/arch/x86/domctl.c, Xen 4.17).
-    let in_kernel = match kind {
-        XenGuestKind::Pv => flags & layout::VGCF_IN_KERNEL != 0,
-        XenGuestKind::Hvm => cs & 3 == 0,
-    };
-    let gs_base_kernel = read_u64(context, layout::CONTEXT_GS_BASE_KERNEL);
-    let gs_base_user = read_u64(context, layout::CONTEXT_GS_BASE_USER);
-    let (gs_base, kernel_gs_base) =
-        if in_kernel { (gs_base_kernel, gs_base_user) } else { (gs_base_user, gs_base_kernel) };
-
-    // A PV guest's ctrlreg[0] is its virtual cr0, without PE and PG, and the
-    // context has no EFER; a 64-bit PV guest always runs in long mode with
-    // paging, so those bits are set. NOTE: an HVM guest's EFER is not in
-    // the context and stays zero.
-    let (cr0, efer) = match kind {
-        XenGuestKind::Pv => (ctrlreg(0) | CR0_PE_PG, EFER_LME_LMA),
-        XenGuestKind::Hvm => (ctrlreg(0), 0),
-    };
-    if flags & layout::VGCF_ONLINE == 0 {
-        debug!(vcpu = id, "vCPU context is marked offline");
-    }
-    VcpuState {
-        id,
-        thread_id: None,
-        rax: reg(RAX),
-        rbx: reg(RBX),
-        rcx: reg(RCX),
-        rdx: reg(RDX),
-        rsi: reg(RSI),
-        rdi: reg(RDI),
-        rbp: reg(RBP),
-        rsp: reg(RSP),
-        r8: reg(R8),
-        r9: reg(R9),
-        r10: reg(R10),
-        r11: reg(R11),
-        r12: reg(R12),
-        r13: reg(R13),
-        r14: reg(R14),
-        r15: reg(R15),
-        rip: reg(RIP),
-        rflags: reg(RFLAGS),
-        cs,
-        ss: selector(SS),
-        ds: selector(DS),
-        es: selector(ES),
-        fs: selector(FS),
-        gs: selector(GS),
-        fs_base: read_u64(context, layout::CONTEXT_FS_BASE),
-        gs_base,
-        kernel_gs_base,
-        cr0,
-        cr2: ctrlreg(2),
-        cr3: ctrlreg(3),
-        cr4: ctrlreg(4),
-        cr8: 0,
-        efer,
-        present: RegisterGroups { general: true, segment_bases: true, control: true },
-    }
-}
-
 /// Location of the dumped pages and the frame numbers of each.
 struct FrameTables {
     /// File offset of `.xen_pages`.
@@ -469,7 +392,14 @@ fn parse_vcpus(file: &[u8], section: &SectionHeader, notes: &XenNotes) -> Result
         .chunks_exact(layout::CONTEXT_LEN)
         .take(count)
         .enumerate()
-        .map(|(index, context)| vcpu_from_context(index as u32, context, notes.kind))
+        .map(|(index, context)| {
+            let id = index as u32;
+            if xen_context::context_online(context) == Some(false) {
+                debug!(vcpu = id, "vCPU context is marked offline");
+            }
+            // The chunks have exactly CONTEXT_LEN bytes, so the conversion succeeds.
+            xen_context::vcpu_from_guest_context(id, context, notes.kind).unwrap_or_default()
+        })
         .collect())
 }
 

@@ -8,7 +8,7 @@ use super::{
     xc_domain_get_guest_width, xc_domain_getinfolist, xc_domain_hvm_getcontext, xc_domain_maximum_gpfn,
     xc_domain_pause, xc_domain_unpause, xc_get_pfn_type_batch, xc_interface_close, xc_interface_open,
     xc_map_m2p, xc_maximum_ram_page, xc_vcpu_getcontext, xc_vcpu_getinfo, xc_version, VcpuGuestContextAny,
-    XcInterface, XenDomctlGetDomainInfo, XenDomctlGetVcpuInfo, XenPfn, VCPU_GUEST_CONTEXT_ANY_BYTES,
+    XcInterface, XenDomctlGetDomainInfo, XenDomctlGetVcpuInfo, XenPfn,
 };
 use crate::xen::error::{Errno, XenError};
 
@@ -112,16 +112,21 @@ impl XenCtrl {
         }
     }
 
-    /// Returns the raw `vcpu_guest_context` of one vCPU. Xen fails with
-    /// ENODATA for a vCPU that was never initialised.
+    /// Returns the raw bytes of one vCPU's `vcpu_guest_context`, which
+    /// stardump_format's `xen_context` converts. Xen fails with ENODATA for
+    /// a vCPU that was never initialised.
     pub fn vcpu_context(&self, domid: u32, vcpu: u32) -> Result<Vec<u8>, XenError> {
-        let mut context = Box::new(VcpuGuestContextAny([0; VCPU_GUEST_CONTEXT_ANY_BYTES]));
-        // SAFETY: `context` is an aligned buffer of the size of
-        // `vcpu_guest_context_any_t`, the most the call writes.
-        match unsafe { xc_vcpu_getcontext(self.raw(), domid, vcpu, &mut *context) } {
-            0 => Ok(context.0.to_vec()),
-            _ => Err(domain_error("xc_vcpu_getcontext", domid)),
+        let size = std::mem::size_of::<VcpuGuestContextAny>();
+        let mut context = Box::new(std::mem::MaybeUninit::<VcpuGuestContextAny>::zeroed());
+        // SAFETY: `context` is an aligned, zeroed `vcpu_guest_context_any_t`
+        // (same size, checked by the layout test), the most the call writes.
+        if unsafe { xc_vcpu_getcontext(self.raw(), domid, vcpu, context.as_mut_ptr()) } != 0 {
+            return Err(domain_error("xc_vcpu_getcontext", domid));
         }
+        // SAFETY: the structure holds only integers, so all `size` bytes are
+        // initialised (zeroed, then written by the call) and any value is valid.
+        let bytes = unsafe { std::slice::from_raw_parts(context.as_ptr().cast::<u8>(), size) };
+        Ok(bytes.to_vec())
     }
 
     /// Returns the domain's HVM context: a sequence of save records.

@@ -72,14 +72,10 @@ pub struct XenDomctlGetVcpuInfo {
     pub cpu: u32,
 }
 
-/// Size of `vcpu_guest_context_any_t` on x86_64: the 64-bit layout is the
-/// largest member of the union.
-pub const VCPU_GUEST_CONTEXT_ANY_BYTES: usize = 5168;
-
-/// `vcpu_guest_context_any_t` as an 8-byte aligned buffer; the fields are
-/// read at the offsets in [`layout::pv`].
-#[repr(C, align(8))]
-pub struct VcpuGuestContextAny(pub [u8; VCPU_GUEST_CONTEXT_ANY_BYTES]);
+/// `vcpu_guest_context_any_t` on x86_64: a union whose largest member is
+/// the 64-bit `vcpu_guest_context`, which the xen-sys crate provides.
+/// capture/tests/xen_layout.rs checks that the two have the same size.
+pub type VcpuGuestContextAny = xen_sys::vcpu_guest_context;
 
 #[repr(C)]
 pub(crate) struct XcInterface {
