@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stardump_tests::build::{binaries, unikernel_image};
-use stardump_tests::gdb::{parse_backtraces, GdbFrame, GdbThread};
+use stardump_tests::gdb::{batch_command, parse_backtraces, GdbFrame, GdbThread};
 use stardump_tests::qemu::{GuestConfig, Qemu};
-use stardump_tests::require_program;
 
 const HALTED: &str = "stardust-test: halted in crash_halt";
 
@@ -45,15 +44,8 @@ struct GdbView {
 }
 
 fn gdb_view(image: &std::path::Path, port: u16, sp: u64, ip: u64) -> GdbView {
-    require_program("gdb", "gdb");
-    let mut command = Command::new("timeout");
-    command.env("LC_ALL", "C");
-    command
-        .args(["-s", "KILL", "120", "gdb", "-batch", "-nx"])
-        .args(["-ex", "set pagination off", "-ex", "set width 0", "-ex", "set confirm off"])
-        .args(["-ex", "set print frame-arguments none"])
-        .args(["-ex", &format!("target remote 127.0.0.1:{port}")])
-        .args(["-ex", "printf \"@@SAVED %#lx %#lx\\n\", cruncher_frame->rip, cruncher_frame->rsp"]);
+    let mut command = batch_command(port);
+    command.args(["-ex", "printf \"@@SAVED %#lx %#lx\\n\", cruncher_frame->rip, cruncher_frame->rsp"]);
     for register in SAVED_REGISTERS {
         command.args(["-ex", &format!("set $saved_{register} = ${register}")]);
     }

@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stardump_tests::build::{binaries, unikernel_image};
-use stardump_tests::gdb::{parse_backtraces, GdbFrame, GdbThread};
+use stardump_tests::gdb::{batch_command, parse_backtraces, GdbFrame, GdbThread};
 use stardump_tests::qemu::{GuestConfig, Qemu};
-use stardump_tests::require_program;
 
 const HALTED: &str = "stardust-test: halted in crash_halt";
 /// vCPUs of each guest: vCPU 0 runs the worker, vCPU 1 its idle thread.
@@ -53,14 +52,7 @@ fn parse_hex(text: &str) -> u64 {
 /// Asks gdb, on the paused guest, for the thread list and the backtraces of
 /// the threads at `sleeping` (list index, saved sp, saved ip).
 fn gdb_view(image: &Path, port: u16, sleeping: &[(usize, u64, u64)]) -> GdbView {
-    require_program("gdb", "gdb");
-    let mut command = Command::new("timeout");
-    command.env("LC_ALL", "C");
-    command
-        .args(["-s", "KILL", "120", "gdb", "-batch", "-nx"])
-        .args(["-ex", "set pagination off", "-ex", "set width 0", "-ex", "set confirm off"])
-        .args(["-ex", "set print frame-arguments none"])
-        .args(["-ex", &format!("target remote 127.0.0.1:{port}")]);
+    let mut command = batch_command(port);
     // gdb follows the links itself, independently of stardump's walk.
     let mut expression = "thread_list".to_owned();
     for _ in 0..THREAD_NAMES.len() {
@@ -381,10 +373,7 @@ fn damaged_list_reported_in_place() {
     })
     .expect("starting QEMU");
     qemu.wait_for_serial(HALTED, Duration::from_secs(60)).unwrap_or_else(|error| panic!("{error:#}"));
-    require_program("gdb", "gdb");
-    let gdb = Command::new("timeout")
-        .args(["-s", "KILL", "120", "gdb", "-batch", "-nx"])
-        .args(["-ex", &format!("target remote 127.0.0.1:{}", qemu.gdb_port())])
+    let gdb = batch_command(qemu.gdb_port())
         .args(["-ex", "set var thread_pool[1].name = (char *) 0x10"])
         .args(["-ex", "set var thread_pool[2].next = (struct thread *) 0x18"])
         .args(["-ex", "disconnect"])

@@ -37,18 +37,28 @@ pub struct GdbThread {
     pub stopped: Option<String>,
 }
 
+/// Returns a gdb command, killed after 120 s, that runs in batch mode
+/// without pagination, line wrapping, confirmations or frame arguments and
+/// connects to the gdbstub at 127.0.0.1:`port`. The caller adds its own
+/// `-ex` commands, ends them with `disconnect` so the target stays paused,
+/// and adds the image as the last argument. Fails when gdb is missing.
+pub fn batch_command(port: u16) -> Command {
+    require_program("gdb", "gdb");
+    let mut command = Command::new("timeout");
+    command
+        .env("LC_ALL", "C")
+        .args(["-s", "KILL", "120", "gdb", "-batch", "-nx"])
+        .args(["-ex", "set pagination off", "-ex", "set width 0", "-ex", "set confirm off"])
+        .args(["-ex", "set print frame-arguments none"])
+        .args(["-ex", &format!("target remote 127.0.0.1:{port}")]);
+    command
+}
+
 /// Runs gdb against the gdbstub at 127.0.0.1:`port` with symbols from
 /// `image`, and returns the backtrace of every thread, sorted by thread
 /// number. gdb disconnects without resuming the target.
 pub fn live_backtraces(image: &Path, port: u16) -> Result<Vec<GdbThread>> {
-    require_program("gdb", "gdb");
-    let output = Command::new("timeout")
-        .args(["-s", "KILL", "120", "gdb", "-batch", "-nx"])
-        .args(["-ex", "set pagination off"])
-        .args(["-ex", "set width 0"])
-        .args(["-ex", "set confirm off"])
-        .args(["-ex", "set print frame-arguments none"])
-        .args(["-ex", &format!("target remote 127.0.0.1:{port}")])
+    let output = batch_command(port)
         .args(["-ex", "thread apply all bt"])
         .args(["-ex", "disconnect"])
         .arg(image)
