@@ -49,6 +49,11 @@ const C_GLOBALS: &[&str] = &[
     "long_double_array[2]", "/x long_double_value", "sizeof(long double)", "sizeof(int[4])", "sizeof(point_t[3])",
     "sizeof points", "sizeof(int[2][3])", "sizeof(counter_t[2])", "sizeof(struct measurement)",
     "(void (*)(int)) on_event", "(int (*)(void)) other_file_value", "(void (*)(int)) handler_value",
+    "(void (*)(int)) (long) on_event", "sizeof(void (*)(int))", "*(void (*)(int)) on_event", "(handler_t) 0",
+    "(long) long_double_value", "(char) long_double_array[1]", "(double) int_value", "(float) long_double_value",
+    "(long double) double_value", "(long double) int_value", "(int) float_value", "(double) long_double_array[2]",
+    "(unsigned char) -long_double_value", "(long double) uint_value", "(double) complex_value", "(_Float128) int_value",
+    "-long_double_value", "-double_value", "-float_value", "-float128_value", "-complex_value", "-long_double_array[1]",
 ];
 
 /// Globals of the C++ fixture.

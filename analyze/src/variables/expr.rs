@@ -12,6 +12,7 @@
 //! Nothing assigns or calls functions: a snapshot cannot run code.
 
 use super::dwarf::DieId;
+use super::float::{convert_float, float_to_integer, integer_to_float, FloatKind};
 use super::types::{Builtin, Type, TypeRef};
 use super::value::{le_signed, le_unsigned, Contents, Hole, Value};
 use super::Inspector;
@@ -917,9 +918,24 @@ impl Evaluator<'_, '_> {
                 Ok(Value::from_bytes(TypeRef::PointerTo(Box::new(value.ty.clone())), address.to_le_bytes().to_vec()))
             }
             "-" => {
+                if let Some((kind, _)) = self.float_operand(&value)? {
+                    // Negation flips the sign bit, the top bit of the format's
+                    // bytes, in each part of a complex number.
+                    let mut bytes = self.read_all(&value)?;
+                    let part_size = match self.types().resolve_stripped(&value.ty) {
+                        Type::Base { encoding: gimli::constants::DW_ATE_complex_float, size, .. } => size / 2,
+                        _ => bytes.len() as u64,
+                    };
+                    for part in bytes.chunks_mut(usize::try_from(part_size).unwrap_or(usize::MAX).max(1)) {
+                        let byte = part.get_mut(kind.value_bytes() - 1).ok_or_else(|| ExprError::Invalid("the float value is too short".into()))?;
+                        *byte ^= 0x80;
+                    }
+                    return Ok(Value::from_bytes(value.ty.clone(), bytes));
+                }
                 let integer = self.integer(&value)?;
                 Ok(Integer { value: integer.value.wrapping_neg(), ..integer }.to_value())
             }
+            "+" if self.float_operand(&value)?.is_some() => Ok(value),
             "+" => Ok(self.integer(&value)?.to_value()),
             "~" => {
                 let integer = self.integer(&value)?;
@@ -1101,13 +1117,50 @@ impl Evaluator<'_, '_> {
         Ok(Value::in_memory(target, address as u64))
     }
 
+    /// Returns the float format and bytes of `value` when it is a float.
+    /// For a complex number it returns those of the real part, which is
+    /// what a C cast to a real type takes.
+    fn float_operand(&self, value: &Value) -> Result<Option<(FloatKind, Vec<u8>)>> {
+        let Type::Base { name, encoding, size } = self.types().resolve_stripped(&value.ty) else {
+            return Ok(None);
+        };
+        let (part_name, part_size) = match encoding {
+            gimli::constants::DW_ATE_float => (name.as_str(), size),
+            gimli::constants::DW_ATE_complex_float => (name.trim_start_matches("complex "), size / 2),
+            _ => return Ok(None),
+        };
+        let Some(kind) = usize::try_from(part_size).ok().and_then(|size| FloatKind::for_type(part_name, size)) else {
+            return Err(ExprError::Invalid(format!("unsupported float type {name} of {size} bytes")));
+        };
+        let mut bytes = self.read_all(value)?;
+        bytes.truncate(usize::try_from(part_size).unwrap_or(0));
+        Ok(Some((kind, bytes)))
+    }
+
     fn cast(&self, value: &Value, ty: TypeRef) -> Result<Value> {
         let types = self.types();
         let size = types.size_of(&ty).ok_or_else(|| ExprError::Invalid("cannot cast to a type without a size".into()))?;
+        let size_bytes = usize::try_from(size.min(16)).unwrap_or(16);
+        let float = self.float_operand(value)?;
         match types.resolve_stripped(&ty) {
+            Type::Base { name, encoding: gimli::constants::DW_ATE_float, .. } => {
+                let kind = FloatKind::for_type(&name, size_bytes)
+                    .ok_or_else(|| ExprError::Invalid(format!("unsupported float type {name} of {size} bytes")))?;
+                let bytes = match float {
+                    Some((from, bytes)) => convert_float(from, &bytes, kind, size_bytes)
+                        .ok_or_else(|| ExprError::Invalid("the float value is too short".into()))?,
+                    None => integer_to_float(kind, self.integer(value)?.value, size_bytes),
+                };
+                Ok(Value::from_bytes(ty, bytes))
+            }
             Type::Base { .. } | Type::Enum { .. } | Type::Pointer { .. } => {
-                let integer = self.integer(value)?;
-                let bytes = (integer.value as u128).to_le_bytes()[..size.min(16) as usize].to_vec();
+                let integer = match float {
+                    Some((kind, bytes)) => float_to_integer(kind, &bytes).ok_or_else(|| {
+                        ExprError::Invalid("the float value is not a number or out of the integer's range".into())
+                    })?,
+                    None => self.integer(value)?.value,
+                };
+                let bytes = (integer as u128).to_le_bytes()[..size_bytes].to_vec();
                 Ok(Value::from_bytes(ty, bytes))
             }
             // A cast to an aggregate reinterprets the object's bytes, as gdb does.

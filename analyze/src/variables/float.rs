@@ -2,10 +2,10 @@
 //! x87 80-bit extended format (`long double` on x86_64, stored in 16
 //! bytes) and IEEE binary128 (`_Float128`, `__float128`).
 //!
-//! gdb 13 prints a float with C's `%g` and as many significant digits as
-//! it takes to tell every value of the format apart: ceil(p * log10 2) + 1
-//! for a p-bit significand, so 9 for `float`, 17 for `double`, 21 for the
-//! x87 format and 36 for binary128. The host's `long double` cannot hold
+//! gdb 13 prints a float with C's `%g` and enough significant digits to
+//! distinguish every value of the format. For a p-bit significand that is
+//! ceil(p * log10 2) + 1: 9 for `float`, 17 for `double`, 21 for the x87
+//! format and 36 for binary128. The host's `long double` cannot hold
 //! binary128, and Rust has no 80-bit type, so this module converts exactly
 //! with a small big integer and rounds half to even as glibc's `printf`
 //! does. A NaN prints as gdb prints it, with its significand in hex:
@@ -55,7 +55,7 @@ impl WideFloat {
     }
 }
 
-/// What a float's bits encode.
+/// The kind of value a float's bits encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     /// `significand * 2^exponent`, with the sign apart.
@@ -75,7 +75,7 @@ fn decode(format: WideFloat, bytes: &[u8]) -> Option<(bool, Class)> {
             let negative = sign_exponent & 0x8000 != 0;
             let exponent = u32::from(sign_exponent & 0x7fff);
             if exponent == EXPONENT_SPECIAL {
-                // The integer bit (63) is set in both; the fraction tells them apart.
+                // The integer bit (63) is set in both, so the fraction distinguishes them.
                 let class = if significand << 1 == 0 {
                     Class::Infinite
                 } else {
@@ -99,6 +99,170 @@ fn decode(format: WideFloat, bytes: &[u8]) -> Option<(bool, Class)> {
             let significand = if exponent == 0 { fraction } else { fraction | 1u128 << 112 };
             let exponent = (exponent.max(1) as i32) - EXPONENT_BIAS - 112;
             Some((negative, Class::Finite { significand, exponent }))
+        }
+    }
+}
+
+/// A floating-point format, for casts between floats and integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatKind {
+    /// IEEE binary32, `float`.
+    Single,
+    /// IEEE binary64, `double`.
+    Double,
+    /// A format wider than `double`.
+    Wide(WideFloat),
+}
+
+impl FloatKind {
+    /// Bytes of the value that carry bits; the sign is the top bit of the last.
+    pub fn value_bytes(self) -> usize {
+        match self {
+            FloatKind::Single => 4,
+            FloatKind::Double => 8,
+            FloatKind::Wide(wide) => wide.value_bytes(),
+        }
+    }
+
+    /// Returns the format of a float type of `name` and `size_bytes`.
+    pub fn for_type(name: &str, size_bytes: usize) -> Option<FloatKind> {
+        match size_bytes {
+            4 => Some(FloatKind::Single),
+            8 => Some(FloatKind::Double),
+            _ => WideFloat::for_type(name, size_bytes).map(FloatKind::Wide),
+        }
+    }
+}
+
+/// Decodes `bytes` of any [`FloatKind`] into its sign and class.
+fn decode_any(kind: FloatKind, bytes: &[u8]) -> Option<(bool, Class)> {
+    let (bits, fraction_bits, exponent_bits): (u64, u32, u32) = match kind {
+        FloatKind::Wide(wide) => return decode(wide, bytes),
+        FloatKind::Single => (u64::from(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?)), 23, 8),
+        FloatKind::Double => (u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?), 52, 11),
+    };
+    let negative = bits >> (fraction_bits + exponent_bits) & 1 == 1;
+    let exponent = (bits >> fraction_bits) & ((1 << exponent_bits) - 1);
+    let fraction = bits & ((1 << fraction_bits) - 1);
+    let bias = (1i32 << (exponent_bits - 1)) - 1;
+    if exponent == (1 << exponent_bits) - 1 {
+        let class = if fraction == 0 { Class::Infinite } else { Class::NaN { payload: u128::from(fraction) } };
+        return Some((negative, class));
+    }
+    let significand = if exponent == 0 { fraction } else { fraction | 1 << fraction_bits };
+    let exponent = (exponent.max(1) as i32) - bias - fraction_bits as i32;
+    Some((negative, Class::Finite { significand: u128::from(significand), exponent }))
+}
+
+/// Converts a float's bytes to an integer as a C cast does, truncating
+/// toward zero. `None` for a NaN, an infinity or a value outside `i128`.
+pub fn float_to_integer(kind: FloatKind, bytes: &[u8]) -> Option<i128> {
+    let (negative, Class::Finite { significand, exponent }) = decode_any(kind, bytes)? else { return None };
+    let magnitude = if exponent >= 0 {
+        let shift = u32::try_from(exponent).ok()?;
+        if significand != 0 && significand.leading_zeros() <= shift {
+            return None;
+        }
+        significand << shift
+    } else {
+        significand.checked_shr(exponent.unsigned_abs()).unwrap_or(0)
+    };
+    let magnitude = i128::try_from(magnitude).ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// Encodes an integer in a float format of `size_bytes` bytes.
+/// NOTE: a magnitude wider than the significand (64 bits for x87, 113 for
+/// binary128) is truncated toward zero; C rounds to nearest.
+pub fn integer_to_float(kind: FloatKind, value: i128, size_bytes: usize) -> Vec<u8> {
+    let class = Class::Finite { significand: value.unsigned_abs(), exponent: 0 };
+    encode(kind, value < 0, class, size_bytes)
+}
+
+/// Converts a float's bytes from one format to another, as a C cast does.
+pub fn convert_float(from: FloatKind, bytes: &[u8], to: FloatKind, size_bytes: usize) -> Option<Vec<u8>> {
+    let (negative, class) = decode_any(from, bytes)?;
+    Some(encode(to, negative, class, size_bytes))
+}
+
+/// Returns `significand * 2^exponent` as the nearest `f64`.
+fn to_f64(significand: u128, exponent: i32) -> f64 {
+    // Scale in steps that stay exact, so 2^-16445 still reaches 0.
+    let mut value = significand as f64;
+    let mut exponent = exponent;
+    while exponent > 1000 {
+        value *= 2f64.powi(1000);
+        exponent -= 1000;
+    }
+    while exponent < -1000 {
+        value *= 2f64.powi(-1000);
+        exponent += 1000;
+    }
+    value * 2f64.powi(exponent)
+}
+
+/// Encodes a sign and class in `kind`, padded with zeros to `size_bytes`.
+fn encode(kind: FloatKind, negative: bool, class: Class, size_bytes: usize) -> Vec<u8> {
+    let mut bytes = match kind {
+        FloatKind::Single | FloatKind::Double => {
+            let magnitude = match class {
+                Class::Finite { significand, exponent } => to_f64(significand, exponent),
+                Class::Infinite => f64::INFINITY,
+                Class::NaN { .. } => f64::NAN,
+            };
+            let value = if negative { -magnitude } else { magnitude };
+            match kind {
+                FloatKind::Single => (value as f32).to_le_bytes().to_vec(),
+                _ => value.to_le_bytes().to_vec(),
+            }
+        }
+        FloatKind::Wide(wide) => encode_wide(wide, negative, class),
+    };
+    bytes.resize(size_bytes.max(bytes.len()), 0);
+    bytes.truncate(size_bytes);
+    bytes
+}
+
+/// Encodes in the x87 or binary128 format, truncating extra significand bits.
+fn encode_wide(wide: WideFloat, negative: bool, class: Class) -> Vec<u8> {
+    // Position of the integer bit: explicit bit 63 for x87, implicit bit 112.
+    let top_bit: i32 = match wide {
+        WideFloat::X87Extended => 63,
+        WideFloat::Binary128 => 112,
+    };
+    let (biased, significand) = match class {
+        Class::Infinite => (EXPONENT_SPECIAL as i32, if wide == WideFloat::X87Extended { 1u128 << 63 } else { 0 }),
+        Class::NaN { .. } => (EXPONENT_SPECIAL as i32, 3u128 << (top_bit - 1)),
+        Class::Finite { significand: 0, .. } => (0, 0),
+        Class::Finite { significand, exponent } => {
+            let bits = 128 - significand.leading_zeros() as i32;
+            let shift = bits - 1 - top_bit;
+            let normalized = if shift > 0 { significand >> shift } else { significand << -shift };
+            let biased = exponent + shift + top_bit + EXPONENT_BIAS;
+            if biased >= EXPONENT_SPECIAL as i32 {
+                return encode_wide(wide, negative, Class::Infinite);
+            }
+            if biased <= 0 {
+                // A denormal: the exponent of the smallest normal, fewer bits.
+                let denormal = normalized.checked_shr((1 - biased) as u32).unwrap_or(0);
+                (0, denormal)
+            } else {
+                (biased, normalized)
+            }
+        }
+    };
+    let sign = u128::from(negative);
+    match wide {
+        WideFloat::X87Extended => {
+            let mut bytes = (significand as u64).to_le_bytes().to_vec();
+            let sign_exponent = (sign as u16) << 15 | biased as u16;
+            bytes.extend_from_slice(&sign_exponent.to_le_bytes());
+            bytes
+        }
+        WideFloat::Binary128 => {
+            let fraction = significand & ((1u128 << 112) - 1);
+            let bits = sign << 127 | (biased as u128) << 112 | fraction;
+            bits.to_le_bytes().to_vec()
         }
     }
 }
@@ -362,6 +526,49 @@ mod tests {
     #[test]
     fn short_buffer_is_none() {
         assert_eq!(format_wide_float(WideFloat::X87Extended, &[0; 9]), None);
+    }
+
+    #[test]
+    fn casts_to_integers_truncate() {
+        let pi = {
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&0xc90fdaa22168c235u64.to_le_bytes());
+            bytes[8..10].copy_from_slice(&0xc000u16.to_le_bytes());
+            bytes
+        };
+        assert_eq!(float_to_integer(FloatKind::Wide(WideFloat::X87Extended), &pi), Some(-3));
+        assert_eq!(float_to_integer(FloatKind::Double, &2.718f64.to_le_bytes()), Some(2));
+        assert_eq!(float_to_integer(FloatKind::Single, &(-0.5f32).to_le_bytes()), Some(0));
+        assert_eq!(float_to_integer(FloatKind::Double, &f64::NAN.to_le_bytes()), None);
+        assert_eq!(float_to_integer(FloatKind::Double, &1e300f64.to_le_bytes()), None);
+    }
+
+    #[test]
+    fn integers_to_floats() {
+        let x87 = FloatKind::Wide(WideFloat::X87Extended);
+        assert_eq!(format_wide_float(WideFloat::X87Extended, &integer_to_float(x87, -42, 16)).unwrap(), "-42");
+        assert_eq!(integer_to_float(FloatKind::Double, -42, 8), (-42f64).to_le_bytes().to_vec());
+        assert_eq!(integer_to_float(FloatKind::Single, 7, 4), 7f32.to_le_bytes().to_vec());
+        let quad = FloatKind::Wide(WideFloat::Binary128);
+        assert_eq!(format_wide_float(WideFloat::Binary128, &integer_to_float(quad, 12345, 16)).unwrap(), "12345");
+    }
+
+    #[test]
+    fn conversions_between_formats() {
+        let x87 = FloatKind::Wide(WideFloat::X87Extended);
+        let wide = convert_float(FloatKind::Double, &2.5f64.to_le_bytes(), x87, 16).unwrap();
+        assert_eq!(format_wide_float(WideFloat::X87Extended, &wide).unwrap(), "2.5");
+        let back = convert_float(x87, &wide, FloatKind::Double, 8).unwrap();
+        assert_eq!(back, 2.5f64.to_le_bytes().to_vec());
+        let tiny = convert_float(x87, &{
+            let mut bytes = [0u8; 16];
+            bytes[0] = 1;
+            bytes
+        }, FloatKind::Double, 8)
+        .unwrap();
+        assert_eq!(tiny, 0f64.to_le_bytes().to_vec());
+        let infinity = convert_float(FloatKind::Double, &f64::INFINITY.to_le_bytes(), x87, 16).unwrap();
+        assert_eq!(format_wide_float(WideFloat::X87Extended, &infinity).unwrap(), "inf");
     }
 
     #[test]
