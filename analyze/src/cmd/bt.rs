@@ -262,12 +262,12 @@ fn frame_lines(images: CodeImages<'_>, frame: &Frame, physical_index: usize, fir
             inlined: false,
         });
     }
-    // gdb omits the address when an exact pc is at the start of a line-table
-    // row, as at a breakpoint. A return address is always shown.
+    // gdb omits the address when an exact pc is at the start of its source
+    // line, as at a breakpoint. A return address is always shown.
     let at_line_start = match (frame.pc, located) {
         (Pc::Exact(pc), Some((image, bias, _))) => {
             let file_pc = pc.wrapping_sub(bias);
-            symbolize::line_row(image, file_pc).is_some_and(|row| row.start == file_pc)
+            symbolize::line_start(image, file_pc) == Some(file_pc)
         }
         _ => false,
     };
@@ -733,8 +733,7 @@ fn insert_tail_calls(
         );
         for tail_call in chain {
             let lookup = tail_call.return_address.wrapping_sub(1);
-            let at_line_start = symbolize::line_row(image, tail_call.return_address)
-                .is_some_and(|row| row.start == tail_call.return_address);
+            let at_line_start = symbolize::line_start(image, tail_call.return_address) == Some(tail_call.return_address);
             // gdb 13 shows a tail-call frame as the innermost function at
             // the jump, without the functions it was inlined into.
             for source in symbolize::symbolize(image, lookup).into_iter().take(1) {
