@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests run: QEMU (the guests), gdb (the
-# oracle the backtraces are compared with), the toolchain that builds the
-# test unikernel, and libxen-dev, which the Xen build of stardump-capture
+# oracle the backtraces are compared with) and gdbserver (a live process
+# target), the C and C++ toolchain that builds the test unikernel and the
+# fixtures, and libxen-dev, which the Xen build of stardump-capture
 # links against. The Xen lab installs its own packages (tests/xen-lab/run.sh).
 # Packages already present are left alone.
 set -euo pipefail
 
-packages=(qemu-system-x86 gdb gcc make binutils coreutils python3 libxen-dev)
+packages=(qemu-system-x86 gdb gdbserver gcc g++ make binutils coreutils python3 libxen-dev)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
