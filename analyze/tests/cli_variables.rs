@@ -260,6 +260,22 @@ fn print_json_fields() {
 }
 
 #[test]
+fn examine_instructions_json() {
+    let setup = setup();
+    let output = setup.run("x", &["--format", "/3i", "walk", "--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["command"], "x");
+    assert_eq!(report["format"], "i");
+    assert_eq!(report["size"], 1);
+    let units = report["units"].as_array().unwrap();
+    assert_eq!(units.len(), 3);
+    assert_eq!(units[0]["value"], "push   %rbp");
+    assert_eq!(units[1]["value"], "mov    %rsp,%rbp");
+    assert_eq!(units[0]["address"], report["address"]);
+}
+
+#[test]
 fn unknown_symbol_error() {
     let setup = setup();
     let output = setup.run("print", &["no_such_variable"]);
