@@ -568,7 +568,13 @@ fn source_names(dwarf: &gimli::Dwarf<DwarfReader>) -> (Vec<String>, HashMap<Stri
             // gdb 13 names the unit's primary file as DW_AT_name does, and
             // joins every other file with its directory entry, which for a
             // DWARF 5 file in directory 0 makes the path absolute.
-            let display = if Some(&name) == unit_name.as_ref() {
+            // A relative compilation directory, as glibc's Debian build
+            // records (`./nptl`), is shown joined even for the primary file:
+            // gdb 13 prints `./nptl/pthread_kill.c`.
+            let relative_comp_dir = !comp_dir.is_empty() && !comp_dir.starts_with('/');
+            let display = if line_header.version() >= 5 && directory.is_none() && relative_comp_dir {
+                full.clone()
+            } else if Some(&name) == unit_name.as_ref() {
                 name.clone()
             } else if let Some(directory) = &directory {
                 join_path(directory, &name)

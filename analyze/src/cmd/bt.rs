@@ -355,8 +355,8 @@ struct VariableTarget<'a> {
     vcpu: &'a VcpuState,
 }
 
-/// Fills in the arguments of every frame of `report`, and with `full` the
-/// locals. Only with `full` does a value that is not known make the output
+/// Fills in the arguments of every frame of `report` whose physical frame
+/// `in_scope` accepts, and with `full` the locals. Only with `full` does a value that is not known make the output
 /// incomplete: plain `bt` is complete when the walk is.
 fn add_variables(
     report: &mut ThreadReport,
@@ -365,6 +365,7 @@ fn add_variables(
     options: PrintOptions,
     full: bool,
     incomplete: &mut bool,
+    in_scope: &dyn Fn(usize) -> bool,
 ) {
     let VariableTarget { info, symbols, memory, vcpu } = *target;
     let mut lines_per_frame = vec![0usize; backtrace.frames.len()];
@@ -376,6 +377,9 @@ fn add_variables(
     let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, Some(vcpu), &lines_per_frame);
     let printer = Printer::new(inspector.types(), memory, symbols, options);
     for (index, frame) in report.frames.iter_mut().enumerate() {
+        if !in_scope(frame.physical_index) {
+            continue;
+        }
         let arguments = inspector.arguments(index);
         frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
         let mut ignored = false;
@@ -612,7 +616,7 @@ fn unikernel_threads(
                 if let Some((info, symbols)) = &variables {
                     let memory = TargetMemory::new(&backed, vcpu.cr3);
                     let target = VariableTarget { info, symbols, memory: &memory, vcpu };
-                    add_variables(&mut report, &backtrace, &target, print_options, full, variables_incomplete);
+                    add_variables(&mut report, &backtrace, &target, print_options, full, variables_incomplete, &|_| true);
                 }
                 report
             }
@@ -638,14 +642,7 @@ fn process_threads(
 ) -> Vec<ThreadReport> {
     let images = CodeImages::Modules { set: modules, main };
     let mut unwinder = Unwinder::for_modules(modules, options);
-    // Arguments and locals come from the main program's DWARF only.
-    let main_module = modules.modules().iter().find(|module| Some(module.mapped_path.as_str()) == main);
-    let variables = main_module.filter(|module| module.image.has_debug_info()).map(|module| {
-        let info = DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections()));
-        let symbols = SymbolTable::from_image(&module.image);
-        (module, info, symbols)
-    });
-    let mut tail_calls = ModuleTailCalls::default();
+    let mut debug = ModuleDebugCache::default();
     let mut threads = Vec::new();
     for vcpu in vcpus {
         let Some(backtrace) = unwind_vcpu(&mut unwinder, core, vcpu) else {
@@ -655,39 +652,75 @@ fn process_threads(
         let mut report = thread_report_in(images, vcpu.id, &backtrace);
         report.lwp = vcpu.thread_id;
         report.name = core.thread_name(vcpu.id).map(str::to_owned);
-        if let Some((module, info, symbols)) = &variables {
-            // The inspector looks scopes up by pc in file addresses, so the
-            // main program's frames get their bias taken off. Other frames
-            // keep run-time addresses, which lie outside the program's file
-            // addresses in the usual layout and so find no scope.
+
+        // Each module's DWARF describes the variables of its own frames.
+        let frame_modules: Vec<Option<usize>> =
+            backtrace.frames.iter().map(|frame| modules.index_for(frame.pc.lookup_address())).collect();
+        let mut with_frames: Vec<usize> = frame_modules.iter().flatten().copied().collect();
+        with_frames.sort_unstable();
+        with_frames.dedup();
+        let memory = TargetMemory::new(core, vcpu.cr3);
+        for index in with_frames {
+            let module = &modules.modules()[index];
+            let Some(module_debug) = debug.get(index, module) else { continue };
+            // The inspector looks scopes up by pc in file addresses, so this
+            // module's frames get their bias taken off. Only their lines are
+            // filled in.
             // NOTE: a global's or static local's DW_OP_addr is a file address
             // too, and is read without the bias, so such values in a
-            // position-independent program are wrong.
+            // position-independent module are wrong.
             let file_frames = file_address_frames(&backtrace, module);
-            let memory = TargetMemory::new(core, vcpu.cr3);
-            let target = VariableTarget { info, symbols, memory: &memory, vcpu };
-            add_variables(&mut report, &file_frames, &target, print_options, full, variables_incomplete);
+            let target =
+                VariableTarget { info: &module_debug.info, symbols: &module_debug.symbols, memory: &memory, vcpu };
+            let in_module = |physical_index: usize| frame_modules.get(physical_index) == Some(&Some(index));
+            add_variables(&mut report, &file_frames, &target, print_options, full, variables_incomplete, &in_module);
         }
         // After the variables, which count the lines of each physical frame.
-        insert_tail_calls(&mut report, &backtrace, images, &mut tail_calls);
+        insert_tail_calls(&mut report, &backtrace, images, &mut debug);
         threads.push(report);
     }
     threads
 }
 
-/// The DWARF call sites of each module with DWARF, indexed on first use,
-/// by position in the module set.
-#[derive(Default)]
-struct ModuleTailCalls {
-    by_module: std::collections::HashMap<usize, TailCalls>,
+/// The DWARF of one module, for variables and tail calls.
+struct ModuleDebug {
+    info: DebugInfo,
+    symbols: SymbolTable,
+    /// Indexed on first use.
+    tail_calls: Option<TailCalls>,
 }
 
-impl ModuleTailCalls {
-    fn get(&mut self, index: usize, module: &Module) -> &TailCalls {
-        self.by_module.entry(index).or_insert_with(|| {
-            let _span = tracing::debug_span!("call sites", module = %module.mapped_path).entered();
-            TailCalls::new(&DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())))
-        })
+/// The DWARF of each module that has it, loaded on first use, by position
+/// in the module set.
+#[derive(Default)]
+struct ModuleDebugCache {
+    by_module: std::collections::HashMap<usize, Option<ModuleDebug>>,
+}
+
+impl ModuleDebugCache {
+    /// Returns the DWARF of the module at `index`, or `None` when it has none.
+    fn get(&mut self, index: usize, module: &Module) -> Option<&mut ModuleDebug> {
+        self.by_module
+            .entry(index)
+            .or_insert_with(|| {
+                if !module.image.has_debug_info() {
+                    return None;
+                }
+                let _span = tracing::debug_span!("debug info", module = %module.mapped_path).entered();
+                Some(ModuleDebug {
+                    info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
+                    symbols: SymbolTable::from_image(&module.image),
+                    tail_calls: None,
+                })
+            })
+            .as_mut()
+    }
+
+    /// Returns the call sites of the module at `index`, when it has DWARF.
+    fn tail_calls(&mut self, index: usize, module: &Module) -> Option<&TailCalls> {
+        let debug = self.get(index, module)?;
+        let info = &debug.info;
+        Some(debug.tail_calls.get_or_insert_with(|| TailCalls::new(info)))
     }
 }
 
@@ -700,7 +733,7 @@ fn insert_tail_calls(
     report: &mut ThreadReport,
     backtrace: &Backtrace,
     images: CodeImages<'_>,
-    tail_calls: &mut ModuleTailCalls,
+    debug: &mut ModuleDebugCache,
 ) {
     let CodeImages::Modules { set: modules, main } = images else {
         return;
@@ -726,11 +759,8 @@ fn insert_tail_calls(
         if !may_have_tail_calls(image, module.file_address(return_address), module.file_address(callee_lookup)) {
             continue;
         }
-        let chain = tail_calls.get(index, module).chain(
-            image,
-            module.file_address(return_address),
-            module.file_address(callee_lookup),
-        );
+        let Some(tail_calls) = debug.tail_calls(index, module) else { continue };
+        let chain = tail_calls.chain(image, module.file_address(return_address), module.file_address(callee_lookup));
         for tail_call in chain {
             let lookup = tail_call.return_address.wrapping_sub(1);
             let at_line_start = symbolize::line_start(image, tail_call.return_address) == Some(tail_call.return_address);
