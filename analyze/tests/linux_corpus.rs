@@ -389,3 +389,71 @@ fn threads_match_gdb() {
         }
     }
 }
+
+/// Runs `stardump bt` in text mode with `arguments` after the core.
+fn stardump_text(core: &Path, arguments: &[&std::ffi::OsStr]) -> (String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_stardump"))
+        .arg("bt")
+        .arg(core)
+        .args(arguments)
+        .output()
+        .expect("running stardump");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn text_output_like_gdb() {
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let core = kernel_core(&corpus_dir().join("deep-O2-nofp"), run_dir.path());
+    let (text, warnings) = stardump_text(&core, &["--limit".as_ref(), "400".as_ref()]);
+
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with("Thread 1 (LWP ") && first.ends_with("):"), "{first}");
+    let frame_zero = text.lines().nth(1).unwrap_or_default();
+    assert!(frame_zero.starts_with("#0  "), "{frame_zero}");
+    assert!(frame_zero.contains(" crash_here (depth="), "{frame_zero}");
+    // gdb keeps one space after a three-digit frame number.
+    assert!(text.contains("\n#100 0x"), "{text}");
+    assert_eq!(warnings, "", "the program and glibc are found by path");
+
+    // Frames in glibc name it; the text shows it only without a line.
+    let (json, _) = stardump_text(&core, &["--limit".as_ref(), "400".as_ref(), "--json".as_ref()]);
+    let report: Value = serde_json::from_str(&json).expect("bt --json output");
+    let frames = report["threads"][0]["frames"].as_array().expect("frames");
+    let start = frames.iter().find(|frame| frame["function"] == "__libc_start_call_main").expect("glibc's startup frame");
+    assert!(start["library"].as_str().is_some_and(|path| path.ends_with("/libc.so.6")), "{start}");
+    let crash = &frames[0];
+    assert!(crash.get("library").is_none(), "the program's frames name no library: {crash}");
+}
+
+#[test]
+fn image_override_and_mismatch() {
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = corpus_dir().join("deep-O2-nofp");
+    let core = kernel_core(&program, run_dir.path());
+
+    let (text, warnings) = stardump_text(&core, &["--image".as_ref(), program.as_os_str()]);
+    assert!(text.contains("crash_here"), "{text}");
+    assert_eq!(warnings, "");
+
+    // Another build of the same source: used as told, with a warning.
+    let other = corpus_dir().join("deep-O0-fp");
+    let (_, warnings) = stardump_text(&core, &["--image".as_ref(), other.as_os_str()]);
+    assert!(warnings.contains("has build id"), "{warnings}");
+    assert!(warnings.contains("names and lines may be wrong"), "{warnings}");
+}
+
+#[test]
+fn missing_debug_file_warns() {
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = corpus_dir().join("deep-O2-buildid");
+    let core = kernel_core(&program, run_dir.path());
+    // Without --debug-dir the debug file under the corpus is not found.
+    let (text, warnings) = stardump_text(&core, &["--limit".as_ref(), "400".as_ref()]);
+    assert!(warnings.contains("no DWARF"), "{warnings}");
+    assert!(warnings.contains("deep-O2-buildid"), "{warnings}");
+    assert!(warnings.contains("by build id"), "{warnings}");
+    // The stripped program exports no symbol for its own functions.
+    assert!(!text.contains("crash_here"), "{text}");
+    assert!(text.contains("__libc_start_call_main"), "glibc still has its names:\n{text}");
+}
