@@ -408,7 +408,8 @@ fn text_output_like_gdb() {
     let (text, warnings) = stardump_text(&core, &["--limit".as_ref(), "400".as_ref()]);
 
     let first = text.lines().next().unwrap_or_default();
-    assert!(first.starts_with("Thread 1 (LWP ") && first.ends_with("):"), "{first}");
+    assert!(first.starts_with("Thread 1 (LWP "), "{first}");
+    assert!(first.ends_with("):"), "{first}");
     let frame_zero = text.lines().nth(1).unwrap_or_default();
     assert!(frame_zero.starts_with("#0  "), "{frame_zero}");
     assert!(frame_zero.contains(" crash_here (depth="), "{frame_zero}");
@@ -436,7 +437,7 @@ fn image_override_and_mismatch() {
     assert!(text.contains("crash_here"), "{text}");
     assert_eq!(warnings, "");
 
-    // Another build of the same source: used as told, with a warning.
+    // Another build of the same source is used as requested, with a warning.
     let other = corpus_dir().join("deep-O0-fp");
     let (_, warnings) = stardump_text(&core, &["--image".as_ref(), other.as_os_str()]);
     assert!(warnings.contains("has build id"), "{warnings}");
