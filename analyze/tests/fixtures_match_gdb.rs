@@ -54,6 +54,10 @@ const C_GLOBALS: &[&str] = &[
     "(long double) double_value", "(long double) int_value", "(int) float_value", "(double) long_double_array[2]",
     "(unsigned char) -long_double_value", "(long double) uint_value", "(double) complex_value", "(_Float128) int_value",
     "-long_double_value", "-double_value", "-float_value", "-float128_value", "-complex_value", "-long_double_array[1]",
+    "double_value * 2", "float_value * 2", "float_value + double_value", "double_value / 3", "int_value + double_value",
+    "1 / float_value", "double_value > 2", "double_value == 2.718281828459045", "long_double_value > 3",
+    "long_double_value < double_value", "float_value < 3.5", "2.5", "1e-3", "0.5f", "int_value * 0.5", "1 / 3.0",
+    "(int) 2.9", "0.0 / 0", "-(0.0)", "-(1.0 / 0)", "1e300 * 1e300", "(float) (0.0 / 0)", "-(0.0 / 0)",
 ];
 
 /// Globals of the C++ fixture.
@@ -378,7 +382,8 @@ fn cpp_disassembly_o2_match_gdb() {
 const C_WHATIS: &[&str] = &[
     "record_pointer", "record_value", "handler_value", "counter_t", "point_t", "int_array", "&points[1]",
     "matrix[1]", "*int_array@3", "int_value + 1L", "'A'", "message", "&main", "struct record", "origin",
-    "(int (*)(void)) other_file_value", "complex_long_double_value", "long_double_array[1]",
+    "(int (*)(void)) other_file_value", "complex_long_double_value", "long_double_array[1]", "0.5f",
+    "1.5 + float_value", "float_value * 2", "double_value < 1",
 ];
 
 #[test]

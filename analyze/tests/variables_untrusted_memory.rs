@@ -111,7 +111,7 @@ fn unikernel_globals_over_noise() {
 #[test]
 fn malformed_expressions_rejected() {
     let no_types = |_: &str| false;
-    for text in ["", "(", ")", "a +", "a[", "a->", "'x", "'worker.c'", "$", "1 2", "sizeof", "((((a", "a..b", "0x", "1e5", "\"s\"", "a = 1"] {
+    for text in ["", "(", ")", "a +", "a[", "a->", "'x", "'worker.c'", "$", "1 2", "sizeof", "((((a", "a..b", "0x", "1e", "1.5L", "\"s\"", "a = 1"] {
         assert!(parse(text, &no_types).is_err(), "{text:?} parsed");
     }
 }

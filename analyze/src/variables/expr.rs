@@ -12,7 +12,7 @@
 //! Nothing assigns or calls functions: a snapshot cannot run code.
 
 use super::dwarf::DieId;
-use super::float::{convert_float, float_to_integer, integer_to_float, FloatKind};
+use super::float::{compare_floats, convert_float, float_to_integer, integer_to_float, negate_float, FloatKind};
 use super::types::{Builtin, Type, TypeRef};
 use super::value::{le_signed, le_unsigned, Contents, Hole, Value};
 use super::Inspector;
@@ -54,6 +54,9 @@ enum Token {
     /// A quoted file name, as in `'worker.c'::x`.
     Quoted(String),
     Int { value: u128, unsigned: bool, long: bool },
+    /// A decimal floating-point literal, as the bits of an `f64`, and
+    /// whether it has the `f` suffix.
+    Float { bits: u64, single: bool },
     Char(u8),
     Register(String),
     Punct(&'static str),
@@ -63,6 +66,49 @@ const PUNCTUATION: [&str; 31] = [
     "->", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "::", "+", "-", "*", "/", "%", "<", ">", "&", "|", "^",
     "!", "~", "(", ")", "[", "]", ".", ",", "=", "?", "@",
 ];
+
+/// Reads a decimal floating-point literal at `start` (`2.5`, `1e-3`,
+/// `0.5f`) and returns where it ends; `None` when the number there is an
+/// integer.
+fn float_literal(text: &str, start: usize) -> Result<Option<(usize, Token)>> {
+    let bytes = text.as_bytes();
+    let digits_from = |mut index: usize| {
+        while index < bytes.len() && bytes[index].is_ascii_digit() {
+            index += 1;
+        }
+        index
+    };
+    if text[start..].starts_with("0x") || text[start..].starts_with("0X") {
+        return Ok(None);
+    }
+
+    let mut end = digits_from(start);
+    let mut is_float = false;
+    if bytes.get(end) == Some(&b'.') {
+        end = digits_from(end + 1);
+        is_float = true;
+    }
+    if matches!(bytes.get(end), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(bytes.get(end + 1), Some(b'+' | b'-')));
+        if bytes.get(end + 1 + sign).is_some_and(u8::is_ascii_digit) {
+            end = digits_from(end + 1 + sign);
+            is_float = true;
+        }
+    }
+    if !is_float {
+        return Ok(None);
+    }
+
+    let value: f64 = text[start..end]
+        .parse()
+        .map_err(|_| ExprError::Syntax { offset: start, message: format!("invalid number {:?}", &text[start..end]) })?;
+    let single = matches!(bytes.get(end), Some(b'f' | b'F'));
+    if matches!(bytes.get(end), Some(b'l' | b'L')) {
+        return Err(ExprError::Syntax { offset: start, message: "long double literals are not supported".into() });
+    }
+    let end = end + usize::from(single);
+    Ok(Some((end, Token::Float { bits: value.to_bits(), single })))
+}
 
 fn tokenize(text: &str) -> Result<Vec<(usize, Token)>> {
     let bytes = text.as_bytes();
@@ -90,6 +136,11 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>> {
             continue;
         }
         if byte.is_ascii_digit() {
+            if let Some((end, token)) = float_literal(text, start)? {
+                tokens.push((start, token));
+                index = end;
+                continue;
+            }
             while index < bytes.len() && (bytes[index].is_ascii_alphanumeric()) {
                 index += 1;
             }
@@ -209,6 +260,14 @@ pub enum Expr {
         unsigned: bool,
         /// Whether it has an `l` suffix.
         long: bool,
+    },
+    /// A floating-point literal: the bits of its `f64` value, and whether
+    /// it is a `float` (`0.5f`).
+    Float {
+        /// `f64::to_bits` of the value.
+        bits: u64,
+        /// Whether it has the `f` suffix.
+        single: bool,
     },
     /// A character literal.
     Char(u8),
@@ -494,6 +553,7 @@ impl Parser<'_> {
         self.position += 1;
         match token {
             Token::Int { value, unsigned, long } => Ok(Expr::Int { value, unsigned, long }),
+            Token::Float { bits, single } => Ok(Expr::Float { bits, single }),
             Token::Char(byte) => Ok(Expr::Char(byte)),
             Token::Register(name) => Ok(Expr::Register(name)),
             Token::Punct("(") => {
@@ -650,6 +710,11 @@ impl Evaluator<'_, '_> {
     pub fn evaluate(&self, expr: &Expr) -> Result<Value> {
         match expr {
             Expr::Name { file, path } => self.name(file.as_deref(), path),
+            Expr::Float { bits, single: false } => Ok(Value::from_bytes(TypeRef::Builtin(Builtin::Double), bits.to_le_bytes().to_vec())),
+            Expr::Float { bits, single: true } => {
+                let value = f64::from_bits(*bits) as f32;
+                Ok(Value::from_bytes(TypeRef::Builtin(Builtin::Float), value.to_le_bytes().to_vec()))
+            }
             Expr::Int { value, unsigned, long } => {
                 let fits_int = *value <= i32::MAX as u128 || (*unsigned && *value <= u32::MAX as u128);
                 let size = if fits_int && !long { 4 } else { 8 };
@@ -919,16 +984,15 @@ impl Evaluator<'_, '_> {
             }
             "-" => {
                 if let Some((kind, _)) = self.float_operand(&value)? {
-                    // Negation flips the sign bit, the top bit of the format's
-                    // bytes, in each part of a complex number.
+                    // gdb 13 negates a float as 0 - x, in each part of a
+                    // complex number: -(0.0) is 0, and a NaN keeps its sign.
                     let mut bytes = self.read_all(&value)?;
                     let part_size = match self.types().resolve_stripped(&value.ty) {
                         Type::Base { encoding: gimli::constants::DW_ATE_complex_float, size, .. } => size / 2,
                         _ => bytes.len() as u64,
                     };
                     for part in bytes.chunks_mut(usize::try_from(part_size).unwrap_or(usize::MAX).max(1)) {
-                        let byte = part.get_mut(kind.value_bytes() - 1).ok_or_else(|| ExprError::Invalid("the float value is too short".into()))?;
-                        *byte ^= 0x80;
+                        negate_float(kind, part).ok_or_else(|| ExprError::Invalid("the float value is too short".into()))?;
                     }
                     return Ok(Value::from_bytes(value.ty.clone(), bytes));
                 }
@@ -978,6 +1042,9 @@ impl Evaluator<'_, '_> {
             }
             _ => {}
         }
+        if let Some(result) = self.float_binary(operator, &left, &right)? {
+            return Ok(result);
+        }
         let a = self.integer(&left)?;
         let b = self.integer(&right)?;
         // The usual arithmetic conversions, for the sizes C has on x86_64.
@@ -1020,6 +1087,81 @@ impl Evaluator<'_, '_> {
             _ => return Err(ExprError::Invalid(format!("unsupported operator {operator}"))),
         };
         Ok(Integer { value, size, unsigned }.to_value())
+    }
+
+    /// Evaluates `left operator right` when either operand is a real float,
+    /// in the wider operand's format as C's usual arithmetic conversions do.
+    /// Returns `None` when neither is a float.
+    /// NOTE: arithmetic on `long double` and `_Float128` is not supported,
+    /// because the host has no such type. Their comparisons are exact.
+    fn float_binary(&self, operator: &str, left: &Value, right: &Value) -> Result<Option<Value>> {
+        let is_complex = |value: &Value| {
+            matches!(
+                self.types().resolve_stripped(&value.ty),
+                Type::Base { encoding: gimli::constants::DW_ATE_complex_float, .. }
+            )
+        };
+        let (left_float, right_float) = (self.float_operand(left)?, self.float_operand(right)?);
+        if left_float.is_none() && right_float.is_none() {
+            return Ok(None);
+        }
+        if is_complex(left) || is_complex(right) {
+            return Err(ExprError::Invalid("arithmetic on complex numbers is not supported".into()));
+        }
+        let rank = |kind: &FloatKind| match kind {
+            FloatKind::Single => 0,
+            FloatKind::Double => 1,
+            FloatKind::Wide(_) => 2,
+        };
+        let (kind, result_type) = match (&left_float, &right_float) {
+            (Some((a, _)), Some((b, _))) if rank(b) > rank(a) => (*b, self.types().strip(&right.ty)),
+            (Some((a, _)), _) => (*a, self.types().strip(&left.ty)),
+            (None, Some((b, _))) => (*b, self.types().strip(&right.ty)),
+            (None, None) => return Ok(None),
+        };
+        let size_bytes = self.types().size_of(&result_type).and_then(|size| usize::try_from(size).ok()).unwrap_or(8);
+        // Both operands in the result's format.
+        let operand = |value: &Value, float: &Option<(FloatKind, Vec<u8>)>| -> Result<Vec<u8>> {
+            match float {
+                Some((from, bytes)) => convert_float(*from, bytes, kind, size_bytes)
+                    .ok_or_else(|| ExprError::Invalid("the float value is too short".into())),
+                None => Ok(integer_to_float(kind, self.integer(value)?.value, size_bytes)),
+            }
+        };
+        let (a, b) = (operand(left, &left_float)?, operand(right, &right_float)?);
+
+        let cplusplus = self.inspector.is_cplusplus(self.frame);
+        if let Some(ordering) = matches!(operator, "==" | "!=" | "<" | ">" | "<=" | ">=")
+            .then(|| compare_floats(kind, &a, &b))
+        {
+            let result = match operator {
+                "==" => ordering == Some(std::cmp::Ordering::Equal),
+                "!=" => ordering != Some(std::cmp::Ordering::Equal),
+                "<" => ordering == Some(std::cmp::Ordering::Less),
+                ">" => ordering == Some(std::cmp::Ordering::Greater),
+                "<=" => matches!(ordering, Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
+                _ => matches!(ordering, Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)),
+            };
+            return Ok(Some(truth_value(result, cplusplus)));
+        }
+
+        let bytes = match kind {
+            FloatKind::Single => {
+                let (x, y) = (f32::from_le_bytes(a[..4].try_into().unwrap_or_default()), f32::from_le_bytes(b[..4].try_into().unwrap_or_default()));
+                float_operation(operator, x, y)?.to_le_bytes().to_vec()
+            }
+            FloatKind::Double => {
+                let (x, y) = (f64::from_le_bytes(a[..8].try_into().unwrap_or_default()), f64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
+                float_operation(operator, x, y)?.to_le_bytes().to_vec()
+            }
+            FloatKind::Wide(_) => {
+                return Err(ExprError::Invalid(format!(
+                    "arithmetic on {} is not supported",
+                    self.types().name(&result_type)
+                )))
+            }
+        };
+        Ok(Some(Value::from_bytes(result_type, bytes)))
     }
 
     /// Finds member `name` in an aggregate, through base classes and
@@ -1169,6 +1311,20 @@ impl Evaluator<'_, '_> {
     }
 }
 
+/// Applies an arithmetic operator to two host floats, as IEEE 754 does.
+fn float_operation<F>(operator: &str, x: F, y: F) -> Result<F>
+where
+    F: std::ops::Add<Output = F> + std::ops::Sub<Output = F> + std::ops::Mul<Output = F> + std::ops::Div<Output = F>,
+{
+    Ok(match operator {
+        "+" => x + y,
+        "-" => x - y,
+        "*" => x * y,
+        "/" => x / y,
+        _ => return Err(ExprError::Invalid(format!("operator {operator} does not apply to floats"))),
+    })
+}
+
 /// Returns whether `value`'s bytes are all known, without reading memory.
 pub fn is_known(value: &Value) -> bool {
     !matches!(value.contents, Contents::Missing(_))
@@ -1271,6 +1427,11 @@ mod tests {
     #[test]
     fn literals() {
         assert_eq!(parsed("0x10"), Expr::Int { value: 16, unsigned: false, long: false });
+        assert_eq!(parsed("2.5"), Expr::Float { bits: 2.5f64.to_bits(), single: false });
+        assert_eq!(parsed("1e-3"), Expr::Float { bits: 1e-3f64.to_bits(), single: false });
+        assert_eq!(parsed("0.5f"), Expr::Float { bits: 0.5f64.to_bits(), single: true });
+        assert_eq!(parsed("3"), Expr::Int { value: 3, unsigned: false, long: false });
+        assert!(parse("1.5L", &no_types).is_err());
         assert_eq!(parsed("010"), Expr::Int { value: 8, unsigned: false, long: false });
         assert_eq!(parsed("5ul"), Expr::Int { value: 5, unsigned: true, long: true });
         assert_eq!(parsed("'A'"), Expr::Char(b'A'));

@@ -1,6 +1,8 @@
-//! Decimal text of binary floating-point values wider than `double`: the
-//! x87 80-bit extended format (`long double` on x86_64, stored in 16
-//! bytes) and IEEE binary128 (`_Float128`, `__float128`).
+//! Binary floating-point values: the decimal text of formats wider than
+//! `double`, which are the x87 80-bit extended format (`long double` on
+//! x86_64, stored in 16 bytes) and IEEE binary128 (`_Float128`,
+//! `__float128`), and the conversions, comparisons and negation that casts
+//! and expressions need in every format.
 //!
 //! gdb 13 prints a float with C's `%g` and enough significant digits to
 //! distinguish every value of the format. For a p-bit significand that is
@@ -183,6 +185,66 @@ pub fn integer_to_float(kind: FloatKind, value: i128, size_bytes: usize) -> Vec<
 pub fn convert_float(from: FloatKind, bytes: &[u8], to: FloatKind, size_bytes: usize) -> Option<Vec<u8>> {
     let (negative, class) = decode_any(from, bytes)?;
     Some(encode(to, negative, class, size_bytes))
+}
+
+/// Compares two floats of format `kind` exactly; `None` when either is a NaN.
+pub fn compare_floats(kind: FloatKind, left: &[u8], right: &[u8]) -> Option<std::cmp::Ordering> {
+    use std::cmp::Ordering;
+
+    let (left_negative, left_class) = decode_any(kind, left)?;
+    let (right_negative, right_class) = decode_any(kind, right)?;
+    // Magnitudes first: infinity above every finite value.
+    let magnitude = match (left_class, right_class) {
+        (Class::NaN { .. }, _) | (_, Class::NaN { .. }) => return None,
+        (Class::Infinite, Class::Infinite) => Ordering::Equal,
+        (Class::Infinite, _) => Ordering::Greater,
+        (_, Class::Infinite) => Ordering::Less,
+        (Class::Finite { significand: a, exponent: ea }, Class::Finite { significand: b, exponent: eb }) => {
+            compare_magnitudes(a, ea, b, eb)
+        }
+    };
+    let zero = |class: Class| matches!(class, Class::Finite { significand: 0, .. });
+    if zero(left_class) && zero(right_class) {
+        return Some(Ordering::Equal);
+    }
+    Some(match (left_negative, right_negative) {
+        (false, false) => magnitude,
+        (true, true) => magnitude.reverse(),
+        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Less,
+    })
+}
+
+/// Compares `a * 2^ea` with `b * 2^eb`.
+fn compare_magnitudes(a: u128, ea: i32, b: u128, eb: i32) -> std::cmp::Ordering {
+    if a == 0 || b == 0 {
+        return a.cmp(&b);
+    }
+    let top = |significand: u128, exponent: i32| 128 - significand.leading_zeros() as i32 + exponent;
+    match top(a, ea).cmp(&top(b, eb)) {
+        std::cmp::Ordering::Equal => {}
+        other => return other,
+    }
+    // Same position of the top bit: align both at the smaller exponent; the
+    // shift is at most 128 bits because the top bits line up.
+    let base = ea.min(eb);
+    let left = BigUint::from(a).shl((ea - base) as u32);
+    let right = BigUint::from(b).shl((eb - base) as u32);
+    left.limbs.len().cmp(&right.limbs.len()).then_with(|| left.limbs.iter().rev().cmp(right.limbs.iter().rev()))
+}
+
+/// Replaces the float in `bytes` by 0 - itself, as gdb 13 negates: the sign
+/// flips except that a zero becomes +0 and a NaN stays as it is. `None`
+/// when `bytes` is shorter than the format.
+pub fn negate_float(kind: FloatKind, bytes: &mut [u8]) -> Option<()> {
+    let (_, class) = decode_any(kind, bytes)?;
+    let sign_byte = bytes.get_mut(kind.value_bytes() - 1)?;
+    match class {
+        Class::NaN { .. } => {}
+        Class::Finite { significand: 0, .. } => *sign_byte &= 0x7f,
+        _ => *sign_byte ^= 0x80,
+    }
+    Some(())
 }
 
 /// Returns `significand * 2^exponent` as the nearest `f64`.
@@ -569,6 +631,21 @@ mod tests {
         assert_eq!(tiny, 0f64.to_le_bytes().to_vec());
         let infinity = convert_float(FloatKind::Double, &f64::INFINITY.to_le_bytes(), x87, 16).unwrap();
         assert_eq!(format_wide_float(WideFloat::X87Extended, &infinity).unwrap(), "inf");
+    }
+
+    #[test]
+    fn exact_comparisons() {
+        use std::cmp::Ordering;
+        let x87 = FloatKind::Wide(WideFloat::X87Extended);
+        let value = |number: i128| integer_to_float(x87, number, 16);
+        assert_eq!(compare_floats(x87, &value(3), &value(4)), Some(Ordering::Less));
+        assert_eq!(compare_floats(x87, &value(-3), &value(-4)), Some(Ordering::Greater));
+        assert_eq!(compare_floats(x87, &value(7), &value(7)), Some(Ordering::Equal));
+        assert_eq!(compare_floats(x87, &value(0), &convert_float(FloatKind::Double, &(-0f64).to_le_bytes(), x87, 16).unwrap()), Some(Ordering::Equal));
+        let third = convert_float(FloatKind::Double, &(1.0f64 / 3.0).to_le_bytes(), x87, 16).unwrap();
+        assert_eq!(compare_floats(x87, &third, &value(1)), Some(Ordering::Less));
+        let nan = convert_float(FloatKind::Double, &f64::NAN.to_le_bytes(), x87, 16).unwrap();
+        assert_eq!(compare_floats(x87, &nan, &value(1)), None);
     }
 
     #[test]

@@ -618,6 +618,17 @@ pub fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
             1 => "true".to_owned(),
             other => other.to_string(),
         },
+        // gdb prints a NaN with its fraction bits: `-nan(0x8000000000000)`.
+        constants::DW_ATE_float if bytes.len() == 4 && f32::from_bits(le_unsigned(bytes) as u32).is_nan() => {
+            let bits = le_unsigned(bytes);
+            let sign = if bits >> 31 == 1 { "-" } else { "" };
+            format!("{sign}nan({:#x})", bits & 0x7f_ffff)
+        }
+        constants::DW_ATE_float if bytes.len() == 8 && f64::from_bits(le_unsigned(bytes)).is_nan() => {
+            let bits = le_unsigned(bytes);
+            let sign = if bits >> 63 == 1 { "-" } else { "" };
+            format!("{sign}nan({:#x})", bits & 0xf_ffff_ffff_ffff)
+        }
         constants::DW_ATE_float if bytes.len() == 4 => {
             format_float(f64::from(f32::from_bits(le_unsigned(bytes) as u32)), 9)
         }

@@ -50,6 +50,8 @@ pub enum Builtin {
     UnsignedLong,
     /// `char`.
     Char,
+    /// `float`.
+    Float,
     /// `double`.
     Double,
     /// C++ `bool`, the type of comparisons in C++.
@@ -70,6 +72,7 @@ impl Builtin {
             Builtin::Long => ("long", constants::DW_ATE_signed, 8),
             Builtin::UnsignedLong => ("unsigned long", constants::DW_ATE_unsigned, 8),
             Builtin::Char => ("char", constants::DW_ATE_signed_char, 1),
+            Builtin::Float => ("float", constants::DW_ATE_float, 4),
             Builtin::Double => ("double", constants::DW_ATE_float, 8),
             Builtin::Bool => ("bool", constants::DW_ATE_boolean, 1),
             Builtin::Eflags => (EFLAGS_TYPE_NAME, constants::DW_ATE_unsigned, 4),
