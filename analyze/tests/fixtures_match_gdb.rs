@@ -761,3 +761,74 @@ fn whole_text_disassembly_matches_gdb() {
     }
     assert!(differences.is_empty(), "x/i differs:\n{}", differences.join("\n"));
 }
+
+/// Pseudo-random bit patterns of x87 `long double` and `_Float128`, with
+/// every exponent class (denormals, NaNs, infinities, invalid x87
+/// encodings), printed by gdb and stardump from a generated program's
+/// `.data`: the decimal conversion must agree digit for digit.
+#[test]
+fn wide_float_patterns_match_gdb() {
+    require_program("gcc", "gcc");
+    let work_dir = tempfile::tempdir().expect("creating a temporary directory");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut source = String::from(
+        "#include <stdint.h>\n\
+         union ld { struct { uint64_t significand; uint16_t sign_exponent; } bits; long double value; };\n\
+         union q { unsigned __int128 bits; __float128 value; };\n",
+    );
+    const X87_COUNT: usize = 300;
+    const QUAD_COUNT: usize = 100;
+    source.push_str(&format!("union ld x87_patterns[{X87_COUNT}] = {{\n"));
+    for _ in 0..X87_COUNT {
+        let class = next() % 20;
+        let exponent = match class {
+            0 | 1 => 0,
+            2 => 0x7fff,
+            3..=11 => 0x3fff - 80 + next() % 160,
+            _ => 1 + next() % 0x7ffe,
+        };
+        let sign = (next() & 1) << 15;
+        let mut significand = next();
+        if exponent != 0 && next() % 20 != 0 {
+            significand |= 1 << 63;
+        }
+        source.push_str(&format!("  {{ .bits = {{ {significand:#x}ULL, {:#x} }} }},\n", sign | exponent));
+    }
+    source.push_str(&format!("}};\nunion q quad_patterns[{QUAD_COUNT}] = {{\n"));
+    for _ in 0..QUAD_COUNT {
+        source.push_str(&format!("  {{ .bits = ((unsigned __int128){:#x}ULL << 64) | {:#x}ULL }},\n", next(), next()));
+    }
+    source.push_str("};\nint main(void) { return 0; }\n");
+    let source_path = work_dir.path().join("patterns.c");
+    std::fs::write(&source_path, source).expect("writing the generated program");
+    let program = work_dir.path().join("patterns");
+    let output = Command::new("gcc")
+        .args(["-g", "-O0", "-fno-pie", "-no-pie", "-o"])
+        .arg(&program)
+        .arg(&source_path)
+        .output()
+        .expect("running gcc");
+    assert!(output.status.success(), "gcc failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    let expressions: Vec<String> = (0..X87_COUNT)
+        .map(|index| format!("x87_patterns[{index}].value"))
+        .chain((0..QUAD_COUNT).map(|index| format!("quad_patterns[{index}].value")))
+        .collect();
+    let expressions: Vec<&str> = expressions.iter().map(String::as_str).collect();
+    let gdb = gdb_static_values(&program, &expressions);
+    let ours = stardump_static_values(&program, &expressions);
+    let differences: Vec<String> = expressions
+        .iter()
+        .zip(gdb.iter().zip(&ours))
+        .filter(|(_, (theirs, mine))| theirs != mine)
+        .map(|(expression, (theirs, mine))| format!("  print {expression}\n    gdb:      {theirs}\n    stardump: {mine}"))
+        .collect();
+    eprintln!("{} of {} wide float patterns agree with gdb", expressions.len() - differences.len(), expressions.len());
+    assert!(differences.is_empty(), "wide floats differ:\n{}", differences.join("\n"));
+}

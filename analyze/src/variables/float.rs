@@ -65,6 +65,8 @@ enum Class {
     Infinite,
     /// A NaN and the significand bits gdb shows for it.
     NaN { payload: u128 },
+    /// An encoding the format does not allow.
+    Invalid,
 }
 
 /// Decodes `bytes` (little-endian, at least [`WideFloat::value_bytes`]
@@ -76,6 +78,13 @@ fn decode(format: WideFloat, bytes: &[u8]) -> Option<(bool, Class)> {
             let sign_exponent = u16::from_le_bytes(bytes.get(8..10)?.try_into().ok()?);
             let negative = sign_exponent & 0x8000 != 0;
             let exponent = u32::from(sign_exponent & 0x7fff);
+            // The explicit integer bit must be set exactly when the exponent
+            // is not 0. The other encodings (unnormals, pseudo-denormals,
+            // pseudo-infinities) are invalid operands on x87 since the 387,
+            // and gdb prints them as `<invalid float value>`.
+            if (significand >> 63 == 1) != (exponent != 0) {
+                return Some((negative, Class::Invalid));
+            }
             if exponent == EXPONENT_SPECIAL {
                 // The integer bit (63) is set in both, so the fraction distinguishes them.
                 let class = if significand << 1 == 0 {
@@ -195,7 +204,7 @@ pub fn compare_floats(kind: FloatKind, left: &[u8], right: &[u8]) -> Option<std:
     let (right_negative, right_class) = decode_any(kind, right)?;
     // Magnitudes first: infinity above every finite value.
     let magnitude = match (left_class, right_class) {
-        (Class::NaN { .. }, _) | (_, Class::NaN { .. }) => return None,
+        (Class::NaN { .. } | Class::Invalid, _) | (_, Class::NaN { .. } | Class::Invalid) => return None,
         (Class::Infinite, Class::Infinite) => Ordering::Equal,
         (Class::Infinite, _) => Ordering::Greater,
         (_, Class::Infinite) => Ordering::Less,
@@ -270,7 +279,8 @@ fn encode(kind: FloatKind, negative: bool, class: Class, size_bytes: usize) -> V
             let magnitude = match class {
                 Class::Finite { significand, exponent } => to_f64(significand, exponent),
                 Class::Infinite => f64::INFINITY,
-                Class::NaN { .. } => f64::NAN,
+                // The x87 turns an invalid encoding into a NaN when it loads it.
+                Class::NaN { .. } | Class::Invalid => f64::NAN,
             };
             let value = if negative { -magnitude } else { magnitude };
             match kind {
@@ -294,7 +304,7 @@ fn encode_wide(wide: WideFloat, negative: bool, class: Class) -> Vec<u8> {
     };
     let (biased, significand) = match class {
         Class::Infinite => (EXPONENT_SPECIAL as i32, if wide == WideFloat::X87Extended { 1u128 << 63 } else { 0 }),
-        Class::NaN { .. } => (EXPONENT_SPECIAL as i32, 3u128 << (top_bit - 1)),
+        Class::NaN { .. } | Class::Invalid => (EXPONENT_SPECIAL as i32, 3u128 << (top_bit - 1)),
         Class::Finite { significand: 0, .. } => (0, 0),
         Class::Finite { significand, exponent } => {
             let bits = 128 - significand.leading_zeros() as i32;
@@ -337,6 +347,7 @@ pub fn format_wide_float(format: WideFloat, bytes: &[u8]) -> Option<String> {
     Some(match class {
         Class::Infinite => format!("{sign}inf"),
         Class::NaN { payload } => format!("{sign}nan({payload:#x})"),
+        Class::Invalid => "<invalid float value>".to_owned(),
         Class::Finite { significand: 0, .. } => format!("{sign}0"),
         Class::Finite { significand, exponent } => {
             format!("{sign}{}", format_g(significand, exponent, format.digits()))
@@ -559,6 +570,15 @@ mod tests {
         assert_eq!(x87(0xc000000000000000, 0x7fff), "nan(0xc000000000000000)");
         assert_eq!(x87(0, 0x8000), "-0");
         assert_eq!(x87(0, 0), "0");
+    }
+
+    #[test]
+    fn x87_invalid_encodings() {
+        // An unnormal (integer bit clear, exponent not 0) and a
+        // pseudo-denormal (integer bit set, exponent 0).
+        assert_eq!(x87(0x4000000000000000, 0x3fff), "<invalid float value>");
+        assert_eq!(x87(0x8000000000000001, 0), "<invalid float value>");
+        assert_eq!(x87(0x4000000000000000, 0x7fff), "<invalid float value>");
     }
 
     #[test]
