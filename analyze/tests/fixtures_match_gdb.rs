@@ -58,6 +58,8 @@ const C_GLOBALS: &[&str] = &[
     "1 / float_value", "double_value > 2", "double_value == 2.718281828459045", "long_double_value > 3",
     "long_double_value < double_value", "float_value < 3.5", "2.5", "1e-3", "0.5f", "int_value * 0.5", "1 / 3.0",
     "(int) 2.9", "0.0 / 0", "-(0.0)", "-(1.0 / 0)", "1e300 * 1e300", "(float) (0.0 / 0)", "-(0.0 / 0)",
+    "long_double_value * 2", "long_double_value / 3", "float128_value + 1", "long_double_value + double_value",
+    "1 / long_double_value", "tiny_long_double / 1e300",
 ];
 
 /// Globals of the C++ fixture.
@@ -765,7 +767,8 @@ fn whole_text_disassembly_matches_gdb() {
 /// Pseudo-random bit patterns of x87 `long double` and `_Float128`, with
 /// every exponent class (denormals, NaNs, infinities, invalid x87
 /// encodings), printed by gdb and stardump from a generated program's
-/// `.data`: the decimal conversion must agree digit for digit.
+/// `.data`: the decimal conversion must agree digit for digit, and so must
+/// sums, differences, products and quotients of the finite ones.
 #[test]
 fn wide_float_patterns_match_gdb() {
     require_program("gcc", "gcc");
@@ -785,7 +788,9 @@ fn wide_float_patterns_match_gdb() {
     const X87_COUNT: usize = 300;
     const QUAD_COUNT: usize = 100;
     source.push_str(&format!("union ld x87_patterns[{X87_COUNT}] = {{\n"));
-    for _ in 0..X87_COUNT {
+    // Finite values with a valid encoding, for the arithmetic below.
+    let mut finite_x87 = Vec::new();
+    for index in 0..X87_COUNT {
         let class = next() % 20;
         let exponent = match class {
             0 | 1 => 0,
@@ -798,11 +803,19 @@ fn wide_float_patterns_match_gdb() {
         if exponent != 0 && next() % 20 != 0 {
             significand |= 1 << 63;
         }
+        if exponent != 0x7fff && (significand >> 63 == 1) == (exponent != 0) {
+            finite_x87.push(index);
+        }
         source.push_str(&format!("  {{ .bits = {{ {significand:#x}ULL, {:#x} }} }},\n", sign | exponent));
     }
     source.push_str(&format!("}};\nunion q quad_patterns[{QUAD_COUNT}] = {{\n"));
-    for _ in 0..QUAD_COUNT {
-        source.push_str(&format!("  {{ .bits = ((unsigned __int128){:#x}ULL << 64) | {:#x}ULL }},\n", next(), next()));
+    let mut finite_quads = Vec::new();
+    for index in 0..QUAD_COUNT {
+        let (high, low) = (next(), next());
+        if (high >> 48) & 0x7fff != 0x7fff {
+            finite_quads.push(index);
+        }
+        source.push_str(&format!("  {{ .bits = ((unsigned __int128){high:#x}ULL << 64) | {low:#x}ULL }},\n"));
     }
     source.push_str("};\nint main(void) { return 0; }\n");
     let source_path = work_dir.path().join("patterns.c");
@@ -816,9 +829,21 @@ fn wide_float_patterns_match_gdb() {
         .expect("running gcc");
     assert!(output.status.success(), "gcc failed: {}", String::from_utf8_lossy(&output.stderr));
 
+    // Arithmetic on pairs of finite values, which gdb computes with the
+    // host's x87 unit and stardump with exact big integers.
+    let mut arithmetic = Vec::new();
+    for (array, finite) in [("x87_patterns", &finite_x87), ("quad_patterns", &finite_quads)] {
+        for _ in 0..100 {
+            let left = finite[next() as usize % finite.len()];
+            let right = finite[next() as usize % finite.len()];
+            let operator = ["+", "-", "*", "/"][next() as usize % 4];
+            arithmetic.push(format!("{array}[{left}].value {operator} {array}[{right}].value"));
+        }
+    }
     let expressions: Vec<String> = (0..X87_COUNT)
         .map(|index| format!("x87_patterns[{index}].value"))
         .chain((0..QUAD_COUNT).map(|index| format!("quad_patterns[{index}].value")))
+        .chain(arithmetic)
         .collect();
     let expressions: Vec<&str> = expressions.iter().map(String::as_str).collect();
     let gdb = gdb_static_values(&program, &expressions);

@@ -12,6 +12,7 @@
 //! Nothing assigns or calls functions: a snapshot cannot run code.
 
 use super::dwarf::DieId;
+use super::softfloat::wide_operation;
 use super::float::{compare_floats, convert_float, float_to_integer, integer_to_float, negate_float, FloatKind};
 use super::types::{Builtin, Type, TypeRef};
 use super::value::{le_signed, le_unsigned, Contents, Hole, Value};
@@ -1091,9 +1092,8 @@ impl Evaluator<'_, '_> {
 
     /// Evaluates `left operator right` when either operand is a real float,
     /// in the wider operand's format as C's usual arithmetic conversions do.
-    /// Returns `None` when neither is a float.
-    /// NOTE: arithmetic on `long double` and `_Float128` is not supported,
-    /// because the host has no such type. Their comparisons are exact.
+    /// Returns `None` when neither is a float. `long double` and `_Float128`
+    /// are computed by [`super::softfloat`], because the host has no such type.
     fn float_binary(&self, operator: &str, left: &Value, right: &Value) -> Result<Option<Value>> {
         let is_complex = |value: &Value| {
             matches!(
@@ -1154,11 +1154,11 @@ impl Evaluator<'_, '_> {
                 let (x, y) = (f64::from_le_bytes(a[..8].try_into().unwrap_or_default()), f64::from_le_bytes(b[..8].try_into().unwrap_or_default()));
                 float_operation(operator, x, y)?.to_le_bytes().to_vec()
             }
-            FloatKind::Wide(_) => {
-                return Err(ExprError::Invalid(format!(
-                    "arithmetic on {} is not supported",
-                    self.types().name(&result_type)
-                )))
+            FloatKind::Wide(wide) => {
+                let mut bytes = wide_operation(wide, operator, &a, &b)
+                    .ok_or_else(|| ExprError::Invalid(format!("operator {operator} does not apply to floats")))?;
+                bytes.resize(size_bytes, 0);
+                bytes
             }
         };
         Ok(Some(Value::from_bytes(result_type, bytes)))

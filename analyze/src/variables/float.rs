@@ -13,6 +13,8 @@
 //! does. A NaN prints as gdb prints it, with its significand in hex:
 //! `nan(0xc000000000000000)`.
 
+use super::bignum::BigUint;
+
 /// A floating-point format wider than `double`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WideFloat {
@@ -59,7 +61,7 @@ impl WideFloat {
 
 /// The kind of value a float's bits encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
+pub(super) enum Class {
     /// `significand * 2^exponent`, with the sign apart.
     Finite { significand: u128, exponent: i32 },
     Infinite,
@@ -71,7 +73,7 @@ enum Class {
 
 /// Decodes `bytes` (little-endian, at least [`WideFloat::value_bytes`]
 /// long) into its sign and class.
-fn decode(format: WideFloat, bytes: &[u8]) -> Option<(bool, Class)> {
+pub(super) fn decode(format: WideFloat, bytes: &[u8]) -> Option<(bool, Class)> {
     match format {
         WideFloat::X87Extended => {
             let significand = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
@@ -296,7 +298,7 @@ fn encode(kind: FloatKind, negative: bool, class: Class, size_bytes: usize) -> V
 }
 
 /// Encodes in the x87 or binary128 format, truncating extra significand bits.
-fn encode_wide(wide: WideFloat, negative: bool, class: Class) -> Vec<u8> {
+pub(super) fn encode_wide(wide: WideFloat, negative: bool, class: Class) -> Vec<u8> {
     // Position of the integer bit: explicit bit 63 for x87, implicit bit 112.
     let top_bit: i32 = match wide {
         WideFloat::X87Extended => 63,
@@ -427,116 +429,6 @@ fn round_to_digits(significand: u128, exponent: i32, precision: usize) -> (Strin
     digits.insert(0, b'1');
     digits.truncate(precision);
     (String::from_utf8(digits).unwrap_or_default(), decimal_exponent + 1)
-}
-
-/// An unsigned integer of any size, little-endian 32-bit limbs, with the
-/// few operations decimal conversion needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BigUint {
-    limbs: Vec<u32>,
-}
-
-impl From<u128> for BigUint {
-    fn from(value: u128) -> BigUint {
-        let mut limbs: Vec<u32> = (0..4).map(|index| (value >> (32 * index)) as u32).collect();
-        trim(&mut limbs);
-        BigUint { limbs }
-    }
-}
-
-fn trim(limbs: &mut Vec<u32>) {
-    while limbs.last() == Some(&0) {
-        limbs.pop();
-    }
-}
-
-impl BigUint {
-    fn mul_small(&mut self, factor: u32) {
-        let mut carry = 0u64;
-        for limb in &mut self.limbs {
-            let product = u64::from(*limb) * u64::from(factor) + carry;
-            *limb = product as u32;
-            carry = product >> 32;
-        }
-        if carry != 0 {
-            self.limbs.push(carry as u32);
-        }
-    }
-
-    /// Multiplies by 5^power, 13 powers at a time (5^13 < 2^32).
-    fn mul_pow5(&mut self, mut power: u32) {
-        const POW5_13: u32 = 1_220_703_125;
-        while power >= 13 {
-            self.mul_small(POW5_13);
-            power -= 13;
-        }
-        self.mul_small(5u32.pow(power));
-    }
-
-    fn shl(mut self, bits: u32) -> BigUint {
-        let (limbs, bits) = ((bits / 32) as usize, bits % 32);
-        if bits != 0 {
-            let mut carry = 0u32;
-            for limb in &mut self.limbs {
-                let shifted = (*limb << bits) | carry;
-                carry = *limb >> (32 - bits);
-                *limb = shifted;
-            }
-            if carry != 0 {
-                self.limbs.push(carry);
-            }
-        }
-        let mut result = vec![0u32; limbs];
-        result.extend_from_slice(&self.limbs);
-        trim(&mut result);
-        BigUint { limbs: result }
-    }
-
-    /// Shifts right by `bits` and returns whether a set bit was dropped.
-    fn shr(self, bits: u32) -> (BigUint, bool) {
-        let (whole, bits) = ((bits / 32) as usize, bits % 32);
-        if whole >= self.limbs.len() {
-            return (BigUint { limbs: Vec::new() }, self.limbs.iter().any(|&limb| limb != 0));
-        }
-        let mut inexact = self.limbs[..whole].iter().any(|&limb| limb != 0);
-        let mut limbs = self.limbs[whole..].to_vec();
-        if bits != 0 {
-            inexact |= limbs[0] & ((1u32 << bits) - 1) != 0;
-            for index in 0..limbs.len() {
-                let high = limbs.get(index + 1).map_or(0, |&next| next << (32 - bits));
-                limbs[index] = (limbs[index] >> bits) | high;
-            }
-        }
-        trim(&mut limbs);
-        (BigUint { limbs }, inexact)
-    }
-
-    /// Divides by `divisor` in place and returns the remainder.
-    fn div_small(&mut self, divisor: u32) -> u32 {
-        let mut remainder = 0u64;
-        for limb in self.limbs.iter_mut().rev() {
-            let current = (remainder << 32) | u64::from(*limb);
-            *limb = (current / u64::from(divisor)) as u32;
-            remainder = current % u64::from(divisor);
-        }
-        trim(&mut self.limbs);
-        remainder as u32
-    }
-
-    fn to_decimal(&self) -> String {
-        const CHUNK: u32 = 1_000_000_000;
-        let mut value = self.clone();
-        let mut chunks = Vec::new();
-        while !value.limbs.is_empty() {
-            chunks.push(value.div_small(CHUNK));
-        }
-        let Some((last, rest)) = chunks.split_last() else { return "0".to_owned() };
-        let mut text = last.to_string();
-        for chunk in rest.iter().rev() {
-            text.push_str(&format!("{chunk:09}"));
-        }
-        text
-    }
 }
 
 #[cfg(test)]

@@ -9,12 +9,14 @@
 //! wider than `double`) and [`expr`] evaluates C expressions over them. An
 //! [`Inspector`] ties one backtrace, its memory and the image together.
 
+pub mod bignum;
 pub mod dwarf;
 pub mod expr;
 pub mod float;
 pub mod format;
 pub mod location;
 pub mod scope;
+pub mod softfloat;
 pub mod symbols;
 pub mod tls;
 pub mod types;
