@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use stardump_format::FileMapping;
+use stardump_format::{Core, FileMapping, Target};
 
 use crate::check::hex;
 use crate::debug_file::{is_regular_file, read_build_id, DebugSearch};
@@ -174,6 +174,17 @@ impl ModuleSet {
         modules.sort_by_key(|module| module.start);
         (ModuleSet { modules }, warnings)
     }
+}
+
+/// Returns the mapping of the main program of a process core: from the
+/// auxiliary vector of a Linux core, or for a process snapshot the mapping
+/// at file offset 0 whose build id is the one the capture recorded.
+pub fn executable_mapping(core: &Core) -> Option<&FileMapping> {
+    if let Core::LinuxCore(linux) = core {
+        return linux.executable();
+    }
+    let build_id = core.metadata().image_build_id.as_deref()?;
+    core.file_mappings().iter().find(|mapping| mapping.file_offset == 0 && mapping.build_id.as_deref() == Some(build_id))
 }
 
 /// Returns the path of a mapped file as it is on disk: without the

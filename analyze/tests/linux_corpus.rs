@@ -458,3 +458,32 @@ fn missing_debug_file_warns() {
     assert!(!text.contains("crash_here"), "{text}");
     assert!(text.contains("__libc_start_call_main"), "glibc still has its names:\n{text}");
 }
+
+#[test]
+fn frame_and_locals_on_process_core() {
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = corpus_dir().join("throw-O2-nofp");
+    let core = kernel_core(&program, run_dir.path());
+    let run = |command: &str, arguments: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_stardump"))
+            .arg(command)
+            .arg(&core)
+            .args(arguments)
+            .arg("--image")
+            .arg(&program)
+            .output()
+            .expect("running stardump");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let backtrace = run("bt", &["--json"]);
+    let report: Value = serde_json::from_str(&backtrace).expect("bt --json output");
+    let frames = report["threads"][0]["frames"].as_array().expect("frames");
+    let index = frames.iter().position(|frame| frame["function"] == "no_throw_zone").expect("no_throw_zone's frame");
+
+    // `frame` numbers frames as `bt` does, tail-call frames included.
+    let frame = run("frame", &["--frame", &index.to_string()]);
+    assert!(frame.starts_with(&format!("#{index} ")), "{frame}");
+    assert!(frame.contains("no_throw_zone (value=value@entry=41) at throw.cpp:16"), "{frame}");
+    let value = run("print", &["--frame", &index.to_string(), "value"]);
+    assert_eq!(value.trim(), "$1 = 41");
+}

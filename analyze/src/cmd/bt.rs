@@ -30,7 +30,7 @@ use crate::check::{self, check_image};
 use crate::debug_file::DebugSearch;
 use crate::image::Image;
 use crate::image_fallback::ImageBacked;
-use crate::modules::{Module, ModuleSet};
+use crate::modules::{executable_mapping, Module, ModuleSet};
 use crate::symbolize::{self, SourceFrame};
 use crate::threads::tail_calls::TailCalls;
 use crate::variables::dwarf::DebugInfo;
@@ -42,7 +42,7 @@ use crate::unwind::{
 };
 
 /// `found_by` of a function that left the stack through a tail call.
-const TAIL_CALL_FOUND_BY: &str = "tail-call";
+pub(crate) const TAIL_CALL_FOUND_BY: &str = "tail-call";
 
 /// Arguments of `stardump bt`.
 #[derive(Debug, clap::Args)]
@@ -487,15 +487,7 @@ fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::
         };
         return Ok(LoadedImages::Unikernel(Image::open(path).context("cannot load the image")?));
     }
-    let executable = match core {
-        Core::LinuxCore(linux) => linux.executable(),
-        _ => None,
-    }
-    .or_else(|| {
-        // A process snapshot records the program's build id.
-        let build_id = core.metadata().image_build_id.as_deref()?;
-        mappings.iter().find(|m| m.file_offset == 0 && m.build_id.as_deref() == Some(build_id))
-    });
+    let executable = executable_mapping(core);
     if executable.is_none() && args.image.is_some() {
         warnings.push("cannot tell which mapping is the main program, so --image was not used".to_owned());
     }
@@ -693,7 +685,7 @@ struct ModuleDebug {
 /// The DWARF of each module that has it, loaded on first use, by position
 /// in the module set.
 #[derive(Default)]
-struct ModuleDebugCache {
+pub(crate) struct ModuleDebugCache {
     by_module: std::collections::HashMap<usize, Option<ModuleDebug>>,
 }
 
@@ -729,7 +721,7 @@ impl ModuleDebugCache {
 /// caller's module (see [`crate::threads::tail_calls`]), as gdb 13 shows
 /// them. Both frames must be in the same module. Each inserted line has the
 /// physical index of the caller frame whose call site revealed it.
-fn insert_tail_calls(
+pub(crate) fn insert_tail_calls(
     report: &mut ThreadReport,
     backtrace: &Backtrace,
     images: CodeImages<'_>,
@@ -822,7 +814,7 @@ fn may_have_tail_calls(image: &Image, return_address: u64, callee_pc: u64) -> bo
 
 /// Returns `backtrace` with the pcs of frames in `module` turned into file
 /// addresses.
-fn file_address_frames(backtrace: &Backtrace, module: &Module) -> Backtrace {
+pub(crate) fn file_address_frames(backtrace: &Backtrace, module: &Module) -> Backtrace {
     let mut copy = backtrace.clone();
     for frame in &mut copy.frames {
         if module.contains(frame.pc.lookup_address()) {

@@ -8,11 +8,16 @@ use anyhow::Context as _;
 use serde::Serialize;
 use stardump_format::{Core, MemoryError, Target, VcpuState};
 
-use super::bt::{thread_report, ThreadReport};
+use super::bt::{
+    file_address_frames, insert_tail_calls, thread_report, thread_report_in, CodeImages, ModuleDebugCache,
+    ThreadReport, TAIL_CALL_FOUND_BY,
+};
 use super::regs::select_vcpus;
+use crate::debug_file::DebugSearch;
 use crate::image::Image;
 use crate::image_fallback::ImageFallback;
-use crate::unwind::{Backtrace, Registers, StackMemory, UnwindOptions, Unwinder};
+use crate::modules::{executable_mapping, ModuleSet};
+use crate::unwind::{Backtrace, Frame, FoundBy, Pc, Registers, StackMemory, UnwindOptions, Unwinder};
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer, DEFAULT_MAX_DEPTH, DEFAULT_PRINT_ELEMENTS};
 use crate::variables::symbols::SymbolTable;
@@ -25,9 +30,14 @@ pub struct ContextArgs {
     /// `dump-guest-memory` core, a Xen `xl dump-core` file), or a live
     /// target (`gdb:HOST:PORT`).
     pub file: PathBuf,
-    /// The unikernel's ELF file, with DWARF.
+    /// The unikernel's ELF file, with DWARF. For a Linux process, the main
+    /// program's file, which replaces the one its mappings name.
     #[arg(long)]
     pub image: PathBuf,
+    /// For a Linux process: a directory to search for the shared objects'
+    /// ELF and debug files (as for `bt`). Repeatable.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    pub debug_dirs: Vec<PathBuf>,
     /// The vCPU whose frames are used (default: the first one).
     #[arg(long)]
     pub vcpu: Option<u32>,
@@ -64,7 +74,8 @@ pub struct Session {
     pub symbols: SymbolTable,
     /// The selected vCPU.
     pub vcpu: VcpuState,
-    /// Its backtrace.
+    /// Its backtrace. For a Linux process, the pcs of the main program's
+    /// frames are file addresses, which the inspector looks scopes up by.
     pub backtrace: Backtrace,
     /// The backtrace as `bt` prints it.
     pub report: ThreadReport,
@@ -76,11 +87,14 @@ impl Session {
     /// Opens the snapshot and image of `args` and unwinds the selected vCPU.
     pub fn open(args: &ContextArgs) -> anyhow::Result<Session> {
         let core = super::open_target(&args.file)?;
-        let image = Image::open(&args.image).context("cannot load the image")?;
         let vcpu = match args.vcpu {
             Some(id) => select_vcpus(core.vcpus(), Some(id))?[0].clone(),
             None => core.vcpus().first().cloned().context("the file has no vCPU")?,
         };
+        if !core.file_mappings().is_empty() {
+            return Session::open_process(args, core, vcpu);
+        }
+        let image = Image::open(&args.image).context("cannot load the image")?;
         let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
         let symbols = SymbolTable::from_image(&image);
         let fallback = ImageFallback::new(&image);
@@ -91,6 +105,54 @@ impl Session {
             Backtrace { frames: Vec::new(), stop: None }
         };
         let report = thread_report(&image, vcpu.id, &backtrace);
+        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback })
+    }
+
+    /// Opens a Linux process: unwinds across every mapped ELF file (see
+    /// [`ModuleSet`]), with `--image` as the main program, whose DWARF the
+    /// variables come from.
+    /// NOTE: the variables engine reads a global's `DW_OP_addr` without the
+    /// load bias, so globals of a position-independent program are read at
+    /// the wrong address. Locals and arguments are right.
+    fn open_process(args: &ContextArgs, core: Core, vcpu: VcpuState) -> anyhow::Result<Session> {
+        let executable = executable_mapping(&core)
+            .context("cannot tell which file mapping is the main program of the process")?;
+        let search = DebugSearch::new(args.debug_dirs.clone());
+        let (modules, warnings) =
+            ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), Some(&args.image), &search);
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+        let main = modules
+            .modules()
+            .iter()
+            .find(|module| module.mapped_path == executable.path)
+            .with_context(|| format!("cannot load the image {} as the main program", args.image.display()))?;
+        // The session owns its image, so the main program is opened again.
+        let image = match main.image.debug_path() {
+            Some(debug_path) => Image::open_split(main.image.path(), debug_path),
+            None => Image::open(main.image.path()),
+        }
+        .context("cannot load the image")?;
+
+        let runtime_backtrace = if vcpu.present.general {
+            let memory = crate::unwind::TargetMemory::new(&core, vcpu.cr3);
+            Unwinder::for_modules(&modules, UnwindOptions::default()).walk(Registers::from_vcpu(&vcpu), &memory)
+        } else {
+            Backtrace { frames: Vec::new(), stop: None }
+        };
+        let images = CodeImages::Modules { set: &modules, main: Some(executable.path.as_str()) };
+        let mut report = thread_report_in(images, vcpu.id, &runtime_backtrace);
+        report.lwp = vcpu.thread_id;
+        report.name = core.thread_name(vcpu.id).map(str::to_owned);
+        insert_tail_calls(&mut report, &runtime_backtrace, images, &mut ModuleDebugCache::default());
+        let to_file_address = |pc: u64| if main.contains(pc.wrapping_sub(1)) { main.file_address(pc) } else { pc };
+        let backtrace =
+            frames_per_line_group(&mut report, &file_address_frames(&runtime_backtrace, main), &to_file_address);
+
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let symbols = SymbolTable::from_image(&image);
+        let fallback = ImageFallback::new(&image);
         Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback })
     }
 
@@ -132,6 +194,48 @@ impl Drop for Session {
             eprintln!("warning: {warning}");
         }
     }
+}
+
+/// Returns the frames the inspector reads, one per group of lines of
+/// `report`: a physical frame of `backtrace`, or a tail-call frame, which
+/// `bt` numbers as gdb does but which has no stack frame. Each line's
+/// `physical_index` is renumbered to point into the result, so `frame N`
+/// names the same function as line #N of `bt`. A tail-call frame gets no
+/// registers, so its variables show as unknown. `to_file_address` turns a
+/// tail call's return address into the address the inspector looks up.
+fn frames_per_line_group(
+    report: &mut ThreadReport,
+    backtrace: &Backtrace,
+    to_file_address: &dyn Fn(u64) -> u64,
+) -> Backtrace {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut previous: Option<(bool, usize)> = None;
+    for line in &mut report.frames {
+        let tail_call = line.found_by == TAIL_CALL_FOUND_BY;
+        // Consecutive lines of one physical frame (its inlined functions)
+        // share it; every tail-call line is a frame of its own.
+        let group = (tail_call, if tail_call { line.index } else { line.physical_index });
+        if previous != Some(group) {
+            let frame = if tail_call {
+                let pc = u64::from_str_radix(line.pc.trim_start_matches("0x"), 16).unwrap_or(0);
+                Frame {
+                    pc: Pc::ReturnAddress(to_file_address(pc)),                     registers: Registers::default(),
+                    found_by: FoundBy::Cfi,
+                    cfa: None,
+                    trap: false,
+                }
+            } else {
+                match backtrace.frames.get(line.physical_index) {
+                    Some(frame) => frame.clone(),
+                    None => continue,
+                }
+            };
+            frames.push(frame);
+            previous = Some(group);
+        }
+        line.physical_index = frames.len() - 1;
+    }
+    Backtrace { frames, stop: backtrace.stop.clone() }
 }
 
 /// The memory of a session's address space; see [`ImageFallback`].
