@@ -19,6 +19,12 @@ documented to differ is normalized before comparing:
   compared as `<optimized out>`, which is what stardump's JSON then
   contains (it has no entry values).
 
+The unikernel's sleeping threads, which gdb lists as LWP 2 and up, are
+compared too: `stardump threads --json` gives each thread's frames with
+their arguments, and each thread is matched to the gdb thread with the same
+functions. `stardump threads` prints no locals, so only arguments are
+compared there.
+
 Each difference fails the check unless KNOWN_DIFFERENCES lists it with its
 cause. The script prints the agreement rate per optimization level.
 
@@ -128,19 +134,20 @@ def parse_arguments(text):
     return arguments
 
 
-def gdb_vcpu_frames(results, name, image):
-    """Runs gdb's `thread apply all bt full` and returns LWP 1's frames as dicts."""
+def gdb_threads(results, name, image):
+    """Runs gdb's `thread apply all bt full` and returns {LWP: frames}, each frame a dict."""
     core = os.path.join(results, f"{name}.gdb-core")
     command = ["timeout", "-s", "KILL", "120", "gdb", "-batch", "-nx", "-ex", "set pagination off",
                "-ex", "set width 0", "-ex", "set osabi GNU/Linux", "-ex", "set print frame-arguments all",
                "-ex", f"core-file {core}", "-ex", "thread apply all bt full", image]
     result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, LC_ALL="C"))
-    frames, in_vcpu = [], False
+    threads, frames = {}, None
     for line in result.stdout.splitlines():
         if line.startswith("Thread "):
-            in_vcpu = "(LWP 1)" in line
+            match = re.search(r"\(LWP (\d+)\)", line)
+            frames = threads.setdefault(int(match.group(1)), []) if match else None
             continue
-        if not in_vcpu:
+        if frames is None:
             continue
         if line.startswith("#"):
             if "<signal handler called>" in line:
@@ -155,7 +162,39 @@ def gdb_vcpu_frames(results, name, image):
         elif line.startswith("        ") and frames and " = " in line:
             local_name, _, value = line.strip().partition(" = ")
             frames[-1]["locals"].append((local_name, normalize(value)))
-    return frames, result.stdout + result.stderr
+    return threads, result.stdout + result.stderr
+
+
+def stardump_sleeping_threads(stardump, path, image):
+    """Runs `stardump threads --json` and returns the sleeping threads' frames, or an error."""
+    result = subprocess.run([stardump, "threads", path, "--image", image, "--json"],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode not in (0, 2):
+        return None, f"stardump threads failed with {result.returncode}: {result.stderr.strip()}"
+    threads = []
+    for thread in json.loads(result.stdout)["threads"]:
+        if thread["vcpu"] is not None:
+            continue
+        threads.append((thread["name"], [{
+            "function": frame["function"],
+            "arguments": [(v["name"], normalize(v["value"])) for v in frame.get("arguments", [])],
+        } for frame in thread["frames"]]))
+    return threads, None
+
+
+def compare_sleeping(label, name, gdb, ours, tally):
+    """Compares the arguments of each sleeping thread with gdb's thread of the same functions."""
+    by_functions = {tuple(frame["function"] for frame in frames): frames
+                    for lwp, frames in gdb.items() if lwp != 1}
+    for thread_name, frames in ours:
+        functions = tuple(frame["function"] for frame in frames)
+        theirs = by_functions.get(functions)
+        if theirs is None:
+            tally["unexplained"].append(f"{label} thread {thread_name}: no gdb thread with the functions {functions}")
+            continue
+        compare_frames(f"{label} thread {thread_name}", name,
+                       [{**frame, "locals": []} for frame in theirs],
+                       [{**frame, "locals": []} for frame in frames], tally)
 
 
 def stardump_vcpu_frames(stardump, path, image):
@@ -237,7 +276,8 @@ def main():
         if not os.path.exists(os.path.join(results, f"{name}.gdb-core")):
             failures.append(f"{name}: no {name}.gdb-core: check-gdb.sh did not convert the dump-core")
             continue
-        gdb, gdb_output = gdb_vcpu_frames(results, name, image)
+        gdb_by_lwp, gdb_output = gdb_threads(results, name, image)
+        gdb = gdb_by_lwp.get(1)
         if not gdb:
             failures.append(f"{name}: gdb printed no frames for LWP 1:\n{gdb_output}")
             continue
@@ -251,6 +291,13 @@ def main():
                 failures.append(f"{name} {kind}: {error}")
                 continue
             compare_frames(f"{name} {kind}", name, gdb, ours, tally)
+            sleeping, error = stardump_sleeping_threads(stardump, path, image)
+            if sleeping is None:
+                failures.append(f"{name} {kind}: {error}")
+                continue
+            if not sleeping:
+                failures.append(f"{name} {kind}: stardump threads found no sleeping thread")
+            compare_sleeping(f"{name} {kind}", name, gdb_by_lwp, sleeping, tally)
 
     for level, tally in sorted(tallies.items()):
         rate = 100.0 * tally["agreed"] / max(tally["compared"], 1)
