@@ -129,10 +129,28 @@ struct DebugFile {
     data: memmap2::Mmap,
 }
 
+/// The bytes of an image: a mapped file, or a copy read from a target's
+/// memory (the vDSO of a Linux process).
+enum ImageBytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for ImageBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ImageBytes::Mapped(map) => map,
+            ImageBytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
 /// A loaded image: an ELF file, with its separate debug file when it has one.
 pub struct Image {
     path: PathBuf,
-    data: memmap2::Mmap,
+    data: ImageBytes,
     /// The separate debug file that supplied the DWARF, if one was opened.
     debug_path: Option<PathBuf>,
     debug_link: Option<DebugLink>,
@@ -169,7 +187,13 @@ impl std::fmt::Debug for Image {
 impl Image {
     /// Opens and indexes the ELF file at `path`.
     pub fn open(path: &Path) -> Result<Image, ImageError> {
-        Self::parse(path, map_file(path)?, None)
+        Self::parse(path, ImageBytes::Mapped(map_file(path)?), None)
+    }
+
+    /// Parses an ELF image held in memory, such as a vDSO copied out of a
+    /// core; `name` stands for its path in errors and output.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<Image, ImageError> {
+        Self::parse(name, ImageBytes::Owned(bytes), None)
     }
 
     /// Opens the stripped ELF file at `path` with its separate debug file at
@@ -179,10 +203,10 @@ impl Image {
     /// debug link CRC).
     pub fn open_split(path: &Path, debug_path: &Path) -> Result<Image, ImageError> {
         let debug = DebugFile { path: debug_path.to_owned(), data: map_file(debug_path)? };
-        Self::parse(path, map_file(path)?, Some(debug))
+        Self::parse(path, ImageBytes::Mapped(map_file(path)?), Some(debug))
     }
 
-    fn parse(path: &Path, data: memmap2::Mmap, debug: Option<DebugFile>) -> Result<Image, ImageError> {
+    fn parse(path: &Path, data: ImageBytes, debug: Option<DebugFile>) -> Result<Image, ImageError> {
         let elf = parse_elf(path, &data)?;
         let endian = if elf.is_little_endian() {
             gimli::RunTimeEndian::Little
@@ -242,12 +266,14 @@ impl Image {
             symbols.extend(code_symbols(debug_elf, debug_elf.symbols()));
         }
         // At one address, prefer the symbol with a size (a function over a
-        // label that marks its start), then the name for a stable order.
+        // label that marks its start), then the name that sorts last: gdb 13
+        // sorts minimal symbols at one address by name and takes the last,
+        // so the vDSO's `clock_gettime` wins over `__vdso_clock_gettime`.
         symbols.sort_by(|a, b| {
             a.address
                 .cmp(&b.address)
                 .then((b.size != 0).cmp(&(a.size != 0)))
-                .then(a.name.cmp(&b.name))
+                .then(b.name.cmp(&a.name))
         });
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
 

@@ -27,6 +27,16 @@ const DELETED_SUFFIX: &str = " (deleted)";
 /// Page size used to align `p_vaddr`, as the x86_64 dynamic linker does.
 const PAGE_BYTES: u64 = 4096;
 
+/// `AT_SYSINFO_EHDR`: the auxiliary vector entry with the vDSO's address.
+const AT_SYSINFO_EHDR: u64 = 33;
+
+/// Maximum size of a vDSO image read from a core. x86_64 kernels map two
+/// pages of vDSO code, so a larger header is damage.
+const MAX_VDSO_BYTES: u64 = 1 << 20;
+
+/// Name of the vDSO module, as `/proc/PID/maps` names the mapping.
+pub const VDSO_NAME: &str = "[vdso]";
+
 /// Maximum number of mapped files loaded as modules, so that a crafted core
 /// listing many mappings cannot make the analyzer open and index files
 /// without bound. NOTE: a guess, far above the few hundred shared objects
@@ -174,6 +184,70 @@ impl ModuleSet {
         modules.sort_by_key(|module| module.start);
         (ModuleSet { modules }, warnings)
     }
+}
+
+impl ModuleSet {
+    /// Adds the vDSO of a Linux core, read from the core's memory at the
+    /// address the auxiliary vector gives, as gdb does: the kernel's
+    /// signal return and time functions have no file to be loaded from.
+    /// Returns a warning when the core has the address but the image
+    /// cannot be read; nothing when the core has no vDSO address.
+    /// NOTE: a process snapshot records no auxiliary vector, so its vDSO
+    /// frames stay unnamed.
+    pub fn add_vdso(&mut self, core: &Core) -> Option<ModuleWarning> {
+        let Core::LinuxCore(linux) = core else { return None };
+        let address = linux.auxv().iter().find(|&&(key, _)| key == AT_SYSINFO_EHDR).map(|&(_, value)| value)?;
+        let warn = |reason: String| ModuleWarning { mapped_path: VDSO_NAME.to_owned(), address, reason };
+        let module = match read_vdso(core, address) {
+            Ok(module) => module,
+            Err(reason) => return Some(warn(reason)),
+        };
+        if let Some(overlapping) = self.modules.iter().find(|m| m.start < module.end && module.start < m.end) {
+            return Some(warn(format!("it overlaps {}, so it was left out", overlapping.mapped_path)));
+        }
+        let position = self.modules.partition_point(|m| m.start < module.start);
+        self.modules.insert(position, module);
+        None
+    }
+}
+
+/// Reads the vDSO's ELF image at `address` from `core` and loads it.
+fn read_vdso(core: &Core, address: u64) -> Result<Module, String> {
+    let read = |offset: u64, len: usize| -> Result<Vec<u8>, String> {
+        let mut bytes = vec![0u8; len];
+        let at = address.checked_add(offset).ok_or("the vDSO's end overflows")?;
+        core.read_virtual(0, at, &mut bytes).map_err(|error| format!("no symbols: {error}"))?;
+        Ok(bytes)
+    };
+
+    let header = read(0, 64)?;
+    if !header.starts_with(b"\x7fELF") || header[4] != 2 {
+        return Err("no symbols: no 64-bit ELF header at the vDSO's address".into());
+    }
+    let u16_at = |offset: usize| u64::from(u16::from_le_bytes([header[offset], header[offset + 1]]));
+    let u64_at = |offset: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&header[offset..offset + 8]);
+        u64::from_le_bytes(word)
+    };
+    // The image ends with whichever table comes last: the section headers
+    // (e_shoff, e_shentsize, e_shnum) or the program headers.
+    let table_end = |offset: u64, entry_size: u64, count: u64| entry_size.checked_mul(count)?.checked_add(offset);
+    let sections_end = table_end(u64_at(0x28), u16_at(0x3a), u16_at(0x3c));
+    let segments_end = table_end(u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    let len = sections_end.zip(segments_end).map(|(a, b)| a.max(b)).filter(|&len| len <= MAX_VDSO_BYTES);
+    let len = len.ok_or_else(|| format!("no symbols: its ELF header gives a size above {MAX_VDSO_BYTES} bytes"))?;
+    let bytes = read(0, len as usize)?;
+
+    let image = Image::from_bytes(Path::new(VDSO_NAME), bytes).map_err(|error| format!("no symbols: {error}"))?;
+    let bias = load_bias(&image, address).ok_or("no symbols: the vDSO has no PT_LOAD segment at offset 0")?;
+    let (file_start, file_end) = segment_range(&image).unwrap_or((0, 0));
+    let (start, end) = (file_start.wrapping_add(bias), file_end.wrapping_add(bias));
+    if end < start {
+        return Err(format!("no symbols: its segments wrap around the address space at bias {bias:#x}"));
+    }
+    tracing::debug!(address = format_args!("{address:#x}"), len, "loaded the vDSO");
+    Ok(Module { image, bias, start, end, mapped_path: VDSO_NAME.to_owned() })
 }
 
 /// Returns the mapping of the main program of a process core: from the

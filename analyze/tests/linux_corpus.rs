@@ -487,3 +487,25 @@ fn frame_and_locals_on_process_core() {
     let value = run("print", &["--frame", &index.to_string(), "value"]);
     assert_eq!(value.trim(), "$1 = 41");
 }
+
+/// Tries to catch the clock thread inside the vDSO this many times; it
+/// spends most of its loop there.
+const VDSO_ATTEMPTS: usize = 5;
+
+#[test]
+fn vdso_frame_matches_gdb() {
+    for attempt in 1..=VDSO_ATTEMPTS {
+        let threads = check_fixture("vdso-O2-nofp");
+        let (_, frames) = threads
+            .iter()
+            .find(|(_, frames)| functions(frames).contains(&"read_clock"))
+            .expect("no thread in read_clock");
+        // The vDSO's symbol table names the function; it has no lines.
+        if frames[0].function.as_deref() == Some("clock_gettime") {
+            assert_eq!(frames[0].line, None);
+            return;
+        }
+        eprintln!("attempt {attempt}: the clock thread was outside the vDSO: {:?}", functions(frames));
+    }
+    panic!("the clock thread was never in the vDSO in {VDSO_ATTEMPTS} cores");
+}

@@ -30,7 +30,7 @@ use crate::check::{self, check_image};
 use crate::debug_file::DebugSearch;
 use crate::image::Image;
 use crate::image_fallback::ImageBacked;
-use crate::modules::{executable_mapping, Module, ModuleSet};
+use crate::modules::{executable_mapping, Module, ModuleSet, VDSO_NAME};
 use crate::symbolize::{self, SourceFrame};
 use crate::threads::tail_calls::TailCalls;
 use crate::variables::dwarf::DebugInfo;
@@ -428,8 +428,9 @@ fn write_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> 
     }
     match (file, frame.line, &frame.library) {
         (Some(file), Some(line), _) => write!(out, " at {file}:{line}")?,
-        // gdb names the shared object of a frame without a line.
-        (_, _, Some(library)) => write!(out, " from {library}")?,
+        // gdb names the shared object of a frame without a line, except
+        // the vDSO, which has no file.
+        (_, _, Some(library)) if library != VDSO_NAME => write!(out, " from {library}")?,
         _ => {}
     }
     writeln!(out, " [{}]", frame.found_by)?;
@@ -492,9 +493,10 @@ fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::
         warnings.push("cannot tell which mapping is the main program, so --image was not used".to_owned());
     }
     let search = DebugSearch::new(args.debug_dirs.clone());
-    let (modules, module_warnings) =
+    let (mut modules, module_warnings) =
         ModuleSet::from_file_mappings(mappings, executable, args.image.as_deref(), &search);
     warnings.extend(module_warnings.iter().map(ToString::to_string));
+    warnings.extend(modules.add_vdso(core).map(|warning| warning.to_string()));
     Ok(LoadedImages::Process { modules, main: executable.map(|mapping| mapping.path.clone()) })
 }
 

@@ -118,8 +118,9 @@ impl Session {
         let executable = executable_mapping(&core)
             .context("cannot tell which file mapping is the main program of the process")?;
         let search = DebugSearch::new(args.debug_dirs.clone());
-        let (modules, warnings) =
+        let (mut modules, mut warnings) =
             ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), Some(&args.image), &search);
+        warnings.extend(modules.add_vdso(&core));
         for warning in &warnings {
             eprintln!("warning: {warning}");
         }
