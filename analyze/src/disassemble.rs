@@ -80,11 +80,13 @@ impl<'a> Disassembler<'a> {
         self
     }
 
-    /// Returns gdb's `<name+offset>` for `address` in disassembly. Inside a
-    /// DWARF function the function names it, unless an ELF symbol lies
-    /// between the function's entry and `address`.
+    /// Returns gdb's `<name+offset>` for run-time address `address` in
+    /// disassembly. Inside a DWARF function the function names it, unless
+    /// an ELF symbol lies between the function's entry and `address`.
     pub fn label(&self, address: u64) -> Option<String> {
         let elf = self.symbols.lookup(address);
+        // DWARF and the symbol table are in file addresses.
+        let address = address.wrapping_sub(self.symbols.load_bias());
         let function = self.info.and_then(|info| {
             let function = scope::scopes_at(info, address).last()?.physical_function;
             let entry = info.ranges(function).first()?.start;

@@ -857,3 +857,84 @@ fn wide_float_patterns_match_gdb() {
     eprintln!("{} of {} wide float patterns agree with gdb", expressions.len() - differences.len(), expressions.len());
     assert!(differences.is_empty(), "wide floats differ:\n{}", differences.join("\n"));
 }
+
+/// Expressions compared on the position-independent build's core, where
+/// the program runs at a load bias that globals, function addresses and
+/// symbol names must be relocated by.
+/// NOTE: string constants are left out: gcore does not dump the file's
+/// read-only pages, and the image fallback reads them at file addresses.
+const PIE_EXPRESSIONS: &[&str] = &[
+    "int_value", "record_value.id", "int_pointer", "*int_pointer", "'types.c'::counter", "'other.c'::counter",
+    "&int_value", "main", "&main", "crash_here", "handler_value", "record_pointer->list->next->value",
+    "tls_counter", "*corner_pointer", "$pc", "long_double_value", "points", "&points[1]",
+];
+
+/// The C fixture built as a PIE, compared with gdb at its crash on the
+/// gcore file: globals, `x/4i $pc` and `info symbol $pc`.
+#[test]
+fn pie_core_matches_gdb() {
+    require_program("gdb", "gdb");
+    let work_dir = tempfile::tempdir().expect("creating a temporary directory");
+    let stardump = env!("CARGO_BIN_EXE_stardump");
+    let program = fixture_dir().join("types-c-pie-O2");
+    let core = work_dir.path().join("pie.core");
+    let mut command = Command::new("timeout");
+    command.env("LC_ALL", "C");
+    command
+        .args(["-s", "KILL", "120", "gdb", "-batch", "-nx", "-ex", "set width 0", "-ex", "set pagination off"])
+        .args(["-ex", "set startup-with-shell off", "-ex", "run"]);
+    for (index, expression) in PIE_EXPRESSIONS.iter().enumerate() {
+        command.args(["-ex", &format!("echo @@{index}\\n"), "-ex", &format!("print {expression}")]);
+    }
+    let disassembly_index = PIE_EXPRESSIONS.len();
+    command.args(["-ex", &format!("echo @@{disassembly_index}\\n"), "-ex", "x/4i $pc"]);
+    command.args(["-ex", &format!("echo @@{}\\n", disassembly_index + 1), "-ex", "info symbol $pc"]);
+    command.args(["-ex", "echo @@end\\n", "-ex", &format!("gcore {}", core.display()), "-ex", "kill"]).arg(&program);
+    let output = command.output().expect("running gdb");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut gdb = vec![String::new(); disassembly_index + 2];
+    let mut current: Option<usize> = None;
+    for line in stdout.lines() {
+        if let Some(marker) = line.strip_prefix("@@") {
+            current = marker.parse().ok();
+        } else if let Some(index) = current {
+            let text = match line.split_once(" = ") {
+                Some((history, value)) if history.starts_with('$') => value,
+                _ => line,
+            };
+            gdb[index].push_str(&words(text));
+            gdb[index].push('\n');
+        }
+    }
+    assert!(core.is_file(), "gcore wrote no core file:\n{stdout}");
+    for (index, text) in gdb.iter().enumerate() {
+        assert!(!text.trim().is_empty(), "gdb printed nothing for item {index}:\n{stdout}");
+    }
+
+    let run = |args: &[&str]| {
+        let output = Command::new(stardump).args(args).output().expect("running stardump");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        text.lines()
+            .filter(|line| !line.starts_with("warning:"))
+            .map(|line| words(line.split_once(" = ").filter(|(history, _)| history.starts_with('$')).map_or(line, |(_, value)| value)) + "\n")
+            .collect::<String>()
+    };
+    let core_arg = core.to_str().unwrap();
+    let program_arg = program.to_str().unwrap();
+    let mut differences = Vec::new();
+    for (index, expression) in PIE_EXPRESSIONS.iter().enumerate() {
+        let ours = run(&["print", core_arg, "--image", program_arg, "--", expression]);
+        if ours != gdb[index] {
+            differences.push(format!("print {expression}\n  gdb:      {}  stardump: {ours}", gdb[index]));
+        }
+    }
+    let ours = run(&["x", core_arg, "--image", program_arg, "--format", "/4i", "$pc"]);
+    if ours != gdb[disassembly_index] {
+        differences.push(format!("x/4i $pc\n  gdb:\n{}  stardump:\n{ours}", gdb[disassembly_index]));
+    }
+    let ours = run(&["info", "symbol", core_arg, "--image", program_arg, "$pc"]);
+    if ours != gdb[disassembly_index + 1] {
+        differences.push(format!("info symbol $pc\n  gdb:      {}  stardump: {ours}", gdb[disassembly_index + 1]));
+    }
+    assert!(differences.is_empty(), "the PIE core differs from gdb:\n{}", differences.join("\n"));
+}

@@ -111,9 +111,6 @@ impl Session {
     /// Opens a Linux process: unwinds across every mapped ELF file (see
     /// [`ModuleSet`]), with `--image` as the main program, whose DWARF the
     /// variables come from.
-    /// NOTE: the variables engine reads a global's `DW_OP_addr` without the
-    /// load bias, so globals of a position-independent program are read at
-    /// the wrong address. Locals and arguments are right.
     fn open_process(args: &ContextArgs, core: Core, vcpu: VcpuState) -> anyhow::Result<Session> {
         let executable = executable_mapping(&core)
             .context("cannot tell which file mapping is the main program of the process")?;
@@ -152,7 +149,9 @@ impl Session {
             frames_per_line_group(&mut report, &file_address_frames(&runtime_backtrace, main), &to_file_address);
 
         let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
-        let symbols = SymbolTable::from_image(&image);
+        // Globals, function addresses and symbol names are relocated by the
+        // main program's load bias; frame pcs are file addresses already.
+        let symbols = SymbolTable::from_image(&image).with_load_bias(main.bias);
         let fallback = ImageFallback::new(&image);
         Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback })
     }

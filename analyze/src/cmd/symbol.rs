@@ -66,6 +66,15 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
+        // With more than one object file loaded, as for a process with its
+        // shared libraries, gdb names the file after the section.
+        let section = match (section, session.core.file_mappings().is_empty()) {
+            (Some(section), false) => {
+                let path = std::fs::canonicalize(session.image.path()).unwrap_or_else(|_| session.image.path().to_owned());
+                Some(format!("{section} of {}", path.display()))
+            }
+            (section, _) => section,
+        };
         match found {
             Some((symbol, 0)) => writeln!(out, "{} in section {}", symbol.name, section.unwrap_or_default())?,
             Some((symbol, offset)) => {

@@ -468,7 +468,7 @@ impl<'a> Printer<'a> {
             .globals_named(&name)
             .into_iter()
             .find(|&global| info.own_attr(global, gimli::constants::DW_AT_location).is_some())?;
-        Some(super::location::Locator::new(info).variable(definition, None, 0, None))
+        Some(super::location::Locator::new(info).with_load_bias(self.symbols.load_bias()).variable(definition, None, 0, None))
     }
 
     fn format_bitfield(&self, value: &Value, ty: &TypeRef, bit_offset: u64, bit_size: u64) -> String {

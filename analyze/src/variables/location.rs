@@ -50,6 +50,8 @@ pub struct Locator<'d> {
     /// The executable's TLS segment and the thread pointer (`fs_base`), for
     /// `DW_OP_form_tls_address`.
     tls: Option<(TlsTemplate, u64)>,
+    /// Run-time address minus file address, added to `DW_OP_addr`.
+    load_bias: u64,
 }
 
 /// What a DWARF expression computed, before it is turned into bytes.
@@ -60,7 +62,15 @@ enum Computed {
 impl<'d> Locator<'d> {
     /// Creates a locator over `info`.
     pub fn new(info: &'d DebugInfo) -> Locator<'d> {
-        Locator { info, tls: None }
+        Locator { info, tls: None, load_bias: 0 }
+    }
+
+    /// Lets the locator relocate the addresses in expressions (`DW_OP_addr`,
+    /// `DW_OP_addrx`) of a program loaded `load_bias` bytes above its file
+    /// addresses. Frame pcs stay file addresses.
+    pub fn with_load_bias(mut self, load_bias: u64) -> Locator<'d> {
+        self.load_bias = load_bias;
+        self
     }
 
     /// Lets the locator resolve thread-local variables of the executable
@@ -214,11 +224,12 @@ impl<'d> Locator<'d> {
                     evaluation.resume_with_call_frame_cfa(cfa).map_err(invalid)?
                 }
                 EvaluationResult::RequiresRelocatedAddress(address) => {
-                    evaluation.resume_with_relocated_address(address).map_err(invalid)?
+                    evaluation.resume_with_relocated_address(address.wrapping_add(self.load_bias)).map_err(invalid)?
                 }
-                EvaluationResult::RequiresIndexedAddress { index, .. } => {
+                EvaluationResult::RequiresIndexedAddress { index, relocate } => {
                     let unit = &self.info.unit(die.ok_or_else(no_unit)?).unit;
                     let address = self.info.dwarf().address(unit, index).map_err(invalid)?;
+                    let address = if relocate { address.wrapping_add(self.load_bias) } else { address };
                     evaluation.resume_with_indexed_address(address).map_err(invalid)?
                 }
                 EvaluationResult::RequiresBaseType(offset) => {

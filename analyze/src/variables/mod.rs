@@ -112,10 +112,11 @@ impl<'a> Inspector<'a> {
         TypeTable { info: self.info }
     }
 
-    /// Returns a locator that also resolves the executable's thread-local
-    /// variables, with the vCPU's `fs_base` as the thread pointer.
+    /// Returns a locator that relocates addresses by the symbols' load bias
+    /// and resolves the executable's thread-local variables, with the
+    /// vCPU's `fs_base` as the thread pointer.
     fn locator(&self) -> Locator<'a> {
-        let locator = Locator::new(self.info);
+        let locator = Locator::new(self.info).with_load_bias(self.symbols.load_bias());
         match (self.symbols.tls_template(), self.vcpu) {
             (Some(template), Some(vcpu)) => locator.with_tls(*template, vcpu.fs_base),
             _ => locator,
@@ -231,7 +232,8 @@ impl<'a> Inspector<'a> {
             return self.enumerator_value(enumerator);
         }
         let function = *self.info.functions_named(name).first()?;
-        let address = self.info.ranges(function).first().map(|range| range.start);
+        let bias = self.symbols.load_bias();
+        let address = self.info.ranges(function).first().map(|range| range.start.wrapping_add(bias));
         let ty = TypeRef::Die(function);
         Some(match address {
             Some(address) => Value::in_memory(ty, address),

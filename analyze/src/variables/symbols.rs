@@ -65,6 +65,9 @@ pub struct SymbolTable {
     symbols: Vec<Symbol>,
     sections: Vec<Section>,
     tls: Option<TlsTemplate>,
+    /// Run-time address minus file address, for a position-independent
+    /// program loaded elsewhere than its file addresses.
+    load_bias: u64,
 }
 
 impl SymbolTable {
@@ -105,7 +108,20 @@ impl SymbolTable {
         symbols.sort_by(|a, b| a.address.cmp(&b.address).then((b.size != 0).cmp(&(a.size != 0))).then(a.name.cmp(&b.name)));
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
         let tls = TlsTemplate::from_elf(image.elf_bytes());
-        SymbolTable { symbols, sections, tls }
+        SymbolTable { symbols, sections, tls, load_bias: 0 }
+    }
+
+    /// Returns the table for the image loaded `load_bias` bytes above its
+    /// file addresses: [`SymbolTable::lookup`] and
+    /// [`SymbolTable::annotation`] then take run-time addresses.
+    pub fn with_load_bias(mut self, load_bias: u64) -> SymbolTable {
+        self.load_bias = load_bias;
+        self
+    }
+
+    /// Returns the run-time address minus the file address.
+    pub fn load_bias(&self) -> u64 {
+        self.load_bias
     }
 
     /// Returns the image's `PT_TLS` segment, for thread-local variables.
@@ -113,13 +129,14 @@ impl SymbolTable {
         self.tls.as_ref()
     }
 
-    /// Returns the section containing `address`.
+    /// Returns the section containing file address `address`.
     pub fn section_for(&self, address: u64) -> Option<&Section> {
         self.sections.iter().find(|section| address >= section.address && address - section.address < section.size)
     }
 
-    /// Returns the symbol naming `address` and the offset into it, as gdb's
-    /// `<symbol+offset>`. Like gdb 13's minimal-symbol lookup, it takes the
+    /// Returns the symbol naming run-time address `address` and the offset
+    /// into it, as gdb's `<symbol+offset>`. Like gdb 13's minimal-symbol
+    /// lookup, it takes the
     /// closest sized symbol at or below `address` in the same section when
     /// that symbol contains `address`. Otherwise it takes the closest
     /// zero-sized symbol above that one, and otherwise none: the padding
@@ -127,6 +144,7 @@ impl SymbolTable {
     /// `build_address_symbolic`, it does not name an address by a
     /// zero-sized symbol outside code, such as an assembler label in `.data`.
     pub fn lookup(&self, address: u64) -> Option<(&Symbol, u64)> {
+        let address = address.wrapping_sub(self.load_bias);
         let section = self.sections.iter().position(|section| {
             address >= section.address && address - section.address < section.size
         })?;
