@@ -510,7 +510,7 @@ mod tests {
         let path = pie();
         let missing = mapping(Path::new("/nonexistent/program"), None);
         let (set, warnings) =
-            ModuleSet::from_file_mappings(&[missing.clone()], Some(&missing), Some(&path), &no_system_dir(vec![]));
+            ModuleSet::from_file_mappings(std::slice::from_ref(&missing), Some(&missing), Some(&path), &no_system_dir(vec![]));
         assert_eq!(warnings, Vec::new());
         assert_eq!(set.modules()[0].image.path(), path.as_path());
         assert_eq!(set.modules()[0].mapped_path, "/nonexistent/program");

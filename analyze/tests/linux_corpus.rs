@@ -145,6 +145,9 @@ fn gdb_backtraces(program: &Path, core: &Path) -> (Vec<GdbThread>, String) {
     (parse_backtraces(backtraces), text(&output))
 }
 
+/// stardump's threads of one core: LWP and compared frames.
+type Threads = Vec<(Option<u64>, Vec<Compared>)>;
+
 /// One frame reduced to what is compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Compared {
@@ -172,7 +175,7 @@ fn base_name(file: &str) -> String {
 }
 
 /// Returns stardump's threads of `core`: LWP and frames.
-fn stardump_backtraces(core: &Path) -> (Vec<(Option<u64>, Vec<Compared>)>, String) {
+fn stardump_backtraces(core: &Path) -> (Threads, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_stardump"))
         .arg("bt")
         .arg(core)
@@ -204,7 +207,7 @@ fn stardump_backtraces(core: &Path) -> (Vec<(Option<u64>, Vec<Compared>)>, Strin
                 .collect();
             (thread["lwp"].as_u64(), frames)
         })
-        .collect::<Vec<(Option<u64>, Vec<Compared>)>>();
+        .collect::<Threads>();
     // The text for failure messages: stderr's warnings and the compared fields.
     let mut listing = String::from_utf8_lossy(&output.stderr).into_owned();
     for (index, (lwp, frames)) in threads.iter().enumerate() {
@@ -272,7 +275,7 @@ fn compare_thread(label: &str, gdb: &[Compared], ours: &[Compared], agreement: &
 
 /// Compares every thread of `core` and returns the agreement, with the
 /// frame lists of both for assertions.
-fn compare_core(program: &Path, core: &Path) -> (Agreement, Vec<GdbThread>, Vec<(Option<u64>, Vec<Compared>)>) {
+fn compare_core(program: &Path, core: &Path) -> (Agreement, Vec<GdbThread>, Threads) {
     let (gdb_threads, gdb_text) = gdb_backtraces(program, core);
     let (our_threads, our_text) = stardump_backtraces(core);
     assert!(!gdb_threads.is_empty(), "gdb printed no backtrace for {}:\n{gdb_text}", core.display());
@@ -302,7 +305,7 @@ fn compare_core(program: &Path, core: &Path) -> (Agreement, Vec<GdbThread>, Vec<
 /// Gets both cores of `fixture`, compares each with gdb, prints the
 /// agreement and fails on any mismatch. Returns stardump's threads of the
 /// kernel core for fixture-specific checks.
-fn check_fixture(fixture: &str) -> Vec<(Option<u64>, Vec<Compared>)> {
+fn check_fixture(fixture: &str) -> Threads {
     let program = corpus_dir().join(fixture);
     let run_dir = tempfile::tempdir().expect("creating a run directory");
     let kernel = kernel_core(&program, run_dir.path());

@@ -470,7 +470,7 @@ pub fn write_text(report: &BtReport, out: &mut dyn Write) -> std::io::Result<()>
 /// The images a `bt` run symbolizes with.
 enum LoadedImages {
     /// A unikernel image, with bias 0.
-    Unikernel(Image),
+    Unikernel(Box<Image>),
     /// The modules of a process, and the mapped path of its program.
     Process { modules: ModuleSet, main: Option<String> },
 }
@@ -486,7 +486,7 @@ fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::
                 args.file.display()
             );
         };
-        return Ok(LoadedImages::Unikernel(Image::open(path).context("cannot load the image")?));
+        return Ok(LoadedImages::Unikernel(Box::new(Image::open(path).context("cannot load the image")?)));
     }
     let executable = executable_mapping(core);
     if executable.is_none() && args.image.is_some() {
