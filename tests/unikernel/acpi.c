@@ -2,12 +2,15 @@
  * The local APIC ids of the vCPUs, from the ACPI MADT. A PVH domain on Xen
  * has no QEMU fw_cfg to count its CPUs, and Xen numbers a vCPU's APIC twice
  * its index, so the APIC ids must come from the firmware tables. The PVH
- * start info gives the RSDP's physical address; the tables must lie in the
- * direct map (physical 0..1 GiB).
+ * start info gives the RSDP's physical address. The tables must lie in the
+ * direct map (physical 0..1 GiB), as QEMU places them, or in the 2 MiB at
+ * 0xfc000000 that boot.S maps one to one, where Xen places a PVH domain's.
  */
 #include "kernel.h"
 
 #define DIRECT_MAPPED_BYTES (1UL << 30)
+#define XEN_ACPI_WINDOW 0xfc000000UL
+#define XEN_ACPI_WINDOW_BYTES (2UL << 20)
 #define MADT_ENTRIES_OFFSET 44
 #define MADT_LOCAL_APIC 0
 #define MADT_APIC_ENABLED 0x1
@@ -41,13 +44,18 @@ struct acpi_rsdp {
 	uint8_t reserved[3];
 } __attribute__((packed));
 
-/* Returns the direct-map address of `len` bytes at `phys`, or NULL. */
+/* Returns the virtual address of `len` bytes at `phys`, or NULL. */
 static const void *acpi_map(uint64_t phys, uint64_t len)
 {
-	if (phys == 0 || phys >= DIRECT_MAPPED_BYTES ||
-	    len > DIRECT_MAPPED_BYTES - phys)
+	if (phys == 0)
 		return NULL;
-	return phys_to_direct_map(phys);
+	if (phys < DIRECT_MAPPED_BYTES && len <= DIRECT_MAPPED_BYTES - phys)
+		return phys_to_direct_map(phys);
+	if (phys >= XEN_ACPI_WINDOW &&
+	    phys - XEN_ACPI_WINDOW < XEN_ACPI_WINDOW_BYTES &&
+	    len <= XEN_ACPI_WINDOW_BYTES - (phys - XEN_ACPI_WINDOW))
+		return (const void *)phys;
+	return NULL;
 }
 
 static const struct acpi_header *acpi_table(uint64_t phys)

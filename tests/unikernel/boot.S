@@ -127,7 +127,9 @@ boot_start64:
  * each PD slot 2 MiB.
  *   PML4[0]   identity map of 0..64 MiB: 0..2 MiB with 4 KiB pages and
  *             page 0 left unmapped (so NULL faults), 2..64 MiB with 2 MiB
- *             pages; plus the local APIC page at 0xfee00000 (uncached).
+ *             pages; plus the local APIC page at 0xfee00000 (uncached)
+ *             and the 2 MiB at 0xfc000000 where Xen puts a PVH domain's
+ *             ACPI tables (acpi.c).
  *   PML4[273] direct map at DIRECT_MAP_BASE, filled by paging_init().
  *   PML4[402] thread stack area at STACK_AREA_BASE, filled by paging_init().
  *   PML4[511] kernel image: 0xffffffff80000000 -> physical 0..64 MiB with
@@ -171,7 +173,10 @@ pt_identity_low:
 
 	.org pt_identity_low + 4096
 pd_apic:
-	/* 0xfee00000 is PD slot 503 of the 3..4 GiB PDPT slot. */
+	/* 0xfc000000 is PD slot 480 of the 3..4 GiB PDPT slot. */
+	.org pd_apic + 480 * 8
+	.quad 0xfc000000 + PTE_LARGE_RW
+	/* 0xfee00000 is PD slot 503. */
 	.org pd_apic + 503 * 8
 	.quad 0xfee00000 + PTE_LARGE_RW + PTE_PCD + PTE_PWT
 

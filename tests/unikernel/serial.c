@@ -17,12 +17,6 @@
 #define UART_MODEM_CONTROL 4
 #define UART_LINE_STATUS 5
 #define UART_LSR_THR_EMPTY 0x20
-/*
- * Xen prints the bytes an HVM or PVH guest writes to this port in its own
- * console log (`xl dmesg`), where a PVH domain has no COM1. QEMU without a
- * debugcon device ignores them.
- */
-#define XEN_DEBUG_PORT 0xe9
 #endif
 
 /*
@@ -62,7 +56,6 @@ static void put_char(char c)
 	if (c == '\n')
 		serial_putc('\r');
 	serial_putc(c);
-	outb(XEN_DEBUG_PORT, (uint8_t)c);
 #endif
 }
 

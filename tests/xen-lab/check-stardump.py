@@ -153,13 +153,17 @@ def pvh_expected_functions(name):
     that must follow them in order, and its last one is the outermost frame.
     """
     mode = name.split("-", 1)[1]
+    # pvh-hcall's crash_halt calls the hypercall stub from an inline
+    # function, which is the innermost frame once the stub is stepped out of.
+    inlined = ["xen_hvm_hypercall2"] if mode == "hcall" else []
     if mode in ("preempt", "hcall"):
         mode = "ud2"
     if mode == "spin":
         return [], ["spin_here", "worker_main", "thread_start"]
     # The QEMU build's trap handler calls crash_halt, so trap_handler sits
     # between crash_halt and the trap frame.
-    return ["crash_halt", "trap_handler", "<signal handler called>", f"trigger_{mode}"], ["worker_main", "thread_start"]
+    innermost = inlined + ["crash_halt", "trap_handler", "<signal handler called>", f"trigger_{mode}"]
+    return innermost, ["worker_main", "thread_start"]
 
 
 def follow_in_order(expected, functions):

@@ -316,7 +316,7 @@ CFG
 done <"$IN/plan"
 
 cp -r /var/log/xen "$OUT/xen-logs" 2>/dev/null
-# Xen's own log holds what PVH guests wrote to the debug port 0xe9.
+# Xen's own log, for messages about the guests and the captures.
 xl dmesg >"$OUT/xl-dmesg.txt" 2>&1
 log "done at $(date +%s.%N)"
 finish

@@ -51,13 +51,6 @@ for log in "$DIR"/*.console.log; do
 	cat "$log"
 done
 
-# PVH guests write to Xen's debug port 0xe9; Xen prefixes their lines with (dN).
-if [ -f "$DIR/xl-dmesg.txt" ]; then
-	echo
-	echo "== guest lines of xl dmesg"
-	grep -E '^\(XEN\) \(d[0-9]+\)|^\(d[0-9]+\)' "$DIR/xl-dmesg.txt" || echo "(none)"
-fi
-
 for list in "$DIR"/*.vcpu-list.txt; do
 	[ -f "$list" ] || continue
 	echo
