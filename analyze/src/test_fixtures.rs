@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 fn fixture_dir() -> PathBuf {
@@ -27,9 +28,12 @@ fn build_dir() -> &'static Path {
 /// shared build directory; panics with gcc's output on failure.
 pub fn gcc(output: &str, args: &[&str], sources: &[&str]) -> PathBuf {
     let path = build_dir().join(output);
-    // Test processes may build the same image at once, so each writes its
-    // own file and renames it into place.
-    let partial = build_dir().join(format!("{output}.{}", std::process::id()));
+    // Test processes, and the test threads of one process, may build the
+    // same image at once, so each build writes its own file and renames it
+    // into place.
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+    let build = BUILDS.fetch_add(1, Ordering::Relaxed);
+    let partial = build_dir().join(format!("{output}.{}.{build}", std::process::id()));
     let mut command = Command::new("gcc");
     command.args(args).arg("-o").arg(&partial);
     for source in sources {
