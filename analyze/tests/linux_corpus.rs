@@ -512,3 +512,14 @@ fn vdso_frame_matches_gdb() {
     }
     panic!("the clock thread was never in the vDSO in {VDSO_ATTEMPTS} cores");
 }
+
+#[test]
+fn null_function_pointer_matches_gdb() {
+    for fixture in ["nullcall-O0-fp", "nullcall-O2-nofp"] {
+        let threads = check_fixture(fixture);
+        let names = functions(&threads[0].1);
+        assert_eq!(names.first(), Some(&""), "{fixture}: frame #0 at address 0 has no name: {names:?}");
+        assert_eq!(names.get(1), Some(&"dispatch"), "{fixture}: {names:?}");
+        assert_eq!(names.get(2), Some(&"main"), "{fixture}: {names:?}");
+    }
+}

@@ -450,6 +450,23 @@ impl<'i> Unwinder<'i> {
             }
         }
 
+        // A call through a bad pointer (a NULL function pointer) leaves the
+        // pc outside any code, with the return address on top of the stack
+        // and rbp still the calling function's. The frame-pointer chain
+        // would skip that function, so the top word comes first, as gdb's
+        // amd64 fallback takes it.
+        if matches!(callee.pc, Pc::Exact(_)) && !self.is_code(lookup) {
+            let is_return_address = |address: u64| self.is_return_address(address);
+            if let Ok(Some(caller)) = scan::unwind(&is_return_address, &callee.registers, memory, 1) {
+                let candidate =
+                    Candidate { callee_cfa: caller.rsp(), registers: caller, found_by: FoundBy::Scan, callee_trap: false };
+                match self.validate(callee, callee_sp, candidate) {
+                    Verdict::Take(step) => return step,
+                    Verdict::Reject(reason) => rejected.push(reason),
+                }
+            }
+        }
+
         let mut chain_ended = false;
         match frame_pointer::unwind(&callee.registers, memory) {
             Ok(Some(caller)) => {
