@@ -658,11 +658,9 @@ fn process_threads(
             let module = &modules.modules()[index];
             let Some(module_debug) = debug.get(index, module) else { continue };
             // The inspector looks scopes up by pc in file addresses, so this
-            // module's frames get their bias taken off. Only their lines are
-            // filled in.
-            // NOTE: a global's or static local's DW_OP_addr is a file address
-            // too, and is read without the bias, so such values in a
-            // position-independent module are wrong.
+            // module's frames get their bias taken off, and the symbol table
+            // relocates DW_OP_addr by it. Only this module's lines are filled
+            // in. A pointer into another module is printed without a name.
             let file_frames = file_address_frames(&backtrace, module);
             let target =
                 VariableTarget { info: &module_debug.info, symbols: &module_debug.symbols, memory: &memory, vcpu };
@@ -703,7 +701,8 @@ impl ModuleDebugCache {
                 let _span = tracing::debug_span!("debug info", module = %module.mapped_path).entered();
                 Some(ModuleDebug {
                     info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
-                    symbols: SymbolTable::from_image(&module.image),
+                    // Globals and symbol names of this module are relocated by its bias.
+                    symbols: SymbolTable::from_image(&module.image).with_load_bias(module.bias),
                     tail_calls: None,
                 })
             })
