@@ -19,8 +19,10 @@ use stardump_format::{Snapshot, SourceKind, Target};
 
 /// Guests of the lab's plan that stay alive to be captured. The check
 /// also covers any other guest the lab captured.
-const EXPECTED_GUESTS: &[&str] =
-    &["o2-spin", "o2-ud2", "o2-null", "o2-div0", "o2-nop2m", "o0-spin", "o0-ud2", "o0-null", "o0-div0", "o2-hcall", "o2-paused", "pvh-ud2", "pvh-spin"];
+const EXPECTED_GUESTS: &[&str] = &[
+    "o2-spin", "o2-ud2", "o2-null", "o2-div0", "o2-nop2m", "o0-spin", "o0-ud2", "o0-null", "o0-div0", "o2-hcall",
+    "o2-paused", "o2-suspend", "pvh-ud2", "pvh-spin", "pvh-preempt", "pvh-hcall",
+];
 
 /// Returns the image a lab guest runs, from its name's prefix.
 fn image_of(guest: &str) -> Option<&'static str> {
@@ -85,9 +87,11 @@ fn check_snapshot(out: &Path, guest: &str, image_name: &str) -> Result<(), Strin
         return Err(format!("target name {:?}", metadata.target_name));
     }
     let vcpus = snapshot.vcpus();
-    // The PVH guest is configured with two vCPUs but starts only vCPU 0.
-    if vcpus.len() != 1 {
-        return Err(format!("{} vCPUs, expected 1", vcpus.len()));
+    // A PV guest runs one vCPU. A PVH guest starts its second vCPU, whose
+    // APIC id it finds in the ACPI MADT.
+    let expected_vcpus = if pvh { 2 } else { 1 };
+    if vcpus.len() != expected_vcpus {
+        return Err(format!("{} vCPUs, expected {expected_vcpus}", vcpus.len()));
     }
     let vcpu = &vcpus[0];
     if !vcpu.present.control || vcpu.cr3 == 0 {
@@ -134,15 +138,17 @@ fn check_snapshot(out: &Path, guest: &str, image_name: &str) -> Result<(), Strin
 
     // A PVH guest in a crash mode stops in crash_halt's `cli; hlt`, where
     // Xen takes its vCPU offline. The capture reads such a vCPU through
-    // xc_vcpu_getcontext, since the HVM save context leaves it out.
+    // xc_vcpu_getcontext, since the HVM save context leaves it out. With
+    // `hcall`, it stops in the hypercall page instead.
     if pvh && !guest.ends_with("-spin") {
+        let stop_symbol = if guest.ends_with("-hcall") { "hypercall_page" } else { "crash_halt" };
         let crash_halt = image
             .symbols()
-            .find(|symbol| symbol.name() == Ok("crash_halt"))
-            .ok_or_else(|| format!("{image_name} has no crash_halt symbol"))?;
+            .find(|symbol| symbol.name() == Ok(stop_symbol))
+            .ok_or_else(|| format!("{image_name} has no {stop_symbol} symbol"))?;
         if vcpu.rip < crash_halt.address() || vcpu.rip - crash_halt.address() >= crash_halt.size() {
             return Err(format!(
-                "rip {:#x} is outside crash_halt ({:#x}, {} bytes)",
+                "rip {:#x} is outside {stop_symbol} ({:#x}, {} bytes)",
                 vcpu.rip,
                 crash_halt.address(),
                 crash_halt.size()

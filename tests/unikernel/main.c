@@ -147,6 +147,10 @@ void kernel_main(unsigned long start_info_phys)
 		__asm__ volatile("int3");
 		printk("boot: back from the int3 handler\n");
 	}
+	if (cmdline_has_word(cmdline, "suspend")) {
+		crash_shutdown_reason = SHUTDOWN_suspend;
+		printk("boot: suspend: a crash shuts down with reason suspend, as Stardust's BUG() does\n");
+	}
 	if (cmdline_has_word(cmdline, "hcall")) {
 		crash_through_hypercall_page = 1;
 		printk("boot: hcall: a crash shuts down through the hypercall page\n");

@@ -107,6 +107,19 @@ wait_gone() {
 }
 
 # wait_crashed NAME SECONDS: waits until xl lists the domain as crashed.
+# wait_shutdown NAME SECONDS: waits until xl lists the domain as shut down
+# (the `s` state), which a shutdown with reason suspend leaves it in.
+wait_shutdown() {
+	deadline=$(($(date +%s) + $2))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		if xl list "$1" 2>/dev/null | awk 'NR == 2 { exit !($5 ~ /s/) }'; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
 wait_crashed() {
 	deadline=$(($(date +%s) + $2))
 	while [ "$(date +%s)" -lt "$deadline" ]; do
@@ -269,8 +282,9 @@ CFG
 	if [ -n "$marker" ]; then
 		step "$name" marker wait_for "$name" "$marker" 60
 	fi
-	case "$marker" in
-	*crash_halt) step "$name" crashed wait_crashed "$name" 30 ;;
+	case "$marker: $extra " in
+	*crash_halt:*" suspend "*) step "$name" shut-down wait_shutdown "$name" 30 ;;
+	*crash_halt:*) step "$name" crashed wait_crashed "$name" 30 ;;
 	esac
 	# `xlpause` (a word the guest ignores) pauses the domain before the
 	# capture, as an operator does to hold a misbehaving guest. The capture

@@ -132,6 +132,9 @@ fi
 # dump-core of a PVH guest takes about 10 minutes under TCG. pvh-ud2 halts
 # with cli; hlt in crash_halt, so Xen takes its only vCPU offline and powers
 # the domain off, and on_poweroff = "preserve" keeps its memory.
+# o2-suspend crashes like o2-ud2 but shuts down with reason suspend, as
+# Stardust's BUG() does: on_crash does not apply and xl keeps the domain
+# shut down with its memory.
 # pvh-hcall crashes like pvh-ud2 but shuts down through the hypercall page
 # that Xen filled for the PVH domain, so its vCPU stops in a stub that
 # issues vmmcall (SVM) and has no CFI.
@@ -148,6 +151,7 @@ o2-nop2m unikernel-xen-pv-O2-nofp.elf mode=spin nop2m
 o2-int3 unikernel-xen-pv-O2-nofp.elf mode=spin int3
 o2-hcall unikernel-xen-pv-O2-nofp.elf mode=ud2 hcall
 o2-paused unikernel-xen-pv-O2-nofp.elf mode=spin xlpause
+o2-suspend unikernel-xen-pv-O2-nofp.elf mode=ud2 suspend
 o0-spin unikernel-xen-pv-O0-fp.elf mode=spin
 o0-ud2 unikernel-xen-pv-O0-fp.elf mode=ud2
 o0-null unikernel-xen-pv-O0-fp.elf mode=null

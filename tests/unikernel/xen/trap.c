@@ -57,23 +57,26 @@ void trap_init(void)
 }
 
 int crash_through_hypercall_page;
+unsigned int crash_shutdown_reason = SHUTDOWN_crash;
 
 /*
  * Stops the domain for good: SCHEDOP_shutdown with reason crash, so
- * on_crash="preserve" keeps it for a capture. The vCPU's rip is here, or
+ * on_crash="preserve" keeps it for a capture. With the `suspend` word the
+ * reason is suspend, as in Stardust's BUG(): on_crash does not apply, and
+ * xl leaves the domain shut down with its memory. The vCPU's rip is here, or
  * with `hcall` inside the hypercall page's sched_op stub, which has no CFI:
  * that is where a real unikernel's vCPU stops.
  */
 noinline void crash_halt(void)
 {
-	struct sched_shutdown shutdown = { .reason = SHUTDOWN_crash };
+	struct sched_shutdown shutdown = { .reason = crash_shutdown_reason };
 
 	for (;;) {
 		if (crash_through_hypercall_page)
 			xen_hypercall(HYPERVISOR_sched_op, SCHEDOP_shutdown,
 				      (unsigned long)&shutdown, 0, 0);
 		else
-			xen_shutdown_in_place(SHUTDOWN_crash);
+			xen_shutdown_in_place(crash_shutdown_reason);
 	}
 }
 

@@ -19,6 +19,7 @@
 #define SCHEDOP_yield 0
 #define SCHEDOP_shutdown 2
 #define SHUTDOWN_poweroff 0
+#define SHUTDOWN_suspend 2
 #define SHUTDOWN_crash 3
 
 #define EVTCHNOP_send 4
@@ -128,6 +129,9 @@ extern char hypercall_page[];
 /* Set by the `hcall` command-line word: crash_halt then shuts down through
  * the hypercall page, as Stardust's and Mini-OS's BUG() do. */
 extern int crash_through_hypercall_page;
+/* SHUTDOWN_crash, or SHUTDOWN_suspend with the `suspend` word: the reason
+ * crash_halt shuts down with, as Stardust's BUG() uses suspend. */
+extern unsigned int crash_shutdown_reason;
 extern struct start_info *xen_start_info;
 extern struct shared_info *xen_shared_info;
 
