@@ -38,18 +38,7 @@
 	XEN_NOTE(XEN_ELFNOTE_ENTRY, .quad boot_start64)
 	XEN_NOTE(XEN_ELFNOTE_HYPERCALL_PAGE, .quad hypercall_page)
 
-/*
- * Xen writes one 32-byte stub per hypercall number into this page. It is
- * NOBITS: the file has no bytes for it, so tools that compare the image's
- * code with a guest's memory skip it.
- */
-	.section .hypercall_page, "ax", @nobits
-	.p2align 12
-	.globl hypercall_page
-	.type hypercall_page, @function
-hypercall_page:
-	.skip 4096
-	.size hypercall_page, . - hypercall_page
+	/* hypercall_page itself is in hypercall_page.S, shared by both builds. */
 
 	.text
 /*
