@@ -145,7 +145,8 @@ impl ModuleSet {
         let mut modules: Vec<Module> = Vec::new();
         let mut warnings = Vec::new();
         let mut loaded_paths = std::collections::HashSet::new();
-        for mapping in mappings.iter().filter(|mapping| mapping.file_offset == 0) {
+        // The vDSO has no file; add_vdso loads it from memory.
+        for mapping in mappings.iter().filter(|mapping| mapping.file_offset == 0 && mapping.path != VDSO_NAME) {
             let is_executable = executable.is_some_and(|exe| exe.start == mapping.start);
             let override_path = image_override.filter(|_| is_executable);
             let warn = |reason: String| ModuleWarning {
@@ -187,16 +188,19 @@ impl ModuleSet {
 }
 
 impl ModuleSet {
-    /// Adds the vDSO of a Linux core, read from the core's memory at the
-    /// address the auxiliary vector gives, as gdb does: the kernel's
-    /// signal return and time functions have no file to be loaded from.
-    /// Returns a warning when the core has the address but the image
-    /// cannot be read; nothing when the core has no vDSO address.
-    /// NOTE: a process snapshot records no auxiliary vector, so its vDSO
-    /// frames stay unnamed.
+    /// Adds the vDSO of a Linux process, read from its memory at the
+    /// address the auxiliary vector of a core gives, or the `[vdso]`
+    /// mapping a `pid:` snapshot records, as gdb does: the kernel's signal
+    /// return and time functions have no file to be loaded from. Returns a
+    /// warning when the address is known but the image cannot be read;
+    /// nothing when there is no vDSO address.
     pub fn add_vdso(&mut self, core: &Core) -> Option<ModuleWarning> {
-        let Core::LinuxCore(linux) = core else { return None };
-        let address = linux.auxv().iter().find(|&&(key, _)| key == AT_SYSINFO_EHDR).map(|&(_, value)| value)?;
+        let address = match core {
+            Core::LinuxCore(linux) => {
+                linux.auxv().iter().find(|&&(key, _)| key == AT_SYSINFO_EHDR).map(|&(_, value)| value)?
+            }
+            _ => core.file_mappings().iter().find(|mapping| mapping.path == VDSO_NAME)?.start,
+        };
         let warn = |reason: String| ModuleWarning { mapped_path: VDSO_NAME.to_owned(), address, reason };
         let module = match read_vdso(core, address) {
             Ok(module) => module,
