@@ -125,16 +125,16 @@ fn main() -> ExitCode {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut err = std::io::stderr();
     let result = match &cli.command {
-        Command::Info(args) => cmd::info::run(args, &mut out),
-        Command::Regs(args) => cmd::regs::run(args, &mut out),
+        Command::Info(args) => cmd::info::run(args, &mut out, &mut err),
+        Command::Regs(args) => cmd::regs::run(args, &mut out, &mut err),
         Command::Bt(args) => cmd::bt::run(args, &mut out, &mut err),
-        Command::Frame(args) => cmd::frame::run(args, &mut out),
-        Command::Print(args) => cmd::print::run_print(args, &mut out),
-        Command::Ptype(args) => cmd::print::run_ptype(args, &mut out),
-        Command::Whatis(args) => cmd::print::run_whatis(args, &mut out),
-        Command::X(args) => cmd::examine::run(args, &mut out),
-        Command::InfoSymbol(args) => cmd::symbol::run(args, &mut out),
-        Command::List(args) => cmd::list::run(args, &mut out),
+        Command::Frame(args) => cmd::frame::run(args, &mut out, &mut err),
+        Command::Print(args) => cmd::print::run_print(args, &mut out, &mut err),
+        Command::Ptype(args) => cmd::print::run_ptype(args, &mut out, &mut err),
+        Command::Whatis(args) => cmd::print::run_whatis(args, &mut out, &mut err),
+        Command::X(args) => cmd::examine::run(args, &mut out, &mut err),
+        Command::InfoSymbol(args) => cmd::symbol::run(args, &mut out, &mut err),
+        Command::List(args) => cmd::list::run(args, &mut out, &mut err),
         Command::Threads(args) => cmd::threads::run(args, &mut out, &mut err),
     }
     .and_then(|outcome| {

@@ -19,14 +19,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use serde::Serialize;
 use stardump_format::{Core, Target, VcpuState};
 
 use super::inspect::{frame_arguments, variable_reports, VariableReport};
 use super::regs::select_vcpus;
 use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
-use crate::check::{self, check_image};
+use crate::check;
 use crate::debug_file::DebugSearch;
 use crate::image::Image;
 use crate::image_fallback::ImageBacked;
@@ -486,7 +485,10 @@ fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::
                 args.file.display()
             );
         };
-        return Ok(LoadedImages::Unikernel(Box::new(Image::open(path).context("cannot load the image")?)));
+        return Ok(LoadedImages::Unikernel(Box::new(super::warnings::open_image(path)?)));
+    }
+    if let Some(path) = args.image.as_deref().filter(|path| path.is_dir()) {
+        anyhow::bail!("cannot load the image: {} is a directory, not an ELF file", path.display());
     }
     let executable = executable_mapping(core);
     if executable.is_none() && args.image.is_some() {
@@ -505,6 +507,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let snapshot = open_target(&args.file)?;
     let mut warnings = Vec::new();
     let loaded = load_images(args, &snapshot, &mut warnings)?;
+    let damage = super::warnings::damage_warnings(&snapshot);
     let vcpus = select_vcpus(snapshot.vcpus(), args.vcpu)?;
     let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
     let print_options = PrintOptions { elements: args.print_elements, max_depth: args.max_depth, format: None };
@@ -536,7 +539,8 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
             )
         }
     };
-    let complete = threads.iter().all(|thread| thread.complete) && !variables_incomplete;
+    let complete = threads.iter().all(|thread| thread.complete) && !variables_incomplete && damage.is_empty();
+    warnings.extend(damage);
     let outcome = if complete { Outcome::Complete } else { Outcome::Incomplete };
 
     let report = BtReport {
@@ -553,9 +557,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
-        for warning in &report.warnings {
-            writeln!(err, "warning: {warning}")?;
-        }
+        super::warnings::write_text(&report.warnings, err)?;
         write_text(&report, out)?;
     }
     Ok(outcome)
@@ -585,12 +587,7 @@ fn unikernel_threads(
     warnings: &mut Vec<String>,
     variables_incomplete: &mut bool,
 ) -> Vec<ThreadReport> {
-    // The image's code is mapped in every address space of a unikernel, so
-    // the first cr3 serves for the comparison.
-    match snapshot.vcpus().iter().find(|vcpu| vcpu.present.control) {
-        Some(vcpu) => warnings.extend(check_image(image, snapshot, vcpu.cr3).iter().map(ToString::to_string)),
-        None => warnings.push("no vCPU has cr3: the image's code was not compared with the snapshot".to_owned()),
-    }
+    warnings.extend(super::warnings::image_warnings(image, snapshot));
 
     // Unwinding and variables read code and read-only data the dump lacks
     // from the image; the image check above compares with the dump alone.

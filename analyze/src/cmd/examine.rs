@@ -182,6 +182,7 @@ struct Unit {
 struct ExamineReport {
     schema_version: u32,
     command: &'static str,
+    warnings: Vec<String>,
     address: String,
     format: String,
     size: usize,
@@ -260,10 +261,13 @@ fn read_available(memory: &dyn StackMemory, address: u64, max_len: usize) -> Vec
     available
 }
 
-/// Runs `stardump x`.
-pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Runs `stardump x`; warnings about the image go to `err` in text mode.
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let format = parse_format(&args.format)?;
     let session = Session::open(&args.context)?;
+    if !args.context.json {
+        session.write_warnings(err)?;
+    }
     let memory = session.memory();
     let inspector = session.inspector(&memory);
     let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
@@ -285,6 +289,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         let report = ExamineReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "x",
+            warnings: session.warnings.clone(),
             address: super::hex(start),
             format: format.letter.to_string(),
             size: format.size,
@@ -296,7 +301,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         let pc = inspector.register(frame, "pc").and_then(|(pc, _)| pc);
         out.write_all(render_text(format, &units, failure.as_ref(), &session.symbols, pc, Some(&session.info)).as_bytes())?;
     }
-    Ok(if incomplete { Outcome::Incomplete } else { Outcome::Complete })
+    Ok(session.outcome(!incomplete))
 }
 
 #[cfg(test)]

@@ -29,14 +29,18 @@ struct FrameJson {
     schema_version: u32,
     command: &'static str,
     vcpu: u32,
+    warnings: Vec<String>,
     frame: super::bt::FrameReport,
     arguments: Vec<VariableReport>,
     locals: Vec<VariableReport>,
 }
 
-/// Runs `stardump frame`.
-pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Runs `stardump frame`; warnings about the image go to `err` in text mode.
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let session = Session::open(&args.context)?;
+    if !args.context.json {
+        session.write_warnings(err)?;
+    }
     let index = args.context.frame;
     session.check_frame(index)?;
     let memory = session.memory();
@@ -55,6 +59,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             schema_version: JSON_SCHEMA_VERSION,
             command: "frame",
             vcpu: session.vcpu.id,
+            warnings: session.warnings.clone(),
             frame,
             arguments: argument_reports,
             locals: local_reports,
@@ -83,5 +88,5 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             }
         }
     }
-    Ok(if incomplete || printer.incomplete() { Outcome::Incomplete } else { Outcome::Complete })
+    Ok(session.outcome(!incomplete && !printer.incomplete()))
 }

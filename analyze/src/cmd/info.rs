@@ -40,9 +40,13 @@ pub struct InfoReport {
     capture_time_unix_us: u64,
     pause_time_us: u64,
     vcpu_count: usize,
+    /// The vCPU count a snapshot's header records, which differs from
+    /// `vcpu_count` when vCPU notes are missing or damaged.
+    recorded_vcpu_count: Option<u32>,
     memory: MemoryReport,
     mappings: Vec<MappingCount>,
     image_build_id: Option<String>,
+    warnings: Vec<String>,
     /// `start-end  size` per memory range, for the text form.
     #[serde(skip)]
     memory_ranges_text: Vec<String>,
@@ -106,6 +110,7 @@ pub fn report(core: &Core, file_len_bytes: u64) -> InfoReport {
         capture_time_unix_us: metadata.capture_time_unix_us,
         pause_time_us: metadata.pause_time_us,
         vcpu_count: core.vcpus().len(),
+        recorded_vcpu_count: snapshot.map(|snapshot| snapshot.recorded_vcpu_count()),
         memory: MemoryReport {
             ranges: ranges.iter().map(|r| RangeReport { start: hex(r.start), len_bytes: r.len_bytes }).collect(),
             total_bytes,
@@ -123,6 +128,7 @@ pub fn report(core: &Core, file_len_bytes: u64) -> InfoReport {
             .map(|(cr3, mappings)| MappingCount { cr3: hex(*cr3), ranges: mappings.len() })
             .collect(),
         image_build_id: metadata.image_build_id.as_deref().map(check::hex),
+        warnings: super::warnings::damage_warnings(core),
         memory_ranges_text: ranges
             .iter()
             .map(|range| {
@@ -133,8 +139,9 @@ pub fn report(core: &Core, file_len_bytes: u64) -> InfoReport {
     }
 }
 
-/// Runs `stardump info`.
-pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Runs `stardump info`; warnings about a damaged snapshot go to `err` in
+/// text mode.
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let core = open_target(&args.file)?;
     let file_len_bytes = if core.is_live() {
         0
@@ -148,9 +155,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
+        super::warnings::write_text(&report.warnings, err)?;
         write_text(&report, out)?;
     }
-    Ok(Outcome::Complete)
+    Ok(if report.warnings.is_empty() { Outcome::Complete } else { Outcome::Incomplete })
 }
 
 /// Formats microseconds in milliseconds, or in seconds from one second on.
@@ -214,7 +222,12 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
     if report.format_version.is_some() {
         writeln!(out, "Pause time:      {}", human_duration(report.pause_time_us))?;
     }
-    writeln!(out, "vCPUs:           {}", report.vcpu_count)?;
+    match report.recorded_vcpu_count {
+        Some(recorded) if u64::from(recorded) != report.vcpu_count as u64 => {
+            writeln!(out, "vCPUs:           {} (the header records {recorded})", report.vcpu_count)?
+        }
+        _ => writeln!(out, "vCPUs:           {}", report.vcpu_count)?,
+    }
     writeln!(out, "Memory:          {} in {}", human_bytes(memory.total_bytes), plural(memory.ranges.len(), "range"))?;
     for range in &report.memory_ranges_text {
         writeln!(out, "  {range}")?;

@@ -81,6 +81,13 @@ pub struct Session {
     pub report: ThreadReport,
     /// Code and read-only data read from the image because the file lacks them.
     pub fallback: ImageFallback,
+    /// Reasons to distrust the result, as `bt` reports them: the image
+    /// differs from the code in memory, the file has damaged or missing
+    /// vCPU notes, or for a process, a mapped file gave no symbols.
+    pub warnings: Vec<String>,
+    /// Whether opening the file skipped damaged notes, which makes every
+    /// report incomplete, as `bt` and `regs` count it.
+    pub damaged: bool,
 }
 
 impl Session {
@@ -94,7 +101,11 @@ impl Session {
         if !core.file_mappings().is_empty() {
             return Session::open_process(args, core, vcpu);
         }
-        let image = Image::open(&args.image).context("cannot load the image")?;
+        let image = super::warnings::open_image(&args.image)?;
+        let mut warnings = super::warnings::image_warnings(&image, &core);
+        let damage = super::warnings::damage_warnings(&core);
+        let damaged = !damage.is_empty();
+        warnings.extend(damage);
         let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
         let symbols = SymbolTable::from_image(&image);
         let fallback = ImageFallback::new(&image);
@@ -105,7 +116,7 @@ impl Session {
             Backtrace { frames: Vec::new(), stop: None }
         };
         let report = thread_report(&image, vcpu.id, &backtrace);
-        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback })
+        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged })
     }
 
     /// Opens a Linux process: unwinds across every mapped ELF file (see
@@ -114,13 +125,17 @@ impl Session {
     fn open_process(args: &ContextArgs, core: Core, vcpu: VcpuState) -> anyhow::Result<Session> {
         let executable = executable_mapping(&core)
             .context("cannot tell which file mapping is the main program of the process")?;
-        let search = DebugSearch::new(args.debug_dirs.clone());
-        let (mut modules, mut warnings) =
-            ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), Some(&args.image), &search);
-        warnings.extend(modules.add_vdso(&core));
-        for warning in &warnings {
-            eprintln!("warning: {warning}");
+        if args.image.is_dir() {
+            anyhow::bail!("cannot load the image: {} is a directory, not an ELF file", args.image.display());
         }
+        let search = DebugSearch::new(args.debug_dirs.clone());
+        let (mut modules, module_warnings) =
+            ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), Some(&args.image), &search);
+        let mut warnings: Vec<String> = module_warnings.iter().map(ToString::to_string).collect();
+        warnings.extend(modules.add_vdso(&core).map(|warning| warning.to_string()));
+        let damage = super::warnings::damage_warnings(&core);
+        let damaged = !damage.is_empty();
+        warnings.extend(damage);
         let main = modules
             .modules()
             .iter()
@@ -153,7 +168,22 @@ impl Session {
         // main program's load bias; frame pcs are file addresses already.
         let symbols = SymbolTable::from_image(&image).with_load_bias(main.bias);
         let fallback = ImageFallback::new(&image);
-        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback })
+        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged })
+    }
+
+    /// Returns the outcome of a command whose own output is `complete`:
+    /// incomplete as well when the file has damage that `open` skipped.
+    pub fn outcome(&self, complete: bool) -> super::Outcome {
+        if complete && !self.damaged {
+            super::Outcome::Complete
+        } else {
+            super::Outcome::Incomplete
+        }
+    }
+
+    /// Writes the warnings on `err` as `warning: …` lines, for text output.
+    pub fn write_warnings(&self, err: &mut dyn std::io::Write) -> std::io::Result<()> {
+        super::warnings::write_text(&self.warnings, err)
     }
 
     /// The memory of the vCPU's address space, with missing code and
@@ -173,16 +203,25 @@ impl Session {
         Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
     }
 
-    /// Checks that source frame `frame` exists.
+    /// Checks that source frame `frame` exists; the error says how many
+    /// frames there are and why the unwind stopped there.
     pub fn check_frame(&self, frame: usize) -> anyhow::Result<()> {
-        if frame >= self.report.frames.len().max(1) {
-            anyhow::bail!(
-                "no frame {frame}: the backtrace of vCPU {} has {} frames",
-                self.vcpu.id,
-                self.report.frames.len()
-            );
+        if frame < self.report.frames.len().max(1) {
+            return Ok(());
         }
-        Ok(())
+        let count = match self.report.frames.len() {
+            1 => "1 frame".to_owned(),
+            count => format!("{count} frames"),
+        };
+        let why = if !self.vcpu.present.general {
+            format!("the general registers of vCPU {} were not captured", self.vcpu.id)
+        } else {
+            match &self.report.stop_reason {
+                Some(reason) => format!("the unwind stopped: {reason}"),
+                None => "the unwind reached the outermost frame".to_owned(),
+            }
+        };
+        anyhow::bail!("no frame {frame}: the backtrace of vCPU {} has {count}; {why}", self.vcpu.id)
     }
 }
 

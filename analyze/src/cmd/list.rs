@@ -35,6 +35,7 @@ const MAX_SOURCE_BYTES: u64 = 64 << 20;
 struct ListReport {
     schema_version: u32,
     command: &'static str,
+    warnings: Vec<String>,
     file: String,
     line: u32,
     lines: Vec<(u32, String)>,
@@ -52,9 +53,12 @@ pub fn find_source(file: &str, display: &str, source_dirs: &[PathBuf]) -> Option
     })
 }
 
-/// Runs `stardump list`.
-pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Runs `stardump list`; warnings about the image go to `err` in text mode.
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let session = Session::open(&args.context)?;
+    if !args.context.json {
+        session.write_warnings(err)?;
+    }
     session.check_frame(args.context.frame)?;
     let frame = &session.report.frames[args.context.frame];
     let (Some(file), Some(line)) = (frame.file.as_deref(), frame.line) else {
@@ -81,6 +85,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         let report = ListReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "list",
+            warnings: session.warnings.clone(),
             file: path.display().to_string(),
             line,
             lines,
@@ -92,5 +97,5 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             writeln!(out, "{number}\t{text}")?;
         }
     }
-    Ok(Outcome::Complete)
+    Ok(session.outcome(true))
 }

@@ -15,6 +15,7 @@ pub mod regs;
 pub mod symbol;
 pub mod threads;
 mod time;
+pub mod warnings;
 
 use std::path::Path;
 

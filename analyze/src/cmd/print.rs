@@ -32,6 +32,7 @@ struct PrintReport {
     command: &'static str,
     vcpu: u32,
     frame: usize,
+    warnings: Vec<String>,
     expression: String,
     #[serde(rename = "type")]
     type_name: String,
@@ -40,9 +41,12 @@ struct PrintReport {
     complete: bool,
 }
 
-/// Runs `stardump print`.
-pub fn run_print(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Runs `stardump print`; warnings about the image go to `err` in text mode.
+pub fn run_print(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let session = Session::open(&args.context)?;
+    if !args.context.json {
+        session.write_warnings(err)?;
+    }
     session.check_frame(args.context.frame)?;
     let memory = session.memory();
     let inspector = session.inspector(&memory);
@@ -61,6 +65,7 @@ pub fn run_print(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             command: "print",
             vcpu: session.vcpu.id,
             frame: args.context.frame,
+            warnings: session.warnings.clone(),
             expression: args.expression.clone(),
             type_name: inspector.types().name(&value.ty),
             value: text,
@@ -72,22 +77,26 @@ pub fn run_print(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     } else {
         writeln!(out, "$1 = {text}")?;
     }
-    Ok(if complete { Outcome::Complete } else { Outcome::Incomplete })
+    Ok(session.outcome(complete))
 }
 
 #[derive(Debug, Serialize)]
 struct PtypeReport {
     schema_version: u32,
     command: &'static str,
+    warnings: Vec<String>,
     expression: String,
     #[serde(rename = "type")]
     type_name: String,
     definition: String,
 }
 
-/// Runs `stardump ptype`.
-pub fn run_ptype(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Runs `stardump ptype`; warnings about the image go to `err` in text mode.
+pub fn run_ptype(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let session = Session::open(&args.context)?;
+    if !args.context.json {
+        session.write_warnings(err)?;
+    }
     let memory = session.memory();
     let inspector = session.inspector(&memory);
     let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
@@ -99,6 +108,7 @@ pub fn run_ptype(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         let report = PtypeReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "ptype",
+            warnings: session.warnings.clone(),
             expression: args.expression.clone(),
             type_name: types.name(&ty),
             definition,
@@ -108,12 +118,25 @@ pub fn run_ptype(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     } else {
         writeln!(out, "type = {definition}")?;
     }
-    Ok(Outcome::Complete)
+    Ok(session.outcome(true))
 }
 
-/// Runs `stardump whatis`.
-pub fn run_whatis(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+#[derive(Debug, Serialize)]
+struct WhatisReport {
+    schema_version: u32,
+    command: &'static str,
+    warnings: Vec<String>,
+    expression: String,
+    #[serde(rename = "type")]
+    type_name: String,
+}
+
+/// Runs `stardump whatis`; warnings about the image go to `err` in text mode.
+pub fn run_whatis(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let session = Session::open(&args.context)?;
+    if !args.context.json {
+        session.write_warnings(err)?;
+    }
     let memory = session.memory();
     let inspector = session.inspector(&memory);
     let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
@@ -121,18 +144,19 @@ pub fn run_whatis(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let types = inspector.types();
     let name = whatis(&types, &evaluator, &args.expression)?;
     if args.context.json {
-        let report = serde_json::json!({
-            "schema_version": JSON_SCHEMA_VERSION,
-            "command": "whatis",
-            "expression": args.expression,
-            "type": name,
-        });
+        let report = WhatisReport {
+            schema_version: JSON_SCHEMA_VERSION,
+            command: "whatis",
+            warnings: session.warnings.clone(),
+            expression: args.expression.clone(),
+            type_name: name,
+        };
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
         writeln!(out, "type = {name}")?;
     }
-    Ok(Outcome::Complete)
+    Ok(session.outcome(true))
 }
 
 /// Returns what gdb's `whatis` prints after `type = `: the name of the

@@ -139,6 +139,7 @@ struct RegsReport {
     schema_version: u32,
     command: &'static str,
     snapshot: String,
+    warnings: Vec<String>,
     vcpus: Vec<VcpuRegisters>,
 }
 
@@ -157,12 +158,14 @@ pub fn select_vcpus(vcpus: &[VcpuState], selected: Option<u32>) -> anyhow::Resul
     }
 }
 
-/// Runs `stardump regs`.
-pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Runs `stardump regs`; warnings about a damaged snapshot go to `err` in
+/// text mode.
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let snapshot = open_target(&args.file)?;
     let vcpus = select_vcpus(snapshot.vcpus(), args.vcpu)?;
+    let warnings = super::warnings::damage_warnings(&snapshot);
     let mut outcome = Outcome::Complete;
-    if vcpus.iter().any(|vcpu| !vcpu.present.general) {
+    if vcpus.iter().any(|vcpu| !vcpu.present.general) || !warnings.is_empty() {
         outcome = Outcome::Incomplete;
     }
 
@@ -171,6 +174,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             schema_version: JSON_SCHEMA_VERSION,
             command: "regs",
             snapshot: args.file.display().to_string(),
+            warnings,
             vcpus: vcpus
                 .iter()
                 .map(|vcpu| {
@@ -194,6 +198,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         return Ok(outcome);
     }
 
+    super::warnings::write_text(&warnings, err)?;
     for (index, vcpu) in vcpus.iter().enumerate() {
         if index > 0 {
             writeln!(out)?;

@@ -25,15 +25,20 @@ pub struct Args {
 struct SymbolReport {
     schema_version: u32,
     command: &'static str,
+    warnings: Vec<String>,
     address: String,
     symbol: Option<String>,
     offset: Option<u64>,
     section: Option<String>,
 }
 
-/// Runs `stardump info symbol`.
-pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Runs `stardump info symbol`; warnings about the image go to `err` in
+/// text mode.
+pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let session = Session::open(&args.context)?;
+    if !args.context.json {
+        session.write_warnings(err)?;
+    }
     let memory = session.memory();
     let inspector = session.inspector(&memory);
     let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
@@ -58,6 +63,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         let report = SymbolReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "info symbol",
+            warnings: session.warnings.clone(),
             address: super::hex(address),
             symbol: found.map(|(symbol, _)| symbol.name.clone()),
             offset: found.map(|(_, offset)| offset),
@@ -83,5 +89,5 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             None => writeln!(out, "No symbol matches {}.", args.address)?,
         }
     }
-    Ok(Outcome::Complete)
+    Ok(session.outcome(true))
 }

@@ -17,7 +17,7 @@ use stardump_format::{Target, VcpuState};
 use super::bt::{thread_report, write_text_frame, FrameKind, FrameReport};
 use super::inspect::{frame_arguments, variable_reports};
 use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
-use crate::check::{self, check_image};
+use crate::check;
 use crate::image::Image;
 use crate::image_fallback::ImageBacked;
 use crate::symbolize;
@@ -417,7 +417,7 @@ fn write_text(report: &ThreadsReport, out: &mut dyn Write) -> std::io::Result<()
 /// Runs `stardump threads`; warnings about the image go to `err` in text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let snapshot = open_target(&args.file)?;
-    let image = Image::open(&args.image).with_context(|| "cannot load the image".to_string())?;
+    let image = super::warnings::open_image(&args.image)?;
     let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
     let symbols = SymbolTable::from_image(&image);
     let chosen = choose_description(args, &image, &info)?;
@@ -429,7 +429,8 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     // The thread list and the stacks are kernel memory, mapped alike in
     // every address space of a unikernel, so one cr3 serves.
     let default_cr3 = control_vcpu.cr3;
-    warnings.extend(check_image(&image, &snapshot, default_cr3).iter().map(ToString::to_string));
+    warnings.extend(super::warnings::image_warnings(&image, &snapshot));
+    let damage = super::warnings::damage_warnings(&snapshot);
 
     let backed = ImageBacked::new(&snapshot, &image);
     let tail_calls = TailCalls::new(&info);
@@ -460,7 +461,10 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         .collect();
     warnings.extend(backed.warning());
 
-    let complete = thread_list.stop.is_none() && threads.iter().all(|thread| thread.complete && thread.errors.is_empty());
+    let complete = thread_list.stop.is_none()
+        && threads.iter().all(|thread| thread.complete && thread.errors.is_empty())
+        && damage.is_empty();
+    warnings.extend(damage);
     let report = ThreadsReport {
         schema_version: JSON_SCHEMA_VERSION,
         command: "threads",
@@ -479,9 +483,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
-        for warning in &report.warnings {
-            writeln!(err, "warning: {warning}")?;
-        }
+        super::warnings::write_text(&report.warnings, err)?;
         write_text(&report, out)?;
     }
     Ok(if complete { Outcome::Complete } else { Outcome::Incomplete })

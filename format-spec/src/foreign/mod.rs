@@ -266,7 +266,8 @@ fn detect_format(file: &[u8]) -> Result<Format, String> {
         return Err(if start.is_empty() {
             "the file is empty".into()
         } else {
-            format!("no ELF magic, the file starts with {start:02x?}")
+            let bytes: Vec<String> = start.iter().map(|byte| format!("{byte:#04x}")).collect();
+            format!("no ELF magic: the file starts with {}, not 0x7f 0x45 0x4c 0x46", bytes.join(" "))
         });
     };
     if class != 2 || data != 1 {

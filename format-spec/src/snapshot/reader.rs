@@ -2,15 +2,18 @@
 //! stardump notes, and serves page reads by decompressing one chunk at a time.
 //!
 //! Damage that leaves the rest usable (a chunk whose bytes fail their
-//! checksum, a vCPU or mapping note with a bad checksum) does not stop
-//! `open`: reads of the damaged part fail and [`Snapshot::verify`] lists it.
+//! checksum, a vCPU or mapping note with a bad checksum, fewer vCPU notes
+//! than the header's `vcpu_count`) does not stop `open`: reads of the
+//! damaged part fail, [`Snapshot::note_damage`] lists the notes `open`
+//! skipped, and [`Snapshot::verify`] adds the chunks. The skipped notes are
+//! logged at debug level only, because the caller reports them.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use memmap2::Mmap;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::error::SnapshotError;
 use super::layout::{self, ChunkEntry, HeaderRecord};
@@ -208,21 +211,31 @@ impl Snapshot {
         let mut thread_names = Vec::new();
         let mut chunks = None;
         let mut note_damage = Vec::new();
+        let mut header_offset = note_segment.offset;
+        // Every vCPU note, decoded or damaged, to compare with the header's `vcpu_count`.
+        let mut vcpu_notes = 0u64;
         for note in notes.iter().filter(|note| note.name == layout::STARDUMP_NOTE_NAME) {
             match note.note_type {
-                layout::NT_STARDUMP_HEADER => header = Some(HeaderRecord::decode(note.desc, note.desc_offset)?),
+                layout::NT_STARDUMP_HEADER => {
+                    header = Some(HeaderRecord::decode(note.desc, note.desc_offset)?);
+                    header_offset = note.desc_offset;
+                }
                 layout::NT_STARDUMP_METADATA => metadata = Some(layout::decode_metadata(note.desc, note.desc_offset)?),
                 layout::NT_STARDUMP_VCPU => match layout::decode_vcpu(note.desc, note.desc_offset) {
-                    Ok(vcpu) => vcpus.push(vcpu),
+                    Ok(vcpu) => {
+                        vcpu_notes += 1;
+                        vcpus.push(vcpu);
+                    }
                     Err(error) => {
-                        warn!(%error, "skipping damaged vCPU note");
+                        vcpu_notes += 1;
+                        debug!(%error, "skipping damaged vCPU note");
                         note_damage.push(error);
                     }
                 },
                 layout::NT_STARDUMP_MAPPINGS => match layout::decode_mappings(note.desc, note.desc_offset) {
                     Ok(table) => mappings.push(table),
                     Err(error) => {
-                        warn!(%error, "skipping damaged mappings note");
+                        debug!(%error, "skipping damaged mappings note");
                         note_damage.push(error);
                     }
                 },
@@ -230,7 +243,7 @@ impl Snapshot {
                     match process_notes::decode_file_mappings(note.desc, note.desc_offset) {
                         Ok(table) => file_mappings.extend(table),
                         Err(error) => {
-                            warn!(%error, "skipping damaged file mappings note");
+                            debug!(%error, "skipping damaged file mappings note");
                             note_damage.push(error);
                         }
                     }
@@ -239,7 +252,7 @@ impl Snapshot {
                     match process_notes::decode_thread_name(note.desc, note.desc_offset) {
                         Ok(entry) => thread_names.push(entry),
                         Err(error) => {
-                            warn!(%error, "skipping damaged thread name note");
+                            debug!(%error, "skipping damaged thread name note");
                             note_damage.push(error);
                         }
                     }
@@ -259,6 +272,21 @@ impl Snapshot {
         let header = header.ok_or(missing("header"))?;
         let metadata = metadata.ok_or(missing("metadata"))?;
         let chunks = chunks.ok_or(missing("chunk index"))?;
+        // A vCPU note whose type field is damaged reads as an unknown note,
+        // so only the header's count reveals that it is gone.
+        if vcpu_notes != u64::from(header.vcpu_count) {
+            let error = SnapshotError::InvalidNote {
+                note: "header",
+                offset: header_offset,
+                reason: format!(
+                    "vcpu_count is {}, but the note segment has {vcpu_notes} vCPU note{}",
+                    header.vcpu_count,
+                    if vcpu_notes == 1 { "" } else { "s" }
+                ),
+            };
+            debug!(%error, "vCPU notes missing");
+            note_damage.push(error);
+        }
         vcpus.sort_by_key(|vcpu| vcpu.id);
         file_mappings.sort_by_key(|mapping| mapping.start);
         // A later note for the same vCPU wins, as the writer keeps one per id.
@@ -316,6 +344,12 @@ impl Snapshot {
         (self.header.format_major, self.header.format_minor)
     }
 
+    /// Number of vCPUs the header note records; [`Target::vcpus`] has
+    /// fewer when vCPU notes are missing or damaged.
+    pub fn recorded_vcpu_count(&self) -> u32 {
+        self.header.vcpu_count
+    }
+
     /// Number of chunks in the index.
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
@@ -329,6 +363,13 @@ impl Snapshot {
     /// Number of all-zero pages recorded only in the index.
     pub fn zero_page_count(&self) -> u64 {
         self.chunks.iter().map(|c| u64::from(c.page_count - c.stored_pages)).sum()
+    }
+
+    /// Damage that `open` found and skipped: notes that failed their
+    /// checksum or did not decode, and a vCPU note count that differs from
+    /// the header's `vcpu_count`. [`Snapshot::verify`] adds the chunks.
+    pub fn note_damage(&self) -> &[SnapshotError] {
+        &self.note_damage
     }
 
     /// Checks every chunk (range, checksum, decompressed size) and returns
@@ -519,6 +560,13 @@ impl Target for Snapshot {
             let len = (page_size - offset_in_page).min(buf.len() - done);
             let physical = self.translate(cr3, current).map_err(|error| match error {
                 MemoryError::NotMapped { address, cr3, .. } => MemoryError::NotMapped { address, len: request_len, cr3 },
+                // A damaged chunk holding a page-table entry: name the
+                // virtual address first, then the entry that failed.
+                MemoryError::Corrupt { address: entry_address, reason, .. } => MemoryError::Corrupt {
+                    address: current,
+                    len: request_len,
+                    reason: format!("page-table entry at physical {entry_address:#x}: {reason}"),
+                },
                 other => other,
             })?;
             self.read_physical(physical, &mut buf[done..done + len]).map_err(|error| match error {

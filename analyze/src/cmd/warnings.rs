@@ -1,0 +1,77 @@
+//! Warnings every command prints the same way: an image that may not be
+//! the one the target runs, and damage that `open` skipped in a snapshot.
+//!
+//! Text output prints each warning on stderr as `warning: …` before the
+//! report; JSON output lists them in the report's `warnings` array.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+use stardump_format::{Core, Target};
+
+use crate::check::{check_image, ImageMismatch};
+use crate::image::Image;
+
+/// Opens the image at `path`, rejecting a directory with a message that
+/// says so (mapping a directory fails with `ENODEV`, which names nothing).
+pub fn open_image(path: &Path) -> anyhow::Result<Image> {
+    if path.is_dir() {
+        anyhow::bail!("cannot load the image: {} is a directory, not an ELF file", path.display());
+    }
+    Image::open(path).context("cannot load the image")
+}
+
+/// Compares `image` with the code in `core`'s memory (see
+/// [`crate::check`]) and returns each mismatch as a warning.
+pub fn image_warnings(image: &Image, core: &Core) -> Vec<String> {
+    // The image's code is mapped in every address space of a unikernel, so
+    // the first cr3 serves for the comparison.
+    let Some(vcpu) = core.vcpus().iter().find(|vcpu| vcpu.present.control) else {
+        let source = if core.is_live() { "target" } else { "snapshot" };
+        return vec![format!("no vCPU has cr3: the image's code was not compared with the {source}")];
+    };
+    check_image(image, core, vcpu.cr3).iter().map(|mismatch| describe_mismatch(mismatch, core.is_live())).collect()
+}
+
+/// Formats `mismatch`; a live target has memory, not a snapshot, so its
+/// messages name the target instead.
+fn describe_mismatch(mismatch: &ImageMismatch, live: bool) -> String {
+    if !live {
+        return mismatch.to_string();
+    }
+    match mismatch {
+        ImageMismatch::BuildId { image, snapshot } => {
+            format!("image build id {image} differs from the target's {snapshot}: frames and names may be wrong")
+        }
+        ImageMismatch::MissingBuildId { snapshot } => {
+            format!("image has no build id but the target reports {snapshot}: cannot tell whether they match")
+        }
+        ImageMismatch::CodeDiffers { address } => {
+            format!("code at {address:#x} in the target's memory differs from the image: frames and names may be wrong")
+        }
+        ImageMismatch::CodeUnreadable { error } => {
+            format!("cannot compare the image's code with the target's memory: {error}")
+        }
+    }
+}
+
+/// Returns the damage that opening `core` found and skipped: a stardump
+/// snapshot's notes that failed their checksum or did not decode, and vCPU
+/// notes missing against the header's `vcpu_count`. Each one leaves a
+/// vCPU, a mapping table or a thread name out of the report, so a command
+/// that lists vCPUs reports it incomplete.
+pub fn damage_warnings(core: &Core) -> Vec<String> {
+    let Some(snapshot) = core.as_snapshot() else {
+        return Vec::new();
+    };
+    snapshot.note_damage().iter().map(|damage| format!("damaged snapshot: {damage}")).collect()
+}
+
+/// Writes `warnings` to `err` as text mode shows them.
+pub fn write_text(warnings: &[String], err: &mut dyn Write) -> std::io::Result<()> {
+    for warning in warnings {
+        writeln!(err, "warning: {warning}")?;
+    }
+    Ok(())
+}
