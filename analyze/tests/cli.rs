@@ -321,3 +321,251 @@ fn missing_snapshot_fails_in_one_line() {
     assert!(stderr.starts_with("stardump: cannot read /nonexistent/guest.sdmp: "), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1);
 }
+
+/// Returns the path of a file of the bundled example: the snapshot, or the
+/// image it was taken from.
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ud2").join(name)
+}
+
+/// Writes a copy of the bundled example with the byte at `offset` flipped,
+/// after checking that the byte is still the one the test expects.
+fn damaged_example(dir: &Path, offset: usize, expected: u8) -> PathBuf {
+    let mut bytes = std::fs::read(example("unikernel-ud2.sdump")).unwrap();
+    assert_eq!(bytes[offset], expected, "the example changed: byte {offset:#x} is no longer {expected:#04x}");
+    bytes[offset] ^= 0xff;
+    let path = dir.join(format!("damaged-{offset:x}.sdump"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn stderr_text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("invalid JSON ({error}); stderr: {}", stderr_text(output)))
+}
+
+/// Every command that takes `--image`, with its arguments after the file.
+const IMAGE_COMMANDS: &[&[&str]] = &[
+    &["print", "worker_config"],
+    &["x/2i", "$rip"],
+    &["frame"],
+    &["list"],
+    &["info-symbol", "0xffffffff80100008"],
+    &["ptype", "worker_config"],
+    &["whatis", "worker_config"],
+    &["bt"],
+];
+
+fn run_with_image(command: &[&str], snapshot: &Path, image: &Path, json: bool) -> Output {
+    let mut args = vec![command[0], snapshot.to_str().unwrap(), "--image", image.to_str().unwrap()];
+    args.extend_from_slice(&command[1..]);
+    if json {
+        args.push("--json");
+    }
+    stardump(&args)
+}
+
+#[test]
+fn wrong_image_warns_in_every_command() {
+    // An O0 build of the current source differs from the O2 build the
+    // example was taken with, in build id and in code.
+    let wrong_image = stardump_tests::build::unikernel_image("O0-fp");
+    let snapshot = example("unikernel-ud2.sdump");
+    let bt = run_with_image(&["bt"], &snapshot, &wrong_image, true);
+    let expected = json(&bt)["warnings"].clone();
+    let first = expected[0].as_str().unwrap().to_owned();
+    assert!(first.starts_with("image build id "), "bt warnings: {expected}");
+    assert!(first.contains("frames and names may be wrong"), "bt warnings: {expected}");
+
+    for command in IMAGE_COMMANDS {
+        let text = run_with_image(command, &snapshot, &wrong_image, false);
+        let stderr = stderr_text(&text);
+        assert!(stderr.starts_with(&format!("warning: {first}\n")), "{command:?} stderr: {stderr}");
+        let report = run_with_image(command, &snapshot, &wrong_image, true);
+        assert_eq!(json(&report)["warnings"], expected, "{command:?}");
+        // As for bt, the warning alone does not change the exit status.
+        assert_eq!(text.status.code(), report.status.code(), "{command:?} stderr: {stderr}");
+    }
+}
+
+#[test]
+fn right_image_gives_no_warnings() {
+    let snapshot = example("unikernel-ud2.sdump");
+    let image = example("unikernel-O2-fp.elf");
+    for command in IMAGE_COMMANDS {
+        let text = run_with_image(command, &snapshot, &image, false);
+        assert_eq!(stderr_text(&text), "", "{command:?}");
+        let report = run_with_image(command, &snapshot, &image, true);
+        assert_eq!(json(&report)["warnings"], serde_json::json!([]), "{command:?}");
+    }
+}
+
+#[test]
+fn missing_vcpu_note_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // The low byte of the type field of vCPU 1's note: the note becomes an
+    // unknown note, so only the header's vcpu_count reveals the loss.
+    let snapshot = damaged_example(dir.path(), 0x74e8, 0x03);
+    let image = example("unikernel-O2-fp.elf");
+    let expected = "damaged snapshot: invalid header note at file offset 0x7028: \
+                    vcpu_count is 2, but the note segment has 1 vCPU note";
+    for args in [vec!["info"], vec!["regs"], vec!["bt", "--image", image.to_str().unwrap()]] {
+        let mut text_args = args.clone();
+        text_args.insert(1, snapshot.to_str().unwrap());
+        let text = stardump(&text_args);
+        assert_eq!(stderr_text(&text), format!("warning: {expected}\n"), "{args:?}");
+        assert_eq!(text.status.code(), Some(2), "{args:?}");
+
+        text_args.push("--json");
+        let report = stardump(&text_args);
+        assert_eq!(json(&report)["warnings"], serde_json::json!([expected]), "{args:?}");
+        assert_eq!(report.status.code(), Some(2), "{args:?}");
+    }
+    let info = stardump(&["info", snapshot.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&info.stdout).contains("vCPUs:           1 (the header records 2)\n"));
+    let info = json(&stardump(&["info", snapshot.to_str().unwrap(), "--json"]));
+    assert_eq!(info["vcpu_count"], 1);
+    assert_eq!(info["recorded_vcpu_count"], 2);
+}
+
+#[test]
+fn damaged_vcpu_note_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // A byte of the CRC of vCPU 0's note, whose descriptor starts at 0x73e0.
+    let snapshot = damaged_example(dir.path(), 0x73e3, 0x04);
+    let image = example("unikernel-O2-fp.elf");
+    let path = snapshot.to_str().unwrap();
+    for args in [
+        vec!["regs", path, "--json"],
+        vec!["bt", path, "--image", image.to_str().unwrap(), "--json"],
+        vec!["print", path, "--image", image.to_str().unwrap(), "--vcpu", "1", "cpus", "--json"],
+    ] {
+        let output = stardump(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr_text(&output));
+        let warnings = json(&output)["warnings"].clone();
+        let warnings = warnings.as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{args:?}: {warnings:?}");
+        let warning = warnings[0].as_str().unwrap();
+        assert!(
+            warning.starts_with("damaged snapshot: checksum mismatch in vcpu note at file offset 0x73e0: "),
+            "{args:?}: {warning}"
+        );
+        // The log must not repeat the warning.
+        assert_eq!(stderr_text(&output), "", "{args:?}");
+    }
+}
+
+#[test]
+fn unreadable_value_names_variable_address() {
+    let dir = tempfile::tempdir().unwrap();
+    // A byte inside chunk 1, which holds the page tables.
+    let snapshot = damaged_example(dir.path(), 0x2b78 + 40, 0x32);
+    let image = example("unikernel-O2-fp.elf");
+    let output = stardump(&["print", snapshot.to_str().unwrap(), "--image", image.to_str().unwrap(), "worker_config"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with(
+            "$1 = {name = <unreadable at 0xffffffff80111000: page-table entry at physical 0x105ff8: \
+             chunk 1 at file offset 0x2b78: checksum mismatch"
+        ),
+        "stdout: {stdout}"
+    );
+}
+
+#[test]
+fn missing_frame_names_stop_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = damaged_example(dir.path(), 0x2b78 + 40, 0x32);
+    let image = example("unikernel-O2-fp.elf");
+    let output = stardump(&[
+        "print",
+        snapshot.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--frame",
+        "9",
+        "worker_config",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_text(&output);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "stardump: no frame 9: the backtrace of vCPU 0 has 1 frame; the unwind stopped: cannot read 8 bytes at 0x"
+        ),
+        "stderr: {stderr}"
+    );
+    assert!(last.contains("chunk 1 at file offset 0x2b78: checksum mismatch"), "stderr: {stderr}");
+}
+
+#[test]
+fn missing_frame_of_complete_backtrace() {
+    let setup = setup(Variant::default());
+    let output = stardump(&[
+        "frame",
+        setup.snapshot.to_str().unwrap(),
+        "--image",
+        setup.image.to_str().unwrap(),
+        "--frame",
+        "7",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_text(&output),
+        "stardump: no frame 7: the backtrace of vCPU 0 has 4 frames; the unwind reached the outermost frame\n"
+    );
+}
+
+#[test]
+fn image_directory_rejected_in_words() {
+    let setup = setup(Variant::default());
+    let dir = setup.dir.path().to_str().unwrap();
+    for command in ["bt", "print"] {
+        let mut args = vec![command, setup.snapshot.to_str().unwrap(), "--image", dir];
+        if command == "print" {
+            args.push("$rip");
+        }
+        let output = stardump(&args);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        assert_eq!(
+            stderr_text(&output),
+            format!("stardump: cannot load the image: {dir} is a directory, not an ELF file\n"),
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn non_elf_file_shows_magic_in_hex() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "root\n").unwrap();
+    let output = stardump(&["info", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.ends_with(": no ELF magic: the file starts with 0x72 0x6f 0x6f 0x74, not 0x7f 0x45 0x4c 0x46\n"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn whatis_json_keys_in_schema_order() {
+    let output = run_with_image(
+        &["whatis", "worker_config"],
+        &example("unikernel-ud2.sdump"),
+        &example("unikernel-O2-fp.elf"),
+        true,
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let keys: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("  \"").and_then(|rest| rest.split('"').next()))
+        .collect();
+    assert_eq!(keys, ["schema_version", "command", "warnings", "expression", "type"]);
+}

@@ -13,8 +13,8 @@ use stardump_format::{Core, Target};
 use crate::check::{check_image, ImageMismatch};
 use crate::image::Image;
 
-/// Opens the image at `path`, rejecting a directory with a message that
-/// says so (mapping a directory fails with `ENODEV`, which names nothing).
+/// Opens the image at `path`. A directory is rejected by name, because
+/// mapping one fails with `ENODEV` ("No such device"), which misleads.
 pub fn open_image(path: &Path) -> anyhow::Result<Image> {
     if path.is_dir() {
         anyhow::bail!("cannot load the image: {} is a directory, not an ELF file", path.display());
@@ -74,4 +74,46 @@ pub fn write_text(warnings: &[String], err: &mut dyn Write) -> std::io::Result<(
         writeln!(err, "warning: {warning}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_code_mismatch_names_target_memory() {
+        let mismatch = ImageMismatch::CodeDiffers { address: 0xffff_ffff_8010_0008 };
+        assert_eq!(
+            describe_mismatch(&mismatch, true),
+            "code at 0xffffffff80100008 in the target's memory differs from the image: frames and names may be wrong"
+        );
+        assert_eq!(
+            describe_mismatch(&mismatch, false),
+            "code at 0xffffffff80100008 in the snapshot differs from the image: frames and names may be wrong"
+        );
+    }
+
+    #[test]
+    fn live_messages_never_name_snapshot() {
+        let mismatches = [
+            ImageMismatch::BuildId { image: "aa".to_owned(), snapshot: "bb".to_owned() },
+            ImageMismatch::MissingBuildId { snapshot: "bb".to_owned() },
+            ImageMismatch::CodeDiffers { address: 0x1000 },
+            ImageMismatch::CodeUnreadable { error: stardump_format::MemoryError::NotCaptured { address: 0x1000, len: 8 } },
+        ];
+        for mismatch in &mismatches {
+            let text = describe_mismatch(mismatch, true);
+            assert!(!text.contains("snapshot"), "{text}");
+        }
+    }
+
+    #[test]
+    fn directory_rejected_as_image() {
+        let dir = std::env::temp_dir();
+        let error = open_image(&dir).err().expect("a directory is not an image");
+        assert_eq!(
+            error.to_string(),
+            format!("cannot load the image: {} is a directory, not an ELF file", dir.display())
+        );
+    }
 }

@@ -604,3 +604,121 @@ impl std::fmt::Debug for Snapshot {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{SnapshotWriter, WriterOptions};
+
+    /// Writes a snapshot with vCPUs 0 and 1 and one page, and returns its bytes.
+    fn two_vcpu_bytes(dir: &Path) -> Vec<u8> {
+        let path = dir.join("two.sdump");
+        let options = WriterOptions { chunk_pages: 16, zstd_level: 3, threads: 1 };
+        let mut writer = SnapshotWriter::create(&path, options).unwrap();
+        writer.set_metadata(Metadata::default());
+        for id in 0..2 {
+            writer.add_vcpu(&VcpuState { id, rip: 0x1000 + u64::from(id), ..VcpuState::default() });
+        }
+        writer.add_pages(0, &[0x5a; 4096]).unwrap();
+        writer.finish().unwrap();
+        std::fs::read(&path).unwrap()
+    }
+
+    /// Returns the file offset of the type field of the `nth` vCPU note.
+    fn vcpu_note_type_offset(bytes: &[u8], nth: usize) -> usize {
+        let segments = parse_segments(bytes).unwrap();
+        let segment = segments.iter().find(|segment| segment.p_type == layout::PT_NOTE).unwrap();
+        let notes_bytes = &bytes[segment.offset as usize..(segment.offset + segment.len) as usize];
+        let notes = parse_notes(notes_bytes, segment.offset).unwrap();
+        let note = notes
+            .iter()
+            .filter(|note| note.name == layout::STARDUMP_NOTE_NAME && note.note_type == layout::NT_STARDUMP_VCPU)
+            .nth(nth)
+            .unwrap();
+        // The type field is the last word of the 12-byte note header, and
+        // the name "STARDUMP\0" is padded to 12 bytes before the descriptor.
+        note.desc_offset as usize - 12 - 4
+    }
+
+    fn open_bytes(dir: &Path, bytes: &[u8]) -> Snapshot {
+        let path = dir.join("damaged.sdump");
+        std::fs::write(&path, bytes).unwrap();
+        Snapshot::open(&path).unwrap()
+    }
+
+    #[test]
+    fn intact_snapshot_has_no_note_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = open_bytes(dir.path(), &two_vcpu_bytes(dir.path()));
+        assert_eq!(snapshot.vcpus().len(), 2);
+        assert_eq!(snapshot.recorded_vcpu_count(), 2);
+        assert!(snapshot.note_damage().is_empty(), "{:?}", snapshot.note_damage());
+    }
+
+    #[test]
+    fn vcpu_note_with_damaged_type_is_counted_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = two_vcpu_bytes(dir.path());
+        let type_offset = vcpu_note_type_offset(&bytes, 1);
+        assert_eq!(read_u32(&bytes, type_offset), layout::NT_STARDUMP_VCPU);
+        bytes[type_offset] ^= 0xff;
+        let snapshot = open_bytes(dir.path(), &bytes);
+        assert_eq!(snapshot.vcpus().len(), 1);
+        assert_eq!(snapshot.recorded_vcpu_count(), 2);
+        let damage = snapshot.note_damage();
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        let message = damage[0].to_string();
+        assert!(message.starts_with("invalid header note at file offset 0x"), "{message}");
+        assert!(message.ends_with(": vcpu_count is 2, but the note segment has 1 vCPU note"), "{message}");
+        assert_eq!(snapshot.verify().len(), 1);
+    }
+
+    #[test]
+    fn vcpu_note_with_bad_checksum_is_not_counted_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = two_vcpu_bytes(dir.path());
+        // The descriptor starts with its CRC-32.
+        let crc_offset = vcpu_note_type_offset(&bytes, 0) + 4 + 12;
+        bytes[crc_offset] ^= 0xff;
+        let snapshot = open_bytes(dir.path(), &bytes);
+        assert_eq!(snapshot.vcpus().len(), 1);
+        let damage = snapshot.note_damage();
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert!(matches!(damage[0], SnapshotError::NoteChecksumMismatch { note: "vcpu", .. }), "{}", damage[0]);
+    }
+
+    #[test]
+    fn damaged_page_table_names_virtual_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tables.sdump");
+        let options = WriterOptions { chunk_pages: 16, zstd_level: 3, threads: 1 };
+        let mut writer = SnapshotWriter::create(&path, options).unwrap();
+        writer.set_metadata(Metadata::default());
+        // Page tables in frames 1..=4 (chunk 0) map virtual 0x40_0000 to
+        // frame 0x20 (chunk 2), which stays intact.
+        let mut tables = vec![0u8; 4 * 4096];
+        tables[0..8].copy_from_slice(&(0x2000u64 | 3).to_le_bytes());
+        tables[4096..4096 + 8].copy_from_slice(&(0x3000u64 | 3).to_le_bytes());
+        tables[2 * 4096 + 2 * 8..2 * 4096 + 3 * 8].copy_from_slice(&(0x4000u64 | 3).to_le_bytes());
+        tables[3 * 4096..3 * 4096 + 8].copy_from_slice(&(0x20_000u64 | 3).to_le_bytes());
+        writer.add_pages(1, &tables).unwrap();
+        writer.add_pages(0x20, &[0x77; 4096]).unwrap();
+        writer.finish().unwrap();
+
+        let clean = Snapshot::open(&path).unwrap();
+        let mut word = [0u8; 8];
+        clean.read_virtual(0x1000, 0x40_0000, &mut word).unwrap();
+        assert_eq!(word, [0x77; 8]);
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let first_chunk = clean.chunks[0].file_offset as usize;
+        bytes[first_chunk + 20] ^= 0xff;
+        let snapshot = open_bytes(dir.path(), &bytes);
+        let error = snapshot.read_virtual(0x1000, 0x40_0000, &mut word).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("cannot read 8 bytes at 0x400000: page-table entry at physical 0x1000: chunk 0 at file offset 0x"),
+            "{message}"
+        );
+    }
+}
