@@ -57,6 +57,8 @@ struct Variant {
     leave_out_interrupted_stack: bool,
     build_id: Option<Vec<u8>>,
     corrupt_code: bool,
+    /// Leave out the page holding `handler_halt`, the vCPU's rip.
+    leave_out_code_page: bool,
 }
 
 fn write_snapshot(dir: &Path, image_path: &Path, variant: Variant) -> PathBuf {
@@ -127,8 +129,12 @@ fn write_snapshot(dir: &Path, image_path: &Path, variant: Variant) -> PathBuf {
         ..VcpuState::default()
     });
     let left_out = physical(INTERRUPTED_STACK) / PAGE;
+    let code_page = physical(symbol(&image, "handler_halt")) / PAGE;
     for (pfn, page) in memory.chunks(PAGE).enumerate() {
         if variant.leave_out_interrupted_stack && pfn == left_out {
+            continue;
+        }
+        if variant.leave_out_code_page && pfn == code_page {
             continue;
         }
         writer.add_pages(pfn as u64, page).unwrap();
@@ -568,4 +574,32 @@ fn whatis_json_keys_in_schema_order() {
         .filter_map(|line| line.strip_prefix("  \"").and_then(|rest| rest.split('"').next()))
         .collect();
     assert_eq!(keys, ["schema_version", "command", "warnings", "expression", "type"]);
+}
+
+#[test]
+fn image_fallback_listed_once() {
+    let setup = setup(Variant { leave_out_code_page: true, ..Variant::default() });
+    let image = Image::open(&setup.image).unwrap();
+    let page = symbol(&image, "handler_halt") & !(PAGE as u64 - 1);
+    let expected = format!(
+        "1 page of code or read-only data not in the dump was read from the image {}: {page:#x}",
+        setup.image.display()
+    );
+    let args = ["x/2i", setup.snapshot.to_str().unwrap(), "--image", setup.image.to_str().unwrap(), "$rip"];
+
+    // The code check reads the same page first, so it reports the page as
+    // not captured before the fallback warning names it.
+    let text = stardump(&args);
+    let stderr = stderr_text(&text);
+    assert!(stderr.starts_with("warning: cannot compare the image's code with the snapshot: "), "{stderr}");
+    assert!(stderr.ends_with(&format!("\nwarning: {expected}\n")), "{stderr}");
+    assert_eq!(stderr.matches("was read from the image").count(), 1, "{stderr}");
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let report = stardump(&json_args);
+    let warnings = json(&report)["warnings"].clone();
+    assert_eq!(warnings.as_array().unwrap().len(), 2, "{warnings}");
+    assert_eq!(warnings[1], serde_json::json!(expected), "{warnings}");
+    assert_eq!(stderr_text(&report), "", "the JSON report already lists the warning");
 }

@@ -289,7 +289,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         let report = ExamineReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "x",
-            warnings: session.warnings.clone(),
+            warnings: session.json_warnings(),
             address: super::hex(start),
             format: format.letter.to_string(),
             size: format.size,

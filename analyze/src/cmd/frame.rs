@@ -59,7 +59,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
             schema_version: JSON_SCHEMA_VERSION,
             command: "frame",
             vcpu: session.vcpu.id,
-            warnings: session.warnings.clone(),
+            warnings: session.json_warnings(),
             frame,
             arguments: argument_reports,
             locals: local_reports,

@@ -88,6 +88,9 @@ pub struct Session {
     /// Whether opening the file skipped damaged notes, which makes every
     /// report incomplete, as `bt` and `regs` count it.
     pub damaged: bool,
+    /// Whether a JSON report already lists the pages read from the image,
+    /// so dropping the session does not print them again.
+    fallback_reported: std::cell::Cell<bool>,
 }
 
 impl Session {
@@ -116,7 +119,8 @@ impl Session {
             Backtrace { frames: Vec::new(), stop: None }
         };
         let report = thread_report(&image, vcpu.id, &backtrace);
-        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged })
+        let fallback_reported = std::cell::Cell::new(false);
+        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged, fallback_reported })
     }
 
     /// Opens a Linux process: unwinds across every mapped ELF file (see
@@ -168,7 +172,20 @@ impl Session {
         // main program's load bias; frame pcs are file addresses already.
         let symbols = SymbolTable::from_image(&image).with_load_bias(main.bias);
         let fallback = ImageFallback::new(&image);
-        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged })
+        let fallback_reported = std::cell::Cell::new(false);
+        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged, fallback_reported })
+    }
+
+    /// Returns the warnings for a JSON report, once every read is done: the
+    /// ones from opening the session and, as `bt` lists it, the pages read
+    /// from the image instead of the file.
+    pub fn json_warnings(&self) -> Vec<String> {
+        let mut warnings = self.warnings.clone();
+        if let Some(warning) = self.fallback.warning(&self.image) {
+            warnings.push(warning);
+            self.fallback_reported.set(true);
+        }
+        warnings
     }
 
     /// Returns the outcome of a command whose own output is `complete`:
@@ -229,6 +246,9 @@ impl Drop for Session {
     /// Warns, once the command's output is written, about values read from
     /// the image instead of the file.
     fn drop(&mut self) {
+        if self.fallback_reported.get() {
+            return;
+        }
         if let Some(warning) = self.fallback.warning(&self.image) {
             eprintln!("warning: {warning}");
         }

@@ -85,7 +85,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         let report = ListReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "list",
-            warnings: session.warnings.clone(),
+            warnings: session.json_warnings(),
             file: path.display().to_string(),
             line,
             lines,

@@ -65,7 +65,7 @@ pub fn run_print(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyho
             command: "print",
             vcpu: session.vcpu.id,
             frame: args.context.frame,
-            warnings: session.warnings.clone(),
+            warnings: session.json_warnings(),
             expression: args.expression.clone(),
             type_name: inspector.types().name(&value.ty),
             value: text,
@@ -108,7 +108,7 @@ pub fn run_ptype(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyho
         let report = PtypeReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "ptype",
-            warnings: session.warnings.clone(),
+            warnings: session.json_warnings(),
             expression: args.expression.clone(),
             type_name: types.name(&ty),
             definition,
@@ -147,7 +147,7 @@ pub fn run_whatis(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyh
         let report = WhatisReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "whatis",
-            warnings: session.warnings.clone(),
+            warnings: session.json_warnings(),
             expression: args.expression.clone(),
             type_name: name,
         };

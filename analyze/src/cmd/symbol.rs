@@ -63,7 +63,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         let report = SymbolReport {
             schema_version: JSON_SCHEMA_VERSION,
             command: "info symbol",
-            warnings: session.warnings.clone(),
+            warnings: session.json_warnings(),
             address: super::hex(address),
             symbol: found.map(|(symbol, _)| symbol.name.clone()),
             offset: found.map(|(_, offset)| offset),
