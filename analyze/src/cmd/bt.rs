@@ -487,8 +487,8 @@ fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::
         };
         return Ok(LoadedImages::Unikernel(Box::new(super::warnings::open_image(path)?)));
     }
-    if let Some(path) = args.image.as_deref().filter(|path| path.is_dir()) {
-        anyhow::bail!("cannot load the image: {} is a directory, not an ELF file", path.display());
+    if let Some(path) = &args.image {
+        super::warnings::reject_directory(path)?;
     }
     let executable = executable_mapping(core);
     if executable.is_none() && args.image.is_some() {

@@ -129,9 +129,7 @@ impl Session {
     fn open_process(args: &ContextArgs, core: Core, vcpu: VcpuState) -> anyhow::Result<Session> {
         let executable = executable_mapping(&core)
             .context("cannot tell which file mapping is the main program of the process")?;
-        if args.image.is_dir() {
-            anyhow::bail!("cannot load the image: {} is a directory, not an ELF file", args.image.display());
-        }
+        super::warnings::reject_directory(&args.image)?;
         let search = DebugSearch::new(args.debug_dirs.clone());
         let (mut modules, module_warnings) =
             ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), Some(&args.image), &search);

@@ -13,13 +13,19 @@ use stardump_format::{Core, Target};
 use crate::check::{check_image, ImageMismatch};
 use crate::image::Image;
 
-/// Opens the image at `path`. A directory is rejected by name, because
-/// mapping one fails with `ENODEV` ("No such device"), which misleads.
+/// Opens the image at `path`, after [`reject_directory`].
 pub fn open_image(path: &Path) -> anyhow::Result<Image> {
-    if path.is_dir() {
-        anyhow::bail!("cannot load the image: {} is a directory, not an ELF file", path.display());
-    }
+    reject_directory(path)?;
     Image::open(path).context("cannot load the image")
+}
+
+/// Rejects an `--image` that is a directory by name, because mapping one
+/// fails with `ENODEV` ("No such device"), which misleads.
+pub fn reject_directory(image: &Path) -> anyhow::Result<()> {
+    if image.is_dir() {
+        anyhow::bail!("cannot load the image: {} is a directory, not an ELF file", image.display());
+    }
+    Ok(())
 }
 
 /// Compares `image` with the code in `core`'s memory (see
@@ -34,7 +40,7 @@ pub fn image_warnings(image: &Image, core: &Core) -> Vec<String> {
     check_image(image, core, vcpu.cr3).iter().map(|mismatch| describe_mismatch(mismatch, core.is_live())).collect()
 }
 
-/// Formats `mismatch`; a live target has memory, not a snapshot, so its
+/// Formats `mismatch`. A live target has memory, not a snapshot, so its
 /// messages name the target instead.
 fn describe_mismatch(mismatch: &ImageMismatch, live: bool) -> String {
     if !live {
