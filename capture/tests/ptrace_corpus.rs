@@ -515,10 +515,9 @@ fn live_vdso_frame_matches_gcore() {
     panic!("the clock thread was never in the vDSO in {VDSO_ATTEMPTS} live captures");
 }
 
-// NOTE: stardump ends this backtrace at the signal frame, because its
-// unwinder takes a caller pc of 0 for the end of the stack even when a
-// signal interrupted that pc. gdb goes on with `0x0 in ?? ()`, dispatch and
-// main, so this test fails until the unwinder treats such a pc as a frame.
+// The signal interrupted pc 0, the call through the null pointer. Like gdb,
+// stardump shows that frame as `0x0 in ?? ()` and goes on to its caller,
+// instead of taking pc 0 for the end of the stack.
 #[test]
 fn live_null_function_pointer_matches_gcore() {
     check_fixtures(&["nullcall-O0-fp", "nullcall-O2-nofp"], 1, |fixture, threads| {

@@ -546,14 +546,19 @@ impl<'i> Unwinder<'i> {
         let (Some(pc), Some(sp)) = (candidate.registers.rip(), candidate.registers.rsp()) else {
             return Verdict::Reject(StopReason::MissingStackPointer { pc: callee.pc.value() });
         };
-        // A zero return address is how startup code marks the outermost frame.
-        if pc == 0 {
+        // A trap or signal frame that interrupted a pc in the null page
+        // records a call through a null function pointer: that frame is
+        // real, and its own caller follows from the return address the call
+        // pushed. Anywhere else, a zero return address is how startup code
+        // marks the outermost frame.
+        let null_call = candidate.callee_trap && pc < NULL_PAGE_END;
+        if pc == 0 && !null_call {
             return Verdict::Take(Step::Outermost {
                 callee_cfa: candidate.callee_cfa,
                 callee_trap: candidate.callee_trap,
             });
         }
-        if pc < NULL_PAGE_END {
+        if pc < NULL_PAGE_END && !null_call {
             tracing::debug!(found_by, pc = format_args!("{pc:#x}"), "rejected caller in the null page");
             return Verdict::Reject(StopReason::NullPage { pc });
         }
