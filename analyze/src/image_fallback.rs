@@ -29,6 +29,9 @@ const LISTED_PAGES: usize = 8;
 /// The pages read from the image so far, and the rules for which may be.
 pub struct ImageFallback {
     hypercall_page: Option<u64>,
+    /// Run-time address minus file address of the image: 0 for a unikernel,
+    /// the load bias of a position-independent program.
+    bias: u64,
     /// Virtual page addresses served from the image.
     served_pages: Mutex<BTreeSet<u64>>,
 }
@@ -41,7 +44,14 @@ impl ImageFallback {
             .iter()
             .find(|symbol| symbol.name == HYPERCALL_PAGE_SYMBOL)
             .map(|symbol| symbol.address);
-        ImageFallback { hypercall_page, served_pages: Mutex::new(BTreeSet::new()) }
+        ImageFallback { hypercall_page, bias: 0, served_pages: Mutex::new(BTreeSet::new()) }
+    }
+
+    /// Prepares to serve missing pages from `image` loaded at `bias`
+    /// (run-time address minus file address), as a position-independent
+    /// program of a Linux process is.
+    pub fn with_load_bias(image: &Image, bias: u64) -> ImageFallback {
+        ImageFallback { bias, ..ImageFallback::new(image) }
     }
 
     /// Returns the virtual addresses of the pages read from the image, in
@@ -73,6 +83,7 @@ impl ImageFallback {
     /// they lie in the file-backed part of a segment that is not writable,
     /// and outside Xen's hypercall page.
     fn servable(&self, image: &Image, address: u64, len: u64) -> bool {
+        let address = address.wrapping_sub(self.bias);
         let Some(end) = address.checked_add(len) else {
             return false;
         };
@@ -99,7 +110,7 @@ impl ImageFallback {
         if !missing || !self.servable(image, address, buf.len() as u64) {
             return Err(error);
         }
-        let Some(bytes) = image.bytes_at(address, buf.len()) else {
+        let Some(bytes) = image.bytes_at(address.wrapping_sub(self.bias), buf.len()) else {
             return Err(error);
         };
         tracing::debug!(address = format_args!("{address:#x}"), %error, "read from the image");

@@ -860,13 +860,13 @@ fn wide_float_patterns_match_gdb() {
 
 /// Expressions compared on the position-independent build's core, where
 /// the program runs at a load bias that globals, function addresses and
-/// symbol names must be relocated by.
-/// NOTE: string constants are left out: gcore does not dump the file's
-/// read-only pages, and the image fallback reads them at file addresses.
+/// symbol names must be relocated by. String constants are read from the
+/// executable at the load bias, because gcore does not dump the file's
+/// read-only pages.
 const PIE_EXPRESSIONS: &[&str] = &[
     "int_value", "record_value.id", "int_pointer", "*int_pointer", "'types.c'::counter", "'other.c'::counter",
     "&int_value", "main", "&main", "crash_here", "handler_value", "record_pointer->list->next->value",
-    "tls_counter", "*corner_pointer", "$pc", "long_double_value", "points", "&points[1]",
+    "tls_counter", "*corner_pointer", "$pc", "long_double_value", "points", "&points[1]", "message", "*message",
 ];
 
 /// The C fixture built as a PIE, compared with gdb at its crash on the

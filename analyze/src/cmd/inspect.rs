@@ -169,7 +169,7 @@ impl Session {
         // Globals, function addresses and symbol names are relocated by the
         // main program's load bias; frame pcs are file addresses already.
         let symbols = SymbolTable::from_image(&image).with_load_bias(main.bias);
-        let fallback = ImageFallback::new(&image);
+        let fallback = ImageFallback::with_load_bias(&image, main.bias);
         let fallback_reported = std::cell::Cell::new(false);
         Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged, fallback_reported })
     }
