@@ -65,6 +65,25 @@ fn gdb_registers(pid: u32) -> BTreeMap<u64, (u64, u64)> {
     registers
 }
 
+/// Thread ids that gdb lists as `LWP N` for the core file `snapshot` of
+/// `program`, in gdb's order.
+fn gdb_core_threads(program: &std::path::Path, snapshot: &std::path::Path) -> Vec<u64> {
+    let gdb = require_program("gdb", "gdb");
+    let output = Command::new("timeout")
+        .args(["60", gdb.to_str().unwrap(), "-batch", "-nx", "-ex", "info threads"])
+        .args([program, snapshot])
+        .output()
+        .expect("running gdb");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "gdb failed: {}\n{text}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    text.lines()
+        .filter(|line| line.trim_start().starts_with(|c: char| c == '*' || c.is_ascii_digit()))
+        .filter_map(|line| line.split("LWP ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|lwp| lwp.parse().ok())
+        .collect()
+}
+
 /// Returns the address of symbol `name` in the ELF file at `path`.
 fn symbol_address(path: &std::path::Path, name: &str) -> u64 {
     let data = std::fs::read(path).unwrap();
@@ -108,6 +127,14 @@ fn threads_match_gdb_and_process_continues() {
         assert_eq!(vcpu.rsp, rsp, "rsp of thread {tid}");
         assert!(vcpu.fs_base != 0, "fs_base of thread {tid} points to its TLS block");
     }
+
+    // gdb reads the NT_PRSTATUS notes and lists the threads by their Linux
+    // thread ids.
+    let mut gdb_threads = gdb_core_threads(&exe, &output);
+    gdb_threads.sort();
+    let mut thread_ids: Vec<u64> = vcpus.iter().map(|vcpu| vcpu.thread_id.unwrap()).collect();
+    thread_ids.sort();
+    assert_eq!(gdb_threads, thread_ids, "threads gdb lists in the snapshot");
 
     let mut names: Vec<&str> = vcpus.iter().map(|vcpu| snapshot.thread_name(vcpu.id).unwrap()).collect();
     names.sort();
@@ -235,6 +262,95 @@ fn missing_pid_names_it() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("process 99999999 not found"), "{stderr}");
+}
+
+#[test]
+fn missing_output_directory_stops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_program(dir.path(), "data", DATA_SOURCE, &["-O2"]);
+    let mut program = Program::start(&exe, &["1"]);
+    program.wait_for_line("ready", Duration::from_secs(30));
+    let pid = program.pid();
+
+    let output = dir.path().join("missing").join("x.sdump");
+    let result = Command::new(capture_binary())
+        .args([&format!("pid:{pid}"), "-o", output.to_str().unwrap(), "-vv"])
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let expected = format!("cannot write {}: directory {} does not exist", output.display(), output.parent().unwrap().display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    // An attach logs "seizing threads" at debug level before it stops any.
+    assert!(!stderr.contains("seizing threads"), "the capture reached the process: {stderr}");
+    assert_eq!(status_field(pid, "TracerPid"), "0");
+
+    program.release();
+    assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
+}
+
+#[test]
+fn unwritable_output_is_checked_before_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_program(dir.path(), "data", DATA_SOURCE, &["-O2"]);
+    let mut program = Program::start(&exe, &["1"]);
+    program.wait_for_line("ready", Duration::from_secs(30));
+    let pid = program.pid();
+
+    // A regular file where the directory should be: creating the temporary
+    // file fails, as it does in a read-only directory (which root could
+    // still write to).
+    let not_directory = dir.path().join("file");
+    std::fs::write(&not_directory, b"").unwrap();
+    let output = not_directory.join("x.sdump");
+    let result =
+        Command::new(capture_binary()).args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()]).output().unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains(&format!("cannot write {}", output.display())), "{stderr}");
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+    assert_eq!(status_field(pid, "TracerPid"), "0");
+
+    program.release();
+    assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
+}
+
+#[test]
+fn gdb_target_checks_output_first() {
+    // Port 1 on loopback has no listener: a capture that contacted it would
+    // fail with "connection refused" instead.
+    let output = Command::new(capture_binary())
+        .args(["gdb:127.0.0.1:1", "-o", "/nonexistent-stardump-dir/x.sdump"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot write /nonexistent-stardump-dir/x.sdump: directory /nonexistent-stardump-dir does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn summary_names_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_program(dir.path(), "data", DATA_SOURCE, &["-O2"]);
+    let mut program = Program::start(&exe, &["1"]);
+    program.wait_for_line("ready", Duration::from_secs(30));
+    let pid = program.pid();
+
+    let output = dir.path().join("summary.sdump");
+    let result =
+        Command::new(capture_binary()).args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()]).output().unwrap();
+    assert!(result.status.success(), "capture failed: {}", String::from_utf8_lossy(&result.stderr));
+    let line = String::from_utf8_lossy(&result.stdout);
+    assert!(line.starts_with(&format!("{}: 1 thread, ", output.display())), "{line}");
+    assert!(line.contains(" MiB of memory in "), "{line}");
+    assert!(line.contains(", stopped "), "{line}");
+    assert!(!line.contains("vCPU") && !line.contains("guest"), "{line}");
+
+    program.release();
+    assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
 }
 
 #[test]

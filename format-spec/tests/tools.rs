@@ -60,6 +60,7 @@ fn gdb_shows_prstatus_registers() {
     assert!(rsp.contains("0x8"), "{output}");
     let rax = output.lines().find(|line| line.starts_with("rax")).unwrap_or_default();
     assert!(rax.contains("0x1"), "{output}");
-    // Both vCPUs appear as threads, with pr_pid = vCPU id + 1.
-    assert!(output.contains("LWP 1") && output.contains("LWP 2"), "{output}");
+    // Both vCPUs appear as threads, with pr_pid = their thread ids 100 and
+    // 101 (see common::sample_vcpu).
+    assert!(output.contains("LWP 100") && output.contains("LWP 101"), "{output}");
 }

@@ -386,15 +386,25 @@ pub fn decode_metadata(desc: &[u8], offset: u64) -> Result<Metadata, SnapshotErr
     })
 }
 
+/// Returns the `pr_pid` of a vCPU's `NT_PRSTATUS` note. It is the thread id
+/// when that is a positive `pid_t`, so gdb lists a process's threads by
+/// their Linux thread ids. Otherwise it is the vCPU id plus one, because gdb
+/// treats pid 0 as "no thread".
+pub fn prstatus_pid(vcpu: &VcpuState) -> u32 {
+    match vcpu.thread_id {
+        Some(tid) if tid != 0 && tid <= i32::MAX as u64 => tid as u32,
+        _ => vcpu.id.wrapping_add(1),
+    }
+}
+
 /// Encodes the `NT_PRSTATUS` descriptor of a vCPU in the Linux x86_64
-/// `struct elf_prstatus` layout. `pr_pid` is the vCPU id plus one because
-/// gdb treats pid 0 as "no thread".
+/// `struct elf_prstatus` layout, with [`prstatus_pid`] as `pr_pid`.
 pub fn encode_prstatus(vcpu: &VcpuState) -> Vec<u8> {
     let mut b = RecordBuilder::default();
     // pr_info (12), pr_cursig (2), padding (2), pr_sigpend, pr_sighold.
     b.bytes(&[0; 12]).u16(0).u16(0).u64(0).u64(0);
     // pr_pid, pr_ppid, pr_pgrp, pr_sid.
-    b.u32(vcpu.id.wrapping_add(1)).u32(0).u32(0).u32(0);
+    b.u32(prstatus_pid(vcpu)).u32(0).u32(0).u32(0);
     // pr_utime, pr_stime, pr_cutime, pr_cstime.
     b.bytes(&[0; 64]);
     // pr_reg: struct user_regs_struct.
@@ -777,6 +787,19 @@ mod tests {
         assert_eq!(u64::from_le_bytes(bytes[112 + 16 * 8..112 + 17 * 8].try_into().unwrap()), vcpu.rip);
         assert_eq!(u64::from_le_bytes(bytes[112 + 17 * 8..112 + 18 * 8].try_into().unwrap()), 0x10);
         assert_eq!(u64::from_le_bytes(bytes[112 + 19 * 8..112 + 20 * 8].try_into().unwrap()), 0xabcd);
+    }
+
+    #[test]
+    fn prstatus_pid_prefers_thread_id() {
+        let pr_pid = |vcpu: &VcpuState| u32::from_le_bytes(encode_prstatus(vcpu)[32..36].try_into().unwrap());
+        let thread = VcpuState { id: 1, thread_id: Some(31337), ..VcpuState::default() };
+        assert_eq!(pr_pid(&thread), 31337);
+        let no_thread_id = VcpuState { id: 1, thread_id: None, ..VcpuState::default() };
+        assert_eq!(pr_pid(&no_thread_id), 2);
+        let zero = VcpuState { id: 1, thread_id: Some(0), ..VcpuState::default() };
+        assert_eq!(pr_pid(&zero), 2, "0 means no thread to gdb");
+        let too_large = VcpuState { id: 1, thread_id: Some(1 << 31), ..VcpuState::default() };
+        assert_eq!(pr_pid(&too_large), 2, "pr_pid is a signed 32-bit pid_t");
     }
 
     #[test]
