@@ -88,6 +88,40 @@ pub struct CaptureSummary {
     pub left_paused: bool,
 }
 
+/// Words of the one-line summary: a unikernel has vCPUs and guest memory
+/// and is paused, a process has threads and memory and is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryWording {
+    /// A guest of a hypervisor or emulator (`gdb:` and `xen:` targets).
+    Unikernel,
+    /// A Linux process (`pid:` targets).
+    Process,
+}
+
+impl CaptureSummary {
+    /// Formats the one-line summary that `stardump-capture` prints, without
+    /// a line break.
+    pub fn text_line(&self, wording: SummaryWording) -> String {
+        let (context, contexts, memory, paused, left) = match wording {
+            SummaryWording::Unikernel => ("vCPU", "vCPUs", "guest memory", "paused", "left paused"),
+            SummaryWording::Process => ("thread", "threads", "memory", "stopped", "left stopped"),
+        };
+        format!(
+            "{}: {} {}, {} pages stored, {} zero, {:.1} MiB of {memory} in {:.1} MiB, {paused} {:.3} s, total {:.3} s{}",
+            self.output.display(),
+            self.vcpus,
+            if self.vcpus == 1 { context } else { contexts },
+            self.stored_pages,
+            self.zero_pages,
+            self.guest_memory_bytes as f64 / (1024.0 * 1024.0),
+            self.file_len_bytes as f64 / (1024.0 * 1024.0),
+            self.pause_time_us as f64 / 1e6,
+            self.total_time_us as f64 / 1e6,
+            if self.left_paused { format!(", {left}") } else { String::new() },
+        )
+    }
+}
+
 /// Errors of a capture.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -277,4 +311,50 @@ fn walk_copy(target: &GdbTarget, copy: &MemoryCopy) -> Vec<walk::MappingTable> {
         }
     }
     tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(vcpus: usize, left_paused: bool) -> CaptureSummary {
+        CaptureSummary {
+            target: "pid:42".to_owned(),
+            output: PathBuf::from("out.sdump"),
+            vcpus,
+            memory_ranges: Vec::new(),
+            page_table_roots: 0,
+            stored_pages: 10,
+            zero_pages: 2,
+            guest_memory_bytes: 3 << 20,
+            file_len_bytes: 1 << 20,
+            pause_time_us: 4_700,
+            total_time_us: 81_000,
+            left_paused,
+        }
+    }
+
+    #[test]
+    fn summary_line_uses_process_words() {
+        assert_eq!(
+            summary(4, false).text_line(SummaryWording::Process),
+            "out.sdump: 4 threads, 10 pages stored, 2 zero, 3.0 MiB of memory in 1.0 MiB, stopped 0.005 s, total 0.081 s"
+        );
+        assert_eq!(
+            summary(1, true).text_line(SummaryWording::Process),
+            "out.sdump: 1 thread, 10 pages stored, 2 zero, 3.0 MiB of memory in 1.0 MiB, stopped 0.005 s, total 0.081 s, left stopped"
+        );
+    }
+
+    #[test]
+    fn summary_line_uses_unikernel_words() {
+        assert_eq!(
+            summary(2, true).text_line(SummaryWording::Unikernel),
+            "out.sdump: 2 vCPUs, 10 pages stored, 2 zero, 3.0 MiB of guest memory in 1.0 MiB, paused 0.005 s, total 0.081 s, left paused"
+        );
+        assert_eq!(
+            summary(1, false).text_line(SummaryWording::Unikernel),
+            "out.sdump: 1 vCPU, 10 pages stored, 2 zero, 3.0 MiB of guest memory in 1.0 MiB, paused 0.005 s, total 0.081 s"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! snapshot, and resumes it.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
-use stardump_capture::capture::{capture, CaptureError, CaptureOptions, CaptureSummary, MemoryStrategy};
+use stardump_capture::capture::{capture, CaptureError, CaptureOptions, CaptureSummary, MemoryStrategy, SummaryWording};
 use stardump_format::WriterOptions;
 
 /// Capture a unikernel's vCPU registers and memory into a stardump snapshot.
@@ -158,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let (Some(target), Some(output)) = (cli.target.as_deref(), cli.output.clone()) else {
         bail!("a target and --output are required");
     };
+    check_output(&output)?;
     if let Some(domain) = target.strip_prefix("xen:") {
         return capture_xen(&cli, domain, output);
     }
@@ -192,7 +193,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         image_build_id: read_build_id(cli.image.as_deref())?,
     };
     let summary = capture(&options)?;
-    print_summary(&summary, cli.json)
+    print_summary(&summary, cli.json, SummaryWording::Unikernel)
+}
+
+/// Checks that the snapshot's directory exists and is a directory, before
+/// any target is contacted. Each capture then creates its temporary file in
+/// that directory before it pauses the target, which also checks that the
+/// directory is writable.
+fn check_output(output: &Path) -> anyhow::Result<()> {
+    if output.as_os_str().is_empty() {
+        bail!("invalid --output \"\": expected the path of the snapshot to write");
+    }
+    let directory = match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(directory) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => bail!("cannot write {}: {} is not a directory", output.display(), directory.display()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            bail!("cannot write {}: directory {} does not exist", output.display(), directory.display())
+        }
+        Err(error) => bail!("cannot write {}: cannot open directory {}: {error}", output.display(), directory.display()),
+    }
+    if std::fs::metadata(output).is_ok_and(|metadata| metadata.is_dir()) {
+        bail!("cannot write {}: it is a directory", output.display());
+    }
+    Ok(())
 }
 
 fn capture_pid(cli: &Cli, pid: &str, output: PathBuf) -> anyhow::Result<()> {
@@ -226,7 +253,7 @@ fn capture_pid(cli: &Cli, pid: &str, output: PathBuf) -> anyhow::Result<()> {
         },
     };
     let summary = capture_process(&options)?;
-    print_summary(&summary, cli.json)
+    print_summary(&summary, cli.json, SummaryWording::Process)
 }
 
 #[cfg(feature = "xen")]
@@ -250,7 +277,7 @@ fn capture_xen(cli: &Cli, domain: &str, output: PathBuf) -> anyhow::Result<()> {
         },
     };
     let summary = capture_domain(&options)?;
-    print_summary(&summary, cli.json)
+    print_summary(&summary, cli.json, SummaryWording::Unikernel)
 }
 
 #[cfg(feature = "xen")]
@@ -281,26 +308,14 @@ fn list_xen_domains(_json: bool) -> anyhow::Result<()> {
     bail!("this stardump-capture was built without Xen support; rebuild with `--features xen`")
 }
 
-fn print_summary(summary: &CaptureSummary, json: bool) -> anyhow::Result<()> {
+fn print_summary(summary: &CaptureSummary, json: bool, wording: SummaryWording) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     let result = if json {
         serde_json::to_writer(&mut stdout, summary)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(stdout))
     } else {
-        writeln!(
-            stdout,
-            "{}: {} vCPUs, {} pages stored, {} zero, {:.1} MiB of guest memory in {:.1} MiB, paused {:.3} s, total {:.3} s{}",
-            summary.output.display(),
-            summary.vcpus,
-            summary.stored_pages,
-            summary.zero_pages,
-            summary.guest_memory_bytes as f64 / (1024.0 * 1024.0),
-            summary.file_len_bytes as f64 / (1024.0 * 1024.0),
-            summary.pause_time_us as f64 / 1e6,
-            summary.total_time_us as f64 / 1e6,
-            if summary.left_paused { ", left paused" } else { "" },
-        )
+        writeln!(stdout, "{}", summary.text_line(wording))
     };
     match result {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
