@@ -66,9 +66,10 @@ pub struct CaptureSummary {
     pub target: String,
     /// The snapshot's path.
     pub output: PathBuf,
-    /// Number of vCPUs captured.
+    /// Number of vCPUs captured, or of threads for a process.
     pub vcpus: usize,
-    /// RAM ranges read (physical strategy) or known (walk strategy).
+    /// RAM ranges read (physical strategy) or known (walk strategy), or
+    /// the virtual address ranges of a process's captured mappings.
     pub memory_ranges: Vec<MemoryRange>,
     /// Page-table roots whose mappings were recorded.
     pub page_table_roots: usize,
