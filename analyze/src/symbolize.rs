@@ -45,7 +45,7 @@ pub fn symbolize(image: &Image, address: u64) -> Vec<SourceFrame> {
             let location = frames.pop();
             frames.clear();
             frames.push(SourceFrame {
-                function: Some(symbol.name.clone()),
+                function: Some(demangle_symbol(&symbol.name)),
                 symbol_offset: Some(address - symbol.address),
                 file: location.as_ref().and_then(|l| l.file.clone()),
                 line: location.as_ref().and_then(|l| l.line),
@@ -55,6 +55,15 @@ pub fn symbolize(image: &Image, address: u64) -> Vec<SourceFrame> {
         }
     }
     frames
+}
+
+/// Demangles a name from the ELF symbol table as gdb shows it, with the
+/// parameter list (`_ZSt9terminatev` is `std::terminate()`): the symbol
+/// table does not say the language, so the Rust and then the Itanium C++
+/// scheme are tried. A name that neither scheme accepts, such as a C
+/// function's, is returned unchanged.
+pub fn demangle_symbol(name: &str) -> String {
+    addr2line::demangle_auto(std::borrow::Cow::Borrowed(name), None).into_owned()
 }
 
 /// Returns the line-table row containing `address`, if the DWARF has one.
@@ -267,6 +276,14 @@ mod tests {
         assert_eq!(without_parameters("Functor::operator()(int) &&"), "Functor::operator()");
         assert_eq!(without_parameters("apply(void (*)(int))"), "apply");
         assert_eq!(without_parameters("plain"), "plain");
+    }
+
+    #[test]
+    fn symbol_names_demangled() {
+        assert_eq!(demangle_symbol("_ZSt9terminatev"), "std::terminate()");
+        assert_eq!(demangle_symbol("_ZN9__gnu_cxx27__verbose_terminate_handlerEv"), "__gnu_cxx::__verbose_terminate_handler()");
+        assert_eq!(demangle_symbol("__libc_start_call_main"), "__libc_start_call_main");
+        assert_eq!(demangle_symbol("_Z"), "_Z");
     }
 
     #[test]

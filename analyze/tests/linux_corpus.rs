@@ -523,3 +523,178 @@ fn null_function_pointer_matches_gdb() {
         assert_eq!(names.get(2), Some(&"main"), "{fixture}: {names:?}");
     }
 }
+
+/// A program whose read-only data (the string `config.label` points to)
+/// and whose libraries' code are file-backed pages that were never
+/// written, so neither a kernel core nor gcore contains them.
+const CONFIG_SOURCE: &str = r#"
+#include <stdlib.h>
+
+struct config {
+	const char *label;
+	int retries;
+};
+
+const struct config config = { "fixture label", 3 };
+volatile int sink;
+
+__attribute__((noinline)) void crash_with(const struct config *c)
+{
+	sink = c->retries;
+	abort();
+}
+
+int main(void)
+{
+	crash_with(&config);
+	return 0;
+}
+"#;
+
+/// A C++ program built without DWARF, so its frames are named from the
+/// ELF symbol table, whose names are mangled.
+const MANGLED_SOURCE: &str = r#"
+#include <cstdlib>
+
+namespace fixture {
+__attribute__((noinline)) void crash_in(int value)
+{
+	if (value > 0)
+		std::abort();
+}
+}
+
+int main()
+{
+	fixture::crash_in(1);
+	return 0;
+}
+"#;
+
+/// Writes `source` to `dir` and builds it with `compiler` and `flags`.
+fn build_program(dir: &Path, name: &str, compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
+    let extension = if compiler == "g++" { "cpp" } else { "c" };
+    let source_path = dir.join(format!("{name}.{extension}"));
+    fs::write(&source_path, source).expect("writing the test program");
+    let program = dir.join(name);
+    let output = Command::new(compiler)
+        .args(flags)
+        .arg("-o")
+        .arg(&program)
+        .arg(&source_path)
+        .output()
+        .expect("running the compiler");
+    assert!(output.status.success(), "building {name} failed:\n{}", text(&output));
+    program
+}
+
+/// Runs `stardump COMMAND CORE ARGUMENTS...` and returns stdout and stderr.
+fn stardump(command: &str, core: &Path, arguments: &[&std::ffi::OsStr]) -> (String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_stardump"))
+        .arg(command)
+        .arg(core)
+        .args(arguments)
+        .output()
+        .expect("running stardump");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Runs gdb's `commands` on `core` and returns its stdout.
+fn gdb_commands(program: &Path, core: &Path, commands: &[&str]) -> String {
+    let mut command = Command::new("timeout");
+    command.env("LC_ALL", "C").args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"]);
+    for line in commands {
+        command.args(["-ex", line]);
+    }
+    let output = command.arg(program).arg(core).output().expect("running gdb");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Returns the instruction text of gdb's or stardump's `x/Ni` lines,
+/// without the `=>` marker and gdb's `<symbol+offset>`, which stardump
+/// shows only for the main program.
+fn instructions(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| line.trim_start_matches("=>").trim().strip_prefix("0x"))
+        .map(|line| {
+            let (address, rest) = line.split_once(':').unwrap_or((line, ""));
+            let address = address.split(' ').next().unwrap_or(address);
+            let rest = match rest.find(" <") {
+                Some(start) if rest.trim_end().ends_with('>') => &rest[..start],
+                _ => rest,
+            };
+            format!("0x{address}:{}", rest.trim_end())
+        })
+        .collect()
+}
+
+#[test]
+fn read_only_file_pages_read_from_files() {
+    require_program("gcc", "gcc");
+    require_program("gdb", "gdb");
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0"]);
+    let kernel = kernel_core(&program, run_dir.path());
+    let gcore = gdb_core(&program, &run_dir.path().join("gcore.core"));
+
+    for (kind, core) in [("kernel core", &kernel), ("gcore", &gcore)] {
+        // The string is in the program's .rodata, which the core lacks.
+        let expected = gdb_commands(&program, core, &["print config"]);
+        let expected = expected.lines().find(|line| line.starts_with("$1 = ")).unwrap_or_default();
+        assert!(expected.contains("\"fixture label\""), "{kind}: gdb printed {expected:?}");
+        for image in [None, Some(program.as_os_str())] {
+            let mut arguments: Vec<&std::ffi::OsStr> = Vec::new();
+            if let Some(image) = image {
+                arguments.extend(["--image".as_ref(), image]);
+            }
+            arguments.push("config".as_ref());
+            let (value, warnings) = stardump("print", core, &arguments);
+            assert_eq!(value.trim(), expected, "{kind}, --image {image:?}: {warnings}");
+            assert!(warnings.contains("read from the mapped file"), "{kind}: {warnings}");
+            assert!(warnings.contains("config"), "{kind}: the warning names the program: {warnings}");
+        }
+
+        // The code of libc's abort, which the core lacks as well.
+        let (backtrace, _) = stardump("bt", core, &["--json".as_ref()]);
+        let report: Value = serde_json::from_str(&backtrace).expect("bt --json output");
+        let frames = report["threads"][0]["frames"].as_array().expect("frames");
+        let abort = frames
+            .iter()
+            .find(|frame| frame["library"].as_str().is_some_and(|path| path.ends_with("/libc.so.6")) && frame["function"] == "__GI_abort")
+            .unwrap_or_else(|| panic!("{kind}: no frame in libc's abort: {backtrace}"));
+        let pc = abort["pc"].as_str().expect("pc");
+        let expected = gdb_commands(&program, core, &[&format!("x/2i {pc}")]);
+        let (listing, warnings) = stardump("x/2i", core, &[pc.as_ref()]);
+        assert!(!listing.contains("unreadable"), "{kind}: {listing}");
+        assert_eq!(instructions(&listing), instructions(&expected), "{kind}\nstardump:\n{listing}\ngdb:\n{expected}");
+        assert_eq!(instructions(&listing).len(), 2, "{kind}: {listing}");
+        assert!(warnings.contains("libc.so.6"), "{kind}: the warning names libc: {warnings}");
+
+        // `frame` finds the program from the mappings too.
+        let index = frames.iter().position(|frame| frame["function"] == "crash_with").expect("crash_with's frame");
+        let (frame, warnings) = stardump("frame", core, &["--frame".as_ref(), index.to_string().as_ref()]);
+        assert!(frame.starts_with(&format!("#{index} ")), "{kind}: {frame}{warnings}");
+        assert!(frame.contains("crash_with (c=0x"), "{kind}: {frame}");
+        assert!(frame.contains("<config>"), "{kind}: {frame}");
+    }
+}
+
+#[test]
+fn symbol_table_names_demangled() {
+    require_program("g++", "g++");
+    require_program("gdb", "gdb");
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = build_program(run_dir.path(), "mangled", "g++", MANGLED_SOURCE, &["-O0", "-fno-omit-frame-pointer"]);
+    let core = kernel_core(&program, run_dir.path());
+
+    let gdb = gdb_commands(&program, &core, &["bt"]);
+    assert!(gdb.contains(" fixture::crash_in(int) ()"), "gdb:\n{gdb}");
+    let (text, _) = stardump("bt", &core, &[]);
+    assert!(text.contains(" fixture::crash_in(int)+0x"), "{text}");
+    assert!(!text.contains("_ZN7fixture8crash_inEi"), "{text}");
+    let (json, _) = stardump("bt", &core, &["--json".as_ref()]);
+    let report: Value = serde_json::from_str(&json).expect("bt --json output");
+    let frames = report["threads"][0]["frames"].as_array().expect("frames");
+    assert!(frames.iter().any(|frame| frame["function"] == "fixture::crash_in(int)"), "{json}");
+}

@@ -528,6 +528,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
                 options,
                 print_options,
                 args.full,
+                &mut warnings,
                 &mut variables_incomplete,
             );
             let main_module = modules.modules().iter().find(|module| Some(&module.mapped_path) == main.as_ref());
@@ -629,14 +630,18 @@ fn process_threads(
     options: UnwindOptions,
     print_options: PrintOptions,
     full: bool,
+    warnings: &mut Vec<String>,
     variables_incomplete: &mut bool,
 ) -> Vec<ThreadReport> {
     let images = CodeImages::Modules { set: modules, main };
+    // Kernel cores and gcore files leave out file-backed pages that were
+    // never written, such as glibc's code, so those are read from the files.
+    let backed = ImageBacked::for_modules(core, modules);
     let mut unwinder = Unwinder::for_modules(modules, options);
     let mut debug = ModuleDebugCache::default();
     let mut threads = Vec::new();
     for vcpu in vcpus {
-        let Some(backtrace) = unwind_vcpu(&mut unwinder, core, vcpu) else {
+        let Some(backtrace) = unwind_vcpu(&mut unwinder, &backed, vcpu) else {
             threads.push(missing_registers(vcpu));
             continue;
         };
@@ -650,7 +655,7 @@ fn process_threads(
         let mut with_frames: Vec<usize> = frame_modules.iter().flatten().copied().collect();
         with_frames.sort_unstable();
         with_frames.dedup();
-        let memory = TargetMemory::new(core, vcpu.cr3);
+        let memory = TargetMemory::new(&backed, vcpu.cr3);
         for index in with_frames {
             let module = &modules.modules()[index];
             let Some(module_debug) = debug.get(index, module) else { continue };
@@ -668,6 +673,7 @@ fn process_threads(
         insert_tail_calls(&mut report, &backtrace, images, &mut debug);
         threads.push(report);
     }
+    warnings.extend(backed.warning());
     threads
 }
 

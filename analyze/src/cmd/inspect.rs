@@ -15,7 +15,7 @@ use super::bt::{
 use super::regs::select_vcpus;
 use crate::debug_file::DebugSearch;
 use crate::image::Image;
-use crate::image_fallback::ImageFallback;
+use crate::image_fallback::{FileImages, ImageFallback};
 use crate::modules::{executable_mapping, ModuleSet};
 use crate::unwind::{Backtrace, Frame, FoundBy, Pc, Registers, StackMemory, UnwindOptions, Unwinder};
 use crate::variables::dwarf::DebugInfo;
@@ -30,10 +30,11 @@ pub struct ContextArgs {
     /// `dump-guest-memory` core, a Xen `xl dump-core` file), or a live
     /// target (`gdb:HOST:PORT`).
     pub file: PathBuf,
-    /// The unikernel's ELF file, with DWARF. For a Linux process, the main
-    /// program's file, which replaces the one its mappings name.
+    /// The unikernel's ELF file, with DWARF; required for a unikernel. For
+    /// a Linux process, the main program's file, which replaces the one its
+    /// mappings name; without it the mapped file is used.
     #[arg(long)]
-    pub image: PathBuf,
+    pub image: Option<PathBuf>,
     /// For a Linux process: a directory to search for the shared objects'
     /// ELF and debug files (as for `bt`). Repeatable.
     #[arg(long = "debug-dir", value_name = "DIR")]
@@ -79,7 +80,10 @@ pub struct Session {
     pub backtrace: Backtrace,
     /// The backtrace as `bt` prints it.
     pub report: ThreadReport,
-    /// Code and read-only data read from the image because the file lacks them.
+    /// For a Linux process, every loaded module, the main program included.
+    pub modules: Option<ModuleSet>,
+    /// Code and read-only data read from the image, or from the modules of
+    /// a process, because the file lacks them.
     pub fallback: ImageFallback,
     /// Reasons to distrust the result, as `bt` reports them: the image
     /// differs from the code in memory, the file has damaged or missing
@@ -104,7 +108,13 @@ impl Session {
         if !core.file_mappings().is_empty() {
             return Session::open_process(args, core, vcpu);
         }
-        let image = super::warnings::open_image(&args.image)?;
+        let Some(image_path) = &args.image else {
+            anyhow::bail!(
+                "{} lists no mapped files, so it needs the unikernel's ELF file: pass --image FILE",
+                args.file.display()
+            );
+        };
+        let image = super::warnings::open_image(image_path)?;
         let mut warnings = super::warnings::image_warnings(&image, &core);
         let damage = super::warnings::damage_warnings(&core);
         let damaged = !damage.is_empty();
@@ -113,26 +123,41 @@ impl Session {
         let symbols = SymbolTable::from_image(&image);
         let fallback = ImageFallback::new(&image);
         let backtrace = if vcpu.present.general {
-            let memory = SessionMemory { core: &core, image: &image, fallback: &fallback, cr3: vcpu.cr3 };
+            let memory = SessionMemory { core: &core, images: FileImages::Image(&image), fallback: &fallback, cr3: vcpu.cr3 };
             Unwinder::new(&image, UnwindOptions::default()).walk(Registers::from_vcpu(&vcpu), &memory)
         } else {
             Backtrace { frames: Vec::new(), stop: None }
         };
         let report = thread_report(&image, vcpu.id, &backtrace);
         let fallback_reported = std::cell::Cell::new(false);
-        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged, fallback_reported })
+        Ok(Session {
+            core,
+            image,
+            info,
+            symbols,
+            vcpu,
+            backtrace,
+            report,
+            modules: None,
+            fallback,
+            warnings,
+            damaged,
+            fallback_reported,
+        })
     }
 
     /// Opens a Linux process: unwinds across every mapped ELF file (see
-    /// [`ModuleSet`]), with `--image` as the main program, whose DWARF the
-    /// variables come from.
+    /// [`ModuleSet`]), with `--image`, or else the mapped file, as the main
+    /// program, whose DWARF the variables come from.
     fn open_process(args: &ContextArgs, core: Core, vcpu: VcpuState) -> anyhow::Result<Session> {
         let executable = executable_mapping(&core)
             .context("cannot tell which file mapping is the main program of the process")?;
-        super::warnings::reject_directory(&args.image)?;
+        if let Some(path) = &args.image {
+            super::warnings::reject_directory(path)?;
+        }
         let search = DebugSearch::new(args.debug_dirs.clone());
         let (mut modules, module_warnings) =
-            ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), Some(&args.image), &search);
+            ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), args.image.as_deref(), &search);
         let mut warnings: Vec<String> = module_warnings.iter().map(ToString::to_string).collect();
         warnings.extend(modules.add_vdso(&core).map(|warning| warning.to_string()));
         let damage = super::warnings::damage_warnings(&core);
@@ -142,7 +167,13 @@ impl Session {
             .modules()
             .iter()
             .find(|module| module.mapped_path == executable.path)
-            .with_context(|| format!("cannot load the image {} as the main program", args.image.display()))?;
+            .with_context(|| match &args.image {
+                Some(path) => format!("cannot load the image {} as the main program", path.display()),
+                None => format!(
+                    "cannot load the main program {}: pass its ELF file with --image FILE",
+                    executable.path
+                ),
+            })?;
         // The session owns its image, so the main program is opened again.
         let image = match main.image.debug_path() {
             Some(debug_path) => Image::open_split(main.image.path(), debug_path),
@@ -150,8 +181,10 @@ impl Session {
         }
         .context("cannot load the image")?;
 
+        let fallback = ImageFallback::for_modules();
         let runtime_backtrace = if vcpu.present.general {
-            let memory = crate::unwind::TargetMemory::new(&core, vcpu.cr3);
+            let memory =
+                SessionMemory { core: &core, images: FileImages::Modules(&modules), fallback: &fallback, cr3: vcpu.cr3 };
             Unwinder::for_modules(&modules, UnwindOptions::default()).walk(Registers::from_vcpu(&vcpu), &memory)
         } else {
             Backtrace { frames: Vec::new(), stop: None }
@@ -169,9 +202,21 @@ impl Session {
         // Globals, function addresses and symbol names are relocated by the
         // main program's load bias; frame pcs are file addresses already.
         let symbols = SymbolTable::from_image(&image).with_load_bias(main.bias);
-        let fallback = ImageFallback::with_load_bias(&image, main.bias);
         let fallback_reported = std::cell::Cell::new(false);
-        Ok(Session { core, image, info, symbols, vcpu, backtrace, report, fallback, warnings, damaged, fallback_reported })
+        Ok(Session {
+            core,
+            image,
+            info,
+            symbols,
+            vcpu,
+            backtrace,
+            report,
+            modules: Some(modules),
+            fallback,
+            warnings,
+            damaged,
+            fallback_reported,
+        })
     }
 
     /// Returns the warnings for a JSON report, once every read is done: the
@@ -179,7 +224,7 @@ impl Session {
     /// from the image instead of the file.
     pub fn json_warnings(&self) -> Vec<String> {
         let mut warnings = self.warnings.clone();
-        if let Some(warning) = self.fallback.warning(&self.image) {
+        if let Some(warning) = self.fallback.warning() {
             warnings.push(warning);
             self.fallback_reported.set(true);
         }
@@ -202,9 +247,13 @@ impl Session {
     }
 
     /// The memory of the vCPU's address space, with missing code and
-    /// read-only data taken from the image.
+    /// read-only data taken from the image or the modules.
     pub fn memory(&self) -> SessionMemory<'_> {
-        SessionMemory { core: &self.core, image: &self.image, fallback: &self.fallback, cr3: self.vcpu.cr3 }
+        let images = match &self.modules {
+            Some(modules) => FileImages::Modules(modules),
+            None => FileImages::Image(&self.image),
+        };
+        SessionMemory { core: &self.core, images, fallback: &self.fallback, cr3: self.vcpu.cr3 }
     }
 
     /// Creates the inspector over `memory` (from [`Session::memory`]).
@@ -247,7 +296,7 @@ impl Drop for Session {
         if self.fallback_reported.get() {
             return;
         }
-        if let Some(warning) = self.fallback.warning(&self.image) {
+        if let Some(warning) = self.fallback.warning() {
             eprintln!("warning: {warning}");
         }
     }
@@ -298,14 +347,14 @@ fn frames_per_line_group(
 /// The memory of a session's address space; see [`ImageFallback`].
 pub struct SessionMemory<'s> {
     core: &'s Core,
-    image: &'s Image,
+    images: FileImages<'s>,
     fallback: &'s ImageFallback,
     cr3: u64,
 }
 
 impl StackMemory for SessionMemory<'_> {
     fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.fallback.read_virtual(self.core, self.image, self.cr3, address, buf)
+        self.fallback.read_virtual(self.core, self.images, self.cr3, address, buf)
     }
 }
 

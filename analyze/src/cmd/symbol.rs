@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::inspect::{ContextArgs, Session};
 use super::{Outcome, JSON_SCHEMA_VERSION};
+use crate::symbolize::demangle_symbol;
 use crate::variables::expr::{parse, Evaluator};
 use crate::variables::types::Type;
 use crate::variables::value::le_unsigned;
@@ -65,7 +66,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
             command: "info symbol",
             warnings: session.json_warnings(),
             address: super::hex(address),
-            symbol: found.map(|(symbol, _)| symbol.name.clone()),
+            symbol: found.map(|(symbol, _)| demangle_symbol(&symbol.name)),
             offset: found.map(|(_, offset)| offset),
             section,
         };
@@ -82,9 +83,9 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
             (section, _) => section,
         };
         match found {
-            Some((symbol, 0)) => writeln!(out, "{} in section {}", symbol.name, section.unwrap_or_default())?,
+            Some((symbol, 0)) => writeln!(out, "{} in section {}", demangle_symbol(&symbol.name), section.unwrap_or_default())?,
             Some((symbol, offset)) => {
-                writeln!(out, "{} + {offset} in section {}", symbol.name, section.unwrap_or_default())?
+                writeln!(out, "{} + {offset} in section {}", demangle_symbol(&symbol.name), section.unwrap_or_default())?
             }
             None => writeln!(out, "No symbol matches {}.", args.address)?,
         }
