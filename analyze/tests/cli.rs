@@ -328,6 +328,35 @@ fn missing_snapshot_fails_in_one_line() {
     assert_eq!(stderr.lines().count(), 1);
 }
 
+#[test]
+fn live_process_target_rejected() {
+    for arguments in [&["bt", "pid:13184"][..], &["print", "pid:13184", "x"], &["info", "pid:13184"]] {
+        let output = stardump(arguments);
+        assert_eq!(output.status.code(), Some(1), "{arguments:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("live processes (pid:13184) are not supported by stardump"), "{arguments:?}: {stderr}");
+        assert!(stderr.contains("`stardump-capture pid:13184 -o FILE`"), "{arguments:?}: {stderr}");
+    }
+    let output = stardump(&["bt", "xen:7"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`stardump-capture xen:7 -o FILE`"), "{stderr}");
+}
+
+#[test]
+fn unikernel_print_requires_image() {
+    let snapshot = example("unikernel-ud2.sdump");
+    for command in ["print", "frame"] {
+        let mut arguments = vec![command, snapshot.to_str().unwrap()];
+        if command == "print" {
+            arguments.push("x");
+        }
+        let output = stardump(&arguments);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("lists no mapped files, so it needs the unikernel's ELF file: pass --image FILE"), "{command}: {stderr}");
+    }
+}
+
 /// Returns the path of a file of the bundled example: the snapshot, or the
 /// image it was taken from.
 fn example(name: &str) -> PathBuf {

@@ -21,6 +21,9 @@ use std::path::Path;
 
 use stardump_format::Core;
 
+/// Prefix of a live Linux process target, as `stardump-capture` takes it.
+const PID_PREFIX: &str = "pid:";
+
 /// Version of the JSON output schema that analyze/JSON.md documents.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
@@ -37,9 +40,11 @@ pub enum Outcome {
 /// Opens the core file at `path`: a stardump snapshot, a QEMU dump or an
 /// `xl dump-core` file, told apart by content. A `path` of the form
 /// `gdb:HOST:PORT` attaches to that live target instead and pauses it until
-/// the returned value is dropped (see [`crate::live`]). The error already
-/// names the path.
+/// the returned value is dropped (see [`crate::live`]). A live process
+/// (`pid:PID`) is rejected with the command that captures it. The error
+/// already names the path.
 pub fn open_target(path: &Path) -> anyhow::Result<Core> {
+    reject_live_process(path)?;
     if let Some(spec) = crate::live::parse_spec(path) {
         return crate::live::open(spec);
     }
@@ -47,6 +52,21 @@ pub fn open_target(path: &Path) -> anyhow::Result<Core> {
         anyhow::bail!("{} is a directory, not a snapshot or core file", path.display());
     }
     Ok(stardump_format::open_core(path)?)
+}
+
+/// Rejects a live Linux process target (`pid:PID`) with the command that
+/// captures it, unless a file of that name exists.
+fn reject_live_process(path: &Path) -> anyhow::Result<()> {
+    let Some(pid) = path.to_str().and_then(|text| text.strip_prefix(PID_PREFIX)) else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "live processes ({PID_PREFIX}{pid}) are not supported by stardump: capture the process with \
+         `stardump-capture {PID_PREFIX}{pid} -o FILE` and analyze FILE"
+    )
 }
 
 /// Formats an address or register value as JSON and the text output show it.
