@@ -18,9 +18,11 @@ use iced_x86::{Code, Decoder, DecoderOptions, Formatter, GasFormatter, Instructi
 
 use gimli::{constants, Reader as _};
 
+use crate::modules::ModuleSet;
+use crate::symbolize::symbolize;
 use crate::variables::dwarf::{DebugInfo, DieId};
 use crate::variables::scope;
-use crate::variables::symbols::SymbolTable;
+use crate::variables::symbols::{SymbolLocation, SymbolTable};
 use crate::variables::types::TypeTable;
 
 /// Maximum length of an x86 instruction, in bytes.
@@ -47,6 +49,7 @@ pub struct Disassembler<'a> {
     formatter: GasFormatter,
     symbols: &'a SymbolTable,
     info: Option<&'a DebugInfo>,
+    modules: Option<&'a ModuleSet>,
 }
 
 impl<'a> Disassembler<'a> {
@@ -70,7 +73,7 @@ impl<'a> Disassembler<'a> {
         options.set_space_after_operand_separator(false);
         options.set_gas_show_mnemonic_size_suffix(false);
         options.set_gas_space_after_memory_operand_comma(false);
-        Disassembler { formatter, symbols, info: None }
+        Disassembler { formatter, symbols, info: None, modules: None }
     }
 
     /// Names functions by their DWARF linkage names too, as gdb does when
@@ -80,11 +83,23 @@ impl<'a> Disassembler<'a> {
         self
     }
 
+    /// Names functions of a process's shared objects by their DWARF names
+    /// too (`__GI_abort` rather than the symbol table's `abort`), as gdb
+    /// does when a library's debug file is found.
+    pub fn with_modules(mut self, modules: &'a ModuleSet) -> Disassembler<'a> {
+        self.modules = Some(modules);
+        self
+    }
+
     /// Returns gdb's `<name+offset>` for run-time address `address` in
     /// disassembly. Inside a DWARF function the function names it, unless
     /// an ELF symbol lies between the function's entry and `address`.
     pub fn label(&self, address: u64) -> Option<String> {
-        let elf = self.symbols.lookup(address);
+        let location = self.symbols.locate(address);
+        if let Some(location) = location.filter(|location| location.file.is_some()) {
+            return Some(self.shared_object_label(address, location));
+        }
+        let elf = location.map(|location| (location.symbol, location.offset));
         // DWARF and the symbol table are in file addresses.
         let address = address.wrapping_sub(self.symbols.load_bias());
         let function = self.info.and_then(|info| {
@@ -102,6 +117,30 @@ impl<'a> Disassembler<'a> {
         };
         let offset = address.checked_sub(start)?;
         Some(if offset == 0 { format!("<{name}>") } else { format!("<{name}+{offset}>") })
+    }
+
+    /// Returns the label of `address` in a shared object, which `location`
+    /// names. With the module's DWARF, the physical function's name replaces
+    /// the symbol's, as in gdb. A C++ symbol keeps its mangled name, which
+    /// gdb prints too, and so does a compiler-split part such as
+    /// `abort.cold`, which gdb names by its own symbol. NOTE: the offset is
+    /// from the symbol, where gdb counts from the function's entry, so the
+    /// two differ for a function whose entry has no symbol.
+    fn shared_object_label(&self, address: u64, location: SymbolLocation<'_>) -> String {
+        let linkage_name = &location.symbol.linkage_name;
+        let dwarf_name = self
+            .modules
+            .filter(|_| !linkage_name.starts_with("_Z") && !linkage_name.contains('.'))
+            .and_then(|modules| modules.module_for(address))
+            .filter(|module| module.image.has_debug_info())
+            .and_then(|module| symbolize(&module.image, module.file_address(address)).pop())
+            .filter(|frame| frame.symbol_offset.is_none())
+            .and_then(|frame| frame.function);
+        let name = dwarf_name.as_deref().unwrap_or(linkage_name);
+        match location.offset {
+            0 => format!("<{name}>"),
+            offset => format!("<{name}+{offset}>"),
+        }
     }
 
     /// Decodes the instruction at the start of `bytes`, which were read at

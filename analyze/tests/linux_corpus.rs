@@ -698,3 +698,74 @@ fn symbol_table_names_demangled() {
     let frames = report["threads"][0]["frames"].as_array().expect("frames");
     assert!(frames.iter().any(|frame| frame["function"] == "fixture::crash_in(int)"), "{json}");
 }
+
+/// Returns `x/Ni` lines without the `=> ` marker, with their labels.
+fn labelled_instructions(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .map(|line| line.trim_start_matches("=>").trim())
+        .filter(|line| line.starts_with("0x"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Splits `info symbol` output into the part before the file and the file's
+/// name: gdb prints the path the dynamic linker opened
+/// (`/lib/x86_64-linux-gnu/libc.so.6`), stardump the path the core's file
+/// mappings list, which on a merged-/usr system is `/usr/lib/...`.
+fn symbol_and_file_name(line: &str) -> (String, String) {
+    let line = line.trim();
+    match line.rsplit_once(" of ") {
+        Some((symbol, path)) => (symbol.to_owned(), base_name(path)),
+        None => (line.to_owned(), String::new()),
+    }
+}
+
+#[test]
+fn shared_object_symbols_match_gdb() {
+    require_program("gcc", "gcc");
+    require_program("gdb", "gdb");
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0"]);
+    let kernel = kernel_core(&program, run_dir.path());
+    let gcore = gdb_core(&program, &run_dir.path().join("gcore.core"));
+
+    for (kind, core) in [("kernel core", &kernel), ("gcore", &gcore)] {
+        let (backtrace, _) = stardump("bt", core, &["--json".as_ref()]);
+        let report: Value = serde_json::from_str(&backtrace).expect("bt --json output");
+        let frames = report["threads"][0]["frames"].as_array().expect("frames");
+        let abort = frames
+            .iter()
+            .position(|frame| {
+                frame["library"].as_str().is_some_and(|path| path.ends_with("/libc.so.6")) && frame["function"] == "__GI_abort"
+            })
+            .unwrap_or_else(|| panic!("{kind}: no frame in libc's abort: {backtrace}"));
+        let frame_command = format!("frame {abort}");
+        let expected = gdb_commands(&program, core, &[&frame_command, "x/2i $pc", "info symbol $pc"]);
+        let pc = frames[abort]["pc"].as_str().expect("pc");
+
+        let gdb_listing = labelled_instructions(&expected);
+        assert_eq!(gdb_listing.len(), 2, "{kind}: gdb printed\n{expected}");
+        assert!(gdb_listing[0].contains(" <__GI_abort+"), "{kind}: gdb printed\n{expected}");
+        let (listing, warnings) = stardump("x/2i", core, &[pc.as_ref()]);
+        assert_eq!(labelled_instructions(&listing), gdb_listing, "{kind}\nstardump:\n{listing}{warnings}\ngdb:\n{expected}");
+
+        let gdb_symbol = expected.lines().find(|line| line.contains(" in section ")).unwrap_or_default();
+        assert!(gdb_symbol.starts_with("abort + "), "{kind}: gdb printed\n{expected}");
+        let (symbol, warnings) = stardump("info-symbol", core, &[pc.as_ref()]);
+        assert_eq!(symbol_and_file_name(&symbol), symbol_and_file_name(gdb_symbol), "{kind}: {symbol}{warnings}");
+        assert!(symbol.contains(" in section .text of /"), "{kind}: {symbol}");
+
+        // The call that abort's frame returns to, a 5-byte `call rel32` to
+        // raise, has its target labelled too.
+        let call_listing = gdb_commands(&program, core, &[&frame_command, "x/1i $pc-5"]);
+        let call = labelled_instructions(&call_listing).into_iter().find(|line| line.contains("\tcall "));
+        assert!(call.is_some(), "{kind}: no call before abort's return address:\n{call_listing}");
+        if let Some(call) = call {
+            assert!(call.ends_with('>'), "{kind}: gdb printed {call}");
+            let address = call.split([' ', ':']).next().expect("address");
+            let (ours, _) = stardump("x/1i", core, &[address.as_ref()]);
+            assert_eq!(labelled_instructions(&ours), vec![call.clone()], "{kind}: gdb printed {call}");
+        }
+    }
+}

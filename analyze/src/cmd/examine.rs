@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::inspect::{ContextArgs, Session};
 use super::{Outcome, JSON_SCHEMA_VERSION};
 use crate::disassemble::{line_label, Disassembler, MAX_INSTRUCTION_BYTES};
+use crate::modules::ModuleSet;
 use crate::unwind::StackMemory;
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::expr::{parse, Evaluator};
@@ -140,11 +141,28 @@ pub fn render_text(
     pc: Option<u64>,
     info: Option<&DebugInfo>,
 ) -> String {
+    render_text_in(format, units, failure, symbols, pc, info, None)
+}
+
+/// Formats units as [`render_text`] does, naming instructions in a
+/// process's shared objects with their DWARF from `modules`.
+pub fn render_text_in(
+    format: Format,
+    units: &[(u64, String)],
+    failure: Option<&(u64, Hole)>,
+    symbols: &crate::variables::symbols::SymbolTable,
+    pc: Option<u64>,
+    info: Option<&DebugInfo>,
+    modules: Option<&ModuleSet>,
+) -> String {
     let mut text = String::new();
     if format.letter == 'i' {
         let mut disassembler = Disassembler::new(symbols);
         if let Some(info) = info {
             disassembler = disassembler.with_debug_info(info);
+        }
+        if let Some(modules) = modules {
+            disassembler = disassembler.with_modules(modules);
         }
         let label = |address: u64| line_label(address, Some(address) == pc, disassembler.label(address));
         for (address, instruction) in units {
@@ -199,9 +217,24 @@ pub fn read_units(
     memory: &dyn StackMemory,
     printer: &Printer<'_>,
 ) -> ReadUnits {
+    read_units_in(format, start, memory, printer, None)
+}
+
+/// Reads the units as [`read_units`] does, naming branch targets in a
+/// process's shared objects with their DWARF from `modules`.
+pub fn read_units_in(
+    format: Format,
+    start: u64,
+    memory: &dyn StackMemory,
+    printer: &Printer<'_>,
+    modules: Option<&ModuleSet>,
+) -> ReadUnits {
     let mut units = Vec::new();
     let mut address = start;
     let mut disassembler = Disassembler::new(printer.symbols).with_debug_info(printer.types.info);
+    if let Some(modules) = modules {
+        disassembler = disassembler.with_modules(modules);
+    }
     for _ in 0..format.count {
         if format.letter == 'i' {
             let bytes = read_available(memory, address, MAX_INSTRUCTION_BYTES);
@@ -277,7 +310,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let types = inspector.types();
     let start = start_address(&types, &value, &memory)?;
     let printer = Printer::new(types, &memory, &session.symbols, args.context.print_options());
-    let (units, failure) = read_units(format, start, &memory, &printer);
+    let (units, failure) = read_units_in(format, start, &memory, &printer, session.modules.as_ref());
     let incomplete = failure.is_some() || printer.incomplete();
 
     if args.context.json {
@@ -299,7 +332,16 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         writeln!(out)?;
     } else {
         let pc = inspector.register(frame, "pc").and_then(|(pc, _)| pc);
-        out.write_all(render_text(format, &units, failure.as_ref(), &session.symbols, pc, Some(&session.info)).as_bytes())?;
+        let text = render_text_in(
+            format,
+            &units,
+            failure.as_ref(),
+            &session.symbols,
+            pc,
+            Some(&session.info),
+            session.modules.as_ref(),
+        );
+        out.write_all(text.as_bytes())?;
     }
     Ok(session.outcome(!incomplete))
 }

@@ -201,7 +201,8 @@ impl Session {
         let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
         // Globals, function addresses and symbol names are relocated by the
         // main program's load bias; frame pcs are file addresses already.
-        let symbols = SymbolTable::from_image(&image).with_load_bias(main.bias);
+        let symbols =
+            SymbolTable::from_image(&image).with_load_bias(main.bias).with_modules(&modules, &executable.path);
         let fallback_reported = std::cell::Cell::new(false);
         Ok(Session {
             core,

@@ -58,8 +58,9 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
             le_unsigned(&bytes)
         }
     };
-    let found = session.symbols.lookup(address);
-    let section = found.map(|(symbol, _)| session.symbols.section_name(symbol.section).to_owned());
+    let location = session.symbols.locate(address);
+    let found = location.map(|location| (location.symbol, location.offset));
+    let section = location.map(|location| location.section.to_owned());
     if args.context.json {
         let report = SymbolReport {
             schema_version: JSON_SCHEMA_VERSION,
@@ -75,12 +76,13 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     } else {
         // With more than one object file loaded, as for a process with its
         // shared libraries, gdb names the file after the section.
-        let section = match (section, session.core.file_mappings().is_empty()) {
-            (Some(section), false) => {
+        let section = match (section, location.and_then(|location| location.file), session.core.file_mappings().is_empty()) {
+            (Some(section), Some(file), _) => Some(format!("{section} of {file}")),
+            (Some(section), None, false) => {
                 let path = std::fs::canonicalize(session.image.path()).unwrap_or_else(|_| session.image.path().to_owned());
                 Some(format!("{section} of {}", path.display()))
             }
-            (section, _) => section,
+            (section, _, _) => section,
         };
         match found {
             Some((symbol, 0)) => writeln!(out, "{} in section {}", demangle_symbol(&symbol.name), section.unwrap_or_default())?,

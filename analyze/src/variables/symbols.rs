@@ -4,11 +4,18 @@
 //! [`crate::image::Image`] keeps only function symbols, for unwinding, but a
 //! data pointer needs the data symbols too. gdb's rule applies: a symbol
 //! names an address in its own section, within its size when it has one.
+//!
+//! For a Linux process the table also contains a table per shared object
+//! (and the vDSO) at its load bias, so an address in libc is named as gdb names
+//! it (`abort + 211 in section .text of .../libc.so.6`).
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
+use std::collections::HashMap;
+
 use super::tls::TlsTemplate;
 use crate::image::Image;
+use crate::modules::ModuleSet;
 
 /// One ELF symbol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +75,39 @@ pub struct SymbolTable {
     /// Run-time address minus file address, for a position-independent
     /// program loaded elsewhere than its file addresses.
     load_bias: u64,
+    /// The other files a process has mapped (shared objects, the vDSO),
+    /// searched for addresses the main table does not name.
+    modules: Vec<ModuleSymbols>,
+}
+
+/// The symbols of one shared object or of the vDSO, with where it is mapped.
+#[derive(Debug, Clone)]
+struct ModuleSymbols {
+    /// First run-time address of its `PT_LOAD` segments.
+    start: u64,
+    /// Run-time address one past its last segment.
+    end: u64,
+    /// The file's path, printed after `in section .text of`. NOTE: this is
+    /// the path the core's file mappings list, where gdb prints the one the
+    /// dynamic linker opened, so they differ when the latter is a symlink
+    /// (`/lib` on a merged-/usr system).
+    path: String,
+    /// Its symbols, with the module's load bias.
+    table: SymbolTable,
+}
+
+/// The symbol that names an address, with its section and file.
+#[derive(Debug, Clone, Copy)]
+pub struct SymbolLocation<'a> {
+    /// The symbol.
+    pub symbol: &'a Symbol,
+    /// Offset of the address from the symbol's start.
+    pub offset: u64,
+    /// Name of the symbol's section (`.text`).
+    pub section: &'a str,
+    /// Path of the shared object the symbol is in; `None` for the main
+    /// program or the unikernel.
+    pub file: Option<&'a str>,
 }
 
 impl SymbolTable {
@@ -77,38 +117,65 @@ impl SymbolTable {
         let Ok(elf) = object::File::parse(image.elf_bytes()) else {
             return SymbolTable::default();
         };
-        let mut sections = Vec::new();
-        let mut section_index = std::collections::HashMap::new();
-        for section in elf.sections() {
-            if section.address() == 0 || section.size() == 0 {
-                continue;
-            }
-            section_index.insert(section.index(), sections.len());
-            sections.push(Section {
-                name: section.name().unwrap_or("?").to_owned(),
-                address: section.address(),
-                size: section.size(),
-                is_code: section.kind() == object::SectionKind::Text,
-            });
-        }
-        let mut symbols: Vec<Symbol> = elf
-            .symbols()
-            .filter(|symbol| symbol.is_definition() || symbol.kind() == SymbolKind::Label)
-            .filter(|symbol| !matches!(symbol.kind(), SymbolKind::Section | SymbolKind::File))
-            .filter_map(|symbol| {
-                let name = symbol.name().ok().filter(|name| !name.is_empty())?;
-                let section = *section_index.get(&symbol.section_index()?)?;
-                let linkage_name = name.to_owned();
-                let name = demangle(name);
-                Some(Symbol { name, linkage_name, address: symbol.address(), size: symbol.size(), section })
-            })
-            .collect();
+        let (sections, section_index) = allocated_sections(&elf);
+        let mut symbols: Vec<Symbol> = defined_symbols(elf.symbols(), |index| section_index.get(&index).copied()).collect();
         // At one address, prefer a global sized symbol (as gdb prefers
         // global over static ones), then the name, for a stable choice.
         symbols.sort_by(|a, b| a.address.cmp(&b.address).then((b.size != 0).cmp(&(a.size != 0))).then(a.name.cmp(&b.name)));
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
         let tls = TlsTemplate::from_elf(image.elf_bytes());
-        SymbolTable { symbols, sections, tls, load_bias: 0 }
+        SymbolTable { symbols, sections, tls, load_bias: 0, modules: Vec::new() }
+    }
+
+    /// Reads the symbols of a shared object: its `.symtab`, its `.dynsym`
+    /// (all a stripped library has) and the `.symtab` of its separate debug
+    /// file, as gdb reads all three. At one address it keeps the sized
+    /// symbol whose name sorts last, because gdb 13 sorts minimal symbols at
+    /// one address by name and takes the last (`abort` over `__GI_abort`).
+    pub fn from_shared_object(image: &Image) -> SymbolTable {
+        let Ok(elf) = object::File::parse(image.elf_bytes()) else {
+            return SymbolTable::default();
+        };
+        let (sections, section_index) = allocated_sections(&elf);
+        let mut symbols = Vec::new();
+        symbols.extend(defined_symbols(elf.symbols(), |index| section_index.get(&index).copied()));
+        symbols.extend(defined_symbols(elf.dynamic_symbols(), |index| section_index.get(&index).copied()));
+        // The debug file has the same section headers, but its section
+        // indices need not match, so its symbols are matched by section name.
+        let debug_bytes = image.debug_path().and_then(|path| {
+            std::fs::read(path)
+                .map_err(|error| tracing::warn!(path = %path.display(), %error, "failed to read the debug file, so its .symtab is skipped"))
+                .ok()
+        });
+        if let Some(debug_elf) = debug_bytes.as_deref().and_then(|bytes| object::File::parse(bytes).ok()) {
+            let by_name = |index: object::SectionIndex| {
+                let name = debug_elf.section_by_index(index).ok()?.name().ok()?.to_owned();
+                sections.iter().position(|section: &Section| section.name == name)
+            };
+            symbols.extend(defined_symbols(debug_elf.symbols(), by_name));
+        }
+        symbols.sort_by(|a, b| {
+            a.address.cmp(&b.address).then((b.size != 0).cmp(&(a.size != 0))).then(b.linkage_name.cmp(&a.linkage_name))
+        });
+        symbols.dedup_by(|later, earlier| later.address == earlier.address);
+        SymbolTable { symbols, sections, tls: None, load_bias: 0, modules: Vec::new() }
+    }
+
+    /// Returns the table with the symbols of every module of `modules`
+    /// other than the one mapped from `main_path`, which this table
+    /// already covers, so that lookups name addresses in shared objects.
+    pub fn with_modules(mut self, modules: &ModuleSet, main_path: &str) -> SymbolTable {
+        for module in modules.modules().iter().filter(|module| module.mapped_path != main_path) {
+            let table = SymbolTable::from_shared_object(&module.image).with_load_bias(module.bias);
+            tracing::debug!(path = %module.mapped_path, symbols = table.symbols.len(), "read a module's symbols");
+            self.modules.push(ModuleSymbols {
+                start: module.start,
+                end: module.end,
+                path: module.image.path().display().to_string(),
+                table,
+            });
+        }
+        self
     }
 
     /// Returns the table for the image loaded `load_bias` bytes above its
@@ -143,7 +210,27 @@ impl SymbolTable {
     /// after a function's last byte has no name. Like gdb 13's
     /// `build_address_symbolic`, it does not name an address by a
     /// zero-sized symbol outside code, such as an assembler label in `.data`.
+    ///
+    /// An address the table's own file does not name is looked up in the
+    /// module that contains it, if any.
     pub fn lookup(&self, address: u64) -> Option<(&Symbol, u64)> {
+        self.locate(address).map(|location| (location.symbol, location.offset))
+    }
+
+    /// Returns the symbol naming run-time `address` as [`SymbolTable::lookup`]
+    /// does, with its section and, for a shared object, its file.
+    pub fn locate(&self, address: u64) -> Option<SymbolLocation<'_>> {
+        if let Some((symbol, offset)) = self.lookup_own(address) {
+            let section = self.section_name(symbol.section);
+            return Some(SymbolLocation { symbol, offset, section, file: None });
+        }
+        let module = self.modules.iter().find(|module| module.start <= address && address < module.end)?;
+        let (symbol, offset) = module.table.lookup_own(address)?;
+        let section = module.table.section_name(symbol.section);
+        Some(SymbolLocation { symbol, offset, section, file: Some(module.path.as_str()) })
+    }
+
+    fn lookup_own(&self, address: u64) -> Option<(&Symbol, u64)> {
         let address = address.wrapping_sub(self.load_bias);
         let section = self.sections.iter().position(|section| {
             address >= section.address && address - section.address < section.size
@@ -179,5 +266,87 @@ impl SymbolTable {
     /// The name of section `index`.
     pub fn section_name(&self, index: usize) -> &str {
         self.sections.get(index).map_or("?", |section| section.name.as_str())
+    }
+}
+
+/// Returns the allocated sections of `elf` and, for each, its index in the
+/// returned list keyed by its ELF section index.
+fn allocated_sections(elf: &object::File<'_>) -> (Vec<Section>, HashMap<object::SectionIndex, usize>) {
+    let mut sections = Vec::new();
+    let mut section_index = HashMap::new();
+    for section in elf.sections() {
+        if section.address() == 0 || section.size() == 0 {
+            continue;
+        }
+        section_index.insert(section.index(), sections.len());
+        sections.push(Section {
+            name: section.name().unwrap_or("?").to_owned(),
+            address: section.address(),
+            size: section.size(),
+            is_code: section.kind() == object::SectionKind::Text,
+        });
+    }
+    (sections, section_index)
+}
+
+/// Returns the named symbols defined in a section (and labels), with
+/// `section_for` mapping their ELF section index to an index of the table's
+/// sections.
+fn defined_symbols<'data, 'file, S>(
+    symbols: impl Iterator<Item = S> + 'file,
+    section_for: impl Fn(object::SectionIndex) -> Option<usize> + 'file,
+) -> impl Iterator<Item = Symbol> + 'file
+where
+    S: ObjectSymbol<'data>,
+{
+    symbols
+        .filter(|symbol| symbol.is_definition() || symbol.kind() == SymbolKind::Label)
+        .filter(|symbol| !matches!(symbol.kind(), SymbolKind::Section | SymbolKind::File))
+        .filter_map(move |symbol| {
+            let name = symbol.name().ok().filter(|name| !name.is_empty())?;
+            // A `.symtab` names the default version of a versioned symbol
+            // `pthread_kill@@GLIBC_2.34`, which gdb 13 prints as
+            // `pthread_kill`. Other versions keep their `@VERSION`.
+            let name = name.split_once("@@").map_or(name, |(base, _)| base);
+            let section = section_for(symbol.section_index()?)?;
+            let linkage_name = name.to_owned();
+            let name = demangle(name);
+            Some(Symbol { name, linkage_name, address: symbol.address(), size: symbol.size(), section })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, address: u64, size: u64, load_bias: u64) -> SymbolTable {
+        let section = Section { name: ".text".to_owned(), address: 0x1000, size: 0x1000, is_code: true };
+        let symbol = Symbol { name: name.to_owned(), linkage_name: name.to_owned(), address, size, section: 0 };
+        SymbolTable { symbols: vec![symbol], sections: vec![section], tls: None, load_bias, modules: Vec::new() }
+    }
+
+    #[test]
+    fn locate_falls_back_to_modules() {
+        let mut main = table("main", 0x1100, 0x20, 0x5555_0000_0000);
+        main.modules.push(ModuleSymbols {
+            start: 0x7f00_0000_0000,
+            end: 0x7f00_0000_3000,
+            path: "/usr/lib/libc.so.6".to_owned(),
+            table: table("abort", 0x1200, 0x100, 0x7f00_0000_0000),
+        });
+
+        let in_main = main.locate(0x5555_0000_1104).expect("main's symbol");
+        assert_eq!((in_main.symbol.name.as_str(), in_main.offset, in_main.file), ("main", 4, None));
+
+        let in_libc = main.locate(0x7f00_0000_12d3).expect("libc's symbol");
+        assert_eq!(in_libc.symbol.name, "abort");
+        assert_eq!(in_libc.offset, 211);
+        assert_eq!(in_libc.section, ".text");
+        assert_eq!(in_libc.file, Some("/usr/lib/libc.so.6"));
+        assert_eq!(main.annotation(0x7f00_0000_12d3).as_deref(), Some("<abort+211>"));
+
+        // Past the end of abort, and outside every module, nothing names it.
+        assert!(main.locate(0x7f00_0000_1300).is_none());
+        assert!(main.locate(0x7e00_0000_1200).is_none());
     }
 }
