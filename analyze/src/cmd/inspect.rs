@@ -268,8 +268,8 @@ impl Session {
         Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
     }
 
-    /// Checks that source frame `frame` exists; the error says how many
-    /// frames there are and why the unwind stopped there.
+    /// Checks that source frame `frame` exists. The error gives the number
+    /// of frames and the reason the unwind stopped there.
     pub fn check_frame(&self, frame: usize) -> anyhow::Result<()> {
         if frame < self.report.frames.len().max(1) {
             return Ok(());

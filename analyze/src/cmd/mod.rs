@@ -38,7 +38,7 @@ pub enum Outcome {
 }
 
 /// Opens the core file at `path`: a stardump snapshot, a QEMU dump or an
-/// `xl dump-core` file, told apart by content. A `path` of the form
+/// `xl dump-core` file, detected by its content. A `path` of the form
 /// `gdb:HOST:PORT` attaches to that live target instead and pauses it until
 /// the returned value is dropped (see [`crate::live`]). A live process
 /// (`pid:PID`) is rejected with the command that captures it. The error
