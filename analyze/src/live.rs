@@ -218,7 +218,7 @@ pub fn signal_name(signal: i32) -> String {
     stardump_capture::gdb::error::signal_name(signal)
 }
 
-/// State of the live target as the signal thread sees it.
+/// State of the live target, shared with the signal thread.
 enum Attachment {
     /// No target yet. The signal is recorded, and the attach in progress
     /// finishes before `open_gdb` releases the target: an attach cut short

@@ -188,12 +188,12 @@ impl ModuleSet {
 }
 
 impl ModuleSet {
-    /// Adds the vDSO of a Linux process, read from its memory at the
-    /// address the auxiliary vector of a core gives, or the `[vdso]`
-    /// mapping a `pid:` snapshot records, as gdb does: the kernel's signal
-    /// return and time functions have no file to be loaded from. Returns a
-    /// warning when the address is known but the image cannot be read;
-    /// nothing when there is no vDSO address.
+    /// Adds the vDSO of a Linux process, read from its memory as gdb does,
+    /// because the kernel's signal return and time functions have no file.
+    /// The address comes from a core's auxiliary vector or from the
+    /// `[vdso]` mapping a `pid:` snapshot records. Returns a warning when the
+    /// address is known but the image cannot be read, and nothing when
+    /// there is no vDSO address.
     pub fn add_vdso(&mut self, core: &Core) -> Option<ModuleWarning> {
         let address = match core {
             Core::LinuxCore(linux) => {

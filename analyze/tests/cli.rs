@@ -497,7 +497,7 @@ fn damaged_vcpu_note_reported() {
 #[test]
 fn unreadable_value_names_variable_address() {
     let dir = tempfile::tempdir().unwrap();
-    // A byte inside chunk 1, which holds the page tables.
+    // A byte inside chunk 1, which contains the page tables.
     let snapshot = damaged_example(dir.path(), 0x2b78 + 40, 0x32);
     let image = example("unikernel-O2-fp.elf");
     let output = stardump(&["print", snapshot.to_str().unwrap(), "--image", image.to_str().unwrap(), "worker_config"]);

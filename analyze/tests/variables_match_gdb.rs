@@ -18,7 +18,7 @@
 //! Where a variable lives in a caller-saved register of an outer frame,
 //! stardump keeps printing `<not saved>` instead of gdb's value. gdb's
 //! manual (node "Registers") documents `<not saved>` for a caller-saved
-//! register the callee did not save, when gdb knows the ABI's register
+//! register the callee did not save, when gdb has the ABI's register
 //! convention, and warns that the inner frame's value it shows otherwise
 //! is more likely wrong the more outer the frame. gdb 13 has no such
 //! knowledge for x86_64; stardump has (the SysV callee-saved set).

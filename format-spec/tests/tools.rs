@@ -62,5 +62,6 @@ fn gdb_shows_prstatus_registers() {
     assert!(rax.contains("0x1"), "{output}");
     // Both vCPUs appear as threads, with pr_pid = their thread ids 100 and
     // 101 (see common::sample_vcpu).
-    assert!(output.contains("LWP 100") && output.contains("LWP 101"), "{output}");
+    assert!(output.contains("LWP 100"), "{output}");
+    assert!(output.contains("LWP 101"), "{output}");
 }

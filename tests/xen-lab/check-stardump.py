@@ -198,7 +198,7 @@ def check_pvh(stardump, results, name):
         failures.append(f"{name}: the lab ran xl dump-core on a PVH guest, which takes about 10 minutes")
 
     # The unikernel starts vCPU 1 through the ACPI MADT that Xen gives a PVH
-    # domain, so both vCPUs are in the snapshot; vCPU 1 is checked as an AP.
+    # domain, so both vCPUs are in the snapshot. vCPU 1 is checked as an AP.
     threads = {thread["vcpu"]: thread for thread in report["threads"]}
     if sorted(threads) != [0, 1]:
         failures.append(f"{name}: the snapshot has vCPUs {sorted(threads)}, expected [0, 1]")

@@ -140,7 +140,7 @@ fi
 # issues vmmcall (SVM) and has no CFI.
 # pvh-preempt adds the cruncher thread, which the local APIC timer preempts
 # through an interrupt stub without CFI. o2-sigterm gets SIGTERM while the
-# capture holds the domain paused: the capture must fail, write nothing and
+# capture keeps the domain paused: the capture must fail, write nothing and
 # resume the domain.
 cat >"$WORK/disk/in/plan" <<'PLAN'
 o2-spin unikernel-xen-pv-O2-nofp.elf mode=spin

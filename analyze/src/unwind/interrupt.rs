@@ -3,7 +3,7 @@
 //! A unikernel enters its interrupt and exception handlers through stubs in
 //! its own assembly. Mini-OS and Unikraft write them without CFI, so a
 //! thread preempted by a timer interrupt sleeps with a stub on its stack
-//! that neither CFI nor a frame-pointer chain can step out of: the stub
+//! that neither CFI nor a frame-pointer chain can step out of. The stub
 //! pushed the interrupted registers, not a frame. What every stub has in
 //! common is the frame the CPU pushed on entry (or Xen, as the CPU would,
 //! for a PV guest): rip, cs, rflags, rsp and ss, in that order from lower

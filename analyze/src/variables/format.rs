@@ -594,7 +594,7 @@ pub fn format_eflags(rflags: u64) -> String {
 }
 
 /// Formats the bytes of base type `name`: like [`format_base`], and also
-/// the float formats that only the name tells apart (x87 `long double`,
+/// the float formats that only the name distinguishes (x87 `long double`,
 /// `_Float128`) and complex numbers, which gdb prints as `1.5 + 2i`.
 pub fn format_named_base(name: &str, encoding: gimli::DwAte, bytes: &[u8]) -> String {
     if encoding == constants::DW_ATE_complex_float && bytes.len() % 2 == 0 {

@@ -166,10 +166,9 @@ fn read_stopped(process: &TracedProcess, cancel: Option<&Arc<AtomicUsize>>) -> R
     Ok(StoppedState { vcpus, thread_names, maps, copy, executable })
 }
 
-/// Returns the file mappings with the build ids of those at file offset 0,
-/// and the `[vdso]` mapping: the analyzer loads the vDSO's symbols and CFI
-/// from the snapshot's memory at that address, as it does from a core's
-/// auxiliary vector.
+/// Returns the file mappings, with the build ids of those at file offset 0,
+/// and the `[vdso]` mapping. The analyzer loads the vDSO's symbols and CFI
+/// from the snapshot's memory at that address.
 fn file_mappings(pid: i32, maps: &[MapEntry], copy: &MemoryCopy) -> Vec<FileMapping> {
     maps.iter()
         .filter(|entry| entry.is_file() || entry.path == "[vdso]")

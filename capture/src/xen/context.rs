@@ -4,9 +4,9 @@
 //! PVH domain's save context (`xc_domain_hvm_getcontext`).
 //!
 //! The `vcpu_guest_context` conversion is `stardump_format`'s, which the
-//! `xl dump-core` reader uses for the same structure; this module's tests
-//! check it on structures built with the xen-sys crate's definition, the
-//! one the backend passes to libxenctrl.
+//! `xl dump-core` reader also uses. This module's tests check it on
+//! structures built with the xen-sys crate's definition, which is the one
+//! the backend passes to libxenctrl.
 
 use stardump_format::foreign::xen_context;
 use stardump_format::foreign::XenGuestKind;

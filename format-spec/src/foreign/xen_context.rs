@@ -1,6 +1,6 @@
 //! Conversion of Xen's `vcpu_guest_context` for 64-bit x86 guests into a
 //! [`VcpuState`]. The `xl dump-core` reader and the Xen capture backend
-//! both use it: the dump-core's `.xen_prstatus` holds one structure per
+//! both use it. The dump-core's `.xen_prstatus` contains one structure per
 //! vCPU, and the backend gets one from `xc_vcpu_getcontext` for a PV vCPU,
 //! or for an HVM or PVH vCPU that is down.
 //!

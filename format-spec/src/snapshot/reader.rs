@@ -674,7 +674,7 @@ mod tests {
     }
 
     #[test]
-    fn vcpu_note_with_bad_checksum_is_not_counted_twice() {
+    fn bad_checksum_vcpu_counted_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = two_vcpu_bytes(dir.path());
         // The descriptor starts with its CRC-32.
