@@ -16,9 +16,12 @@ captures the same running process with both tools and measures:
 - for stardump-capture, the time the process stayed stopped, from its
   --json summary (gcore keeps the process stopped for its whole run).
 
-stardump-capture holds every non-zero page it copied in memory until the
-snapshot is written, so its peak grows with the non-zero fraction: run with
---nonzero-fraction 1.0 for the worst case.
+stardump-capture holds up to --memory-budget of non-zero pages in memory
+and spills the rest to an unnamed file next to the snapshot until it is
+written, so its peak grows with the non-zero fraction up to the budget: run
+with --nonzero-fraction 1.0 for the worst case. Give --memory-budget more
+than once to compare budgets in the same run, for example
+`--memory-budget 64M --memory-budget 1G`.
 
 Figures are medians over --runs runs, printed with the ratio
 stardump-capture / gcore, because absolute values depend on the machine.
@@ -158,7 +161,11 @@ def main():
     parser.add_argument("--capture", default=os.path.join(ROOT, "target", "release", "stardump-capture"),
                         help="the stardump-capture binary (build it with cargo build --release -p stardump-capture)")
     parser.add_argument("--zstd-level", type=int, default=3, help="stardump-capture's zstd level")
+    parser.add_argument("--memory-budget", action="append",
+                        help="stardump-capture's --memory-budget (default: its own default); repeatable")
     args = parser.parse_args()
+    budgets = args.memory_budget or [None]
+    tools = [f"budget {budget}" if budget else "stardump-capture" for budget in budgets]
     if not 0.0 <= args.nonzero_fraction <= 1.0:
         sys.exit(f"invalid --nonzero-fraction {args.nonzero_fraction}: expected a number from 0 to 1")
 
@@ -180,16 +187,19 @@ def main():
             print(f"process {pid}: {args.memory_mib} MiB touched, {args.nonzero_fraction:.0%} random; "
                   f"{args.runs} runs per tool", file=sys.stderr)
 
-            results = {"stardump-capture": [], "gcore": []}
+            results = {tool: [] for tool in tools + ["gcore"]}
             for run in range(args.runs):
-                output = os.path.join(work, "capture.sdump")
-                wall, rss, tree_rss, stdout = run_with_rusage(
-                    [args.capture, f"pid:{pid}", "-o", output, "--json", "--zstd-level", str(args.zstd_level)])
-                summary = json.loads(stdout)
-                results["stardump-capture"].append({
-                    "wall_s": wall, "size_bytes": os.path.getsize(output), "peak_rss_kib": rss,
-                    "tree_rss_kib": tree_rss, "stopped_s": summary["pause_time_us"] / 1e6})
-                os.remove(output)
+                for tool, budget in zip(tools, budgets):
+                    output = os.path.join(work, "capture.sdump")
+                    command = [args.capture, f"pid:{pid}", "-o", output, "--json", "--zstd-level", str(args.zstd_level)]
+                    if budget:
+                        command += ["--memory-budget", budget]
+                    wall, rss, tree_rss, stdout = run_with_rusage(command)
+                    summary = json.loads(stdout)
+                    results[tool].append({
+                        "wall_s": wall, "size_bytes": os.path.getsize(output), "peak_rss_kib": rss,
+                        "tree_rss_kib": tree_rss, "stopped_s": summary["pause_time_us"] / 1e6})
+                    os.remove(output)
 
                 prefix = os.path.join(work, "core")
                 wall, rss, tree_rss, _ = run_with_rusage([gcore, "-o", prefix, str(pid)])
@@ -198,8 +208,8 @@ def main():
                     "wall_s": wall, "size_bytes": os.path.getsize(core), "peak_rss_kib": rss,
                     "tree_rss_kib": tree_rss, "stopped_s": wall})
                 os.remove(core)
-                print(f"run {run + 1}: stardump-capture {results['stardump-capture'][-1]['wall_s']:.3f} s, "
-                      f"gcore {results['gcore'][-1]['wall_s']:.3f} s", file=sys.stderr)
+                times = ", ".join(f"{tool} {results[tool][-1]['wall_s']:.3f} s" for tool in tools + ["gcore"])
+                print(f"run {run + 1}: {times}", file=sys.stderr)
         finally:
             if program.poll() is None:
                 program.stdin.write(b"x")
@@ -221,12 +231,18 @@ def main():
         ("peak RSS, tree (MiB)", "tree_rss_kib", 1 / 1024),
     ]
     print(f"{args.memory_mib} MiB touched, {args.nonzero_fraction:.0%} non-zero")
-    print(f"{'median of ' + str(args.runs) + ' runs':<24} {'stardump-capture':>17} {'gcore':>10} {'ratio':>8}")
+    header = f"{'median of ' + str(args.runs) + ' runs':<24}"
+    header += "".join(f" {tool:>17} {'ratio':>6}" for tool in tools)
+    print(header + f" {'gcore':>10}")
     for label, key, scale in rows:
-        ours = median("stardump-capture", key)
         theirs = median("gcore", key)
-        ratio = ours / theirs if theirs else float("nan")
-        print(f"{label:<24} {ours * scale:>17.3f} {theirs * scale:>10.3f} {ratio:>8.3f}")
+        line = f"{label:<24}"
+        for tool in tools:
+            ours = median(tool, key)
+            ratio = ours / theirs if theirs else float("nan")
+            line += f" {ours * scale:>17.3f} {ratio:>6.2f}"
+        print(line + f" {theirs * scale:>10.3f}")
+    print("ratio: stardump-capture / gcore")
 
 
 if __name__ == "__main__":

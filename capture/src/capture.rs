@@ -1,6 +1,6 @@
 //! The capture flow: attach and pause, copy every vCPU's registers and the
-//! guest memory into this process, resume, then compress and write the
-//! snapshot.
+//! guest memory into a [`MemoryCopy`] (in memory up to the budget, then in
+//! a spill file), resume, then compress and write the snapshot.
 //!
 //! The target is paused only while the copy runs; compression happens
 //! after it resumes. The snapshot is written under a temporary name and
@@ -17,7 +17,7 @@ use stardump_format::{MemoryRange, SnapshotWriter, Target, WriteError, WriterOpt
 use tracing::{debug, info, info_span, warn};
 
 use crate::gdb::{ClientOptions, GdbError};
-use crate::memory::{MemoryCopy, PAGE_SIZE};
+use crate::memory::{MemoryBudget, MemoryCopy, SpillError, PAGE_SIZE};
 use crate::ram::{probe_ram_end, ProbeError};
 use crate::target::GdbTarget;
 use crate::walk::{self, WalkError};
@@ -57,6 +57,9 @@ pub struct CaptureOptions {
     /// GNU build id of the unikernel image, stored so the analyzer can warn
     /// when it is given a different image.
     pub image_build_id: Option<Vec<u8>>,
+    /// Bytes of page data held in memory before the rest is spilled to a
+    /// file next to the output.
+    pub memory_budget: u64,
 }
 
 /// Totals of a finished capture, for the one-line summary and `--json`.
@@ -141,6 +144,9 @@ pub enum CaptureError {
     /// The snapshot could not be written.
     #[error("writing the snapshot: {0}")]
     Write(#[from] WriteError),
+    /// Pages past the memory budget could not be spilled.
+    #[error(transparent)]
+    Spill(#[from] SpillError),
     /// A signal stopped the capture.
     #[error("interrupted by {}", crate::gdb::error::signal_name(*.signal))]
     Interrupted {
@@ -162,6 +168,7 @@ impl From<WalkError> for CaptureError {
     fn from(error: WalkError) -> Self {
         match error {
             WalkError::Gdb(gdb) => gdb.into(),
+            WalkError::Spill(spill) => CaptureError::Spill(spill),
             other => CaptureError::Walk(other),
         }
     }
@@ -190,14 +197,10 @@ pub fn capture(options: &CaptureOptions) -> Result<CaptureSummary, CaptureError>
         cancel: options.cancel.clone(),
     };
     let mut target = GdbTarget::attach(&options.address, client_options)?;
-    // NOTE: the whole copy is held in this process's memory (all-zero pages
-    // only as counts) before compression starts. A guest with more non-zero
-    // RAM than the capturing host can spare needs compression while paused,
-    // which this flow does not do yet.
-
+    let budget = MemoryBudget::new(options.memory_budget, &MemoryBudget::directory_of(&options.output));
     let (copy, mut tables) = match options.memory {
-        MemoryStrategy::Physical => (copy_physical(&mut target)?, Vec::new()),
-        MemoryStrategy::Walk => walk::copy_mapped_memory(&target, &target.memory_map())?,
+        MemoryStrategy::Physical => (copy_physical(&mut target, budget)?, Vec::new()),
+        MemoryStrategy::Walk => walk::copy_mapped_memory(&target, &target.memory_map(), budget)?,
     };
 
     // The copy is complete: let the guest run before compressing.
@@ -253,7 +256,7 @@ pub fn capture(options: &CaptureOptions) -> Result<CaptureSummary, CaptureError>
 }
 
 /// Reads all guest RAM through physical addresses.
-fn copy_physical(target: &mut GdbTarget) -> Result<MemoryCopy, CaptureError> {
+fn copy_physical(target: &mut GdbTarget, budget: MemoryBudget) -> Result<MemoryCopy, CaptureError> {
     if !target.has_physical_memory() {
         return Err(CaptureError::NoPhysicalMemory);
     }
@@ -263,7 +266,7 @@ fn copy_physical(target: &mut GdbTarget) -> Result<MemoryCopy, CaptureError> {
         target.set_memory_map(ranges.clone());
     }
 
-    let mut copy = MemoryCopy::new();
+    let mut copy = MemoryCopy::new(budget);
     let mut block = Vec::new();
     for range in &ranges {
         // Whole pages: round the start down and the end up.
@@ -279,7 +282,7 @@ fn copy_physical(target: &mut GdbTarget) -> Result<MemoryCopy, CaptureError> {
             let len = (end - at).min(BLOCK_BYTES);
             block.resize(len as usize, 0);
             target.read_physical_memory(at, &mut block)?;
-            copy.insert(at / PAGE_SIZE, &block);
+            copy.insert(at / PAGE_SIZE, &block)?;
             at += len;
         }
     }

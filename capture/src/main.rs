@@ -58,6 +58,13 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
 
+    /// Page data held in memory while the target is paused, as bytes or
+    /// with a K, M, G or T suffix (powers of 1024). Pages past it go to an
+    /// unnamed temporary file in the output's directory, which needs that
+    /// much free space until the capture ends; 0 spills every non-zero page.
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    memory_budget: u64,
+
     /// The unikernel's ELF image: its GNU build id is stored in the
     /// snapshot, so the analyzer warns when given a different image.
     #[arg(long, value_name = "ELF")]
@@ -191,9 +198,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ..WriterOptions::default()
         },
         image_build_id: read_build_id(cli.image.as_deref())?,
+        memory_budget: cli.memory_budget,
     };
     let summary = capture(&options)?;
     print_summary(&summary, cli.json, SummaryWording::Unikernel)
+}
+
+/// Parses a size in bytes: a decimal number with an optional K, M, G or T
+/// suffix (also KiB, MiB, GiB, TiB), each a power of 1024.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(digits_end);
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        "T" | "TIB" => 40,
+        _ => return Err(format!("unknown suffix {suffix:?}: expected K, M, G or T")),
+    };
+    let number: u64 = digits.parse().map_err(|_| format!("expected a number of bytes, such as 64M, not {text:?}"))?;
+    number.checked_mul(1 << shift).ok_or_else(|| format!("{text} exceeds 2^64 bytes"))
 }
 
 /// Checks that the snapshot's directory exists and is a directory, before
@@ -251,6 +276,7 @@ fn capture_pid(cli: &Cli, pid: &str, output: PathBuf) -> anyhow::Result<()> {
             zstd_level: cli.zstd_level,
             ..WriterOptions::default()
         },
+        memory_budget: cli.memory_budget,
     };
     let summary = capture_process(&options)?;
     print_summary(&summary, cli.json, SummaryWording::Process)
@@ -275,6 +301,7 @@ fn capture_xen(cli: &Cli, domain: &str, output: PathBuf) -> anyhow::Result<()> {
             zstd_level: cli.zstd_level,
             ..WriterOptions::default()
         },
+        memory_budget: cli.memory_budget,
     };
     let summary = capture_domain(&options)?;
     print_summary(&summary, cli.json, SummaryWording::Unikernel)
@@ -331,6 +358,18 @@ mod tests {
     fn command_definition_is_valid() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("3KiB"), Ok(3 << 10));
+        assert!(parse_size("16E").unwrap_err().contains("unknown suffix"));
+        assert!(parse_size("M").unwrap_err().contains("expected a number"));
+        assert!(parse_size("20000000T").unwrap_err().contains("exceeds"));
     }
 }
 

@@ -14,7 +14,7 @@ use stardump_format::{paging, Mapping, MemoryError, MemoryRange, VcpuState};
 use tracing::{debug, info, warn};
 
 use crate::gdb::GdbError;
-use crate::memory::{MemoryCopy, PAGE_SIZE};
+use crate::memory::{MemoryBudget, MemoryCopy, SpillError, PAGE_SIZE};
 use crate::target::GdbTarget;
 
 const PAGE_BYTES: usize = PAGE_SIZE as usize;
@@ -47,6 +47,9 @@ pub enum WalkError {
         #[source]
         source: MemoryError,
     },
+    /// Pages past the memory budget could not be spilled.
+    #[error(transparent)]
+    Spill(#[from] SpillError),
     /// A page table was read at a virtual address that does not map to it.
     #[error("the page table at physical {table:#x} is not identity-mapped by cr3 {cr3:#x}, and the stub has no physical memory mode to read it")]
     NotIdentityMapped {
@@ -93,8 +96,9 @@ pub fn walk(
 pub fn copy_mapped_memory(
     target: &GdbTarget,
     ram: &[MemoryRange],
+    budget: MemoryBudget,
 ) -> Result<(MemoryCopy, Vec<MappingTable>), WalkError> {
-    let mut copy = MemoryCopy::new();
+    let mut copy = MemoryCopy::new(budget);
     let mut tables = Vec::new();
     for (cr3, vcpu) in page_table_roots(stardump_format::Target::vcpus(target)) {
         let mappings = walk_live(target, cr3, vcpu)?;
@@ -107,7 +111,6 @@ pub fn copy_mapped_memory(
 }
 
 /// Walks the tables at `cr3` with live reads, one stub read per table page.
-
 fn walk_live(target: &GdbTarget, cr3: u64, vcpu: usize) -> Result<Vec<Mapping>, WalkError> {
     let physical = target.has_physical_memory();
     let mut cache: HashMap<u64, Vec<u8>> = HashMap::new();
@@ -214,14 +217,14 @@ fn copy_mappings(
         }
         block.resize((pages * PAGE_SIZE) as usize, 0);
         match target.read_virtual_memory(vcpu, virtual_address, &mut block) {
-            Ok(()) => copy.insert(physical / PAGE_SIZE, &block),
+            Ok(()) => copy.insert(physical / PAGE_SIZE, &block)?,
             Err(GdbError::ErrorReply { .. }) => {
                 // Read page by page to keep what is readable.
                 let mut page = vec![0u8; PAGE_BYTES];
                 for index in 0..pages {
                     let at = virtual_address + index * PAGE_SIZE;
                     match target.read_virtual_memory(vcpu, at, &mut page) {
-                        Ok(()) => copy.insert(physical / PAGE_SIZE + index, &page),
+                        Ok(()) => copy.insert(physical / PAGE_SIZE + index, &page)?,
                         Err(GdbError::ErrorReply { code, .. }) => {
                             warn!(address = format_args!("{at:#x}"), %code, "mapped page not readable, left out");
                         }

@@ -108,10 +108,10 @@ mod tests {
             .expect("the executable is mapped at offset 0");
 
         let mut memory = super::super::memory::ProcessMemory::open(std::process::id() as i32);
-        let mut copy = MemoryCopy::new();
+        let mut copy = MemoryCopy::new(crate::memory::MemoryBudget::unlimited());
         let mut data = vec![0u8; entry.len_bytes() as usize];
         memory.read(entry.start, &mut data).unwrap();
-        copy.insert(entry.start / PAGE_SIZE, &data);
+        copy.insert(entry.start / PAGE_SIZE, &data).unwrap();
 
         let from_memory = build_id_in(captured_prefix(&copy, entry.start, entry.len_bytes()).as_slice());
         let on_disk = build_id_in(&ReadCache::new(File::open(&exe).unwrap()));

@@ -19,7 +19,7 @@ use super::maps::{parse_maps, MapEntry};
 use super::memory::{copy_mappings, ProcessCopy, ProcessMemory};
 use super::sys;
 use crate::capture::CaptureSummary;
-use crate::memory::{MemoryCopy, PAGE_SIZE};
+use crate::memory::{MemoryBudget, MemoryCopy, PAGE_SIZE};
 
 /// Target, output and settings of one process capture.
 #[derive(Debug, Clone)]
@@ -36,6 +36,9 @@ pub struct ProcessCaptureOptions {
     pub cancel: Option<Arc<AtomicUsize>>,
     /// Compression settings.
     pub writer: WriterOptions,
+    /// Bytes of page data held in memory before the rest is spilled to a
+    /// file next to the output.
+    pub memory_budget: u64,
 }
 
 /// Registers, thread names, memory map and memory, read while the process
@@ -129,7 +132,11 @@ fn read_maps(pid: i32) -> Result<Vec<MapEntry>, PtraceError> {
 }
 
 /// Reads registers, names, the memory map and memory of the stopped process.
-fn read_stopped(process: &TracedProcess, cancel: Option<&Arc<AtomicUsize>>) -> Result<StoppedState, PtraceError> {
+fn read_stopped(
+    process: &TracedProcess,
+    budget: MemoryBudget,
+    cancel: Option<&Arc<AtomicUsize>>,
+) -> Result<StoppedState, PtraceError> {
     let pid = process.pid();
     let mut vcpus = Vec::new();
     let mut thread_names = Vec::new();
@@ -152,9 +159,12 @@ fn read_stopped(process: &TracedProcess, cancel: Option<&Arc<AtomicUsize>>) -> R
 
     let maps = read_maps(pid)?;
     let mut memory = ProcessMemory::open(pid);
-    let copy = copy_mappings(&mut memory, &maps, cancel)?;
+    let copy = copy_mappings(&mut memory, &maps, budget, cancel)?;
     let totals = copy.totals;
+    let (held_bytes, spilled_bytes) = copy.pages.held_and_spilled_bytes();
     info!(
+        held_bytes,
+        spilled_bytes,
         mappings_read = totals.mappings_read,
         mappings_skipped = totals.mappings_skipped,
         pages_unreadable = totals.pages_unreadable,
@@ -216,10 +226,8 @@ pub fn capture_process(options: &ProcessCaptureOptions) -> Result<CaptureSummary
     // Dropping `process` on an error or a signal detaches every thread.
     let process = TracedProcess::attach(pid, options.timeout, cancel)?;
     let stopped_at = process.stopped_at();
-    // NOTE: the copy of every non-zero page is held in this process's
-    // memory until the snapshot is written, so capturing a process needs
-    // about as much free memory as the process has resident data.
-    let state = read_stopped(&process, cancel)?;
+    let budget = MemoryBudget::new(options.memory_budget, &MemoryBudget::directory_of(&options.output));
+    let state = read_stopped(&process, budget, cancel)?;
     process.detach(options.leave_stopped)?;
     let pause_time_us = stopped_at.elapsed().as_micros() as u64;
     info!(pause_ms = pause_time_us / 1000, threads = state.vcpus.len(), "process released");

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use stardump_format::WriteError;
 
+use crate::memory::SpillError;
+
 pub use super::sys::Errno;
 
 /// Errors of a ptrace capture. Each names the process or thread, and the
@@ -99,6 +101,9 @@ pub enum PtraceError {
     /// The snapshot could not be written.
     #[error("writing the snapshot: {0}")]
     Write(#[from] WriteError),
+    /// Pages past the memory budget could not be spilled.
+    #[error(transparent)]
+    Spill(#[from] SpillError),
     /// A signal stopped the capture.
     #[error("interrupted by {}", crate::gdb::error::signal_name(*.signal))]
     Interrupted {

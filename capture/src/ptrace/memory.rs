@@ -31,7 +31,7 @@ use super::attach::check_cancel;
 use super::error::PtraceError;
 use super::maps::MapEntry;
 use super::sys::{self, Errno};
-use crate::memory::{MemoryCopy, PAGE_SIZE};
+use crate::memory::{write_zero_pages, MemoryBudget, MemoryCopy, SpillError, PAGE_SIZE};
 
 /// Bytes per read request.
 const BLOCK_BYTES: u64 = 1 << 20;
@@ -40,9 +40,6 @@ const BLOCK_PAGES: usize = (BLOCK_BYTES / PAGE_SIZE) as usize;
 /// `/proc/PID/pagemap` bits: the page is resident, or swapped out.
 const PAGEMAP_PRESENT: u64 = 1 << 63;
 const PAGEMAP_SWAPPED: u64 = 1 << 62;
-/// Pages per `add_pages` call when writing untouched pages; bounds the
-/// zero buffer to 1 MiB.
-const ZERO_BATCH_PAGES: u64 = 256;
 
 /// Reader of one process's memory.
 pub struct ProcessMemory {
@@ -139,7 +136,7 @@ pub struct CopyTotals {
 }
 
 /// The memory of a stopped process, as [`copy_mappings`] read it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProcessCopy {
     /// Pages read, by frame number (virtual address / 4096).
     pub pages: MemoryCopy,
@@ -165,14 +162,9 @@ impl ProcessCopy {
     /// pages as zero pages.
     pub fn write_to(&self, writer: &mut SnapshotWriter) -> Result<(), WriteError> {
         self.pages.write_to(writer)?;
-        let zeroes = vec![0u8; (ZERO_BATCH_PAGES * PAGE_SIZE) as usize];
+        let mut zeroes = vec![0u8; 1 << 20];
         for &(first_pfn, count) in &self.untouched {
-            let mut done = 0;
-            while done < count {
-                let batch = (count - done).min(ZERO_BATCH_PAGES);
-                writer.add_pages(first_pfn + done, &zeroes[..(batch * PAGE_SIZE) as usize])?;
-                done += batch;
-            }
+            write_zero_pages(writer, first_pfn, count, &mut zeroes)?;
         }
         Ok(())
     }
@@ -199,13 +191,20 @@ fn is_private_anonymous(entry: &MapEntry) -> bool {
     entry.inode == 0 && !entry.shared && anonymous_name
 }
 
-/// Copies every mapping of `maps` that [`MapEntry::skip_reason`] accepts.
+/// Copies every mapping of `maps` that [`MapEntry::skip_reason`] accepts,
+/// holding up to `budget` of page data in memory.
 pub fn copy_mappings(
     memory: &mut ProcessMemory,
     maps: &[MapEntry],
+    budget: MemoryBudget,
     cancel: Option<&Arc<AtomicUsize>>,
 ) -> Result<ProcessCopy, PtraceError> {
-    let mut copy = ProcessCopy::default();
+    let mut copy = ProcessCopy {
+        pages: MemoryCopy::new(budget),
+        untouched: Vec::new(),
+        table: Vec::new(),
+        totals: CopyTotals::default(),
+    };
     let mut block = Vec::new();
     let mut touched = [true; BLOCK_PAGES];
     for entry in maps {
@@ -241,8 +240,8 @@ pub fn copy_mappings(
                 if run_touched {
                     block.resize((run_pages * PAGE_SIZE) as usize, 0);
                     match memory.read(run_start, &mut block) {
-                        Ok(()) => copy.pages.insert(run_start / PAGE_SIZE, &block),
-                        Err(_) => copy_pages(memory, run_start, &mut block, &mut copy.pages, &mut unreadable),
+                        Ok(()) => copy.pages.insert(run_start / PAGE_SIZE, &block)?,
+                        Err(_) => copy_pages(memory, run_start, &mut block, &mut copy.pages, &mut unreadable)?,
                     }
                 } else {
                     copy.add_untouched(run_start / PAGE_SIZE, run_pages);
@@ -292,17 +291,18 @@ fn copy_pages(
     block: &mut [u8],
     copy: &mut MemoryCopy,
     unreadable: &mut UnreadablePages,
-) {
+) -> Result<(), SpillError> {
     for (index, page) in block.chunks_exact_mut(PAGE_SIZE as usize).enumerate() {
         let address = start + index as u64 * PAGE_SIZE;
         match memory.read(address, page) {
-            Ok(()) => copy.insert(address / PAGE_SIZE, page),
+            Ok(()) => copy.insert(address / PAGE_SIZE, page)?,
             Err(errno) => {
                 unreadable.count += 1;
                 unreadable.first.get_or_insert((address, errno));
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -364,7 +364,7 @@ mod tests {
             path: String::new(),
         };
         let mut memory = ProcessMemory::open(std::process::id() as i32);
-        let copy = copy_mappings(&mut memory, &[entry], None).unwrap();
+        let copy = copy_mappings(&mut memory, &[entry], MemoryBudget::unlimited(), None).unwrap();
         // SAFETY: the mapping is not used after this.
         unsafe { libc::munmap(start as *mut libc::c_void, LEN) };
 

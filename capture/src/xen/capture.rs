@@ -26,7 +26,7 @@ use super::memory::{
 };
 use super::pause::PausedDomain;
 use crate::capture::CaptureSummary;
-use crate::memory::{MemoryCopy, PAGE_SIZE};
+use crate::memory::{MemoryBudget, MemoryCopy, PAGE_SIZE};
 use crate::walk;
 
 /// `XEN_INVALID_MAX_VCPU_ID`: the domain has no vCPU.
@@ -56,6 +56,9 @@ pub struct XenCaptureOptions {
     pub cancel: Option<Arc<AtomicUsize>>,
     /// Compression settings.
     pub writer: WriterOptions,
+    /// Bytes of page data held in memory before the rest is spilled to a
+    /// file next to the output.
+    pub memory_budget: u64,
 }
 
 /// Captures the domain `options.domain` into `options.output`.
@@ -110,20 +113,23 @@ pub fn capture_domain(options: &XenCaptureOptions) -> Result<CaptureSummary, Xen
     };
 
     let paused_unix = SystemTime::now();
+    let budget = || MemoryBudget::new(options.memory_budget, &MemoryBudget::directory_of(&options.output));
     let paused = PausedDomain::pause(&ctrl, domid)?;
     let (mut vcpus, copy, frames) = match (kind, &m2p) {
         (DomainKind::Pv, Some(m2p)) => {
             let vcpus = read_pv_vcpus(&ctrl, domid, &info)?;
             let scanned = scanned.unwrap_or_default();
             let (frames, table_levels) = place_pv_frames(&ctrl, m2p, domid, scanned, &options.cancel, &mut report)?;
-            let copy = copy_pv(&foreign, domid, &frames, &table_levels, &options.cancel, &mut report)?;
+            let copy = copy_pv(&foreign, domid, &frames, &table_levels, budget(), &options.cancel, &mut report)?;
             (vcpus, copy, Some(frames))
         }
         _ => {
             let vcpus = read_hvm_vcpus(&ctrl, domid, &info)?;
             let copy = match recheck_hvm_frames(&ctrl, domid, max_gpfn, scanned, &options.cancel, &mut report)? {
-                HvmFrames::Listed(gfns) => copy_hvm(&foreign, domid, gfns, &options.cancel, &mut report)?,
-                HvmFrames::UpTo(max_gpfn) => copy_hvm(&foreign, domid, 0..=max_gpfn, &options.cancel, &mut report)?,
+                HvmFrames::Listed(gfns) => copy_hvm(&foreign, domid, gfns, budget(), &options.cancel, &mut report)?,
+                HvmFrames::UpTo(max_gpfn) => {
+                    copy_hvm(&foreign, domid, 0..=max_gpfn, budget(), &options.cancel, &mut report)?
+                }
             };
             (vcpus, copy, None)
         }

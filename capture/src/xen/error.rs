@@ -123,6 +123,9 @@ pub enum XenError {
     /// The snapshot could not be written.
     #[error("writing the snapshot: {0}")]
     Write(#[from] WriteError),
+    /// Pages past the memory budget could not be spilled.
+    #[error(transparent)]
+    Spill(#[from] crate::memory::SpillError),
     /// A signal stopped the capture.
     #[error("interrupted by {}", crate::gdb::error::signal_name(*.signal))]
     Interrupted {

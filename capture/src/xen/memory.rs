@@ -13,7 +13,7 @@ use super::bindings::ctrl::{M2p, XenCtrl, PFN_TYPE_BATCH};
 use super::bindings::foreign::ForeignMemory;
 use super::error::XenError;
 use super::frames::{canonicalize_page_table, CanonicalCounts, FrameMap};
-use crate::memory::{MemoryCopy, PAGE_SIZE};
+use crate::memory::{MemoryBudget, MemoryCopy, SpillError, PAGE_SIZE};
 
 const PAGE_BYTES: usize = PAGE_SIZE as usize;
 /// Frames per foreign map call.
@@ -72,20 +72,22 @@ struct Run {
 }
 
 impl Run {
-    fn push(&mut self, copy: &mut MemoryCopy, pfn: u64, page: &[u8]) {
+    fn push(&mut self, copy: &mut MemoryCopy, pfn: u64, page: &[u8]) -> Result<(), SpillError> {
         let next = self.first_pfn + (self.bytes.len() / PAGE_BYTES) as u64;
         if self.bytes.is_empty() || pfn != next || self.bytes.len() >= MAP_BATCH * PAGE_BYTES {
-            self.flush(copy);
+            self.flush(copy)?;
             self.first_pfn = pfn;
         }
         self.bytes.extend_from_slice(page);
+        Ok(())
     }
 
-    fn flush(&mut self, copy: &mut MemoryCopy) {
+    fn flush(&mut self, copy: &mut MemoryCopy) -> Result<(), SpillError> {
         if !self.bytes.is_empty() {
-            copy.insert(self.first_pfn, &self.bytes);
+            copy.insert(self.first_pfn, &self.bytes)?;
             self.bytes.clear();
         }
+        Ok(())
     }
 }
 
@@ -196,10 +198,11 @@ pub fn copy_pv(
     domid: u32,
     frames: &FrameMap,
     table_levels: &HashMap<u64, u32>,
+    budget: MemoryBudget,
     cancel: &Option<Arc<AtomicUsize>>,
     report: &mut CopyReport,
 ) -> Result<MemoryCopy, XenError> {
-    let mut copy = MemoryCopy::new();
+    let mut copy = MemoryCopy::new(budget);
     let mut run = Run { first_pfn: 0, bytes: Vec::new() };
     let mut page = vec![0u8; PAGE_BYTES];
     let pairs: Vec<(u64, u64)> = frames.frames().collect();
@@ -216,11 +219,11 @@ pub fn copy_pv(
             if let Some(&level) = table_levels.get(&mfn) {
                 report.page_tables.add(canonicalize_page_table(&mut page, level, frames));
             }
-            run.push(&mut copy, pfn, &page);
+            run.push(&mut copy, pfn, &page)?;
             note_frame(&mut report.ranges, pfn);
         }
     }
-    run.flush(&mut copy);
+    run.flush(&mut copy)?;
     Ok(copy)
 }
 
@@ -275,10 +278,11 @@ pub fn copy_hvm(
     foreign: &ForeignMemory,
     domid: u32,
     gfns: impl IntoIterator<Item = u64>,
+    budget: MemoryBudget,
     cancel: &Option<Arc<AtomicUsize>>,
     report: &mut CopyReport,
 ) -> Result<MemoryCopy, XenError> {
-    let mut copy = MemoryCopy::new();
+    let mut copy = MemoryCopy::new(budget);
     let mut run = Run { first_pfn: 0, bytes: Vec::new() };
     let mut page = vec![0u8; PAGE_BYTES];
     let mut gfns = gfns.into_iter();
@@ -297,11 +301,11 @@ pub fn copy_hvm(
                 report.unmapped_frames += 1;
                 continue;
             }
-            run.push(&mut copy, gfn, &page);
+            run.push(&mut copy, gfn, &page)?;
             note_frame(&mut report.ranges, gfn);
         }
     }
-    run.flush(&mut copy);
+    run.flush(&mut copy)?;
     Ok(copy)
 }
 
@@ -327,12 +331,12 @@ mod tests {
 
     #[test]
     fn run_inserts_consecutive_pages_together() {
-        let mut copy = MemoryCopy::new();
+        let mut copy = MemoryCopy::new(MemoryBudget::unlimited());
         let mut run = Run { first_pfn: 0, bytes: Vec::new() };
         for (pfn, fill) in [(4u64, 1u8), (5, 2), (7, 3)] {
-            run.push(&mut copy, pfn, &vec![fill; PAGE_BYTES]);
+            run.push(&mut copy, pfn, &vec![fill; PAGE_BYTES]).unwrap();
         }
-        run.flush(&mut copy);
+        run.flush(&mut copy).unwrap();
         let mut byte = [0u8; 1];
         for (pfn, fill) in [(4u64, 1u8), (5, 2), (7, 3)] {
             copy.read_physical(pfn * PAGE_SIZE, &mut byte).unwrap();

@@ -90,7 +90,11 @@ pub struct SnapshotWriter {
     pending: Option<(u64, Vec<u8>)>,
     /// Error of an earlier write, after which the writer accepts no more pages.
     failure: Option<String>,
+    /// zstd contexts of earlier batches, at most one per thread.
+    compressors: Mutex<Vec<Compressor>>,
 }
+
+type Compressor = zstd::bulk::Compressor<'static>;
 
 impl SnapshotWriter {
     /// Creates `<final_path>.tmp.<pid>` next to `final_path`.
@@ -126,6 +130,7 @@ impl SnapshotWriter {
             zero_pages: 0,
             pending: None,
             failure: None,
+            compressors: Mutex::new(Vec::new()),
         };
         // Reserve the ELF header and program headers, written by `finish`.
         let placeholder = vec![0u8; layout::CHUNK_DATA_OFFSET as usize];
@@ -261,7 +266,7 @@ impl SnapshotWriter {
     fn compress_and_append(&mut self, pieces: &[(u64, &[u8])]) -> Result<(), WriteError> {
         let threads = self.options.threads.max(1);
         for batch in pieces.chunks(threads * 4) {
-            let compressed = compress_batch(batch, self.options.zstd_level, threads)?;
+            let compressed = compress_batch(batch, self.options.zstd_level, threads, &self.compressors)?;
             for chunk in compressed {
                 self.append_chunk(chunk)?;
             }
@@ -436,17 +441,26 @@ fn sync_parent_directory(path: &Path) {
 }
 
 /// Compresses `pieces` on up to `threads` threads and returns them in order.
-fn compress_batch(pieces: &[(u64, &[u8])], level: i32, threads: usize) -> Result<Vec<CompressedChunk>, WriteError> {
+fn compress_batch(
+    pieces: &[(u64, &[u8])],
+    level: i32,
+    threads: usize,
+    compressors: &Mutex<Vec<Compressor>>,
+) -> Result<Vec<CompressedChunk>, WriteError> {
     let results: Vec<Mutex<Option<Result<CompressedChunk, WriteError>>>> =
         pieces.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let work = || {
-        let mut compressor = None;
+        // A zstd context is large; reuse those of earlier batches.
+        let mut compressor = compressors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&(first_pfn, data)) = pieces.get(i) else { break };
             let result = compress_chunk(&mut compressor, level, first_pfn, data);
             *results[i].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
+        }
+        if let Some(compressor) = compressor {
+            compressors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(compressor);
         }
     };
     let threads = threads.min(pieces.len()).max(1);
@@ -471,7 +485,7 @@ fn compress_batch(pieces: &[(u64, &[u8])], level: i32, threads: usize) -> Result
 
 /// Separates the zero pages of one chunk and compresses the others.
 fn compress_chunk(
-    compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+    compressor: &mut Option<Compressor>,
     level: i32,
     first_pfn: u64,
     data: &[u8],
@@ -479,15 +493,29 @@ fn compress_chunk(
     let page_size = layout::PAGE_SIZE as usize;
     let page_count = (data.len() / page_size) as u32;
     let mut zero_bitmap = vec![0u8; layout::bitmap_len(page_count)];
-    let mut stored = Vec::with_capacity(data.len());
+    let mut zero_pages = 0u32;
     for (i, page) in data.chunks_exact(page_size).enumerate() {
         if is_zero(page) {
             zero_bitmap[i / 8] |= 1 << (i % 8);
-        } else {
-            stored.extend_from_slice(page);
+            zero_pages += 1;
         }
     }
-    let stored_pages = (stored.len() / page_size) as u32;
+    // Gather the non-zero pages only when some are zero; a chunk without
+    // zero pages, the common case for dense memory, is compressed in place.
+    let gathered: Vec<u8>;
+    let stored: &[u8] = if zero_pages == 0 {
+        data
+    } else {
+        gathered = data
+            .chunks_exact(page_size)
+            .enumerate()
+            .filter(|&(i, _)| zero_bitmap[i / 8] & (1 << (i % 8)) == 0)
+            .flat_map(|(_, page)| page)
+            .copied()
+            .collect();
+        &gathered
+    };
+    let stored_pages = page_count - zero_pages;
     let compressed = if stored.is_empty() {
         Vec::new()
     } else {
@@ -495,7 +523,7 @@ fn compress_chunk(
         if compressor.is_none() {
             *compressor = Some(zstd::bulk::Compressor::new(level).map_err(error)?);
         }
-        compressor.as_mut().expect("set above").compress(&stored).map_err(error)?
+        compressor.as_mut().expect("set above").compress(stored).map_err(error)?
     };
     Ok(CompressedChunk { first_pfn, page_count, stored_pages, zero_bitmap, data: compressed })
 }
