@@ -2,10 +2,10 @@
 //! is paused, written to the snapshot after it resumes.
 //!
 //! All-zero pages are kept as counts, so a mostly empty guest costs little.
-//! Non-zero pages are held in memory up to a budget ([`MemoryBudget`]);
-//! past it they go to a spill file, an unnamed temporary file in the
-//! snapshot's directory (`O_TMPFILE` through the tempfile crate), which
-//! vanishes when the capture ends, however it ends. The capture's own
+//! Non-zero pages are kept in memory up to a budget ([`MemoryBudget`]).
+//! Past it they go to a spill file: an unnamed temporary file in the
+//! snapshot's directory (`O_TMPFILE` through the tempfile crate). The file
+//! disappears when the capture ends, however it ends. The capture's own
 //! memory thus stays bounded by the budget whatever the target's size.
 //!
 //! The command's default budget is 0, so every non-zero page is spilled.
@@ -40,8 +40,8 @@ const SPILL_DIRECT_BYTES: usize = 256 << 10;
 /// goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryBudget {
-    /// Bytes of non-zero pages held in memory before spilling; `u64::MAX`
-    /// holds everything.
+    /// Limit on the bytes of non-zero pages kept in memory before
+    /// spilling. With `u64::MAX`, nothing is spilled.
     pub bytes: u64,
     /// Directory of the spill file: the snapshot's, which the capture
     /// already checked is writable.
@@ -49,17 +49,18 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
-    /// A budget of `bytes`, spilling into `directory`.
+    /// Creates a budget of `bytes` that spills into `spill_directory`.
     pub fn new(bytes: u64, spill_directory: &Path) -> MemoryBudget {
         MemoryBudget { bytes, spill_directory: spill_directory.to_path_buf() }
     }
 
-    /// Holds every page in memory; for tests and small copies.
+    /// Creates a budget that keeps every page in memory, for tests and
+    /// small copies.
     pub fn unlimited() -> MemoryBudget {
         MemoryBudget { bytes: u64::MAX, spill_directory: PathBuf::new() }
     }
 
-    /// The directory of the snapshot at `output`.
+    /// Returns the directory of the snapshot at `output`.
     pub fn directory_of(output: &Path) -> PathBuf {
         match output.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -72,9 +73,9 @@ impl MemoryBudget {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} the spill file in {}: {source}", .directory.display())]
 pub struct SpillError {
-    /// What failed: "create", "write" or "read".
+    /// The failed operation: "create", "write" or "read".
     pub action: &'static str,
-    /// The directory the spill file is in.
+    /// The spill file's directory.
     pub directory: PathBuf,
     /// The failure.
     #[source]
@@ -119,7 +120,7 @@ impl Spill {
             directory: directory.to_path_buf(),
             source,
         })?;
-        info!(directory = %directory.display(), "memory budget reached; spilling pages to an unnamed file");
+        info!(directory = %directory.display(), "spilling pages past the memory budget to an unnamed file");
         Ok(Spill { file, directory: directory.to_path_buf(), written: 0, buffer: Vec::new() })
     }
 
@@ -422,7 +423,8 @@ mod tests {
         assert_eq!(error, MemoryError::NotCaptured { address: 2 * PAGE_SIZE, len: 16 });
     }
 
-    /// Pages whose first byte is `fill` and the rest their page index.
+    /// Returns pages filled with the given bytes, each non-zero page with
+    /// its index in its second byte so that pages differ.
     fn distinct_pages(fills: &[u8]) -> Vec<u8> {
         let mut data = pages(fills);
         for (index, page) in data.chunks_exact_mut(PAGE_BYTES).enumerate() {
@@ -434,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn pages_past_the_budget_are_spilled_and_read_back() {
+    fn spill_past_budget_reads_back() {
         let directory = tempfile::tempdir().unwrap();
         let mut copy = MemoryCopy::new(MemoryBudget::new(2 * PAGE_SIZE, directory.path()));
         let data = distinct_pages(&[1, 2, 0, 3, 4, 5]);
@@ -455,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn spill_buffer_and_file_both_serve_reads() {
+    fn spill_buffer_and_file_read() {
         let directory = tempfile::tempdir().unwrap();
         let mut copy = MemoryCopy::new(MemoryBudget::new(0, directory.path()));
         // More than the spill buffer, so part of it goes to the file.
@@ -466,14 +468,15 @@ mod tests {
             copy.insert(index as u64, page).unwrap();
         }
         let spill = copy.spill.as_ref().unwrap();
-        assert!(spill.written > 0 && !spill.buffer.is_empty(), "{} written, {} buffered", spill.written, spill.buffer.len());
+        assert!(spill.written > 0, "nothing written to the spill file");
+        assert!(!spill.buffer.is_empty(), "nothing left in the spill buffer");
         let mut buf = vec![0u8; data.len()];
         copy.read_physical(0, &mut buf).unwrap();
         assert!(buf == data, "pages read back differ");
     }
 
     #[test]
-    fn spilled_pages_reach_the_snapshot() {
+    fn spilled_pages_reach_snapshot() {
         use stardump_format::{Snapshot, Target as _, WriterOptions};
 
         let directory = tempfile::tempdir().unwrap();
@@ -494,7 +497,7 @@ mod tests {
     }
 
     #[test]
-    fn unwritable_spill_directory_is_named() {
+    fn missing_spill_directory_is_named() {
         let mut copy = MemoryCopy::new(MemoryBudget::new(0, Path::new("/nonexistent-stardump-directory")));
         let error = copy.insert(1, &pages(&[1])).unwrap_err();
         assert_eq!(error.action, "create");

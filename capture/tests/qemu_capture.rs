@@ -139,7 +139,12 @@ fn walk_without_physical_mode_uses_identity_map() {
 
     // The unikernel's page tables sit in its image, which low memory maps
     // one to one, so the walk reads them through virtual addresses.
-    let (copy, tables) = stardump_capture::walk::copy_mapped_memory(&live, &ram).expect("walk without physical mode");
+    // A budget of 64 KiB sends most pages through the spill file.
+    let spill = tempfile::tempdir().unwrap();
+    let budget = stardump_capture::memory::MemoryBudget::new(64 << 10, spill.path());
+    let (copy, tables) =
+        stardump_capture::walk::copy_mapped_memory(&live, &ram, budget).expect("walk without physical mode");
+    assert!(copy.held_and_spilled_bytes().1 > 0, "nothing was spilled: {:?}", copy.held_and_spilled_bytes());
     let cr3 = live.vcpus()[0].cr3;
     assert_eq!(tables.len(), 1);
     assert_eq!(tables[0].0, cr3);
