@@ -58,10 +58,11 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
 
-    /// Page data held in memory while the target is paused, as bytes or
-    /// with a K, M, G or T suffix (powers of 1024). Pages past it go to an
-    /// unnamed temporary file in the output's directory, which needs that
-    /// much free space until the capture ends; 0 spills every non-zero page.
+    /// Page data kept in memory while the target is paused, as bytes or
+    /// with a K, M, G or T suffix (powers of 1024). The rest goes to an
+    /// unnamed temporary file in the output's directory, which needs room
+    /// for it until the capture ends. The default, 0, sends every non-zero
+    /// page there.
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
     memory_budget: u64,
 
@@ -94,7 +95,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if let Some(signal) = interrupting_signal(&error) {
-                eprintln!("stardump-capture: {target_name}: {error}; the target was resumed and no snapshot was written");
+                // A target that was stopped before the capture stays stopped.
+                eprintln!(
+                    "stardump-capture: {target_name}: {error}; the target was released in the state it had before \
+                     the capture, and no snapshot was written"
+                );
                 return ExitCode::from(128u8.saturating_add(signal as u8));
             }
             eprintln!("stardump-capture: {target_name}: {}", chain(&error));
@@ -209,16 +214,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn parse_size(text: &str) -> Result<u64, String> {
     let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, suffix) = text.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(format!("invalid size {text:?}: expected a whole number of bytes, such as 0, 64M or 2G"));
+    }
+    if suffix.starts_with('.') {
+        return Err(format!("invalid size {text:?}: expected a whole number; use a smaller unit, such as 1536M for 1.5G"));
+    }
     let shift = match suffix.to_ascii_uppercase().as_str() {
         "" | "B" => 0,
         "K" | "KIB" => 10,
         "M" | "MIB" => 20,
         "G" | "GIB" => 30,
         "T" | "TIB" => 40,
-        _ => return Err(format!("unknown suffix {suffix:?}: expected K, M, G or T")),
+        _ => return Err(format!("invalid size {text:?}: unknown suffix {suffix:?}, expected K, M, G or T")),
     };
-    let number: u64 = digits.parse().map_err(|_| format!("expected a number of bytes, such as 64M, not {text:?}"))?;
-    number.checked_mul(1 << shift).ok_or_else(|| format!("{text} exceeds 2^64 bytes"))
+    let too_large = || format!("invalid size {text:?}: more than 2^64 bytes");
+    let number: u64 = digits.parse().map_err(|_| too_large())?;
+    number.checked_mul(1 << shift).ok_or_else(too_large)
 }
 
 /// Checks that the snapshot's directory exists and is a directory, before
@@ -235,14 +247,14 @@ fn check_output(output: &Path) -> anyhow::Result<()> {
     };
     match std::fs::metadata(directory) {
         Ok(metadata) if metadata.is_dir() => {}
-        Ok(_) => bail!("cannot write {}: {} is not a directory", output.display(), directory.display()),
+        Ok(_) => bail!("cannot write --output {}: {} is not a directory", output.display(), directory.display()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            bail!("cannot write {}: directory {} does not exist", output.display(), directory.display())
+            bail!("cannot write --output {}: directory {} does not exist", output.display(), directory.display())
         }
-        Err(error) => bail!("cannot write {}: cannot open directory {}: {error}", output.display(), directory.display()),
+        Err(error) => bail!("cannot write --output {}: cannot open directory {}: {error}", output.display(), directory.display()),
     }
     if std::fs::metadata(output).is_ok_and(|metadata| metadata.is_dir()) {
-        bail!("cannot write {}: it is a directory", output.display());
+        bail!("cannot write --output {}: it is a directory", output.display());
     }
     Ok(())
 }
@@ -250,8 +262,11 @@ fn check_output(output: &Path) -> anyhow::Result<()> {
 fn capture_pid(cli: &Cli, pid: &str, output: PathBuf) -> anyhow::Result<()> {
     use stardump_capture::ptrace::{capture_process, ProcessCaptureOptions};
 
-    let pid: i32 = match pid.parse() {
+    let pid: i32 = match pid.parse::<i32>() {
         Ok(pid) if pid > 0 => pid,
+        _ if !pid.is_empty() && pid.bytes().all(|byte| byte.is_ascii_digit()) => {
+            bail!("invalid process id {pid:?}: larger than any process id ({})", i32::MAX)
+        }
         _ => bail!("invalid process id {pid:?}: expected a positive decimal number"),
     };
     if cli.destroy_after {
@@ -367,9 +382,12 @@ mod tests {
         assert_eq!(parse_size("64M"), Ok(64 << 20));
         assert_eq!(parse_size("2g"), Ok(2 << 30));
         assert_eq!(parse_size("3KiB"), Ok(3 << 10));
-        assert!(parse_size("16E").unwrap_err().contains("unknown suffix"));
-        assert!(parse_size("M").unwrap_err().contains("expected a number"));
-        assert!(parse_size("20000000T").unwrap_err().contains("exceeds"));
+        assert!(parse_size("16E").unwrap_err().contains("unknown suffix \"E\""));
+        assert!(parse_size("M").unwrap_err().contains("expected a whole number of bytes"));
+        assert!(parse_size("-5").unwrap_err().contains("expected a whole number of bytes"));
+        assert!(parse_size("1.5G").unwrap_err().contains("1536M"));
+        assert!(parse_size("20000000T").unwrap_err().contains("more than 2^64"));
+        assert!(parse_size("99999999999999999999").unwrap_err().contains("more than 2^64"));
     }
 }
 

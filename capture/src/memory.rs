@@ -60,12 +60,14 @@ impl MemoryBudget {
         MemoryBudget { bytes: u64::MAX, spill_directory: PathBuf::new() }
     }
 
-    /// Returns the directory of the snapshot at `output`.
+    /// Returns the directory of the snapshot at `output`, made absolute so
+    /// that errors name it whatever the working directory.
     pub fn directory_of(output: &Path) -> PathBuf {
-        match output.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
+        let directory = match output.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::path::absolute(directory).unwrap_or_else(|_| directory.to_path_buf())
     }
 }
 

@@ -129,7 +129,7 @@ fn sigterm_resumes_guest() {
     let status = Command::new("kill").args(["-TERM", &capture.id().to_string()]).status().unwrap();
     assert!(status.success());
     let result = capture.wait_with_output().unwrap();
-    assert_failed(&result, 143, "interrupted by SIGTERM; the target was resumed", dir.path());
+    assert_failed(&result, 143, "interrupted by SIGTERM; the target was released in the state it had before the capture", dir.path());
 
     std::thread::sleep(Duration::from_millis(300));
     assert!(vm_was_running(qemu.gdb_port()), "the guest was left stopped after SIGTERM");

@@ -279,7 +279,7 @@ fn missing_output_directory_stops_nothing() {
         .unwrap();
     assert_eq!(result.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&result.stderr);
-    let expected = format!("cannot write {}: directory {} does not exist", output.display(), output.parent().unwrap().display());
+    let expected = format!("cannot write --output {}: directory {} does not exist", output.display(), output.parent().unwrap().display());
     assert!(stderr.contains(&expected), "{stderr}");
     // An attach logs "seizing threads" at debug level before it stops any.
     assert!(!stderr.contains("seizing threads"), "the capture reached the process: {stderr}");
@@ -307,7 +307,7 @@ fn unwritable_output_is_checked_before_stopping() {
         Command::new(capture_binary()).args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()]).output().unwrap();
     assert_eq!(result.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains(&format!("cannot write {}", output.display())), "{stderr}");
+    assert!(stderr.contains(&format!("cannot write --output {}", output.display())), "{stderr}");
     assert!(stderr.contains("is not a directory"), "{stderr}");
     assert_eq!(status_field(pid, "TracerPid"), "0");
 
@@ -326,7 +326,7 @@ fn gdb_target_checks_output_first() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("cannot write /nonexistent-stardump-dir/x.sdump: directory /nonexistent-stardump-dir does not exist"),
+        stderr.contains("cannot write --output /nonexistent-stardump-dir/x.sdump: directory /nonexistent-stardump-dir does not exist"),
         "{stderr}"
     );
 }
@@ -516,6 +516,10 @@ fn sigkill_while_stopped_resumes() {
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(!output.exists(), "no snapshot is left under the output name");
+    // The unfinished snapshot and the spill file have no names.
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).map(|entry| entry.file_name()).collect();
+    assert!(!leftovers.iter().any(|name| name.to_string_lossy().contains(".tmp.")), "{leftovers:?}");
 
     program.release();
     assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);

@@ -129,14 +129,30 @@ fn writer_rejects_overlap_and_partial_pages() {
 }
 
 #[test]
-fn dropped_writer_deletes_temporary_file() {
+fn unfinished_snapshot_has_no_name() {
+    // The test's directory is on a file system with O_TMPFILE (ext4, tmpfs),
+    // so the file has no name until `finish`.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.sdump");
     let mut writer = SnapshotWriter::create(&path, WriterOptions::default()).unwrap();
     writer.add_pages(0, &vec![1u8; 4096]).unwrap();
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     drop(writer);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn finished_snapshot_replaces_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.sdump");
+    std::fs::write(&path, b"an older snapshot").unwrap();
+    let mut writer = SnapshotWriter::create(&path, WriterOptions::default()).unwrap();
+    writer.add_pages(0, &vec![1u8; 4096]).unwrap();
+    let summary = writer.finish().unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert_eq!(names, ["a.sdump"]);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), summary.file_len_bytes);
+    assert_eq!(Snapshot::open(&path).unwrap().stored_page_count(), 1);
 }
 
 #[test]

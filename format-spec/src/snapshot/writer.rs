@@ -3,10 +3,14 @@
 //! Chunks are compressed (on several threads) and appended as pages arrive;
 //! the notes, which hold the chunk index, follow the chunk data, and the ELF
 //! header and program headers are written last at the start of the file.
-//! Everything goes to `<final_path>.tmp.<pid>`, which `finish` fsyncs and
-//! renames into place and which dropping an unfinished writer deletes.
-//! Creating a writer also deletes such files of processes that no longer
-//! run, which a SIGKILL leaves behind.
+//! On Linux everything goes to an unnamed file in the snapshot's directory
+//! (`O_TMPFILE`), which `finish` fsyncs, links as `<final_path>.tmp.<pid>`
+//! and renames into place. An unfinished file has no name, so a writer that
+//! is dropped or killed, even with SIGKILL, leaves nothing. Where the file
+//! system has no `O_TMPFILE`, and on other systems, the file is named
+//! `<final_path>.tmp.<pid>` from the start, and dropping an unfinished
+//! writer deletes it. Creating a writer also deletes such files of
+//! processes that no longer run, which a SIGKILL leaves behind.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -69,7 +73,10 @@ struct CompressedChunk {
 /// Writes a snapshot file; see the module documentation for the order of writes.
 pub struct SnapshotWriter {
     final_path: PathBuf,
+    /// Name of the file before the rename into place.
     temp_path: PathBuf,
+    /// Whether `temp_path` names the file; false while it is unnamed.
+    named: bool,
     /// `None` once finished; dropping with a file still open deletes it.
     file: Option<File>,
     options: WriterOptions,
@@ -97,7 +104,7 @@ pub struct SnapshotWriter {
 type Compressor = zstd::bulk::Compressor<'static>;
 
 impl SnapshotWriter {
-    /// Creates `<final_path>.tmp.<pid>` next to `final_path`.
+    /// Creates the snapshot's temporary file next to `final_path`.
     pub fn create(final_path: &Path, options: WriterOptions) -> Result<SnapshotWriter, WriteError> {
         if options.chunk_pages == 0 || options.chunk_pages > layout::MAX_CHUNK_PAGES {
             return Err(WriteError::InvalidOptions {
@@ -108,14 +115,21 @@ impl SnapshotWriter {
         let mut temp_name = final_path.file_name().unwrap_or_default().to_os_string();
         temp_name.push(format!(".tmp.{}", std::process::id()));
         let temp_path = final_path.with_file_name(temp_name);
-        let mut file = File::create(&temp_path).map_err(|source| WriteError::Io {
-            action: "create".into(),
-            path: temp_path.clone(),
-            source,
-        })?;
+        let (mut file, named) = match create_unnamed(final_path) {
+            Some(file) => (file, false),
+            None => {
+                let file = File::create(&temp_path).map_err(|source| WriteError::Io {
+                    action: "create".into(),
+                    path: temp_path.clone(),
+                    source,
+                })?;
+                (file, true)
+            }
+        };
         let mut writer = SnapshotWriter {
             final_path: final_path.to_path_buf(),
             temp_path,
+            named,
             file: None,
             options,
             position: layout::CHUNK_DATA_OFFSET,
@@ -141,7 +155,12 @@ impl SnapshotWriter {
     }
 
     fn io_error(&self, action: &str, source: std::io::Error) -> WriteError {
-        WriteError::Io { action: action.into(), path: self.temp_path.clone(), source }
+        if self.named {
+            WriteError::Io { action: action.into(), path: self.temp_path.clone(), source }
+        } else {
+            let action = format!("{action} the unnamed temporary file of");
+            WriteError::Io { action, path: self.final_path.clone(), source }
+        }
     }
 
     /// Records the register state of a vCPU.
@@ -344,6 +363,11 @@ impl SnapshotWriter {
         // Keep the file in `self` so a failure below still deletes it on drop.
         self.file = Some(file);
         result.map_err(|source| self.io_error("write the notes and headers of", source))?;
+        if !self.named {
+            let file = self.file.as_ref().expect("file is open until finish");
+            link_unnamed(file, &self.temp_path).map_err(|source| self.io_error("link", source))?;
+            self.named = true;
+        }
 
         std::fs::rename(&self.temp_path, &self.final_path).map_err(|source| WriteError::Io {
             action: format!("rename {} to", self.temp_path.display()),
@@ -412,7 +436,7 @@ impl SnapshotWriter {
 
 impl Drop for SnapshotWriter {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if self.file.take().is_some() && self.named {
             if let Err(error) = std::fs::remove_file(&self.temp_path) {
                 warn!(path = %self.temp_path.display(), %error, "cannot delete unfinished snapshot");
             }
@@ -430,6 +454,63 @@ fn check_note_len(note: &'static str, desc: &[u8]) -> Result<(), WriteError> {
 
 /// Fsyncs the directory holding `path` so the rename survives a crash; a
 /// failure only weakens that guarantee, so it is logged.
+/// Opens an unnamed file in the directory of `final_path`. Returns `None`
+/// where the file system has no `O_TMPFILE` or the directory rejects the
+/// file, so that creating a named file reports the reason.
+#[cfg(target_os = "linux")]
+fn create_unnamed(final_path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let directory = match final_path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match std::fs::OpenOptions::new().read(true).write(true).mode(0o666).custom_flags(libc::O_TMPFILE).open(directory) {
+        Ok(file) => Some(file),
+        Err(error) => {
+            debug!(directory = %directory.display(), %error, "cannot create an unnamed temporary file, creating a named one");
+            None
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn create_unnamed(_final_path: &Path) -> Option<File> {
+    None
+}
+
+/// Gives the unnamed `file` the name `path`, replacing a file of that name
+/// left by a dead process with the same id.
+#[cfg(target_os = "linux")]
+fn link_unnamed(file: &File, path: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    let target = CString::new(path.as_os_str().as_bytes())?;
+    // linkat through /proc needs no privilege, unlike AT_EMPTY_PATH.
+    let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let link = || {
+        // SAFETY: both paths are NUL-terminated strings that outlive the call.
+        let result = unsafe {
+            libc::linkat(libc::AT_FDCWD, source.as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        };
+        if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    };
+    match link() {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            link()
+        }
+        other => other,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn link_unnamed(_file: &File, _path: &Path) -> std::io::Result<()> {
+    unreachable!("files are named from the start outside Linux")
+}
+
 fn sync_parent_directory(path: &Path) {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -451,7 +532,7 @@ fn compress_batch(
         pieces.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let work = || {
-        // A zstd context is large; reuse those of earlier batches.
+        // A zstd context is large, so reuse those of earlier batches.
         let mut compressor = compressors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -500,7 +581,7 @@ fn compress_chunk(
             zero_pages += 1;
         }
     }
-    // Gather the non-zero pages only when some are zero; a chunk without
+    // Gather the non-zero pages only when some are zero. A chunk without
     // zero pages, the common case for dense memory, is compressed in place.
     let gathered: Vec<u8>;
     let stored: &[u8] = if zero_pages == 0 {
