@@ -3,7 +3,9 @@
 //!
 //! [`Image::open`] maps the file and extracts what the engine needs: the GNU
 //! build id, the function symbols, the `PT_LOAD` segments (to read code bytes
-//! by virtual address), the unwind sections and the DWARF for symbolization.
+//! by virtual address) and the unwind sections. The DWARF for symbolization
+//! is decompressed and indexed on first use, so a shared object that no
+//! frame touches costs no DWARF work.
 //! [`Image::open_split`] adds a separate debug file (from `objcopy
 //! --only-keep-debug`), which supplies the DWARF, `.debug_frame` and the full
 //! symbol table that a stripped file lacks. Addresses are the file's own
@@ -13,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionKind, SymbolKind};
 
@@ -147,12 +149,27 @@ impl std::ops::Deref for ImageBytes {
     }
 }
 
+/// The DWARF of an image, read on first use.
+struct DwarfData {
+    context: addr2line::Context<DwarfReader>,
+    /// The same sections as `context`, for reading types and variables.
+    sections: Arc<gimli::Dwarf<DwarfReader>>,
+}
+
+/// How source paths are shown, computed on first use.
+struct SourceNames {
+    /// `DW_AT_comp_dir` of every compilation unit, longest first.
+    compilation_dirs: Vec<String>,
+    /// Source paths as addr2line joins them, mapped to the name gdb shows.
+    display_names: HashMap<String, String>,
+}
+
 /// A loaded image: an ELF file, with its separate debug file when it has one.
 pub struct Image {
     path: PathBuf,
     data: ImageBytes,
-    /// The separate debug file that supplied the DWARF, if one was opened.
-    debug_path: Option<PathBuf>,
+    /// The separate debug file that supplies the DWARF, if one was opened.
+    debug: Option<DebugFile>,
     debug_link: Option<DebugLink>,
     build_id: Option<Vec<u8>>,
     /// Sorted by address; see [`Image::symbol_for`] for how ties are broken.
@@ -162,16 +179,13 @@ pub struct Image {
     eh_frame: Option<UnwindSectionData>,
     eh_frame_hdr_address: Option<u64>,
     debug_frame: Option<UnwindSectionData>,
-    dwarf: addr2line::Context<DwarfReader>,
-    /// The same sections as `dwarf`, for reading types and variables.
-    dwarf_sections: Arc<gimli::Dwarf<DwarfReader>>,
+    endian: gimli::RunTimeEndian,
+    dwarf: OnceLock<DwarfData>,
     has_debug_info: bool,
-    /// `DW_AT_comp_dir` of every compilation unit, longest first.
-    compilation_dirs: Vec<String>,
-    /// Source paths as addr2line joins them, mapped to the name gdb shows.
-    display_names: HashMap<String, String>,
-    /// Statement rows of the line table, read on first use.
-    statement_rows: std::sync::OnceLock<crate::line_table::StatementRows>,
+    source_names: OnceLock<SourceNames>,
+    /// Statement rows of the line table, read per unit on first use and
+    /// keyed by the unit's offset.
+    statement_rows: Mutex<HashMap<gimli::UnitSectionOffset, Arc<crate::line_table::StatementRows>>>,
 }
 
 impl std::fmt::Debug for Image {
@@ -297,18 +311,10 @@ impl Image {
             section_in_either(".debug_frame")?.map(|(address, data)| UnwindSectionData { address, data });
         let eh_frame_hdr_address = elf.section_by_name(".eh_frame_hdr").map(|s| s.address());
         let text_address = elf.section_by_name(".text").map(|s| s.address());
-        let has_debug_info = section_in(dwarf_file, ".debug_info")?.is_some();
+        let (dwarf_path, dwarf_elf) = dwarf_file;
+        let has_debug_info = has_section_bytes(dwarf_path, dwarf_elf, ".debug_info")?;
 
-        let empty = || gimli::EndianArcSlice::new(Arc::from(&[][..]), endian);
-        let dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
-            Ok(section_in(dwarf_file, id.name())?.map(|(_, data)| data).unwrap_or_else(empty))
-        })?;
-        let (compilation_dirs, display_names) = source_names(&dwarf);
-        let dwarf_sections = Arc::new(dwarf);
-        let dwarf = addr2line::Context::from_arc_dwarf(Arc::clone(&dwarf_sections))
-            .map_err(|source| ImageError::InvalidDwarf { path: path.to_owned(), source })?;
-
-        let debug_path = debug.as_ref().map(|debug| debug.path.clone());
+        let debug_path = debug.as_ref().map(|debug| &debug.path);
         tracing::debug!(
             path = %path.display(),
             debug_path = ?debug_path,
@@ -318,10 +324,12 @@ impl Image {
             has_debug_info,
             "loaded image"
         );
+        drop(debug_elf);
+        drop(elf);
         Ok(Image {
             path: path.to_owned(),
             data,
-            debug_path,
+            debug,
             debug_link,
             build_id,
             symbols,
@@ -330,21 +338,77 @@ impl Image {
             eh_frame,
             eh_frame_hdr_address,
             debug_frame,
-            dwarf,
-            dwarf_sections,
+            endian,
+            dwarf: OnceLock::new(),
             has_debug_info,
-            compilation_dirs,
-            display_names,
-            statement_rows: std::sync::OnceLock::new(),
+            source_names: OnceLock::new(),
+            statement_rows: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Returns the DWARF, decompressing and indexing it on first use. A
+    /// section that cannot be read or DWARF that addr2line cannot index is
+    /// logged and left out, so names and lines come from the symbol table.
+    fn dwarf_data(&self) -> &DwarfData {
+        self.dwarf.get_or_init(|| {
+            let _span = tracing::debug_span!("load DWARF", path = %self.path.display()).entered();
+            let sections = Arc::new(self.load_dwarf_sections().unwrap_or_else(|error| {
+                tracing::warn!(%error, "ignoring the DWARF");
+                gimli::Dwarf::load(|_| Ok::<_, ImageError>(self.empty_section())).expect("empty sections load")
+            }));
+            let context = addr2line::Context::from_arc_dwarf(Arc::clone(&sections)).unwrap_or_else(|source| {
+                let error = ImageError::InvalidDwarf { path: self.path.clone(), source };
+                tracing::warn!(%error, "ignoring the DWARF");
+                let empty = gimli::Dwarf::load(|_| Ok::<_, ImageError>(self.empty_section())).expect("empty sections load");
+                addr2line::Context::from_dwarf(empty).expect("empty DWARF indexes")
+            });
+            tracing::debug!("loaded DWARF");
+            DwarfData { context, sections }
+        })
+    }
+
+    fn empty_section(&self) -> DwarfReader {
+        gimli::EndianArcSlice::new(Arc::from(&[][..]), self.endian)
+    }
+
+    /// Reads the DWARF sections from the debug file, or from the image when
+    /// it has none, with every unit's abbreviations parsed once: addr2line,
+    /// the source names and the variables each read every unit.
+    fn load_dwarf_sections(&self) -> Result<gimli::Dwarf<DwarfReader>, ImageError> {
+        let (path, bytes): (&Path, &[u8]) = match &self.debug {
+            Some(debug) => (&debug.path, &debug.data),
+            None => (&self.path, &self.data),
+        };
+        let file = parse_elf(path, bytes)?;
+        let mut dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
+            let section = section_data(path, &file, id.name(), self.endian)?;
+            Ok(section.map(|(_, data)| data).unwrap_or_else(|| self.empty_section()))
+        })?;
+        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::All);
+        Ok(dwarf)
+    }
+
+    fn source_names(&self) -> &SourceNames {
+        self.source_names.get_or_init(|| {
+            let (compilation_dirs, display_names) = source_names(&self.dwarf_data().sections);
+            SourceNames { compilation_dirs, display_names }
         })
     }
 
     /// Returns the statement row gdb shows for the line-table row starting
     /// at `row_address`, when it differs from the row addr2line reports.
+    /// Only the line program of the unit that contains `row_address` is read.
     pub fn statement_row(&self, row_address: u64) -> Option<crate::line_table::StatementRow> {
-        self.statement_rows
-            .get_or_init(|| crate::line_table::StatementRows::load(&self.dwarf_sections))
-            .get(row_address)
+        let unit = self.dwarf().find_dwarf_and_unit(row_address).skip_all_loads()?;
+        let offset = unit.unit.header.offset();
+        let rows = {
+            let mut cache = self.statement_rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let rows = cache
+                .entry(offset)
+                .or_insert_with(|| Arc::new(crate::line_table::StatementRows::load_unit(unit.unit)));
+            Arc::clone(rows)
+        };
+        rows.get(row_address)
     }
 
     /// Returns the path the image was opened from.
@@ -354,7 +418,7 @@ impl Image {
 
     /// Returns the path of the separate debug file, when one was opened.
     pub fn debug_path(&self) -> Option<&Path> {
-        self.debug_path.as_deref()
+        self.debug.as_ref().map(|debug| debug.path.as_path())
     }
 
     /// Returns the `.gnu_debuglink` section, if the file has one.
@@ -402,14 +466,16 @@ impl Image {
         self.debug_frame.as_ref()
     }
 
-    /// Returns the DWARF symbolization context.
+    /// Returns the DWARF symbolization context, reading the DWARF on
+    /// first use.
     pub fn dwarf(&self) -> &addr2line::Context<DwarfReader> {
-        &self.dwarf
+        &self.dwarf_data().context
     }
 
-    /// Returns the DWARF sections, for reading types and variables.
+    /// Returns the DWARF sections, for reading types and variables, reading
+    /// them on first use.
     pub fn dwarf_sections(&self) -> &Arc<gimli::Dwarf<DwarfReader>> {
-        &self.dwarf_sections
+        &self.dwarf_data().sections
     }
 
     /// Returns the whole ELF file.
@@ -423,10 +489,12 @@ impl Image {
     /// with its directory otherwise. A path the line tables do not list is
     /// shown relative to a compilation directory it lies under.
     pub fn display_path<'p>(&'p self, path: &'p str) -> &'p str {
-        if let Some(name) = self.display_names.get(path) {
+        let names = self.source_names();
+        if let Some(name) = names.display_names.get(path) {
             return name;
         }
-        self.compilation_dirs
+        names
+            .compilation_dirs
             .iter()
             .find_map(|dir| path.strip_prefix(dir.as_str())?.strip_prefix('/'))
             .unwrap_or(path)
@@ -523,6 +591,23 @@ fn section_data(
     }
     let shared: Arc<[u8]> = Arc::from(&*bytes);
     Ok(Some((section.address(), gimli::EndianArcSlice::new(shared, endian))))
+}
+
+/// Returns whether section `name` of `file` has contents: it exists, is not
+/// `SHT_NOBITS`, and is not empty once decompressed. Reads only headers.
+fn has_section_bytes(path: &Path, file: &object::File<'_>, name: &str) -> Result<bool, ImageError> {
+    let Some(section) = file.section_by_name(name) else {
+        return Ok(false);
+    };
+    if section.file_range().is_none() {
+        return Ok(false);
+    }
+    let range = section.compressed_file_range().map_err(|source| ImageError::InvalidSection {
+        path: path.to_owned(),
+        section: name.to_owned(),
+        source,
+    })?;
+    Ok(range.uncompressed_size > 0)
 }
 
 /// Returns the symbols of `symbols` that name code in `file`.
