@@ -174,6 +174,9 @@ pub struct Image {
     build_id: Option<Vec<u8>>,
     /// Sorted by address; see [`Image::symbol_for`] for how ties are broken.
     symbols: Vec<ElfSymbol>,
+    /// Every function symbol, also those `symbols` leaves out for another
+    /// at the same address, sorted by name.
+    symbols_by_name: Vec<ElfSymbol>,
     segments: Vec<LoadSegment>,
     text_address: Option<u64>,
     eh_frame: Option<UnwindSectionData>,
@@ -289,6 +292,9 @@ impl Image {
                 .then((b.size != 0).cmp(&(a.size != 0)))
                 .then(b.name.cmp(&a.name))
         });
+        let mut symbols_by_name = symbols.clone();
+        symbols_by_name.sort_by(|a, b| a.name.cmp(&b.name).then(a.address.cmp(&b.address)));
+        symbols_by_name.dedup();
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
 
         let main_file = (path, &elf);
@@ -333,6 +339,7 @@ impl Image {
             debug_link,
             build_id,
             symbols,
+            symbols_by_name,
             segments,
             text_address,
             eh_frame,
@@ -439,6 +446,16 @@ impl Image {
     /// Returns function symbols sorted by address.
     pub fn symbols(&self) -> &[ElfSymbol] {
         &self.symbols
+    }
+
+    /// Returns the function symbols named `name`, from every symbol table
+    /// of the image and its debug file, including aliases that
+    /// [`Image::symbols`] leaves out (`__pthread_kill` at the address of
+    /// `pthread_kill`).
+    pub fn symbols_named(&self, name: &str) -> &[ElfSymbol] {
+        let start = self.symbols_by_name.partition_point(|symbol| symbol.name.as_str() < name);
+        let len = self.symbols_by_name[start..].partition_point(|symbol| symbol.name == name);
+        &self.symbols_by_name[start..start + len]
     }
 
     /// Returns whether the image has a `.debug_info` section.

@@ -109,6 +109,46 @@ fn enclosing_function(info: &DebugInfo, die: DieId) -> Option<DieId> {
     None
 }
 
+/// Returns the entry address of the function definition named `name`, when
+/// `image`'s sized symbols of that name all have one address and a subprogram at
+/// namespace scope with that qualified name starts at its address. That is
+/// the definition [`DebugInfo::functions_named`] would find, without the
+/// name index of every unit.
+fn definition_by_symbol(info: &DebugInfo, image: &Image, name: &str) -> Option<u64> {
+    let mut addresses = image.symbols_named(name).iter().filter(|symbol| symbol.size != 0).map(|symbol| symbol.address);
+    let address = addresses.next()?;
+    if addresses.any(|other| other != address) {
+        return None;
+    }
+    for unit in info.units_at(address) {
+        for (node_index, node) in info.unit_nodes(unit).iter().enumerate() {
+            if node.tag != constants::DW_TAG_subprogram {
+                continue;
+            }
+            let die = DieId { unit, node: node_index as u32 };
+            let starts_at_symbol = info.ranges(die).iter().map(|range| range.start).min() == Some(address);
+            if starts_at_symbol && at_namespace_scope(info, die) && info.qualified_name(die).as_deref() == Some(name) {
+                return Some(address);
+            }
+        }
+    }
+    None
+}
+
+/// Returns whether `die` is a child of its unit's root or of namespaces
+/// only, where the name index looks for functions.
+fn at_namespace_scope(info: &DebugInfo, die: DieId) -> bool {
+    let mut current = die;
+    loop {
+        let Some(parent) = info.parent(current) else { return false };
+        match info.tag(parent) {
+            constants::DW_TAG_compile_unit | constants::DW_TAG_partial_unit => return info.parent(parent).is_none(),
+            constants::DW_TAG_namespace => current = parent,
+            _ => return false,
+        }
+    }
+}
+
 impl TailCalls {
     /// Returns an index of the call-site entries of `info`, which reads
     /// each unit's entries when a search first needs them.
@@ -152,8 +192,19 @@ impl TailCalls {
     }
 
     /// Returns the entry address of a call's target, when DWARF gives one.
-    fn target_entry(&self, site: &CallSite) -> Option<u64> {
-        function_entry(&self.info, site.target)
+    /// A target that is a declaration (a call into another unit) is
+    /// looked up by name: first as the one sized symbol of that name in
+    /// `image` that a DWARF definition at the same address confirms, which
+    /// reads one unit, and otherwise in the name index, which reads all.
+    fn target_entry(&self, image: &Image, target: DieId) -> Option<u64> {
+        let info = &self.info;
+        if let Some(start) = info.ranges(target).iter().map(|range| range.start).min() {
+            return Some(start);
+        }
+        if let Some(entry) = info.name(target).and_then(|name| definition_by_symbol(info, image, &name)) {
+            return Some(entry);
+        }
+        function_entry(info, target)
     }
 
     fn call_site(info: &DebugInfo, die: DieId) -> Option<(u64, CallSite)> {
@@ -183,7 +234,7 @@ impl TailCalls {
         let Some(site) = self.index.borrow().by_return_address.get(&caller_return_address).copied() else {
             return Vec::new();
         };
-        let Some(target_entry) = self.target_entry(&site) else {
+        let Some(target_entry) = self.target_entry(image, site.target) else {
             return Vec::new();
         };
         let Some(callee_entry) = image.symbol_for(callee_pc).map(|symbol| symbol.address) else {
@@ -194,7 +245,7 @@ impl TailCalls {
         }
         let mut chains = Vec::new();
         let mut search = Search { callee: callee_entry, path: Vec::new(), steps: 0 };
-        self.search(target_entry, &mut search, &mut chains);
+        self.search(image, target_entry, &mut search, &mut chains);
         if search.steps >= MAX_SEARCH_STEPS {
             tracing::warn!(
                 caller_return_address = format_args!("{caller_return_address:#x}"),
@@ -221,7 +272,7 @@ impl TailCalls {
 
     /// Searches depth first for tail-call chains from `function` to the
     /// callee, appending each one found to `chains`.
-    fn search(&self, function: u64, search: &mut Search, chains: &mut Vec<Vec<TailCallFrame>>) {
+    fn search(&self, image: &Image, function: u64, search: &mut Search, chains: &mut Vec<Vec<TailCallFrame>>) {
         if search.path.len() >= MAX_CHAIN_LEN || chains.len() > MAX_CHAINS {
             return;
         }
@@ -234,7 +285,7 @@ impl TailCalls {
             search.steps += 1;
             // A target without ranges or a definition by its name has no
             // entry address, so no chain goes through it.
-            let Some(target) = function_entry(&self.info, target) else { continue };
+            let Some(target) = self.target_entry(image, target) else { continue };
             // A function that tail-calls itself would only repeat frames.
             if target == function || search.path.iter().any(|frame| frame.return_address == return_address) {
                 continue;
@@ -243,7 +294,7 @@ impl TailCalls {
             if target == search.callee {
                 chains.push(search.path.clone());
             } else {
-                self.search(target, search, chains);
+                self.search(image, target, search, chains);
             }
             search.path.pop();
         }
@@ -285,7 +336,7 @@ mod tests {
         let (return_address, _) = index
             .by_return_address
             .iter()
-            .find(|(_, site)| !site.tail && tail_calls.target_entry(site) == Some(top))
+            .find(|(_, site)| !site.tail && tail_calls.target_entry(image, site.target) == Some(top))
             .expect("DWARF records entry()'s call to top()");
         *return_address
     }
