@@ -180,6 +180,7 @@ pub struct Image {
     segments: Vec<LoadSegment>,
     text_address: Option<u64>,
     eh_frame: Option<UnwindSectionData>,
+    eh_frame_hdr: Option<UnwindSectionData>,
     eh_frame_hdr_address: Option<u64>,
     debug_frame: Option<UnwindSectionData>,
     endian: gimli::RunTimeEndian,
@@ -315,6 +316,7 @@ impl Image {
         let eh_frame = section_in_either(".eh_frame")?.map(|(address, data)| UnwindSectionData { address, data });
         let debug_frame =
             section_in_either(".debug_frame")?.map(|(address, data)| UnwindSectionData { address, data });
+        let eh_frame_hdr = section_in(main_file, ".eh_frame_hdr")?.map(|(address, data)| UnwindSectionData { address, data });
         let eh_frame_hdr_address = elf.section_by_name(".eh_frame_hdr").map(|s| s.address());
         let text_address = elf.section_by_name(".text").map(|s| s.address());
         let (dwarf_path, dwarf_elf) = dwarf_file;
@@ -343,6 +345,7 @@ impl Image {
             segments,
             text_address,
             eh_frame,
+            eh_frame_hdr,
             eh_frame_hdr_address,
             debug_frame,
             endian,
@@ -466,6 +469,11 @@ impl Image {
     /// Returns the `.eh_frame` section, if any.
     pub fn eh_frame(&self) -> Option<&UnwindSectionData> {
         self.eh_frame.as_ref()
+    }
+
+    /// Returns the `.eh_frame_hdr` section, if the image has its bytes.
+    pub fn eh_frame_hdr(&self) -> Option<&UnwindSectionData> {
+        self.eh_frame_hdr.as_ref()
     }
 
     /// Returns the virtual address of `.eh_frame_hdr`, if any.
