@@ -87,7 +87,7 @@ def gdb_core(program, core):
 
 
 def measure(command):
-    """Run `command` once; return its wall time in seconds and peak RSS in KiB."""
+    """Run `command` once and return its wall time in seconds and peak RSS in KiB."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
@@ -108,7 +108,7 @@ def measure(command):
     if timed_out.is_set():
         fail(f"timed out after {TIMEOUT_SECONDS} s: {' '.join(command)}")
     # stardump exits with 2 when a backtrace or a variable is incomplete,
-    # and still prints every thread; 1 is an error.
+    # and still prints every thread. Exit status 1 is an error.
     if process.returncode not in (0, 2):
         fail(f"exit status {process.returncode}: {' '.join(command)}\n{stderr.decode(errors='replace')}")
     return elapsed, usage.ru_maxrss

@@ -156,7 +156,7 @@ struct DwarfData {
     sections: Arc<gimli::Dwarf<DwarfReader>>,
 }
 
-/// How source paths are shown, computed on first use.
+/// The names gdb shows for source paths, computed on first use.
 struct SourceNames {
     /// `DW_AT_comp_dir` of every compilation unit, longest first.
     compilation_dirs: Vec<String>,
@@ -332,8 +332,6 @@ impl Image {
             has_debug_info,
             "loaded image"
         );
-        drop(debug_elf);
-        drop(elf);
         Ok(Image {
             path: path.to_owned(),
             data,
@@ -363,14 +361,14 @@ impl Image {
         self.dwarf.get_or_init(|| {
             let _span = tracing::debug_span!("load DWARF", path = %self.path.display()).entered();
             let sections = Arc::new(self.load_dwarf_sections().unwrap_or_else(|error| {
-                tracing::warn!(%error, "ignoring the DWARF");
-                gimli::Dwarf::load(|_| Ok::<_, ImageError>(self.empty_section())).expect("empty sections load")
+                tracing::warn!(%error, "cannot read the DWARF, so names come from the symbol table");
+                self.empty_dwarf()
             }));
             let context = addr2line::Context::from_arc_dwarf(Arc::clone(&sections)).unwrap_or_else(|source| {
                 let error = ImageError::InvalidDwarf { path: self.path.clone(), source };
-                tracing::warn!(%error, "ignoring the DWARF");
-                let empty = gimli::Dwarf::load(|_| Ok::<_, ImageError>(self.empty_section())).expect("empty sections load");
-                addr2line::Context::from_dwarf(empty).expect("empty DWARF indexes")
+                tracing::warn!(%error, "cannot index the DWARF, so names come from the symbol table");
+                // Empty sections hold no unit that could fail to parse.
+                addr2line::Context::from_dwarf(self.empty_dwarf()).expect("empty DWARF is indexed")
             });
             tracing::debug!("loaded DWARF");
             DwarfData { context, sections }
@@ -381,9 +379,14 @@ impl Image {
         gimli::EndianArcSlice::new(Arc::from(&[][..]), self.endian)
     }
 
+    fn empty_dwarf(&self) -> gimli::Dwarf<DwarfReader> {
+        gimli::Dwarf::load(|_| Ok::<_, std::convert::Infallible>(self.empty_section())).unwrap_or_else(|never| match never {})
+    }
+
     /// Reads the DWARF sections from the debug file, or from the image when
-    /// it has none, with every unit's abbreviations parsed once: addr2line,
-    /// the source names and the variables each read every unit.
+    /// it has none. Every unit's abbreviations are parsed once and shared,
+    /// because addr2line, the source names and the variables each parse
+    /// every unit.
     fn load_dwarf_sections(&self) -> Result<gimli::Dwarf<DwarfReader>, ImageError> {
         let (path, bytes): (&Path, &[u8]) = match &self.debug {
             Some(debug) => (&debug.path, &debug.data),
@@ -619,7 +622,7 @@ fn section_data(
 }
 
 /// Returns whether section `name` of `file` has contents: it exists, is not
-/// `SHT_NOBITS`, and is not empty once decompressed. Reads only headers.
+/// `SHT_NOBITS`, and is not empty once decompressed. Only headers are read.
 fn has_section_bytes(path: &Path, file: &object::File<'_>, name: &str) -> Result<bool, ImageError> {
     let Some(section) = file.section_by_name(name) else {
         return Ok(false);

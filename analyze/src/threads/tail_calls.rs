@@ -36,9 +36,9 @@ const MAX_SEARCH_STEPS: usize = 4096;
 struct CallSite {
     /// Entry address of the function that makes the call.
     caller_entry: u64,
-    /// The called function's DIE, whose entry address is looked up when a
-    /// search reaches the call, because a declaration's entry address
-    /// needs the name index of the whole image.
+    /// The called function's DIE. Its entry address is looked up only when
+    /// a search reaches the call, because for a declaration that may read
+    /// other units.
     target: DieId,
     /// Whether the call is a tail call (a jump).
     tail: bool,
@@ -110,10 +110,10 @@ fn enclosing_function(info: &DebugInfo, die: DieId) -> Option<DieId> {
 }
 
 /// Returns the entry address of the function definition named `name`, when
-/// `image`'s sized symbols of that name all have one address and a subprogram at
-/// namespace scope with that qualified name starts at its address. That is
-/// the definition [`DebugInfo::functions_named`] would find, without the
-/// name index of every unit.
+/// all of `image`'s sized symbols of that name have one address and a
+/// subprogram at namespace scope with that qualified name starts there.
+/// That is the definition [`DebugInfo::functions_named`] would find, found
+/// without the name index, which reads every unit.
 fn definition_by_symbol(info: &DebugInfo, image: &Image, name: &str) -> Option<u64> {
     let mut addresses = image.symbols_named(name).iter().filter(|symbol| symbol.size != 0).map(|symbol| symbol.address);
     let address = addresses.next()?;
@@ -192,10 +192,10 @@ impl TailCalls {
     }
 
     /// Returns the entry address of a call's target, when DWARF gives one.
-    /// A target that is a declaration (a call into another unit) is
-    /// looked up by name: first as the one sized symbol of that name in
-    /// `image` that a DWARF definition at the same address confirms, which
-    /// reads one unit, and otherwise in the name index, which reads all.
+    /// A target that is a declaration (a call into another unit) is looked
+    /// up by name. The first try is the symbol of that name in `image`,
+    /// confirmed by a DWARF definition at its address, which reads one
+    /// unit. The fallback is the name index, which reads every unit.
     fn target_entry(&self, image: &Image, target: DieId) -> Option<u64> {
         let info = &self.info;
         if let Some(start) = info.ranges(target).iter().map(|range| range.start).min() {
@@ -279,13 +279,14 @@ impl TailCalls {
         self.index_units_at(function);
         let Some(calls) = self.index.borrow().tail_calls_by_caller.get(&function).cloned() else { return };
         for (return_address, target) in calls {
+            // A target without ranges or a definition by its name has no
+            // entry address, so no chain goes through it. It counts as no
+            // search step.
+            let Some(target) = self.target_entry(image, target) else { continue };
             if search.steps >= MAX_SEARCH_STEPS {
                 return;
             }
             search.steps += 1;
-            // A target without ranges or a definition by its name has no
-            // entry address, so no chain goes through it.
-            let Some(target) = self.target_entry(image, target) else { continue };
             // A function that tail-calls itself would only repeat frames.
             if target == function || search.path.iter().any(|frame| frame.return_address == return_address) {
                 continue;

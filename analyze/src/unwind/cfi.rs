@@ -132,8 +132,8 @@ impl CfiUnwinder {
         memory: &dyn StackMemory,
     ) -> Result<Option<CfiStep>, CfiError> {
         if let Some((eh_frame, bases)) = &self.eh_frame {
-            // A table that misses the address, or cannot be read, leaves
-            // the answer to the linear search, which reports damage.
+            // When the table misses the address or cannot be read, the
+            // linear search decides, and it reports any damage.
             let indexed = self
                 .eh_frame_hdr
                 .as_ref()

@@ -47,8 +47,8 @@ pub struct DieId {
 pub struct UnitInfo {
     /// The parsed unit header and its line program.
     pub unit: gimli::Unit<DwarfReader>,
-    /// The DIEs in DIE order, index 0 the unit's root; read on first use
-    /// through [`DebugInfo::unit_nodes`].
+    /// The DIEs in DIE order, with the unit's root at index 0. They are
+    /// read on first use, through [`DebugInfo::unit_nodes`].
     nodes: OnceLock<Vec<Node>>,
     /// `DW_AT_name` of the unit: the primary source file.
     pub name: Option<String>,
@@ -88,7 +88,7 @@ impl std::ops::Deref for DebugInfo {
     }
 }
 
-/// What a [`DebugInfo`] shares between its clones.
+/// The units and name index that the clones of a [`DebugInfo`] share.
 pub struct DebugInfoData {
     dwarf: Arc<gimli::Dwarf<DwarfReader>>,
     units: Vec<UnitInfo>,
@@ -122,10 +122,10 @@ impl std::fmt::Debug for DebugInfo {
 const MAX_DIES: usize = 50_000_000;
 
 impl DebugInfo {
-    /// Reads the header and root DIE of every unit of `dwarf`; the other
+    /// Reads the header and root DIE of every unit of `dwarf`. The other
     /// DIEs are read when a lookup first needs them. A unit that fails to
-    /// parse is skipped with a warning, and of a unit whose DIEs fail to
-    /// read, the DIEs read before the failure are kept.
+    /// parse is skipped with a warning. When a unit's DIEs fail to read,
+    /// the DIEs read before the failure are kept.
     pub fn load(dwarf: Arc<gimli::Dwarf<DwarfReader>>) -> DebugInfo {
         let mut units = Vec::new();
         let mut headers = dwarf.units();
@@ -522,8 +522,8 @@ impl DebugInfo {
 }
 
 /// Returns the address ranges that the attributes `attrs` of a DIE of
-/// `unit` give (`DW_AT_low_pc`/`DW_AT_high_pc` or `DW_AT_ranges`); empty
-/// when they give none.
+/// `unit` give (`DW_AT_low_pc`/`DW_AT_high_pc` or `DW_AT_ranges`), or an
+/// empty list when they give none.
 fn attr_ranges(
     dwarf: &gimli::Dwarf<DwarfReader>,
     unit: &gimli::Unit<DwarfReader>,
