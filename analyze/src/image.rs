@@ -743,3 +743,55 @@ fn join_path(base: &str, child: &str) -> String {
     }
     format!("{}/{child}", base.trim_end_matches('/'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures;
+
+    /// Builds a shared object whose `alias_name` is an alias of `aliased`,
+    /// so both symbols have one address.
+    fn aliased_library() -> PathBuf {
+        static PATH: OnceLock<PathBuf> = OnceLock::new();
+        PATH.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let source = dir.path().join("alias.c");
+            std::fs::write(
+                &source,
+                "int aliased(int x) { return x * 3 + 1; }\n\
+                 int alias_name(int x) __attribute__((alias(\"aliased\")));\n",
+            )
+            .unwrap();
+            let source = source.to_str().unwrap();
+            test_fixtures::gcc("alias.so", &["-O2", "-g", "-shared", "-fPIC", "-nostdlib"], &[source])
+        })
+        .clone()
+    }
+
+    #[test]
+    fn symbols_named_keeps_aliases() {
+        let image = Image::open(&aliased_library()).unwrap();
+        let aliased = image.symbols_named("aliased");
+        let alias = image.symbols_named("alias_name");
+        assert_eq!(aliased.len(), 1, "{aliased:?}");
+        assert_eq!(alias.len(), 1, "{alias:?}");
+        assert_eq!(alias[0].address, aliased[0].address);
+        // The address-sorted table keeps one name per address.
+        let at_address = image.symbols().iter().filter(|symbol| symbol.address == aliased[0].address).count();
+        assert_eq!(at_address, 1);
+        assert!(image.symbols_named("missing").is_empty());
+    }
+
+    #[test]
+    fn dwarf_read_on_first_use() {
+        let image = Image::open(&aliased_library()).unwrap();
+        assert!(image.has_debug_info());
+        assert!(image.dwarf.get().is_none(), "opening the image read its DWARF");
+
+        let address = image.symbols_named("aliased")[0].address;
+        let frames = crate::symbolize::symbolize(&image, address);
+        assert!(image.dwarf.get().is_some());
+        assert_eq!(frames[0].function.as_deref(), Some("aliased"));
+        assert!(frames[0].line.is_some(), "no line for aliased(): {frames:?}");
+    }
+}
