@@ -77,6 +77,12 @@ pub enum ImageError {
 /// sized function symbol that contains an address.
 const MAX_LABELS_INSIDE_FUNCTION: usize = 64;
 
+/// DWARF sections that `gimli::Dwarf::load` asks for and that neither
+/// addr2line 0.27 nor the analyzer reads, left empty so that the macro
+/// tables of a `-g3` build are not decompressed.
+const UNREAD_DWARF_SECTIONS: [gimli::SectionId; 3] =
+    [gimli::SectionId::DebugMacinfo, gimli::SectionId::DebugMacro, gimli::SectionId::DebugNames];
+
 /// A function symbol from the ELF symbol table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfSymbol {
@@ -394,6 +400,9 @@ impl Image {
         };
         let file = parse_elf(path, bytes)?;
         let mut dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
+            if UNREAD_DWARF_SECTIONS.contains(&id) {
+                return Ok(self.empty_section());
+            }
             let section = section_data(path, &file, id.name(), self.endian)?;
             Ok(section.map(|(_, data)| data).unwrap_or_else(|| self.empty_section()))
         })?;
