@@ -77,7 +77,7 @@ pub enum ImageError {
 /// sized function symbol that contains an address.
 const MAX_LABELS_INSIDE_FUNCTION: usize = 64;
 
-/// DWARF sections that `gimli::Dwarf::load` asks for and that neither
+/// DWARF sections that `gimli::Dwarf::load` requests and that neither
 /// addr2line 0.27 nor the analyzer reads, left empty so that the macro
 /// tables of a `-g3` build are not decompressed.
 const UNREAD_DWARF_SECTIONS: [gimli::SectionId; 3] =
