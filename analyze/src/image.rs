@@ -3,7 +3,9 @@
 //!
 //! [`Image::open`] maps the file and extracts what the engine needs: the GNU
 //! build id, the function symbols, the `PT_LOAD` segments (to read code bytes
-//! by virtual address), the unwind sections and the DWARF for symbolization.
+//! by virtual address) and the unwind sections. The DWARF for symbolization
+//! is decompressed and indexed on first use, so a shared object that no
+//! frame touches costs no DWARF work.
 //! [`Image::open_split`] adds a separate debug file (from `objcopy
 //! --only-keep-debug`), which supplies the DWARF, `.debug_frame` and the full
 //! symbol table that a stripped file lacks. Addresses are the file's own
@@ -13,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionKind, SymbolKind};
 
@@ -74,6 +76,12 @@ pub enum ImageError {
 /// How many zero-sized labels [`Image::symbol_for`] looks past to find the
 /// sized function symbol that contains an address.
 const MAX_LABELS_INSIDE_FUNCTION: usize = 64;
+
+/// DWARF sections that `gimli::Dwarf::load` requests and that neither
+/// addr2line 0.27 nor the analyzer reads, left empty so that the macro
+/// tables of a `-g3` build are not decompressed.
+const UNREAD_DWARF_SECTIONS: [gimli::SectionId; 3] =
+    [gimli::SectionId::DebugMacinfo, gimli::SectionId::DebugMacro, gimli::SectionId::DebugNames];
 
 /// A function symbol from the ELF symbol table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,31 +155,47 @@ impl std::ops::Deref for ImageBytes {
     }
 }
 
-/// A loaded image: an ELF file, with its separate debug file when it has one.
-pub struct Image {
-    path: PathBuf,
-    data: ImageBytes,
-    /// The separate debug file that supplied the DWARF, if one was opened.
-    debug_path: Option<PathBuf>,
-    debug_link: Option<DebugLink>,
-    build_id: Option<Vec<u8>>,
-    /// Sorted by address; see [`Image::symbol_for`] for how ties are broken.
-    symbols: Vec<ElfSymbol>,
-    segments: Vec<LoadSegment>,
-    text_address: Option<u64>,
-    eh_frame: Option<UnwindSectionData>,
-    eh_frame_hdr_address: Option<u64>,
-    debug_frame: Option<UnwindSectionData>,
-    dwarf: addr2line::Context<DwarfReader>,
-    /// The same sections as `dwarf`, for reading types and variables.
-    dwarf_sections: Arc<gimli::Dwarf<DwarfReader>>,
-    has_debug_info: bool,
+/// The DWARF of an image, read on first use.
+struct DwarfData {
+    context: addr2line::Context<DwarfReader>,
+    /// The same sections as `context`, for reading types and variables.
+    sections: Arc<gimli::Dwarf<DwarfReader>>,
+}
+
+/// The names gdb shows for source paths, computed on first use.
+struct SourceNames {
     /// `DW_AT_comp_dir` of every compilation unit, longest first.
     compilation_dirs: Vec<String>,
     /// Source paths as addr2line joins them, mapped to the name gdb shows.
     display_names: HashMap<String, String>,
-    /// Statement rows of the line table, read on first use.
-    statement_rows: std::sync::OnceLock<crate::line_table::StatementRows>,
+}
+
+/// A loaded image: an ELF file, with its separate debug file when it has one.
+pub struct Image {
+    path: PathBuf,
+    data: ImageBytes,
+    /// The separate debug file that supplies the DWARF, if one was opened.
+    debug: Option<DebugFile>,
+    debug_link: Option<DebugLink>,
+    build_id: Option<Vec<u8>>,
+    /// Sorted by address; see [`Image::symbol_for`] for how ties are broken.
+    symbols: Vec<ElfSymbol>,
+    /// Every function symbol, also those `symbols` leaves out for another
+    /// at the same address, sorted by name.
+    symbols_by_name: Vec<ElfSymbol>,
+    segments: Vec<LoadSegment>,
+    text_address: Option<u64>,
+    eh_frame: Option<UnwindSectionData>,
+    eh_frame_hdr: Option<UnwindSectionData>,
+    eh_frame_hdr_address: Option<u64>,
+    debug_frame: Option<UnwindSectionData>,
+    endian: gimli::RunTimeEndian,
+    dwarf: OnceLock<DwarfData>,
+    has_debug_info: bool,
+    source_names: OnceLock<SourceNames>,
+    /// Statement rows of the line table, read per unit on first use and
+    /// keyed by the unit's offset.
+    statement_rows: Mutex<HashMap<gimli::UnitSectionOffset, Arc<crate::line_table::StatementRows>>>,
 }
 
 impl std::fmt::Debug for Image {
@@ -275,6 +299,9 @@ impl Image {
                 .then((b.size != 0).cmp(&(a.size != 0)))
                 .then(b.name.cmp(&a.name))
         });
+        let mut symbols_by_name = symbols.clone();
+        symbols_by_name.sort_by(|a, b| a.name.cmp(&b.name).then(a.address.cmp(&b.address)));
+        symbols_by_name.dedup();
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
 
         let main_file = (path, &elf);
@@ -295,20 +322,13 @@ impl Image {
         let eh_frame = section_in_either(".eh_frame")?.map(|(address, data)| UnwindSectionData { address, data });
         let debug_frame =
             section_in_either(".debug_frame")?.map(|(address, data)| UnwindSectionData { address, data });
+        let eh_frame_hdr = section_in(main_file, ".eh_frame_hdr")?.map(|(address, data)| UnwindSectionData { address, data });
         let eh_frame_hdr_address = elf.section_by_name(".eh_frame_hdr").map(|s| s.address());
         let text_address = elf.section_by_name(".text").map(|s| s.address());
-        let has_debug_info = section_in(dwarf_file, ".debug_info")?.is_some();
+        let (dwarf_path, dwarf_elf) = dwarf_file;
+        let has_debug_info = has_section_bytes(dwarf_path, dwarf_elf, ".debug_info")?;
 
-        let empty = || gimli::EndianArcSlice::new(Arc::from(&[][..]), endian);
-        let dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
-            Ok(section_in(dwarf_file, id.name())?.map(|(_, data)| data).unwrap_or_else(empty))
-        })?;
-        let (compilation_dirs, display_names) = source_names(&dwarf);
-        let dwarf_sections = Arc::new(dwarf);
-        let dwarf = addr2line::Context::from_arc_dwarf(Arc::clone(&dwarf_sections))
-            .map_err(|source| ImageError::InvalidDwarf { path: path.to_owned(), source })?;
-
-        let debug_path = debug.as_ref().map(|debug| debug.path.clone());
+        let debug_path = debug.as_ref().map(|debug| &debug.path);
         tracing::debug!(
             path = %path.display(),
             debug_path = ?debug_path,
@@ -321,30 +341,96 @@ impl Image {
         Ok(Image {
             path: path.to_owned(),
             data,
-            debug_path,
+            debug,
             debug_link,
             build_id,
             symbols,
+            symbols_by_name,
             segments,
             text_address,
             eh_frame,
+            eh_frame_hdr,
             eh_frame_hdr_address,
             debug_frame,
-            dwarf,
-            dwarf_sections,
+            endian,
+            dwarf: OnceLock::new(),
             has_debug_info,
-            compilation_dirs,
-            display_names,
-            statement_rows: std::sync::OnceLock::new(),
+            source_names: OnceLock::new(),
+            statement_rows: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Returns the DWARF, decompressing and indexing it on first use. A
+    /// section that cannot be read or DWARF that addr2line cannot index is
+    /// logged and left out, so names and lines come from the symbol table.
+    fn dwarf_data(&self) -> &DwarfData {
+        self.dwarf.get_or_init(|| {
+            let _span = tracing::debug_span!("load DWARF", path = %self.path.display()).entered();
+            let sections = Arc::new(self.load_dwarf_sections().unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot read the DWARF, so names come from the symbol table");
+                self.empty_dwarf()
+            }));
+            let context = addr2line::Context::from_arc_dwarf(Arc::clone(&sections)).unwrap_or_else(|source| {
+                let error = ImageError::InvalidDwarf { path: self.path.clone(), source };
+                tracing::warn!(%error, "cannot index the DWARF, so names come from the symbol table");
+                // Empty sections hold no unit that could fail to parse.
+                addr2line::Context::from_dwarf(self.empty_dwarf()).expect("empty DWARF is indexed")
+            });
+            tracing::debug!("loaded DWARF");
+            DwarfData { context, sections }
+        })
+    }
+
+    fn empty_section(&self) -> DwarfReader {
+        gimli::EndianArcSlice::new(Arc::from(&[][..]), self.endian)
+    }
+
+    fn empty_dwarf(&self) -> gimli::Dwarf<DwarfReader> {
+        gimli::Dwarf::load(|_| Ok::<_, std::convert::Infallible>(self.empty_section())).unwrap_or_else(|never| match never {})
+    }
+
+    /// Reads the DWARF sections from the debug file, or from the image when
+    /// it has none. Every unit's abbreviations are parsed once and shared,
+    /// because addr2line, the source names and the variables each parse
+    /// every unit.
+    fn load_dwarf_sections(&self) -> Result<gimli::Dwarf<DwarfReader>, ImageError> {
+        let (path, bytes): (&Path, &[u8]) = match &self.debug {
+            Some(debug) => (&debug.path, &debug.data),
+            None => (&self.path, &self.data),
+        };
+        let file = parse_elf(path, bytes)?;
+        let mut dwarf = gimli::Dwarf::load(|id| -> Result<DwarfReader, ImageError> {
+            if UNREAD_DWARF_SECTIONS.contains(&id) {
+                return Ok(self.empty_section());
+            }
+            let section = section_data(path, &file, id.name(), self.endian)?;
+            Ok(section.map(|(_, data)| data).unwrap_or_else(|| self.empty_section()))
+        })?;
+        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::All);
+        Ok(dwarf)
+    }
+
+    fn source_names(&self) -> &SourceNames {
+        self.source_names.get_or_init(|| {
+            let (compilation_dirs, display_names) = source_names(&self.dwarf_data().sections);
+            SourceNames { compilation_dirs, display_names }
         })
     }
 
     /// Returns the statement row gdb shows for the line-table row starting
     /// at `row_address`, when it differs from the row addr2line reports.
+    /// Only the line program of the unit that contains `row_address` is read.
     pub fn statement_row(&self, row_address: u64) -> Option<crate::line_table::StatementRow> {
-        self.statement_rows
-            .get_or_init(|| crate::line_table::StatementRows::load(&self.dwarf_sections))
-            .get(row_address)
+        let unit = self.dwarf().find_dwarf_and_unit(row_address).skip_all_loads()?;
+        let offset = unit.unit.header.offset();
+        let rows = {
+            let mut cache = self.statement_rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let rows = cache
+                .entry(offset)
+                .or_insert_with(|| Arc::new(crate::line_table::StatementRows::load_unit(unit.unit)));
+            Arc::clone(rows)
+        };
+        rows.get(row_address)
     }
 
     /// Returns the path the image was opened from.
@@ -354,7 +440,7 @@ impl Image {
 
     /// Returns the path of the separate debug file, when one was opened.
     pub fn debug_path(&self) -> Option<&Path> {
-        self.debug_path.as_deref()
+        self.debug.as_ref().map(|debug| debug.path.as_path())
     }
 
     /// Returns the `.gnu_debuglink` section, if the file has one.
@@ -377,6 +463,16 @@ impl Image {
         &self.symbols
     }
 
+    /// Returns the function symbols named `name`, from every symbol table
+    /// of the image and its debug file, including aliases that
+    /// [`Image::symbols`] leaves out (`__pthread_kill` at the address of
+    /// `pthread_kill`).
+    pub fn symbols_named(&self, name: &str) -> &[ElfSymbol] {
+        let start = self.symbols_by_name.partition_point(|symbol| symbol.name.as_str() < name);
+        let len = self.symbols_by_name[start..].partition_point(|symbol| symbol.name == name);
+        &self.symbols_by_name[start..start + len]
+    }
+
     /// Returns whether the image has a `.debug_info` section.
     pub fn has_debug_info(&self) -> bool {
         self.has_debug_info
@@ -385,6 +481,11 @@ impl Image {
     /// Returns the `.eh_frame` section, if any.
     pub fn eh_frame(&self) -> Option<&UnwindSectionData> {
         self.eh_frame.as_ref()
+    }
+
+    /// Returns the `.eh_frame_hdr` section, if the image has its bytes.
+    pub fn eh_frame_hdr(&self) -> Option<&UnwindSectionData> {
+        self.eh_frame_hdr.as_ref()
     }
 
     /// Returns the virtual address of `.eh_frame_hdr`, if any.
@@ -402,14 +503,16 @@ impl Image {
         self.debug_frame.as_ref()
     }
 
-    /// Returns the DWARF symbolization context.
+    /// Returns the DWARF symbolization context, reading the DWARF on
+    /// first use.
     pub fn dwarf(&self) -> &addr2line::Context<DwarfReader> {
-        &self.dwarf
+        &self.dwarf_data().context
     }
 
-    /// Returns the DWARF sections, for reading types and variables.
+    /// Returns the DWARF sections, for reading types and variables, reading
+    /// them on first use.
     pub fn dwarf_sections(&self) -> &Arc<gimli::Dwarf<DwarfReader>> {
-        &self.dwarf_sections
+        &self.dwarf_data().sections
     }
 
     /// Returns the whole ELF file.
@@ -423,10 +526,12 @@ impl Image {
     /// with its directory otherwise. A path the line tables do not list is
     /// shown relative to a compilation directory it lies under.
     pub fn display_path<'p>(&'p self, path: &'p str) -> &'p str {
-        if let Some(name) = self.display_names.get(path) {
+        let names = self.source_names();
+        if let Some(name) = names.display_names.get(path) {
             return name;
         }
-        self.compilation_dirs
+        names
+            .compilation_dirs
             .iter()
             .find_map(|dir| path.strip_prefix(dir.as_str())?.strip_prefix('/'))
             .unwrap_or(path)
@@ -523,6 +628,23 @@ fn section_data(
     }
     let shared: Arc<[u8]> = Arc::from(&*bytes);
     Ok(Some((section.address(), gimli::EndianArcSlice::new(shared, endian))))
+}
+
+/// Returns whether section `name` of `file` has contents: it exists, is not
+/// `SHT_NOBITS`, and is not empty once decompressed. Only headers are read.
+fn has_section_bytes(path: &Path, file: &object::File<'_>, name: &str) -> Result<bool, ImageError> {
+    let Some(section) = file.section_by_name(name) else {
+        return Ok(false);
+    };
+    if section.file_range().is_none() {
+        return Ok(false);
+    }
+    let range = section.compressed_file_range().map_err(|source| ImageError::InvalidSection {
+        path: path.to_owned(),
+        section: name.to_owned(),
+        source,
+    })?;
+    Ok(range.uncompressed_size > 0)
 }
 
 /// Returns the symbols of `symbols` that name code in `file`.
@@ -629,4 +751,56 @@ fn join_path(base: &str, child: &str) -> String {
         return base.to_owned();
     }
     format!("{}/{child}", base.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures;
+
+    /// Builds a shared object whose `alias_name` is an alias of `aliased`,
+    /// so both symbols have one address.
+    fn aliased_library() -> PathBuf {
+        static PATH: OnceLock<PathBuf> = OnceLock::new();
+        PATH.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let source = dir.path().join("alias.c");
+            std::fs::write(
+                &source,
+                "int aliased(int x) { return x * 3 + 1; }\n\
+                 int alias_name(int x) __attribute__((alias(\"aliased\")));\n",
+            )
+            .unwrap();
+            let source = source.to_str().unwrap();
+            test_fixtures::gcc("alias.so", &["-O2", "-g", "-shared", "-fPIC", "-nostdlib"], &[source])
+        })
+        .clone()
+    }
+
+    #[test]
+    fn symbols_named_keeps_aliases() {
+        let image = Image::open(&aliased_library()).unwrap();
+        let aliased = image.symbols_named("aliased");
+        let alias = image.symbols_named("alias_name");
+        assert_eq!(aliased.len(), 1, "{aliased:?}");
+        assert_eq!(alias.len(), 1, "{alias:?}");
+        assert_eq!(alias[0].address, aliased[0].address);
+        // The address-sorted table keeps one name per address.
+        let at_address = image.symbols().iter().filter(|symbol| symbol.address == aliased[0].address).count();
+        assert_eq!(at_address, 1);
+        assert!(image.symbols_named("missing").is_empty());
+    }
+
+    #[test]
+    fn dwarf_read_on_first_use() {
+        let image = Image::open(&aliased_library()).unwrap();
+        assert!(image.has_debug_info());
+        assert!(image.dwarf.get().is_none(), "opening the image read its DWARF");
+
+        let address = image.symbols_named("aliased")[0].address;
+        let frames = crate::symbolize::symbolize(&image, address);
+        assert!(image.dwarf.get().is_some());
+        assert_eq!(frames[0].function.as_deref(), Some("aliased"));
+        assert!(frames[0].line.is_some(), "no line for aliased(): {frames:?}");
+    }
 }

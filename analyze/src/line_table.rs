@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use crate::image::DwarfReader;
 
-/// Upper bound on line-table rows read, so a damaged or huge line program
-/// cannot make the first lookup run without end.
+/// Upper bound on the rows read from one line program, so a damaged or
+/// huge program cannot make a lookup run without end.
 const MAX_ROWS: usize = 50_000_000;
 
 /// The line and column of a statement row.
@@ -44,36 +44,17 @@ struct Row {
 }
 
 impl StatementRows {
-    /// Reads every line program of `dwarf`. A damaged program is skipped
-    /// with a debug log; the rows read before the damage are kept.
-    pub fn load(dwarf: &gimli::Dwarf<DwarfReader>) -> StatementRows {
+    /// Reads the line program of `unit`. A damaged program is logged at
+    /// debug level, and the rows read before the damage are kept.
+    pub fn load_unit(unit: &gimli::Unit<DwarfReader>) -> StatementRows {
         let mut result = StatementRows::default();
+        let Some(program) = unit.line_program.clone() else { return result };
         let mut budget = MAX_ROWS;
-        let mut units = dwarf.units();
-        loop {
-            let header = match units.next() {
-                Ok(Some(header)) => header,
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::debug!(%error, "stopped reading units for statement rows");
-                    break;
-                }
-            };
-            let unit = match dwarf.unit(header) {
-                Ok(unit) => unit,
-                Err(error) => {
-                    tracing::debug!(%error, "skipped a unit while reading statement rows");
-                    continue;
-                }
-            };
-            let Some(program) = unit.line_program.clone() else { continue };
-            if let Err(error) = result.add_program(program, &mut budget) {
-                tracing::debug!(%error, "stopped reading a line program for statement rows");
-            }
-            if budget == 0 {
-                tracing::debug!("row limit reached while reading statement rows");
-                break;
-            }
+        if let Err(error) = result.add_program(program, &mut budget) {
+            tracing::debug!(%error, offset = ?unit.header.offset(), "stopped reading a line program for statement rows");
+        }
+        if budget == 0 {
+            tracing::debug!(offset = ?unit.header.offset(), "row limit reached while reading statement rows");
         }
         result
     }

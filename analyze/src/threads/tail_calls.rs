@@ -13,7 +13,8 @@
 //! NOTE: nothing here is specific to threads; `bt` would show the same
 //! frames if it used [`TailCalls::chain`].
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use gimli::constants;
 
@@ -35,8 +36,10 @@ const MAX_SEARCH_STEPS: usize = 4096;
 struct CallSite {
     /// Entry address of the function that makes the call.
     caller_entry: u64,
-    /// Entry address of the called function.
-    target_entry: u64,
+    /// The called function's DIE. Its entry address is looked up only when
+    /// a search reaches the call, because for a declaration that may read
+    /// other units.
+    target: DieId,
     /// Whether the call is a tail call (a jump).
     tail: bool,
 }
@@ -60,12 +63,27 @@ struct Search {
 }
 
 /// The call sites of one image, indexed by return address and by caller.
-#[derive(Debug, Default)]
+/// A unit's call sites are indexed the first time a search looks up an
+/// address in it.
 pub struct TailCalls {
+    info: DebugInfo,
+    index: RefCell<CallSiteIndex>,
+}
+
+/// The call sites of the units indexed so far.
+#[derive(Debug, Default)]
+struct CallSiteIndex {
+    indexed_units: HashSet<u32>,
     by_return_address: HashMap<u64, CallSite>,
     /// Tail calls by the entry address of the function that makes them, as
-    /// `(return address, target entry)`.
-    tail_calls_by_caller: HashMap<u64, Vec<(u64, u64)>>,
+    /// `(return address, target)`.
+    tail_calls_by_caller: HashMap<u64, Vec<(u64, DieId)>>,
+}
+
+impl std::fmt::Debug for TailCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TailCalls").field("index", &self.index).finish_non_exhaustive()
+    }
 }
 
 /// Returns the entry address of the function `die` names: its own lowest
@@ -91,26 +109,102 @@ fn enclosing_function(info: &DebugInfo, die: DieId) -> Option<DieId> {
     None
 }
 
-impl TailCalls {
-    /// Indexes every call-site entry of `info`.
-    pub fn new(info: &DebugInfo) -> TailCalls {
-        let mut index = TailCalls::default();
-        for (unit_index, unit) in info.units().iter().enumerate() {
-            for (node_index, node) in unit.nodes.iter().enumerate() {
-                if node.tag != constants::DW_TAG_call_site && node.tag != constants::DW_TAG_GNU_call_site {
-                    continue;
-                }
-                let die = DieId { unit: unit_index as u32, node: node_index as u32 };
-                if let Some((return_address, site)) = Self::call_site(info, die) {
-                    if site.tail {
-                        index.tail_calls_by_caller.entry(site.caller_entry).or_default().push((return_address, site.target_entry));
-                    }
-                    index.by_return_address.insert(return_address, site);
-                }
+/// Returns the entry address of the function definition named `name`, when
+/// all of `image`'s sized symbols of that name have one address and a
+/// subprogram at namespace scope with that qualified name starts there.
+/// That is the definition [`DebugInfo::functions_named`] would find, found
+/// without the name index, which reads every unit.
+fn definition_by_symbol(info: &DebugInfo, image: &Image, name: &str) -> Option<u64> {
+    let mut addresses = image.symbols_named(name).iter().filter(|symbol| symbol.size != 0).map(|symbol| symbol.address);
+    let address = addresses.next()?;
+    if addresses.any(|other| other != address) {
+        return None;
+    }
+    for unit in info.units_at(address) {
+        for (node_index, node) in info.unit_nodes(unit).iter().enumerate() {
+            if node.tag != constants::DW_TAG_subprogram {
+                continue;
+            }
+            let die = DieId { unit, node: node_index as u32 };
+            let starts_at_symbol = info.ranges(die).iter().map(|range| range.start).min() == Some(address);
+            if starts_at_symbol && at_namespace_scope(info, die) && info.qualified_name(die).as_deref() == Some(name) {
+                return Some(address);
             }
         }
-        tracing::debug!(call_sites = index.by_return_address.len(), "call sites indexed");
-        index
+    }
+    None
+}
+
+/// Returns whether `die` is a child of its unit's root or of namespaces
+/// only, where the name index looks for functions.
+fn at_namespace_scope(info: &DebugInfo, die: DieId) -> bool {
+    let mut current = die;
+    loop {
+        let Some(parent) = info.parent(current) else { return false };
+        match info.tag(parent) {
+            constants::DW_TAG_compile_unit | constants::DW_TAG_partial_unit => return info.parent(parent).is_none(),
+            constants::DW_TAG_namespace => current = parent,
+            _ => return false,
+        }
+    }
+}
+
+impl TailCalls {
+    /// Returns an index of the call-site entries of `info`, which reads
+    /// each unit's entries when a search first needs them.
+    pub fn new(info: &DebugInfo) -> TailCalls {
+        TailCalls { info: info.clone(), index: RefCell::new(CallSiteIndex::default()) }
+    }
+
+    /// Indexes the call sites of the units whose code contains `address`,
+    /// or of every unit when no unit's ranges contain it.
+    fn index_units_at(&self, address: u64) {
+        let mut units: Vec<u32> = self.info.units_at(address).collect();
+        if units.is_empty() {
+            units = (0..self.info.units().len() as u32).collect();
+        }
+        for unit in units {
+            self.index_unit(unit);
+        }
+    }
+
+    fn index_unit(&self, unit: u32) {
+        if !self.index.borrow_mut().indexed_units.insert(unit) {
+            return;
+        }
+        let info = &self.info;
+        let mut sites = Vec::new();
+        for (node_index, node) in info.unit_nodes(unit).iter().enumerate() {
+            if node.tag != constants::DW_TAG_call_site && node.tag != constants::DW_TAG_GNU_call_site {
+                continue;
+            }
+            let die = DieId { unit, node: node_index as u32 };
+            sites.extend(Self::call_site(info, die));
+        }
+        let mut index = self.index.borrow_mut();
+        for &(return_address, site) in &sites {
+            if site.tail {
+                index.tail_calls_by_caller.entry(site.caller_entry).or_default().push((return_address, site.target));
+            }
+            index.by_return_address.insert(return_address, site);
+        }
+        tracing::debug!(unit, call_sites = sites.len(), "call sites indexed");
+    }
+
+    /// Returns the entry address of a call's target, when DWARF gives one.
+    /// A target that is a declaration (a call into another unit) is looked
+    /// up by name. The first try is the symbol of that name in `image`,
+    /// confirmed by a DWARF definition at its address, which reads one
+    /// unit. The fallback is the name index, which reads every unit.
+    fn target_entry(&self, image: &Image, target: DieId) -> Option<u64> {
+        let info = &self.info;
+        if let Some(start) = info.ranges(target).iter().map(|range| range.start).min() {
+            return Some(start);
+        }
+        if let Some(entry) = info.name(target).and_then(|name| definition_by_symbol(info, image, &name)) {
+            return Some(entry);
+        }
+        function_entry(info, target)
     }
 
     fn call_site(info: &DebugInfo, die: DieId) -> Option<(u64, CallSite)> {
@@ -124,8 +218,7 @@ impl TailCalls {
             .or_else(|| info.attr_ref(die, constants::DW_AT_abstract_origin))?;
         let tail = info.flag(die, constants::DW_AT_call_tail_call) || info.flag(die, constants::DW_AT_GNU_tail_call);
         let caller_entry = function_entry(info, enclosing_function(info, die)?)?;
-        let target_entry = function_entry(info, target)?;
-        Some((return_address, CallSite { caller_entry, target_entry, tail }))
+        Some((return_address, CallSite { caller_entry, target, tail }))
     }
 
     /// Returns the functions that tail-called their way from the call at
@@ -135,18 +228,24 @@ impl TailCalls {
     /// when more than one chain fits, where gdb shows the part all chains
     /// share.
     pub fn chain(&self, image: &Image, caller_return_address: u64, callee_pc: u64) -> Vec<TailCallFrame> {
-        let Some(site) = self.by_return_address.get(&caller_return_address) else {
+        // The call instruction ends at the return address, so its last
+        // byte lies in the caller's unit even when the call ends the caller.
+        self.index_units_at(caller_return_address.wrapping_sub(1));
+        let Some(site) = self.index.borrow().by_return_address.get(&caller_return_address).copied() else {
+            return Vec::new();
+        };
+        let Some(target_entry) = self.target_entry(image, site.target) else {
             return Vec::new();
         };
         let Some(callee_entry) = image.symbol_for(callee_pc).map(|symbol| symbol.address) else {
             return Vec::new();
         };
-        if site.target_entry == callee_entry {
+        if target_entry == callee_entry {
             return Vec::new();
         }
         let mut chains = Vec::new();
         let mut search = Search { callee: callee_entry, path: Vec::new(), steps: 0 };
-        self.search(site.target_entry, &mut search, &mut chains);
+        self.search(image, target_entry, &mut search, &mut chains);
         if search.steps >= MAX_SEARCH_STEPS {
             tracing::warn!(
                 caller_return_address = format_args!("{caller_return_address:#x}"),
@@ -173,12 +272,17 @@ impl TailCalls {
 
     /// Searches depth first for tail-call chains from `function` to the
     /// callee, appending each one found to `chains`.
-    fn search(&self, function: u64, search: &mut Search, chains: &mut Vec<Vec<TailCallFrame>>) {
+    fn search(&self, image: &Image, function: u64, search: &mut Search, chains: &mut Vec<Vec<TailCallFrame>>) {
         if search.path.len() >= MAX_CHAIN_LEN || chains.len() > MAX_CHAINS {
             return;
         }
-        let Some(calls) = self.tail_calls_by_caller.get(&function) else { return };
-        for &(return_address, target) in calls {
+        self.index_units_at(function);
+        let Some(calls) = self.index.borrow().tail_calls_by_caller.get(&function).cloned() else { return };
+        for (return_address, target) in calls {
+            // A target without ranges or a definition by its name has no
+            // entry address, so no chain goes through it. It counts as no
+            // search step.
+            let Some(target) = self.target_entry(image, target) else { continue };
             if search.steps >= MAX_SEARCH_STEPS {
                 return;
             }
@@ -191,7 +295,7 @@ impl TailCalls {
             if target == search.callee {
                 chains.push(search.path.clone());
             } else {
-                self.search(target, search, chains);
+                self.search(image, target, search, chains);
             }
             search.path.pop();
         }
@@ -226,10 +330,14 @@ mod tests {
     /// Returns the return address of entry()'s call to top().
     fn call_to_top(image: &Image, tail_calls: &TailCalls) -> u64 {
         let top = entry_of(image, "top");
-        let (return_address, _) = tail_calls
+        for unit in 0..tail_calls.info.units().len() as u32 {
+            tail_calls.index_unit(unit);
+        }
+        let index = tail_calls.index.borrow();
+        let (return_address, _) = index
             .by_return_address
             .iter()
-            .find(|(_, site)| !site.tail && site.target_entry == top)
+            .find(|(_, site)| !site.tail && tail_calls.target_entry(image, site.target) == Some(top))
             .expect("DWARF records entry()'s call to top()");
         *return_address
     }

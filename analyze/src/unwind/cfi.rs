@@ -1,15 +1,17 @@
 //! Unwinding by DWARF call frame information (`.eh_frame`, `.debug_frame`).
 //!
 //! For one frame, [`CfiUnwinder::unwind`] finds the FDE that covers the
-//! lookup address, runs its CFA program to the row for that address and
+//! lookup address (through the binary search table of `.eh_frame_hdr`
+//! when the image has one, because a linear search parses every FDE before
+//! it), runs its CFA program to the row for that address and
 //! applies the row's rules to recover the caller's registers. Expression
 //! rules (`DW_CFA_def_cfa_expression`, `DW_CFA_expression`,
 //! `DW_CFA_val_expression`) are evaluated with the frame's registers and the
 //! target's memory. The caller validates the result (see [`super`]).
 
 use gimli::{
-    BaseAddresses, CfaRule, DebugFrame, EhFrame, EvaluationResult, RegisterRule, UnwindContext,
-    UnwindSection, UnwindTableRow,
+    BaseAddresses, CfaRule, DebugFrame, EhFrame, EhFrameHdr, EvaluationResult, FrameDescriptionEntry,
+    ParsedEhFrameHdr, RegisterRule, UnwindContext, UnwindSection, UnwindTableRow,
 };
 use stardump_format::model::dwarf_reg;
 use stardump_format::MemoryError;
@@ -83,6 +85,8 @@ pub struct CfiStep {
 /// CFI from one image, with an unwind context reused across frames.
 pub struct CfiUnwinder {
     eh_frame: Option<(EhFrame<DwarfReader>, BaseAddresses)>,
+    /// The parsed `.eh_frame_hdr`, whose table indexes `eh_frame`'s FDEs.
+    eh_frame_hdr: Option<ParsedEhFrameHdr<DwarfReader>>,
     debug_frame: Option<(DebugFrame<DwarfReader>, BaseAddresses)>,
     context: Box<UnwindContext<usize>>,
 }
@@ -102,12 +106,21 @@ impl CfiUnwinder {
             }
             (eh_frame, bases)
         });
+        let eh_frame_hdr = eh_frame.as_ref().zip(image.eh_frame_hdr()).and_then(|((_, bases), section)| {
+            match EhFrameHdr::from(section.data.clone()).parse(bases, 8) {
+                Ok(parsed) => Some(parsed),
+                Err(error) => {
+                    tracing::debug!(path = %image.path().display(), %error, "ignoring an invalid .eh_frame_hdr");
+                    None
+                }
+            }
+        });
         let debug_frame = image.debug_frame().map(|section| {
             let mut debug_frame = DebugFrame::from(section.data.clone());
             debug_frame.set_address_size(8);
             (debug_frame, BaseAddresses::default())
         });
-        CfiUnwinder { eh_frame, debug_frame, context: Box::new(UnwindContext::new()) }
+        CfiUnwinder { eh_frame, eh_frame_hdr, debug_frame, context: Box::new(UnwindContext::new()) }
     }
 
     /// Unwinds the frame whose registers are `callee`, looking up CFI at
@@ -119,7 +132,17 @@ impl CfiUnwinder {
         memory: &dyn StackMemory,
     ) -> Result<Option<CfiStep>, CfiError> {
         if let Some((eh_frame, bases)) = &self.eh_frame {
-            let step = unwind_with(eh_frame, bases, &mut self.context, lookup_address, callee, memory)?;
+            // When the table misses the address or cannot be read, the
+            // linear search decides, and it reports any damage.
+            let indexed = self
+                .eh_frame_hdr
+                .as_ref()
+                .and_then(ParsedEhFrameHdr::table)
+                .and_then(|table| table.fde_for_address(eh_frame, bases, lookup_address, EhFrame::cie_from_offset).ok());
+            let step = match indexed {
+                Some(fde) => Some(apply_fde(eh_frame, bases, &mut self.context, lookup_address, &fde, callee, memory)?),
+                None => unwind_with(eh_frame, bases, &mut self.context, lookup_address, callee, memory)?,
+            };
             if step.is_some() {
                 return Ok(step);
             }
@@ -139,12 +162,26 @@ fn unwind_with<S: UnwindSection<DwarfReader>>(
     callee: &Registers,
     memory: &dyn StackMemory,
 ) -> Result<Option<CfiStep>, CfiError> {
-    let invalid = |source| CfiError::InvalidCfi { address, source };
     let fde = match section.fde_for_address(bases, address, S::cie_from_offset) {
         Ok(fde) => fde,
         Err(gimli::Error::NoUnwindInfoForAddress) => return Ok(None),
-        Err(source) => return Err(invalid(source)),
+        Err(source) => return Err(CfiError::InvalidCfi { address, source }),
     };
+    apply_fde(section, bases, context, address, &fde, callee, memory).map(Some)
+}
+
+/// Applies the row of `fde` for `address` to the frame whose registers are
+/// `callee`.
+fn apply_fde<S: UnwindSection<DwarfReader>>(
+    section: &S,
+    bases: &BaseAddresses,
+    context: &mut UnwindContext<usize>,
+    address: u64,
+    fde: &FrameDescriptionEntry<DwarfReader>,
+    callee: &Registers,
+    memory: &dyn StackMemory,
+) -> Result<CfiStep, CfiError> {
+    let invalid = |source| CfiError::InvalidCfi { address, source };
     let signal_frame = fde.is_signal_trampoline();
     let row = fde.unwind_info_for_address(section, bases, context, address).map_err(invalid)?;
     tracing::trace!(
@@ -154,8 +191,7 @@ fn unwind_with<S: UnwindSection<DwarfReader>>(
         "found CFI row"
     );
     let rules = RowEvaluator { section, address, callee, memory };
-    let step = rules.apply(row, signal_frame)?;
-    Ok(Some(step))
+    rules.apply(row, signal_frame)
 }
 
 /// Applies one row's rules to one frame.
@@ -281,5 +317,49 @@ impl<S: UnwindSection<DwarfReader>> RowEvaluator<'_, S> {
             },
             _ => Err(unsupported(format!("result has {} pieces", pieces.len()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures;
+
+    /// Returns the start of the FDE covering `address`, found by a linear
+    /// search of `.eh_frame`.
+    fn linear_fde_start(unwinder: &CfiUnwinder, address: u64) -> Option<u64> {
+        let (eh_frame, bases) = unwinder.eh_frame.as_ref()?;
+        let fde = eh_frame.fde_for_address(bases, address, EhFrame::cie_from_offset).ok()?;
+        Some(fde.initial_address())
+    }
+
+    /// Returns the start of the FDE covering `address`, found through the
+    /// `.eh_frame_hdr` table.
+    fn indexed_fde_start(unwinder: &CfiUnwinder, address: u64) -> Option<u64> {
+        let (eh_frame, bases) = unwinder.eh_frame.as_ref()?;
+        let table = unwinder.eh_frame_hdr.as_ref()?.table()?;
+        let fde = table.fde_for_address(eh_frame, bases, address, EhFrame::cie_from_offset).ok()?;
+        Some(fde.initial_address())
+    }
+
+    #[test]
+    fn eh_frame_hdr_finds_linear_fdes() {
+        let path = test_fixtures::gcc("cfi_hdr", &["-O2", "-no-pie"], &["native_stack.c", "capture_stack.S"]);
+        let image = Image::open(&path).unwrap();
+        let unwinder = CfiUnwinder::new(&image);
+        assert!(unwinder.eh_frame_hdr.is_some(), "gcc's program has no parsable .eh_frame_hdr");
+
+        let mut covered = 0;
+        for symbol in image.symbols() {
+            let end = symbol.address + symbol.size.max(1);
+            // One byte before and after each function too, where a lookup
+            // may fall between FDEs.
+            for address in symbol.address.saturating_sub(1)..=end {
+                let linear = linear_fde_start(&unwinder, address);
+                assert_eq!(indexed_fde_start(&unwinder, address), linear, "FDE for {address:#x}");
+                covered += usize::from(linear.is_some());
+            }
+        }
+        assert!(covered > 0, "no address of the program has an FDE");
     }
 }

@@ -3,16 +3,17 @@
 //! gimli reads DIEs with a cursor that only moves forward. Printing a value
 //! needs to walk to parents (a variable's scope), children (a struct's
 //! members) and references in any direction (a member's type). [`DebugInfo`]
-//! reads every unit once into an arena of [`Node`]s with parent and child
-//! links, and indexes the names of globals, functions and types.
-//!
-//! NOTE: the whole `.debug_info` is read on first use. That is quick for a
-//! unikernel (a few MiB of DWARF) but would be slow for a DWARF of hundreds
-//! of MiB, where a lazy per-unit index would be the better design.
+//! reads each unit, the first time a lookup needs it, into an arena of
+//! [`Node`]s with parent and child links. Loading reads only each unit's
+//! root DIE, for its address ranges and language, so a backtrace through
+//! glibc reads the few units its pcs fall in, not all of glibc's DWARF.
+//! The names of globals, functions and types are indexed on the first
+//! lookup by name, which reads every unit.
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use gimli::{constants, AttributeValue, DwTag, Reader as _};
 
@@ -46,8 +47,9 @@ pub struct DieId {
 pub struct UnitInfo {
     /// The parsed unit header and its line program.
     pub unit: gimli::Unit<DwarfReader>,
-    /// The DIEs in DIE order; index 0 is the unit's root.
-    pub nodes: Vec<Node>,
+    /// The DIEs in DIE order, with the unit's root at index 0. They are
+    /// read on first use, through [`DebugInfo::unit_nodes`].
+    nodes: OnceLock<Vec<Node>>,
     /// `DW_AT_name` of the unit: the primary source file.
     pub name: Option<String>,
     /// `DW_AT_language`.
@@ -71,10 +73,34 @@ impl UnitInfo {
     }
 }
 
-/// The whole DWARF of an image, read into memory, with name indexes.
+/// The DWARF of an image, read into memory unit by unit, with name indexes.
+/// Clones share the units read so far.
+#[derive(Clone)]
 pub struct DebugInfo {
+    data: Arc<DebugInfoData>,
+}
+
+impl std::ops::Deref for DebugInfo {
+    type Target = DebugInfoData;
+
+    fn deref(&self) -> &DebugInfoData {
+        &self.data
+    }
+}
+
+/// The units and name index that the clones of a [`DebugInfo`] share.
+pub struct DebugInfoData {
     dwarf: Arc<gimli::Dwarf<DwarfReader>>,
     units: Vec<UnitInfo>,
+    /// DIEs read so far, over all units, against [`MAX_DIES`].
+    total_dies: AtomicUsize,
+    /// Built on the first lookup by name.
+    names: OnceLock<NameIndex>,
+}
+
+/// The names of an image's globals, functions, types and enumerators.
+#[derive(Default)]
+struct NameIndex {
     /// Global variables by (qualified) name.
     globals: HashMap<String, Vec<DieId>>,
     /// Functions by (qualified) name.
@@ -96,11 +122,12 @@ impl std::fmt::Debug for DebugInfo {
 const MAX_DIES: usize = 50_000_000;
 
 impl DebugInfo {
-    /// Reads every unit of `dwarf`. A unit that fails to parse is skipped
-    /// with a warning, and the DIEs read before the failure are kept.
+    /// Reads the header and root DIE of every unit of `dwarf`. The other
+    /// DIEs are read when a lookup first needs them. A unit that fails to
+    /// parse is skipped with a warning. When a unit's DIEs fail to read,
+    /// the DIEs read before the failure are kept.
     pub fn load(dwarf: Arc<gimli::Dwarf<DwarfReader>>) -> DebugInfo {
         let mut units = Vec::new();
-        let mut total_dies = 0usize;
         let mut headers = dwarf.units();
         loop {
             let header = match headers.next() {
@@ -119,44 +146,49 @@ impl DebugInfo {
                     continue;
                 }
             };
-            let nodes = match read_nodes(&unit, MAX_DIES.saturating_sub(total_dies)) {
+            let name = unit.name.as_ref().and_then(|name| name.to_string_lossy().ok()).map(|name| name.into_owned());
+            let root_attrs = match unit.entries().next_dfs() {
+                Ok(Some(root)) => root.attrs().to_vec(),
+                Ok(None) => Vec::new(),
+                Err(error) => {
+                    tracing::warn!(%error, ?offset, "cannot read the root DIE of a unit");
+                    Vec::new()
+                }
+            };
+            let language = match root_attrs.iter().find(|attr| attr.name() == constants::DW_AT_language) {
+                Some(attr) => match attr.value() {
+                    AttributeValue::Language(language) => Some(language),
+                    _ => None,
+                },
+                None => None,
+            };
+            // The ranges are read with checked arithmetic: gimli 0.34's
+            // `unit_ranges` adds DW_AT_high_pc to DW_AT_low_pc unchecked,
+            // which panics on overflow in debug builds.
+            let ranges = attr_ranges(&dwarf, &unit, &root_attrs);
+            units.push(UnitInfo { unit, nodes: OnceLock::new(), name, language, ranges });
+        }
+        let data = DebugInfoData { dwarf, units, total_dies: AtomicUsize::new(0), names: OnceLock::new() };
+        DebugInfo { data: Arc::new(data) }
+    }
+
+    /// Returns the DIEs of unit `unit`, reading them on first use.
+    pub fn unit_nodes(&self, unit: u32) -> &[Node] {
+        let Some(info) = self.units.get(unit as usize) else { return &[] };
+        info.nodes.get_or_init(|| {
+            let offset = info.unit.header.offset();
+            let budget = MAX_DIES.saturating_sub(self.total_dies.load(Ordering::Relaxed));
+            let nodes = match read_nodes(&info.unit, budget) {
                 Ok(nodes) => nodes,
                 Err((nodes, error)) => {
                     tracing::warn!(%error, ?offset, "cannot read all DIEs of a unit");
                     nodes
                 }
             };
-            total_dies += nodes.len();
-            let name = unit.name.as_ref().and_then(|name| name.to_string_lossy().ok()).map(|name| name.into_owned());
-            let language = nodes.first().and_then(|root| {
-                match root.attrs.iter().find(|attr| attr.name() == constants::DW_AT_language)?.value() {
-                    AttributeValue::Language(language) => Some(language),
-                    _ => None,
-                }
-            });
-            // The ranges are read below with checked arithmetic: gimli
-            // 0.34's `unit_ranges` adds DW_AT_high_pc to DW_AT_low_pc
-            // unchecked, which panics on overflow in debug builds.
-            units.push(UnitInfo { unit, nodes, name, language, ranges: Vec::new() });
-        }
-
-        let mut info = DebugInfo {
-            dwarf,
-            units,
-            globals: HashMap::new(),
-            functions: HashMap::new(),
-            types: HashMap::new(),
-            enumerators: HashMap::new(),
-        };
-        for index in 0..info.units.len() {
-            let root = DieId { unit: index as u32, node: 0 };
-            if info.units[index].nodes.is_empty() {
-                continue;
-            }
-            info.units[index].ranges = info.ranges(root);
-        }
-        info.index_names();
-        info
+            self.total_dies.fetch_add(nodes.len(), Ordering::Relaxed);
+            tracing::trace!(?offset, dies = nodes.len(), "read the DIEs of a unit");
+            nodes
+        })
     }
 
     /// The DWARF sections.
@@ -176,7 +208,7 @@ impl DebugInfo {
 
     /// Returns the node of `die`.
     pub fn node(&self, die: DieId) -> &Node {
-        &self.units[die.unit as usize].nodes[die.node as usize]
+        &self.unit_nodes(die.unit)[die.node as usize]
     }
 
     /// Returns the parent of `die`.
@@ -238,7 +270,7 @@ impl DebugInfo {
     }
 
     fn die_at(&self, unit: u32, offset: gimli::UnitOffset) -> Option<DieId> {
-        let nodes = &self.units.get(unit as usize)?.nodes;
+        let nodes = self.unit_nodes(unit);
         let index = nodes.binary_search_by_key(&offset, |node| node.offset).ok()?;
         Some(DieId { unit, node: u32::try_from(index).ok()? })
     }
@@ -295,37 +327,7 @@ impl DebugInfo {
     /// Returns the address ranges `die` covers (`DW_AT_low_pc`/`DW_AT_high_pc`
     /// or `DW_AT_ranges`); empty when it has none.
     pub fn ranges(&self, die: DieId) -> Vec<Range<u64>> {
-        let unit = &self.unit(die).unit;
-        let mut ranges = Vec::new();
-        if let Some(value) = self.own_attr(die, constants::DW_AT_ranges) {
-            if let Ok(Some(offset)) = self.dwarf.attr_ranges_offset(unit, value) {
-                if let Ok(mut iter) = self.dwarf.ranges(unit, offset) {
-                    while let Ok(Some(range)) = iter.next() {
-                        if range.begin < range.end {
-                            ranges.push(range.begin..range.end);
-                        }
-                    }
-                }
-            }
-            return ranges;
-        }
-        let low = self
-            .own_attr(die, constants::DW_AT_low_pc)
-            .and_then(|value| self.dwarf.attr_address(unit, value).ok().flatten());
-        let Some(low) = low else { return ranges };
-        let high = match self.own_attr(die, constants::DW_AT_high_pc) {
-            Some(AttributeValue::Udata(len)) => low.checked_add(len),
-            Some(AttributeValue::Data1(len)) => low.checked_add(len.into()),
-            Some(AttributeValue::Data2(len)) => low.checked_add(len.into()),
-            Some(AttributeValue::Data4(len)) => low.checked_add(len.into()),
-            Some(AttributeValue::Data8(len)) => low.checked_add(len),
-            Some(value) => self.dwarf.attr_address(unit, value).ok().flatten(),
-            None => low.checked_add(1),
-        };
-        if let Some(high) = high.filter(|&high| high > low) {
-            ranges.push(low..high);
-        }
-        ranges
+        attr_ranges(&self.dwarf, &self.unit(die).unit, &self.node(die).attrs)
     }
 
     /// Whether `die` covers `pc`.
@@ -373,18 +375,24 @@ impl DebugInfo {
         }
     }
 
-    fn index_names(&mut self) {
+    /// Returns the name index, building it on first use.
+    fn names(&self) -> &NameIndex {
+        self.names.get_or_init(|| self.index_names())
+    }
+
+    fn index_names(&self) -> NameIndex {
         let mut globals: HashMap<String, Vec<DieId>> = HashMap::new();
         let mut functions: HashMap<String, Vec<DieId>> = HashMap::new();
         let mut types: HashMap<String, Vec<DieId>> = HashMap::new();
         let mut enumerators: HashMap<String, Vec<DieId>> = HashMap::new();
         for (unit_index, unit) in self.units.iter().enumerate() {
+            let nodes = self.unit_nodes(unit_index as u32);
             // Only DIEs at namespace scope: the root's children, and the
             // children of namespaces, recursively.
-            let mut stack: Vec<u32> = unit.nodes.first().map(|root| root.children.clone()).unwrap_or_default();
+            let mut stack: Vec<u32> = nodes.first().map(|root| root.children.clone()).unwrap_or_default();
             while let Some(node_index) = stack.pop() {
                 let die = DieId { unit: unit_index as u32, node: node_index };
-                let node = &unit.nodes[node_index as usize];
+                let node = &nodes[node_index as usize];
                 match node.tag {
                     constants::DW_TAG_namespace => stack.extend(node.children.iter().copied()),
                     constants::DW_TAG_variable => {
@@ -428,7 +436,7 @@ impl DebugInfo {
                         if keyword.is_some() && unit.is_cplusplus() {
                             stack.extend(node.children.iter().copied().filter(|&child| {
                                 matches!(
-                                    unit.nodes[child as usize].tag,
+                                    nodes[child as usize].tag,
                                     constants::DW_TAG_structure_type
                                         | constants::DW_TAG_class_type
                                         | constants::DW_TAG_union_type
@@ -442,10 +450,7 @@ impl DebugInfo {
                 }
             }
         }
-        self.globals = globals;
-        self.functions = functions;
-        self.types = types;
-        self.enumerators = enumerators;
+        NameIndex { globals, functions, types, enumerators }
     }
 
     /// Indexes the enumerators of enum `die`, qualified by the enum's name
@@ -468,17 +473,17 @@ impl DebugInfo {
 
     /// Returns the enumerators an expression can name `name`.
     pub fn enumerators_named(&self, name: &str) -> Vec<DieId> {
-        self.enumerators.get(name).cloned().unwrap_or_default()
+        self.names().enumerators.get(name).cloned().unwrap_or_default()
     }
 
     /// Returns the names of all global variables, in no order.
     pub fn global_names(&self) -> impl Iterator<Item = &str> {
-        self.globals.keys().map(String::as_str)
+        self.names().globals.keys().map(String::as_str)
     }
 
     /// Returns the global variables named `name`, definitions first.
     pub fn globals_named(&self, name: &str) -> Vec<DieId> {
-        let mut found = self.globals.get(name).cloned().unwrap_or_default();
+        let mut found = self.names().globals.get(name).cloned().unwrap_or_default();
         // A declaration (`extern int x;`) has no location; prefer the
         // definition, which may be in another unit.
         found.sort_by_key(|&die| self.flag(die, constants::DW_AT_declaration));
@@ -487,7 +492,7 @@ impl DebugInfo {
 
     /// Returns the functions named `name`, definitions with code first.
     pub fn functions_named(&self, name: &str) -> Vec<DieId> {
-        let mut found = self.functions.get(name).cloned().unwrap_or_default();
+        let mut found = self.names().functions.get(name).cloned().unwrap_or_default();
         found.sort_by_key(|&die| self.ranges(die).is_empty());
         found
     }
@@ -495,7 +500,7 @@ impl DebugInfo {
     /// Returns the types named `name` (`struct point`, `point`, `size_t`),
     /// complete definitions first.
     pub fn types_named(&self, name: &str) -> Vec<DieId> {
-        let mut found = self.types.get(name).cloned().unwrap_or_default();
+        let mut found = self.names().types.get(name).cloned().unwrap_or_default();
         found.sort_by_key(|&die| self.flag(die, constants::DW_AT_declaration));
         found
     }
@@ -514,6 +519,45 @@ impl DebugInfo {
     pub fn unit_root(&self, unit: u32) -> DieId {
         DieId { unit, node: 0 }
     }
+}
+
+/// Returns the address ranges that the attributes `attrs` of a DIE of
+/// `unit` give (`DW_AT_low_pc`/`DW_AT_high_pc` or `DW_AT_ranges`), or an
+/// empty list when they give none.
+fn attr_ranges(
+    dwarf: &gimli::Dwarf<DwarfReader>,
+    unit: &gimli::Unit<DwarfReader>,
+    attrs: &[gimli::Attribute<DwarfReader>],
+) -> Vec<Range<u64>> {
+    let own_attr = |name: gimli::DwAt| attrs.iter().find(|attr| attr.name() == name).map(|attr| attr.value());
+    let mut ranges = Vec::new();
+    if let Some(value) = own_attr(constants::DW_AT_ranges) {
+        if let Ok(Some(offset)) = dwarf.attr_ranges_offset(unit, value) {
+            if let Ok(mut iter) = dwarf.ranges(unit, offset) {
+                while let Ok(Some(range)) = iter.next() {
+                    if range.begin < range.end {
+                        ranges.push(range.begin..range.end);
+                    }
+                }
+            }
+        }
+        return ranges;
+    }
+    let low = own_attr(constants::DW_AT_low_pc).and_then(|value| dwarf.attr_address(unit, value).ok().flatten());
+    let Some(low) = low else { return ranges };
+    let high = match own_attr(constants::DW_AT_high_pc) {
+        Some(AttributeValue::Udata(len)) => low.checked_add(len),
+        Some(AttributeValue::Data1(len)) => low.checked_add(len.into()),
+        Some(AttributeValue::Data2(len)) => low.checked_add(len.into()),
+        Some(AttributeValue::Data4(len)) => low.checked_add(len.into()),
+        Some(AttributeValue::Data8(len)) => low.checked_add(len),
+        Some(value) => dwarf.attr_address(unit, value).ok().flatten(),
+        None => low.checked_add(1),
+    };
+    if let Some(high) = high.filter(|&high| high > low) {
+        ranges.push(low..high);
+    }
+    ranges
 }
 
 /// Reads the DIEs of `unit` into an arena, at most `max_dies` of them. On an
