@@ -31,6 +31,7 @@ struct FrameJson {
     vcpu: u32,
     warnings: Vec<String>,
     frame: super::bt::FrameReport,
+    text: String,
     arguments: Vec<VariableReport>,
     locals: Vec<VariableReport>,
 }
@@ -55,12 +56,14 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
 
     if args.context.json {
+        let text = super::bt::frame_line(&frame);
         let report = FrameJson {
             schema_version: JSON_SCHEMA_VERSION,
             command: "frame",
             vcpu: session.vcpu.id,
             warnings: session.json_warnings(),
             frame,
+            text,
             arguments: argument_reports,
             locals: local_reports,
         };

@@ -107,6 +107,23 @@ impl<'a> Inspector<'a> {
         Inspector { info, symbols, memory, frames, vcpu, source_frames }
     }
 
+    /// Returns the inspector with the source frame of each physical frame in
+    /// `tail_calls` scoped to the innermost function at its pc. Those
+    /// frames stand for a function that left the stack through a tail call,
+    /// and gdb 13 shows such a frame as the function that made the jump,
+    /// without the functions it was inlined into.
+    pub fn with_tail_calls(mut self, tail_calls: &[usize]) -> Inspector<'a> {
+        for source in &mut self.source_frames {
+            if !tail_calls.contains(&source.physical) {
+                continue;
+            }
+            if let Some(frame) = self.frames.get(source.physical) {
+                source.scope = scope::scopes_at(self.info, frame.pc.lookup_address()).into_iter().next();
+            }
+        }
+        self
+    }
+
     /// The image's types.
     pub fn types(&self) -> TypeTable<'a> {
         TypeTable { info: self.info }
