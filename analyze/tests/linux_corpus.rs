@@ -839,9 +839,14 @@ const ARGS_MARKER: &str = "@@args";
 const LOCALS_MARKER: &str = "@@locals";
 
 /// Returns gdb's `frame N`, `info args` and `info locals` for each of
-/// `levels` of the first thread of `core`.
-fn gdb_frame_scopes(program: &Path, core: &Path, levels: &[usize]) -> Vec<FrameScope> {
-    let mut commands = vec!["set width 0".to_owned(), "set pagination off".to_owned(), "set backtrace past-main on".to_owned()];
+/// `levels` of thread `thread` (gdb's number, from 1) of `core`.
+fn gdb_frame_scopes(program: &Path, core: &Path, thread: usize, levels: &[usize]) -> Vec<FrameScope> {
+    let mut commands = vec![
+        "set width 0".to_owned(),
+        "set pagination off".to_owned(),
+        "set backtrace past-main on".to_owned(),
+        format!("thread {thread}"),
+    ];
     for level in levels {
         commands.push(format!("echo {FRAME_MARKER}{level}\\n"));
         commands.push(format!("frame {level}"));
@@ -877,12 +882,21 @@ fn gdb_frame_scopes(program: &Path, core: &Path, levels: &[usize]) -> Vec<FrameS
     scopes
 }
 
-/// Returns stardump's `frame N --json` as gdb's commands print it.
-fn stardump_frame_scope(core: &Path, level: usize) -> FrameScope {
-    let (json, warnings) = stardump("frame", core, &["--frame".as_ref(), level.to_string().as_ref(), "--json".as_ref()]);
+/// Returns stardump's `frame N --json` for thread `thread` (gdb's number,
+/// from 1) as gdb's commands print it.
+fn stardump_frame_scope(core: &Path, thread: usize, level: usize) -> FrameScope {
+    let vcpu = (thread - 1).to_string();
+    let level_text = level.to_string();
+    let arguments: [&std::ffi::OsStr; 5] =
+        ["--vcpu".as_ref(), vcpu.as_ref(), "--frame".as_ref(), level_text.as_ref(), "--json".as_ref()];
+    let (json, warnings) = stardump("frame", core, &arguments);
     let report: Value =
         serde_json::from_str(&json).unwrap_or_else(|error| panic!("frame {level} printed no JSON ({error}): {warnings}"));
+    let has_debug_info = report["has_debug_info"].as_bool().expect("has_debug_info");
     let variables = |field: &str, none: &str| -> Vec<String> {
+        if !has_debug_info {
+            return vec!["No symbol table info available.".to_owned()];
+        }
         let lines: Vec<String> = report[field]
             .as_array()
             .expect("variables array")
@@ -934,12 +948,13 @@ int main(void)
 }
 "#;
 
-/// Returns the frame levels of the first thread of `core` that have a
-/// source line, so DWARF describes their function, except trap frames.
-fn frames_with_lines(core: &Path) -> Vec<usize> {
+/// Returns the frame levels of thread `thread` (gdb's number, from 1) of
+/// `core` that have a source line, so DWARF describes their function,
+/// except trap frames.
+fn frames_with_lines(core: &Path, thread: usize) -> Vec<usize> {
     let (json, warnings) = stardump("bt", core, &["--json".as_ref()]);
     let report: Value = serde_json::from_str(&json).unwrap_or_else(|error| panic!("bt printed no JSON ({error}): {warnings}"));
-    let frames = report["threads"][0]["frames"].as_array().expect("frames");
+    let frames = report["threads"][thread - 1]["frames"].as_array().expect("frames");
     frames
         .iter()
         .enumerate()
@@ -953,26 +968,36 @@ fn shared_object_frame_scopes_match_gdb() {
     require_libc_debug_info();
     let run_dir = tempfile::tempdir().expect("creating a run directory");
     let abort_program = build_program(run_dir.path(), "give-up", "gcc", ABORT_SOURCE, &["-g", "-O2"]);
-    let programs = [corpus_dir().join("signal-O2-nofp"), corpus_dir().join("throw-O2-nofp"), abort_program];
+    // Thread 2 of threads sleeps in glibc, called from the program, whose
+    // call sites give the entry values of glibc's arguments.
+    let programs = [
+        (corpus_dir().join("signal-O2-nofp"), 1),
+        (corpus_dir().join("throw-O2-nofp"), 1),
+        (abort_program, 1),
+        (corpus_dir().join("threads-O2-nofp"), 2),
+    ];
     let mut failures = Vec::new();
     let mut libc_frames = 0;
-    for program in &programs {
+    for (program, thread) in &programs {
+        let thread = *thread;
         let name = program.file_name().expect("program name").to_string_lossy().into_owned();
         let core_dir = run_dir.path().join(format!("{name}.cores"));
         fs::create_dir_all(&core_dir).expect("creating the core directory");
         let kernel = kernel_core(program, &core_dir);
         let gcore = gdb_core(program, &core_dir.join("gcore.core"));
         for (kind, core) in [("kernel core", &kernel), ("gcore", &gcore)] {
-            let levels = frames_with_lines(core);
-            let expected = gdb_frame_scopes(program, core, &levels);
+            let levels = frames_with_lines(core, thread);
+            let expected = gdb_frame_scopes(program, core, thread, &levels);
             assert_eq!(expected.len(), levels.len(), "{name} {kind}: gdb printed {expected:?}");
             for (&level, expected) in levels.iter().zip(&expected) {
-                let ours = stardump_frame_scope(core, level);
+                let ours = stardump_frame_scope(core, thread, level);
                 if ours.line.contains(".c:") && !ours.line.contains(&name) && ours.line.contains("../") {
                     libc_frames += 1;
                 }
                 if &ours != expected {
-                    failures.push(format!("{name} {kind} frame {level}:\n  gdb:      {expected:?}\n  stardump: {ours:?}"));
+                    failures.push(format!(
+                        "{name} {kind} thread {thread} frame {level}:\n  gdb:      {expected:?}\n  stardump: {ours:?}"
+                    ));
                 }
             }
         }

@@ -34,6 +34,7 @@ use crate::symbolize::{self, SourceFrame};
 use crate::threads::tail_calls::TailCalls;
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
+use crate::variables::location::CallerScope;
 use crate::link_map;
 use crate::variables::symbols::{ModuleSymbolSet, SymbolTable};
 use crate::variables::Inspector;
@@ -385,6 +386,8 @@ struct VariableTarget<'a> {
     symbols: &'a SymbolTable,
     memory: &'a TargetMemory<'a>,
     vcpu: &'a VcpuState,
+    /// The DWARF of frames in other modules (see [`CallerScope`]).
+    callers: &'a [Option<CallerScope<'a>>],
 }
 
 /// Fills in the arguments of every line of `report` whose frame
@@ -403,7 +406,7 @@ fn add_variables(
     incomplete: &mut bool,
     in_scope: &dyn Fn(usize) -> bool,
 ) {
-    let VariableTarget { info, symbols, memory, vcpu } = *target;
+    let VariableTarget { info, symbols, memory, vcpu, callers } = *target;
     let mut lines_per_frame = vec![0usize; backtrace.frames.len()];
     for &group in groups {
         if let Some(count) = lines_per_frame.get_mut(group) {
@@ -418,7 +421,8 @@ fn add_variables(
         .map(|(_, &group)| group)
         .collect();
     let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, Some(vcpu), &lines_per_frame)
-        .with_tail_calls(&tail_calls);
+        .with_tail_calls(&tail_calls)
+        .with_callers(callers.to_vec());
     let printer = Printer::new(inspector.types(), memory, symbols, options);
     for (index, frame) in report.frames.iter_mut().enumerate() {
         if !groups.get(index).is_some_and(|&group| in_scope(group)) {
@@ -689,7 +693,7 @@ fn unikernel_threads(
                 let mut report = thread_report(image, vcpu.id, &backtrace);
                 if let Some((info, symbols)) = &variables {
                     let memory = TargetMemory::new(&backed, vcpu.cr3);
-                    let target = VariableTarget { info, symbols, memory: &memory, vcpu };
+                    let target = VariableTarget { info, symbols, memory: &memory, vcpu, callers: &[] };
                     let groups: Vec<usize> = report.frames.iter().map(|line| line.physical_index).collect();
                     add_variables(
                         &mut report,
@@ -754,21 +758,40 @@ fn process_threads(
         with_frames.sort_unstable();
         with_frames.dedup();
         let memory = TargetMemory::new(&backed, vcpu.cr3);
-        for index in with_frames {
-            let module = &modules.modules()[index];
-            let Some(module_debug) = debug.get(index, module, modules) else { continue };
-            // The inspector looks scopes up by pc in file addresses, so this
-            // module's frames get their bias taken off, and the symbol table
-            // relocates DW_OP_addr by it. Only this module's lines are filled
-            // in. A pointer into another module is named from that module's
-            // symbols.
-            let file_frames = file_address_frames(&grouped, module);
-            let target =
-                VariableTarget { info: &module_debug.info, symbols: &module_debug.symbols, memory: &memory, vcpu };
+        with_frames.retain(|&index| debug.get(index, &modules.modules()[index], modules).is_some());
+        // The inspector looks scopes up by pc in file addresses, so each
+        // module's frames get their bias taken off, and the symbol table
+        // relocates DW_OP_addr by it.
+        let file_frames: Vec<Backtrace> =
+            with_frames.iter().map(|&index| file_address_frames(&grouped, &modules.modules()[index])).collect();
+        let loaded: Vec<&ModuleDebug> = with_frames.iter().filter_map(|index| debug.loaded(*index)).collect();
+        // Each frame's module, for call sites that pass entry values from
+        // one module to another.
+        let callers: Vec<Option<CallerScope<'_>>> = frame_modules
+            .iter()
+            .map(|module| {
+                let position = with_frames.iter().position(|&index| Some(index) == *module)?;
+                let module = &modules.modules()[with_frames[position]];
+                Some(CallerScope {
+                    info: &loaded[position].info,
+                    load_bias: module.bias,
+                    frames: &file_frames[position].frames,
+                })
+            })
+            .collect();
+        for (position, &index) in with_frames.iter().enumerate() {
+            let module_debug = loaded[position];
+            let target = VariableTarget {
+                info: &module_debug.info,
+                symbols: &module_debug.symbols,
+                memory: &memory,
+                vcpu,
+                callers: &callers,
+            };
             let in_module = |group: usize| frame_modules.get(group) == Some(&Some(index));
             add_variables(
                 &mut report,
-                &file_frames,
+                &file_frames[position],
                 &groups,
                 &target,
                 print_options,
@@ -842,6 +865,12 @@ impl ModuleDebugCache {
                 })
             })
             .as_mut()
+    }
+
+    /// Returns the DWARF of the module at `index` when [`ModuleDebugCache::get`]
+    /// loaded it.
+    fn loaded(&self, index: usize) -> Option<&ModuleDebug> {
+        self.by_module.get(&index)?.as_ref()
     }
 
     /// Returns the call sites of the module at `index`, when it has DWARF.

@@ -26,6 +26,7 @@ use crate::modules::{executable_mapping, Module, ModuleSet};
 use crate::unwind::{Backtrace, Registers, StackMemory, UnwindOptions, Unwinder};
 use crate::variables::expr::ExprError;
 use crate::variables::dwarf::DebugInfo;
+use crate::variables::location::CallerScope;
 use crate::variables::format::{PrintOptions, Printer, DEFAULT_MAX_DEPTH, DEFAULT_PRINT_ELEMENTS};
 use crate::variables::symbols::{ModuleSymbolSet, SymbolTable};
 use crate::variables::{Inspector, NamedValue};
@@ -79,15 +80,22 @@ pub struct Scope {
     /// The backtrace with the pcs of the module's frames turned into file
     /// addresses, which the inspector looks scopes up by.
     pub backtrace: Backtrace,
+    /// The module's position in the session's module set.
+    pub module_index: usize,
+    /// The module's run-time address minus file address.
+    pub load_bias: u64,
 }
 
 impl Scope {
-    /// Returns the scope of `module`, whose own symbols are `symbols`.
-    fn of_module(module: &Module, symbols: SymbolTable, runtime_frames: &Backtrace) -> Scope {
+    /// Returns the scope of `module`, the one at `module_index` of the
+    /// module set, whose own symbols are `symbols`.
+    fn of_module(module: &Module, module_index: usize, symbols: SymbolTable, runtime_frames: &Backtrace) -> Scope {
         Scope {
             info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
             symbols,
             backtrace: file_address_frames(runtime_frames, module),
+            module_index,
+            load_bias: module.bias,
         }
     }
 }
@@ -242,7 +250,8 @@ impl Session {
             .with_load_bias(main.bias)
             .with_function_names(&image)
             .with_modules(&module_symbols);
-        let program = Scope::of_module(main, program_symbols, &runtime_frames);
+        let main_position = main_index.context("the main program is not among the loaded modules")?;
+        let program = Scope::of_module(main, main_position, program_symbols, &runtime_frames);
         // The module of the selected frame, when it is a shared object with
         // DWARF; an unknown frame number is rejected later by check_frame.
         let frame_module = report
@@ -251,10 +260,10 @@ impl Session {
             .and_then(|line| runtime_frames.frames.get(line.physical_index))
             .and_then(|frame| modules.index_for(frame.pc.lookup_address()))
             .filter(|&index| Some(index) != main_index)
-            .map(|index| &modules.modules()[index])
-            .filter(|module| module.image.has_debug_info());
+            .filter(|&index| modules.modules()[index].image.has_debug_info());
         let (scope, program) = match frame_module {
-            Some(module) => {
+            Some(index) => {
+                let module = &modules.modules()[index];
                 let name = module_symbols.name_of(&module.mapped_path).unwrap_or(&module.mapped_path).to_owned();
                 tracing::debug!(module = %module.mapped_path, frame = args.frame, "names resolve in the frame's module");
                 // A shared object's TLS block is not the executable's, so
@@ -264,7 +273,7 @@ impl Session {
                     .with_function_names(&module.image)
                     .with_file_name(name)
                     .with_modules(&module_symbols);
-                (Scope::of_module(module, symbols, &runtime_frames), Some(program))
+                (Scope::of_module(module, index, symbols, &runtime_frames), Some(program))
             }
             None => (program, None),
         };
@@ -328,6 +337,7 @@ impl Session {
         let lines_per_frame = self.lines_per_frame();
         Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
             .with_tail_calls(&self.tail_call_frames())
+            .with_callers(self.program_callers())
     }
 
     /// Creates an inspector of the main program's scope, when names resolve
@@ -340,11 +350,11 @@ impl Session {
         Some(inspector.with_tail_calls(&self.tail_call_frames()))
     }
 
-    /// Runs `evaluate` in the selected frame's scope and, when it finds no
-    /// symbol or type of that name there, among the main program's globals
-    /// and types, without a frame, as gdb looks a name up in the frame's
-    /// module first. Returns the result with the inspector that produced
-    /// it. NOTE: gdb then searches every other module; only the main program
+    /// Runs `evaluate` in the selected frame's scope. When that finds no
+    /// symbol or type of the name, it runs again among the main program's
+    /// globals and types, without a frame, because gdb looks a name up in
+    /// the frame's module first and then in the others. Returns the result
+    /// with the inspector that produced it. NOTE: gdb then searches every other module; only the main program
     /// is searched here.
     pub fn evaluate_in_scopes<'s, T>(
         &'s self,
@@ -363,6 +373,24 @@ impl Session {
             }
             result => result.map(|result| (result, inspector)),
         }
+    }
+
+    /// Returns, for each frame of the inspector, the main program's DWARF
+    /// when the frame is in the main program and names resolve in a shared
+    /// object. The entry values that the program passed to the shared
+    /// object are then read from the program's call sites. NOTE: a caller
+    /// in any other module gets none, so a callback that glibc called
+    /// shows no entry values.
+    fn program_callers(&self) -> Vec<Option<CallerScope<'_>>> {
+        let (Some(program), Some(modules)) = (&self.program, &self.modules) else {
+            return Vec::new();
+        };
+        let scope = CallerScope { info: &program.info, load_bias: program.load_bias, frames: &program.backtrace.frames };
+        self.backtrace
+            .frames
+            .iter()
+            .map(|frame| (modules.index_for(frame.pc.lookup_address()) == Some(program.module_index)).then_some(scope))
+            .collect()
     }
 
     /// Returns the physical frames of the inspector that stand for tail calls.

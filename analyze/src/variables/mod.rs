@@ -26,7 +26,7 @@ use gimli::constants;
 use stardump_format::VcpuState;
 
 use self::dwarf::{DebugInfo, DieId};
-use self::location::{FrameSet, Locator};
+use self::location::{CallerScope, FrameSet, Locator};
 use self::scope::FunctionScope;
 use self::symbols::SymbolTable;
 use self::types::{Builtin, TypeRef, TypeTable};
@@ -69,6 +69,9 @@ pub struct Inspector<'a> {
     pub vcpu: Option<&'a VcpuState>,
     /// The source frames, innermost first.
     pub source_frames: Vec<SourceFrameScope>,
+    /// For each physical frame in another module with DWARF, that module's
+    /// DWARF, for entry values passed by a caller there.
+    callers: Vec<Option<CallerScope<'a>>>,
 }
 
 impl<'a> Inspector<'a> {
@@ -104,7 +107,16 @@ impl<'a> Inspector<'a> {
                 source_frames.push(SourceFrameScope { physical, scope });
             }
         }
-        Inspector { info, symbols, memory, frames, vcpu, source_frames }
+        Inspector { info, symbols, memory, frames, vcpu, source_frames, callers: Vec::new() }
+    }
+
+    /// Returns the inspector with the DWARF of each physical frame's module:
+    /// `callers[i]` describes frame `i`'s module when it has DWARF, for
+    /// entry values that a caller in another module passed (see
+    /// [`CallerScope`]).
+    pub fn with_callers(mut self, callers: Vec<Option<CallerScope<'a>>>) -> Inspector<'a> {
+        self.callers = callers;
+        self
     }
 
     /// Returns the inspector with the source frame of each physical frame in
@@ -132,8 +144,8 @@ impl<'a> Inspector<'a> {
     /// Returns a locator that relocates addresses by the symbols' load bias
     /// and resolves the executable's thread-local variables, with the
     /// vCPU's `fs_base` as the thread pointer.
-    fn locator(&self) -> Locator<'a> {
-        let locator = Locator::new(self.info).with_load_bias(self.symbols.load_bias());
+    fn locator(&self) -> Locator<'_> {
+        let locator = Locator::new(self.info).with_load_bias(self.symbols.load_bias()).with_callers(&self.callers);
         match (self.symbols.tls_template(), self.vcpu) {
             (Some(template), Some(vcpu)) => locator.with_tls(*template, vcpu.fs_base),
             _ => locator,
@@ -199,7 +211,7 @@ impl<'a> Inspector<'a> {
         if scope.function != scope.physical_function {
             return None;
         }
-        let raw = Locator::new(self.info).parameter_entry_value(die, scope.function, self.frame_set(), source.physical)?;
+        let raw = self.locator().parameter_entry_value(die, scope.function, self.frame_set(), source.physical)?;
         let ty = self.types().type_of(die);
         let size = usize::try_from(self.types().size_of(&ty)?).ok()?.min(8);
         Some(Value::from_bytes(ty, raw.to_le_bytes()[..size].to_vec()))
