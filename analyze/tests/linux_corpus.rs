@@ -541,6 +541,13 @@ fn frame_and_locals_on_process_core() {
     assert!(frame.contains("no_throw_zone (value=value@entry=41) at throw.cpp:16"), "{frame}");
     let value = run("print", &["--frame", &index.to_string(), "value"]);
     assert_eq!(value.trim(), "$1 = 41");
+
+    // In a C++ frame, gdb types $pc as `void (*)(void)`.
+    let gdb = gdb_commands(&program, &core, &[&format!("frame {index}"), "print $pc"]);
+    let expected = gdb.lines().find(|line| line.starts_with("$1 = ")).unwrap_or_default();
+    assert!(expected.starts_with("$1 = (void (*)(void)) 0x"), "gdb printed\n{gdb}");
+    let pc = run("print", &["--frame", &index.to_string(), "$pc"]);
+    assert_eq!(pc.trim(), expected);
 }
 
 /// Tries to catch the clock thread inside the vDSO this many times; it

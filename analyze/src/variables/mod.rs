@@ -304,6 +304,7 @@ impl<'a> Inspector<'a> {
         let physical = frame.and_then(|frame| self.source_frames.get(frame)).map_or(0, |source| source.physical);
         let registers = self.frames.get(physical).map(|frame| frame.registers);
         let (number, ty) = match name {
+            "pc" | "rip" if self.is_cplusplus(frame) => (16, Builtin::PrototypedCodePointer),
             "pc" | "rip" => (16, Builtin::CodePointer),
             "sp" | "rsp" => (7, Builtin::DataPointer),
             "fp" | "rbp" => (6, Builtin::DataPointer),
