@@ -18,6 +18,7 @@ pub mod debug_file;
 pub mod image;
 pub mod image_fallback;
 pub mod line_table;
+pub mod link_map;
 pub mod live;
 pub mod modules;
 pub mod symbolize;

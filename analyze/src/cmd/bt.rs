@@ -34,7 +34,9 @@ use crate::symbolize::{self, SourceFrame};
 use crate::threads::tail_calls::TailCalls;
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
-use crate::variables::symbols::SymbolTable;
+use crate::variables::location::CallerScope;
+use crate::link_map;
+use crate::variables::symbols::{ModuleSymbolSet, SymbolTable};
 use crate::variables::Inspector;
 use crate::unwind::{
     Backtrace, Frame, Pc, Registers, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES,
@@ -126,6 +128,11 @@ pub struct FrameReport {
     /// `None` in the main program and in a unikernel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
+    /// The path the dynamic linker opened that shared object by, which
+    /// gdb shows (`/lib/x86_64-linux-gnu/libc.so.6`), when the core's
+    /// `link_map` list names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library_name: Option<String>,
     /// Source line.
     pub line: Option<u32>,
     /// Source column.
@@ -181,6 +188,10 @@ pub struct BtReport {
 pub struct ModuleReport {
     /// The path the process mapped the file by.
     pub path: String,
+    /// The path the dynamic linker opened the file by, from the core's
+    /// `link_map` list. `None` for the main program and the vDSO, and when
+    /// the list cannot be read.
+    pub name: Option<String>,
     /// The file symbols were read from.
     pub file: String,
     /// The separate debug file, when one was used.
@@ -198,9 +209,10 @@ pub struct ModuleReport {
 }
 
 impl ModuleReport {
-    fn new(module: &Module) -> ModuleReport {
+    fn new(module: &Module, name: Option<String>) -> ModuleReport {
         ModuleReport {
             path: module.mapped_path.clone(),
+            name,
             file: module.image.path().display().to_string(),
             debug_file: module.image.debug_path().map(|path| path.display().to_string()),
             build_id: module.image.build_id().map(check::hex),
@@ -224,19 +236,39 @@ pub enum CodeImages<'a> {
         set: &'a ModuleSet,
         /// The mapped path of the main program, whose frames name no library.
         main: Option<&'a str>,
+        /// The dynamic linker's name of each module of `set`, by position,
+        /// where known (see [`crate::link_map::module_names`]).
+        names: &'a [Option<String>],
     },
+}
+
+/// The module a pc is in, as a frame line names it.
+#[derive(Clone, Copy)]
+struct Located<'a> {
+    image: &'a Image,
+    bias: u64,
+    /// The mapped path of a shared object; `None` for the main program.
+    library: Option<&'a str>,
+    /// The dynamic linker's name of that shared object.
+    library_name: Option<&'a str>,
 }
 
 impl<'a> CodeImages<'a> {
     /// Returns the image containing the run-time `address`, its bias, and
-    /// the library path to show for it.
-    fn locate(&self, address: u64) -> Option<(&'a Image, u64, Option<&'a str>)> {
+    /// the library path and name to show for it.
+    fn locate(&self, address: u64) -> Option<Located<'a>> {
         match *self {
-            CodeImages::One(image) => Some((image, 0, None)),
-            CodeImages::Modules { set, main } => {
-                let module = set.module_for(address)?;
-                let library = (Some(module.mapped_path.as_str()) != main).then_some(module.mapped_path.as_str());
-                Some((&module.image, module.bias, library))
+            CodeImages::One(image) => Some(Located { image, bias: 0, library: None, library_name: None }),
+            CodeImages::Modules { set, main, names } => {
+                let index = set.index_for(address)?;
+                let module = &set.modules()[index];
+                let is_library = Some(module.mapped_path.as_str()) != main;
+                Some(Located {
+                    image: &module.image,
+                    bias: module.bias,
+                    library: is_library.then_some(module.mapped_path.as_str()),
+                    library_name: names.get(index).and_then(Option::as_deref).filter(|_| is_library),
+                })
             }
         }
     }
@@ -246,9 +278,10 @@ impl<'a> CodeImages<'a> {
 fn frame_lines(images: CodeImages<'_>, frame: &Frame, physical_index: usize, first_index: usize) -> Vec<FrameReport> {
     let lookup = frame.pc.lookup_address();
     let located = images.locate(lookup);
-    let library = located.and_then(|(_, _, library)| library).map(str::to_owned);
+    let library = located.and_then(|located| located.library).map(str::to_owned);
+    let library_name = located.and_then(|located| located.library_name).map(str::to_owned);
     let mut sources = match located {
-        Some((image, bias, _)) => symbolize::symbolize(image, lookup.wrapping_sub(bias)),
+        Some(Located { image, bias, .. }) => symbolize::symbolize(image, lookup.wrapping_sub(bias)),
         None => Vec::new(),
     };
     if sources.is_empty() {
@@ -264,7 +297,7 @@ fn frame_lines(images: CodeImages<'_>, frame: &Frame, physical_index: usize, fir
     // gdb omits the address when an exact pc is at the start of its source
     // line, as at a breakpoint. A return address is always shown.
     let at_line_start = match (frame.pc, located) {
-        (Pc::Exact(pc), Some((image, bias, _))) => {
+        (Pc::Exact(pc), Some(Located { image, bias, .. })) => {
             let file_pc = pc.wrapping_sub(bias);
             symbolize::line_start(image, file_pc) == Some(file_pc)
         }
@@ -301,8 +334,9 @@ fn frame_lines(images: CodeImages<'_>, frame: &Frame, physical_index: usize, fir
                     .file
                     .as_deref()
                     .zip(located)
-                    .map(|(file, (image, _, _))| image.display_path(file).to_owned()),
+                    .map(|(file, located)| located.image.display_path(file).to_owned()),
                 library: library.clone(),
+                library_name: library_name.clone(),
                 file: source.file,
                 line: source.line,
                 column: source.column,
@@ -352,31 +386,46 @@ struct VariableTarget<'a> {
     symbols: &'a SymbolTable,
     memory: &'a TargetMemory<'a>,
     vcpu: &'a VcpuState,
+    /// The DWARF of frames in other modules (see [`CallerScope`]).
+    callers: &'a [Option<CallerScope<'a>>],
 }
 
-/// Fills in the arguments of every frame of `report` whose physical frame
-/// `in_scope` accepts, and with `full` the locals. Only with `full` does a value that is not known make the output
-/// incomplete: plain `bt` is complete when the walk is.
+/// Fills in the arguments of every line of `report` whose frame
+/// `in_scope` accepts, and with `full` the locals. `backtrace` has one
+/// frame per group of lines, and `groups[i]` is the frame of line `i`
+/// (see [`line_groups`]). Only with `full` does a value that is not known
+/// make the output incomplete: plain `bt` is complete when the walk is.
+#[allow(clippy::too_many_arguments)]
 fn add_variables(
     report: &mut ThreadReport,
     backtrace: &Backtrace,
+    groups: &[usize],
     target: &VariableTarget<'_>,
     options: PrintOptions,
     full: bool,
     incomplete: &mut bool,
     in_scope: &dyn Fn(usize) -> bool,
 ) {
-    let VariableTarget { info, symbols, memory, vcpu } = *target;
+    let VariableTarget { info, symbols, memory, vcpu, callers } = *target;
     let mut lines_per_frame = vec![0usize; backtrace.frames.len()];
-    for line in &report.frames {
-        if let Some(count) = lines_per_frame.get_mut(line.physical_index) {
+    for &group in groups {
+        if let Some(count) = lines_per_frame.get_mut(group) {
             *count += 1;
         }
     }
-    let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, Some(vcpu), &lines_per_frame);
+    let tail_calls: Vec<usize> = report
+        .frames
+        .iter()
+        .zip(groups)
+        .filter(|(line, _)| line.found_by == TAIL_CALL_FOUND_BY)
+        .map(|(_, &group)| group)
+        .collect();
+    let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, Some(vcpu), &lines_per_frame)
+        .with_tail_calls(&tail_calls)
+        .with_callers(callers.to_vec());
     let printer = Printer::new(inspector.types(), memory, symbols, options);
     for (index, frame) in report.frames.iter_mut().enumerate() {
-        if !in_scope(frame.physical_index) {
+        if !groups.get(index).is_some_and(|&group| in_scope(group)) {
             continue;
         }
         let arguments = inspector.arguments(index);
@@ -405,34 +454,13 @@ pub fn write_text_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Re
 }
 
 fn write_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> {
-    let file = frame.display_file.as_ref().or(frame.file.as_ref());
-    // gdb pads the number to two columns and always adds a space: "#0  ", "#10 ", "#100 ".
-    write!(out, "#{:<2} ", frame.index)?;
+    writeln!(out, "{} [{}]", frame_line(frame), frame.found_by)?;
     if frame.kind == FrameKind::Trap {
-        writeln!(out, "<signal handler called> [{}]", frame.found_by)?;
         if frame.locals.is_some() {
             writeln!(out, "No locals.")?;
         }
         return Ok(());
     }
-    if frame.show_address {
-        let pc = u64::from_str_radix(frame.pc.trim_start_matches("0x"), 16).unwrap_or(0);
-        write!(out, "{pc:#018x} in ")?;
-    }
-    let arguments = frame.argument_text.as_deref().unwrap_or("");
-    match (&frame.function, frame.symbol_offset) {
-        (Some(name), Some(offset)) if offset != 0 => write!(out, "{name}+{offset:#x} ({arguments})")?,
-        (Some(name), _) => write!(out, "{name} ({arguments})")?,
-        (None, _) => write!(out, "?? ({arguments})")?,
-    }
-    match (file, frame.line, &frame.library) {
-        (Some(file), Some(line), _) => write!(out, " at {file}:{line}")?,
-        // gdb names the shared object of a frame without a line, except
-        // the vDSO, which has no file.
-        (_, _, Some(library)) if library != VDSO_NAME => write!(out, " from {library}")?,
-        _ => {}
-    }
-    writeln!(out, " [{}]", frame.found_by)?;
     if let Some(locals) = &frame.locals {
         if locals.is_empty() {
             writeln!(out, "No locals.")?;
@@ -442,6 +470,34 @@ fn write_frame(out: &mut dyn Write, frame: &FrameReport) -> std::io::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Returns the frame's line as gdb prints it, without how it was found.
+pub fn frame_line(frame: &FrameReport) -> String {
+    // gdb pads the number to two columns and always adds a space: "#0  ", "#10 ", "#100 ".
+    let mut line = format!("#{:<2} ", frame.index);
+    if frame.kind == FrameKind::Trap {
+        line.push_str("<signal handler called>");
+        return line;
+    }
+    if frame.show_address {
+        let pc = u64::from_str_radix(frame.pc.trim_start_matches("0x"), 16).unwrap_or(0);
+        line.push_str(&format!("{pc:#018x} in "));
+    }
+    let arguments = frame.argument_text.as_deref().unwrap_or("");
+    // A name from the ELF symbol table prints without its offset, as in
+    // gdb; the JSON keeps the offset in `symbol_offset`.
+    line.push_str(&format!("{} ({arguments})", frame.function.as_deref().unwrap_or("??")));
+    let file = frame.display_file.as_ref().or(frame.file.as_ref());
+    let library = frame.library_name.as_ref().or(frame.library.as_ref());
+    match (file, frame.line, library) {
+        (Some(file), Some(number), _) => line.push_str(&format!(" at {file}:{number}")),
+        // gdb names the shared object of a frame without a line, except
+        // the vDSO, which has no file.
+        (_, _, Some(library)) if library != VDSO_NAME => line.push_str(&format!(" from {library}")),
+        _ => {}
+    }
+    line
 }
 
 /// Writes the text form of `report`.
@@ -471,7 +527,14 @@ enum LoadedImages {
     /// A unikernel image, with bias 0.
     Unikernel(Box<Image>),
     /// The modules of a process, and the mapped path of its program.
-    Process { modules: ModuleSet, main: Option<String> },
+    Process {
+        /// The loaded modules.
+        modules: ModuleSet,
+        /// The mapped path of the main program.
+        main: Option<String>,
+        /// The dynamic linker's name of each module, by position.
+        names: Vec<Option<String>>,
+    },
 }
 
 /// Loads `--image` for a unikernel, or every mapped ELF file of a process.
@@ -499,7 +562,24 @@ fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::
         ModuleSet::from_file_mappings(mappings, executable, args.image.as_deref(), &search);
     warnings.extend(module_warnings.iter().map(ToString::to_string));
     warnings.extend(modules.add_vdso(core).map(|warning| warning.to_string()));
-    Ok(LoadedImages::Process { modules, main: executable.map(|mapping| mapping.path.clone()) })
+    let names = linker_names(&modules, executable.map(|mapping| mapping.path.as_str()), core);
+    Ok(LoadedImages::Process { modules, main: executable.map(|mapping| mapping.path.clone()), names })
+}
+
+/// Returns the dynamic linker's name of each module of `modules`, by
+/// position, read from the `link_map` list in `core` (see
+/// [`crate::link_map`]); all `None` when the list cannot be read.
+pub(crate) fn linker_names(modules: &ModuleSet, main: Option<&str>, core: &Core) -> Vec<Option<String>> {
+    let main_index = modules.modules().iter().position(|module| Some(module.mapped_path.as_str()) == main);
+    let Some(main_index) = main_index else {
+        return vec![None; modules.modules().len()];
+    };
+    // The dynamic linker's data is written at run time, so it is in the
+    // core itself, and the address space of a process is the same for
+    // every thread.
+    let cr3 = core.vcpus().first().map_or(0, |vcpu| vcpu.cr3);
+    let memory = TargetMemory::new(core, cr3);
+    link_map::module_names(modules, &link_map::read_link_map(modules, main_index, &memory))
 }
 
 /// Runs `stardump bt`; warnings about the image go to `err` in text mode.
@@ -519,10 +599,11 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
                 unikernel_threads(image, &snapshot, &vcpus, options, print_options, args.full, &mut warnings, &mut variables_incomplete);
             (threads, Some(image.path().display().to_string()), image.build_id().map(check::hex), Vec::new())
         }
-        LoadedImages::Process { modules, main } => {
+        LoadedImages::Process { modules, main, names } => {
             let threads = process_threads(
                 modules,
                 main.as_deref(),
+                names,
                 &snapshot,
                 &vcpus,
                 options,
@@ -536,7 +617,12 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
                 threads,
                 main_module.map(|module| module.image.path().display().to_string()),
                 main_module.and_then(|module| module.image.build_id()).map(check::hex),
-                modules.modules().iter().map(ModuleReport::new).collect(),
+                modules
+                    .modules()
+                    .iter()
+                    .zip(names)
+                    .map(|(module, name)| ModuleReport::new(module, name.clone()))
+                    .collect(),
             )
         }
     };
@@ -607,8 +693,18 @@ fn unikernel_threads(
                 let mut report = thread_report(image, vcpu.id, &backtrace);
                 if let Some((info, symbols)) = &variables {
                     let memory = TargetMemory::new(&backed, vcpu.cr3);
-                    let target = VariableTarget { info, symbols, memory: &memory, vcpu };
-                    add_variables(&mut report, &backtrace, &target, print_options, full, variables_incomplete, &|_| true);
+                    let target = VariableTarget { info, symbols, memory: &memory, vcpu, callers: &[] };
+                    let groups: Vec<usize> = report.frames.iter().map(|line| line.physical_index).collect();
+                    add_variables(
+                        &mut report,
+                        &backtrace,
+                        &groups,
+                        &target,
+                        print_options,
+                        full,
+                        variables_incomplete,
+                        &|_| true,
+                    );
                 }
                 report
             }
@@ -625,6 +721,7 @@ fn unikernel_threads(
 fn process_threads(
     modules: &ModuleSet,
     main: Option<&str>,
+    names: &[Option<String>],
     core: &Core,
     vcpus: &[&VcpuState],
     options: UnwindOptions,
@@ -633,12 +730,12 @@ fn process_threads(
     warnings: &mut Vec<String>,
     variables_incomplete: &mut bool,
 ) -> Vec<ThreadReport> {
-    let images = CodeImages::Modules { set: modules, main };
+    let images = CodeImages::Modules { set: modules, main, names };
     // Kernel cores and gcore files leave out file-backed pages that were
     // never written, such as glibc's code, so those are read from the files.
     let backed = ImageBacked::for_modules(core, modules);
     let mut unwinder = Unwinder::for_modules(modules, options);
-    let mut debug = ModuleDebugCache::default();
+    let mut debug = ModuleDebugCache::new(modules, main, names);
     let mut threads = Vec::new();
     for vcpu in vcpus {
         let Some(backtrace) = unwind_vcpu(&mut unwinder, &backed, vcpu) else {
@@ -649,28 +746,60 @@ fn process_threads(
         report.lwp = vcpu.thread_id;
         report.name = core.thread_name(vcpu.id).map(str::to_owned);
 
+        // Tail-call lines first, so that their arguments are read too and
+        // the frames below see them as their callers, as in gdb.
+        insert_tail_calls(&mut report, &backtrace, images, &mut debug);
+        let (grouped, groups) = line_groups(&report, &backtrace);
+
         // Each module's DWARF describes the variables of its own frames.
         let frame_modules: Vec<Option<usize>> =
-            backtrace.frames.iter().map(|frame| modules.index_for(frame.pc.lookup_address())).collect();
+            grouped.frames.iter().map(|frame| modules.index_for(frame.pc.lookup_address())).collect();
         let mut with_frames: Vec<usize> = frame_modules.iter().flatten().copied().collect();
         with_frames.sort_unstable();
         with_frames.dedup();
         let memory = TargetMemory::new(&backed, vcpu.cr3);
-        for index in with_frames {
-            let module = &modules.modules()[index];
-            let Some(module_debug) = debug.get(index, module) else { continue };
-            // The inspector looks scopes up by pc in file addresses, so this
-            // module's frames get their bias taken off, and the symbol table
-            // relocates DW_OP_addr by it. Only this module's lines are filled
-            // in. A pointer into another module is printed without a name.
-            let file_frames = file_address_frames(&backtrace, module);
-            let target =
-                VariableTarget { info: &module_debug.info, symbols: &module_debug.symbols, memory: &memory, vcpu };
-            let in_module = |physical_index: usize| frame_modules.get(physical_index) == Some(&Some(index));
-            add_variables(&mut report, &file_frames, &target, print_options, full, variables_incomplete, &in_module);
+        with_frames.retain(|&index| debug.get(index, &modules.modules()[index], modules).is_some());
+        // The inspector looks scopes up by pc in file addresses, so each
+        // module's frames get their bias taken off, and the symbol table
+        // relocates DW_OP_addr by it.
+        let file_frames: Vec<Backtrace> =
+            with_frames.iter().map(|&index| file_address_frames(&grouped, &modules.modules()[index])).collect();
+        let loaded: Vec<&ModuleDebug> = with_frames.iter().filter_map(|index| debug.loaded(*index)).collect();
+        // Each frame's module, for call sites that pass entry values from
+        // one module to another.
+        let callers: Vec<Option<CallerScope<'_>>> = frame_modules
+            .iter()
+            .map(|module| {
+                let position = with_frames.iter().position(|&index| Some(index) == *module)?;
+                let module = &modules.modules()[with_frames[position]];
+                Some(CallerScope {
+                    info: &loaded[position].info,
+                    load_bias: module.bias,
+                    frames: &file_frames[position].frames,
+                })
+            })
+            .collect();
+        for (position, &index) in with_frames.iter().enumerate() {
+            let module_debug = loaded[position];
+            let target = VariableTarget {
+                info: &module_debug.info,
+                symbols: &module_debug.symbols,
+                memory: &memory,
+                vcpu,
+                callers: &callers,
+            };
+            let in_module = |group: usize| frame_modules.get(group) == Some(&Some(index));
+            add_variables(
+                &mut report,
+                &file_frames[position],
+                &groups,
+                &target,
+                print_options,
+                full,
+                variables_incomplete,
+                &in_module,
+            );
         }
-        // After the variables, which count the lines of each physical frame.
-        insert_tail_calls(&mut report, &backtrace, images, &mut debug);
         threads.push(report);
     }
     warnings.extend(backed.warning());
@@ -690,31 +819,63 @@ struct ModuleDebug {
 #[derive(Default)]
 pub(crate) struct ModuleDebugCache {
     by_module: std::collections::HashMap<usize, Option<ModuleDebug>>,
+    /// The mapped path of the main program, whose symbol table keeps its
+    /// TLS template.
+    main: Option<String>,
+    /// The dynamic linker's name of each module, by position.
+    names: Vec<Option<String>>,
+    /// The symbols of every module, read on first use.
+    module_symbols: Option<ModuleSymbolSet>,
 }
 
 impl ModuleDebugCache {
-    /// Returns the DWARF of the module at `index`, or `None` when it has none.
-    fn get(&mut self, index: usize, module: &Module) -> Option<&mut ModuleDebug> {
-        self.by_module
+    /// Creates a cache for `modules`, whose main program is mapped from
+    /// `main` and whose modules the dynamic linker names `names`.
+    pub(crate) fn new(modules: &ModuleSet, main: Option<&str>, names: &[Option<String>]) -> ModuleDebugCache {
+        let mut names = names.to_vec();
+        names.resize(modules.modules().len(), None);
+        ModuleDebugCache { main: main.map(str::to_owned), names, ..ModuleDebugCache::default() }
+    }
+
+    /// Returns the DWARF of the module at `index`, or `None` when it has
+    /// none. `modules` is the set `index` points into.
+    fn get(&mut self, index: usize, module: &Module, modules: &ModuleSet) -> Option<&mut ModuleDebug> {
+        let ModuleDebugCache { by_module, main, names, module_symbols } = self;
+        by_module
             .entry(index)
             .or_insert_with(|| {
                 if !module.image.has_debug_info() {
                     return None;
                 }
                 let _span = tracing::debug_span!("debug info", module = %module.mapped_path).entered();
+                let module_symbols = module_symbols.get_or_insert_with(|| ModuleSymbolSet::new(modules, names));
+                // A shared object's TLS block is not the executable's, so
+                // only the main program's table has a TLS template.
+                let own = if main.as_deref() == Some(module.mapped_path.as_str()) {
+                    SymbolTable::from_image(&module.image)
+                } else {
+                    let name = names.get(index).cloned().flatten().unwrap_or_else(|| module.mapped_path.clone());
+                    SymbolTable::from_shared_object(&module.image).with_file_name(name)
+                };
                 Some(ModuleDebug {
                     info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
                     // Globals and symbol names of this module are relocated by its bias.
-                    symbols: SymbolTable::from_image(&module.image).with_load_bias(module.bias),
+                    symbols: own.with_load_bias(module.bias).with_function_names(&module.image).with_modules(module_symbols),
                     tail_calls: None,
                 })
             })
             .as_mut()
     }
 
+    /// Returns the DWARF of the module at `index` when [`ModuleDebugCache::get`]
+    /// loaded it.
+    fn loaded(&self, index: usize) -> Option<&ModuleDebug> {
+        self.by_module.get(&index)?.as_ref()
+    }
+
     /// Returns the call sites of the module at `index`, when it has DWARF.
-    fn tail_calls(&mut self, index: usize, module: &Module) -> Option<&TailCalls> {
-        let debug = self.get(index, module)?;
+    fn tail_calls(&mut self, index: usize, module: &Module, modules: &ModuleSet) -> Option<&TailCalls> {
+        let debug = self.get(index, module, modules)?;
         let info = &debug.info;
         Some(debug.tail_calls.get_or_insert_with(|| TailCalls::new(info)))
     }
@@ -731,7 +892,7 @@ pub(crate) fn insert_tail_calls(
     images: CodeImages<'_>,
     debug: &mut ModuleDebugCache,
 ) {
-    let CodeImages::Modules { set: modules, main } = images else {
+    let CodeImages::Modules { set: modules, main, names } = images else {
         return;
     };
     let mut lines = Vec::with_capacity(report.frames.len());
@@ -755,7 +916,7 @@ pub(crate) fn insert_tail_calls(
         if !may_have_tail_calls(image, module.file_address(return_address), module.file_address(callee_lookup)) {
             continue;
         }
-        let Some(tail_calls) = debug.tail_calls(index, module) else { continue };
+        let Some(tail_calls) = debug.tail_calls(index, module, modules) else { continue };
         let chain = tail_calls.chain(image, module.file_address(return_address), module.file_address(callee_lookup));
         for tail_call in chain {
             let lookup = tail_call.return_address.wrapping_sub(1);
@@ -777,6 +938,11 @@ pub(crate) fn insert_tail_calls(
                     symbol_offset: source.symbol_offset,
                     display_file: source.file.as_deref().map(|file| image.display_path(file).to_owned()),
                     library: (Some(module.mapped_path.as_str()) != main).then(|| module.mapped_path.clone()),
+                    library_name: names
+                        .get(index)
+                        .cloned()
+                        .flatten()
+                        .filter(|_| Some(module.mapped_path.as_str()) != main),
                     file: source.file,
                     line: source.line,
                     column: source.column,
@@ -814,6 +980,49 @@ fn may_have_tail_calls(image: &Image, return_address: u64, callee_pc: u64) -> bo
     let target = return_address.wrapping_add_signed(i64::from(displacement));
     let callee_entry = image.symbol_for(callee_pc).map(|symbol| symbol.address);
     callee_entry != Some(target)
+}
+
+/// Returns the frames the variables of `report`'s lines are read from, one
+/// per group of lines, and the group of each line. A group is a physical
+/// frame of `backtrace` with its inlined functions, or one tail-call line,
+/// which `bt` numbers as gdb does but which has no stack frame. A
+/// tail-call frame has its return address as pc and no registers, so its
+/// variables that live in registers show as unknown.
+pub(crate) fn line_groups(report: &ThreadReport, backtrace: &Backtrace) -> (Backtrace, Vec<usize>) {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut groups = Vec::with_capacity(report.frames.len());
+    let mut previous: Option<(bool, usize)> = None;
+    for line in &report.frames {
+        let tail_call = line.found_by == TAIL_CALL_FOUND_BY;
+        // Consecutive lines of one physical frame (its inlined functions)
+        // share it; every tail-call line is a frame of its own.
+        let group = (tail_call, if tail_call { line.index } else { line.physical_index });
+        if previous != Some(group) {
+            let frame = if tail_call {
+                let pc = u64::from_str_radix(line.pc.trim_start_matches("0x"), 16).unwrap_or(0);
+                Frame {
+                    pc: Pc::ReturnAddress(pc),
+                    registers: Registers::default(),
+                    found_by: crate::unwind::FoundBy::Cfi,
+                    cfa: None,
+                    trap: false,
+                }
+            } else {
+                match backtrace.frames.get(line.physical_index) {
+                    Some(frame) => frame.clone(),
+                    // A line without its physical frame joins the previous group.
+                    None => {
+                        groups.push(frames.len().saturating_sub(1));
+                        continue;
+                    }
+                }
+            };
+            frames.push(frame);
+            previous = Some(group);
+        }
+        groups.push(frames.len() - 1);
+    }
+    (Backtrace { frames, stop: backtrace.stop.clone() }, groups)
 }
 
 /// Returns `backtrace` with the pcs of frames in `module` turned into file

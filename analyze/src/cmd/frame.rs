@@ -31,6 +31,8 @@ struct FrameJson {
     vcpu: u32,
     warnings: Vec<String>,
     frame: super::bt::FrameReport,
+    text: String,
+    has_debug_info: bool,
     arguments: Vec<VariableReport>,
     locals: Vec<VariableReport>,
 }
@@ -53,14 +55,18 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let local_reports = variable_reports(&printer, &locals, &mut incomplete);
     let mut frame = session.report.frames[index].clone();
     frame.argument_text = Some(frame_arguments(&printer, &inspector, index, &arguments));
+    let has_scope = inspector.source_frames.get(index).is_some_and(|source| source.scope.is_some());
 
     if args.context.json {
+        let text = super::bt::frame_line(&frame);
         let report = FrameJson {
             schema_version: JSON_SCHEMA_VERSION,
             command: "frame",
             vcpu: session.vcpu.id,
             warnings: session.json_warnings(),
             frame,
+            text,
+            has_debug_info: has_scope,
             arguments: argument_reports,
             locals: local_reports,
         };
@@ -68,7 +74,6 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         writeln!(out)?;
     } else {
         super::bt::write_text_frame(out, &frame)?;
-        let has_scope = inspector.source_frames.get(index).is_some_and(|source| source.scope.is_some());
         if !has_scope && (args.args || args.locals) {
             writeln!(out, "No symbol table info available.")?;
         } else if args.args {

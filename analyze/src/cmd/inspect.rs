@@ -1,6 +1,12 @@
 //! The parts the variable commands (`print`, `ptype`, `x`, `frame`, `list`,
 //! `info symbol`) share: opening the core file and image, unwinding the
 //! selected vCPU, and the frame and print options.
+//!
+//! For a Linux process, names resolve in the DWARF of the module that
+//! contains the selected frame's pc, as in gdb: a frame in glibc sees
+//! glibc's locals, arguments, types and globals. A name that module lacks
+//! is then looked up among the main program's globals (see
+//! [`Session::evaluate_in_scopes`]).
 
 use std::path::PathBuf;
 
@@ -9,18 +15,20 @@ use serde::Serialize;
 use stardump_format::{Core, MemoryError, Target, VcpuState};
 
 use super::bt::{
-    file_address_frames, insert_tail_calls, thread_report, thread_report_in, CodeImages, ModuleDebugCache,
+    file_address_frames, insert_tail_calls, line_groups, linker_names, thread_report, thread_report_in, CodeImages, ModuleDebugCache,
     ThreadReport, TAIL_CALL_FOUND_BY,
 };
 use super::regs::select_vcpus;
 use crate::debug_file::DebugSearch;
 use crate::image::Image;
 use crate::image_fallback::{FileImages, ImageFallback};
-use crate::modules::{executable_mapping, ModuleSet};
-use crate::unwind::{Backtrace, Frame, FoundBy, Pc, Registers, StackMemory, UnwindOptions, Unwinder};
+use crate::modules::{executable_mapping, Module, ModuleSet};
+use crate::unwind::{Backtrace, Registers, StackMemory, UnwindOptions, Unwinder};
+use crate::variables::expr::ExprError;
 use crate::variables::dwarf::DebugInfo;
+use crate::variables::location::CallerScope;
 use crate::variables::format::{PrintOptions, Printer, DEFAULT_MAX_DEPTH, DEFAULT_PRINT_ELEMENTS};
-use crate::variables::symbols::SymbolTable;
+use crate::variables::symbols::{ModuleSymbolSet, SymbolTable};
 use crate::variables::{Inspector, NamedValue};
 
 /// Options every variable command takes.
@@ -63,21 +71,56 @@ impl ContextArgs {
     }
 }
 
+/// The DWARF, symbols and frames names resolve in: those of one module.
+pub struct Scope {
+    /// The module's DWARF.
+    pub info: DebugInfo,
+    /// The module's symbols, with those of the process's other modules.
+    pub symbols: SymbolTable,
+    /// The backtrace with the pcs of the module's frames turned into file
+    /// addresses, which the inspector looks scopes up by.
+    pub backtrace: Backtrace,
+    /// The module's position in the session's module set.
+    pub module_index: usize,
+    /// The module's run-time address minus file address.
+    pub load_bias: u64,
+}
+
+impl Scope {
+    /// Returns the scope of `module`, the one at `module_index` of the
+    /// module set, whose own symbols are `symbols`.
+    fn of_module(module: &Module, module_index: usize, symbols: SymbolTable, runtime_frames: &Backtrace) -> Scope {
+        Scope {
+            info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
+            symbols,
+            backtrace: file_address_frames(runtime_frames, module),
+            module_index,
+            load_bias: module.bias,
+        }
+    }
+}
+
 /// A snapshot, its image and one vCPU's backtrace, ready for inspection.
 pub struct Session {
     /// The snapshot or core file.
     pub core: Core,
-    /// The image.
+    /// The image: the unikernel, or a process's main program.
     pub image: Image,
-    /// The image's DWARF.
+    /// The DWARF names resolve in: the image's, or for a process the
+    /// DWARF of the module that contains the selected frame's pc.
     pub info: DebugInfo,
-    /// The image's symbols.
+    /// The symbols of that module, with those of the other modules.
     pub symbols: SymbolTable,
     /// The selected vCPU.
     pub vcpu: VcpuState,
-    /// Its backtrace. For a Linux process, the pcs of the main program's
-    /// frames are file addresses, which the inspector looks scopes up by.
+    /// Its backtrace. For a Linux process, the pcs of the frames in the
+    /// module of [`Session::info`] are file addresses, which the inspector
+    /// looks scopes up by.
     pub backtrace: Backtrace,
+    /// For a process whose selected frame is in a shared object with
+    /// DWARF: the main program's scope, where names that module lacks are
+    /// looked up next.
+    pub program: Option<Scope>,
     /// The backtrace as `bt` prints it.
     pub report: ThreadReport,
     /// For a Linux process, every loaded module, the main program included.
@@ -138,6 +181,7 @@ impl Session {
             vcpu,
             backtrace,
             report,
+            program: None,
             modules: None,
             fallback,
             warnings,
@@ -189,29 +233,60 @@ impl Session {
         } else {
             Backtrace { frames: Vec::new(), stop: None }
         };
-        let images = CodeImages::Modules { set: &modules, main: Some(executable.path.as_str()) };
+        let main_index = modules.modules().iter().position(|module| module.mapped_path == executable.path);
+        let names = linker_names(&modules, Some(executable.path.as_str()), &core);
+        let images = CodeImages::Modules { set: &modules, main: Some(executable.path.as_str()), names: &names };
         let mut report = thread_report_in(images, vcpu.id, &runtime_backtrace);
         report.lwp = vcpu.thread_id;
         report.name = core.thread_name(vcpu.id).map(str::to_owned);
-        insert_tail_calls(&mut report, &runtime_backtrace, images, &mut ModuleDebugCache::default());
-        let to_file_address = |pc: u64| if main.contains(pc.wrapping_sub(1)) { main.file_address(pc) } else { pc };
-        let backtrace =
-            frames_per_line_group(&mut report, &file_address_frames(&runtime_backtrace, main), &to_file_address);
+        let mut debug = ModuleDebugCache::new(&modules, Some(executable.path.as_str()), &names);
+        insert_tail_calls(&mut report, &runtime_backtrace, images, &mut debug);
+        let runtime_frames = frames_per_line_group(&mut report, &runtime_backtrace);
 
-        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
-        // Globals, function addresses and symbol names are relocated by the
-        // main program's load bias; frame pcs are file addresses already.
-        let symbols =
-            SymbolTable::from_image(&image).with_load_bias(main.bias).with_modules(&modules, &executable.path);
+        // Globals, function addresses and symbol names are relocated by
+        // each module's load bias.
+        let module_symbols = ModuleSymbolSet::new(&modules, &names);
+        let program_symbols = SymbolTable::from_image(&image)
+            .with_load_bias(main.bias)
+            .with_function_names(&image)
+            .with_modules(&module_symbols);
+        let main_position = main_index.context("the main program is not among the loaded modules")?;
+        let program = Scope::of_module(main, main_position, program_symbols, &runtime_frames);
+        // The module of the selected frame, when it is a shared object with
+        // DWARF; an unknown frame number is rejected later by check_frame.
+        let frame_module = report
+            .frames
+            .get(args.frame)
+            .and_then(|line| runtime_frames.frames.get(line.physical_index))
+            .and_then(|frame| modules.index_for(frame.pc.lookup_address()))
+            .filter(|&index| Some(index) != main_index)
+            .filter(|&index| modules.modules()[index].image.has_debug_info());
+        let (scope, program) = match frame_module {
+            Some(index) => {
+                let module = &modules.modules()[index];
+                let name = module_symbols.name_of(&module.mapped_path).unwrap_or(&module.mapped_path).to_owned();
+                tracing::debug!(module = %module.mapped_path, frame = args.frame, "names resolve in the frame's module");
+                // A shared object's TLS block is not the executable's, so
+                // its table has no TLS template (see from_shared_object).
+                let symbols = SymbolTable::from_shared_object(&module.image)
+                    .with_load_bias(module.bias)
+                    .with_function_names(&module.image)
+                    .with_file_name(name)
+                    .with_modules(&module_symbols);
+                (Scope::of_module(module, index, symbols, &runtime_frames), Some(program))
+            }
+            None => (program, None),
+        };
         let fallback_reported = std::cell::Cell::new(false);
         Ok(Session {
             core,
             image,
-            info,
-            symbols,
+            info: scope.info,
+            symbols: scope.symbols,
             vcpu,
-            backtrace,
+            backtrace: scope.backtrace,
             report,
+            program,
             modules: Some(modules),
             fallback,
             warnings,
@@ -259,13 +334,79 @@ impl Session {
 
     /// Creates the inspector over `memory` (from [`Session::memory`]).
     pub fn inspector<'s>(&'s self, memory: &'s SessionMemory<'s>) -> Inspector<'s> {
+        let lines_per_frame = self.lines_per_frame();
+        Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
+            .with_tail_calls(&self.tail_call_frames())
+            .with_callers(self.program_callers())
+    }
+
+    /// Creates an inspector of the main program's scope, when names resolve
+    /// in a shared object's (see [`Session::program`]).
+    pub fn program_inspector<'s>(&'s self, memory: &'s SessionMemory<'s>) -> Option<Inspector<'s>> {
+        let program = self.program.as_ref()?;
+        let lines_per_frame = self.lines_per_frame();
+        let inspector =
+            Inspector::new(&program.info, &program.symbols, memory, &program.backtrace.frames, Some(&self.vcpu), &lines_per_frame);
+        Some(inspector.with_tail_calls(&self.tail_call_frames()))
+    }
+
+    /// Runs `evaluate` in the selected frame's scope. When that finds no
+    /// symbol or type of the name, it runs again among the main program's
+    /// globals and types, without a frame, because gdb looks a name up in
+    /// the frame's module first and then in the others. Returns the result
+    /// with the inspector that produced it. NOTE: gdb then searches every other module; only the main program
+    /// is searched here.
+    pub fn evaluate_in_scopes<'s, T>(
+        &'s self,
+        memory: &'s SessionMemory<'s>,
+        frame: Option<usize>,
+        evaluate: impl Fn(&Inspector<'s>, Option<usize>) -> Result<T, ExprError>,
+    ) -> Result<(T, Inspector<'s>), ExprError> {
+        let inspector = self.inspector(memory);
+        match evaluate(&inspector, frame) {
+            Err(error @ (ExprError::UnknownSymbol(_) | ExprError::UnknownType(_))) => {
+                let Some(program) = self.program_inspector(memory) else { return Err(error) };
+                match evaluate(&program, None) {
+                    Ok(result) => Ok((result, program)),
+                    Err(_) => Err(error),
+                }
+            }
+            result => result.map(|result| (result, inspector)),
+        }
+    }
+
+    /// Returns, for each frame of the inspector, the main program's DWARF
+    /// when the frame is in the main program and names resolve in a shared
+    /// object. The entry values that the program passed to the shared
+    /// object are then read from the program's call sites. NOTE: a caller
+    /// in any other module gets none, so a callback that glibc called
+    /// shows no entry values.
+    fn program_callers(&self) -> Vec<Option<CallerScope<'_>>> {
+        let (Some(program), Some(modules)) = (&self.program, &self.modules) else {
+            return Vec::new();
+        };
+        let scope = CallerScope { info: &program.info, load_bias: program.load_bias, frames: &program.backtrace.frames };
+        self.backtrace
+            .frames
+            .iter()
+            .map(|frame| (modules.index_for(frame.pc.lookup_address()) == Some(program.module_index)).then_some(scope))
+            .collect()
+    }
+
+    /// Returns the physical frames of the inspector that stand for tail calls.
+    fn tail_call_frames(&self) -> Vec<usize> {
+        let lines = self.report.frames.iter();
+        lines.filter(|line| line.found_by == TAIL_CALL_FOUND_BY).map(|line| line.physical_index).collect()
+    }
+
+    fn lines_per_frame(&self) -> Vec<usize> {
         let mut lines_per_frame = vec![0usize; self.backtrace.frames.len()];
         for line in &self.report.frames {
             if let Some(count) = lines_per_frame.get_mut(line.physical_index) {
                 *count += 1;
             }
         }
-        Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
+        lines_per_frame
     }
 
     /// Checks that source frame `frame` exists. The error gives the number
@@ -304,45 +445,15 @@ impl Drop for Session {
 }
 
 /// Returns the frames the inspector reads, one per group of lines of
-/// `report`: a physical frame of `backtrace`, or a tail-call frame, which
-/// `bt` numbers as gdb does but which has no stack frame. Each line's
-/// `physical_index` is renumbered to point into the result, so `frame N`
-/// names the same function as line #N of `bt`. A tail-call frame gets no
-/// registers, so its variables show as unknown. `to_file_address` turns a
-/// tail call's return address into the address the inspector looks up.
-fn frames_per_line_group(
-    report: &mut ThreadReport,
-    backtrace: &Backtrace,
-    to_file_address: &dyn Fn(u64) -> u64,
-) -> Backtrace {
-    let mut frames: Vec<Frame> = Vec::new();
-    let mut previous: Option<(bool, usize)> = None;
-    for line in &mut report.frames {
-        let tail_call = line.found_by == TAIL_CALL_FOUND_BY;
-        // Consecutive lines of one physical frame (its inlined functions)
-        // share it; every tail-call line is a frame of its own.
-        let group = (tail_call, if tail_call { line.index } else { line.physical_index });
-        if previous != Some(group) {
-            let frame = if tail_call {
-                let pc = u64::from_str_radix(line.pc.trim_start_matches("0x"), 16).unwrap_or(0);
-                Frame {
-                    pc: Pc::ReturnAddress(to_file_address(pc)),                     registers: Registers::default(),
-                    found_by: FoundBy::Cfi,
-                    cfa: None,
-                    trap: false,
-                }
-            } else {
-                match backtrace.frames.get(line.physical_index) {
-                    Some(frame) => frame.clone(),
-                    None => continue,
-                }
-            };
-            frames.push(frame);
-            previous = Some(group);
-        }
-        line.physical_index = frames.len() - 1;
+/// `report` (see [`line_groups`]), and renumbers each line's
+/// `physical_index` to point into the result, so `frame N` names the same
+/// function as line #N of `bt`.
+fn frames_per_line_group(report: &mut ThreadReport, backtrace: &Backtrace) -> Backtrace {
+    let (frames, groups) = line_groups(report, backtrace);
+    for (line, group) in report.frames.iter_mut().zip(groups) {
+        line.physical_index = group;
     }
-    Backtrace { frames, stop: backtrace.stop.clone() }
+    frames
 }
 
 /// The memory of a session's address space; see [`ImageFallback`].

@@ -49,14 +49,13 @@ pub fn run_print(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyho
     }
     session.check_frame(args.context.frame)?;
     let memory = session.memory();
-    let inspector = session.inspector(&memory);
-    let evaluator = Evaluator { inspector: &inspector, frame: Some(args.context.frame) };
-    let is_type = |name: &str| !session.info.types_named(name).is_empty();
-    let expr = parse(&args.expression, &is_type)?;
-    let value = evaluator.evaluate(&expr)?;
+    let (value, inspector) = session.evaluate_in_scopes(&memory, Some(args.context.frame), |inspector, frame| {
+        let is_type = |name: &str| !inspector.info.types_named(name).is_empty();
+        Evaluator { inspector, frame }.evaluate(&parse(&args.expression, &is_type)?)
+    })?;
     let mut options = args.context.print_options();
     options.format = args.format.as_deref().and_then(|letter| letter.chars().next());
-    let printer = Printer::new(inspector.types(), &memory, &session.symbols, options);
+    let printer = Printer::new(inspector.types(), &memory, inspector.symbols, options);
     let text = printer.top_level(&value);
     let complete = !printer.incomplete();
     if args.context.json {
@@ -98,10 +97,9 @@ pub fn run_ptype(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyho
         session.write_warnings(err)?;
     }
     let memory = session.memory();
-    let inspector = session.inspector(&memory);
     let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
-    let evaluator = Evaluator { inspector: &inspector, frame };
-    let ty = evaluator.type_of(&args.expression)?;
+    let (ty, inspector) = session
+        .evaluate_in_scopes(&memory, frame, |inspector, frame| Evaluator { inspector, frame }.type_of(&args.expression))?;
     let types = inspector.types();
     let definition = ptype(&types, &ty);
     if args.context.json {
@@ -138,11 +136,10 @@ pub fn run_whatis(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyh
         session.write_warnings(err)?;
     }
     let memory = session.memory();
-    let inspector = session.inspector(&memory);
     let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
-    let evaluator = Evaluator { inspector: &inspector, frame };
-    let types = inspector.types();
-    let name = whatis(&types, &evaluator, &args.expression)?;
+    let (name, _) = session.evaluate_in_scopes(&memory, frame, |inspector, frame| {
+        whatis(&inspector.types(), &Evaluator { inspector, frame }, &args.expression)
+    })?;
     if args.context.json {
         let report = WhatisReport {
             schema_version: JSON_SCHEMA_VERSION,
@@ -236,9 +233,17 @@ fn ptype_indented(types: &TypeTable<'_>, ty: &TypeRef, indent: usize) -> String 
                     section = member_access;
                 }
                 let name = member.name.clone().unwrap_or_default();
+                // gdb expands an anonymous struct, union or enum in place,
+                // whether or not the member that has it is named.
+                let anonymous = matches!(
+                    types.resolve(&member.ty),
+                    Type::Aggregate { name: None, .. } | Type::Enum { name: None, .. }
+                );
                 let mut line = types.declaration(&member.ty, &name);
                 if member.name.is_none() {
                     line = ptype_indented(types, &member.ty, indent + 4);
+                } else if anonymous {
+                    line = format!("{} {name}", ptype_indented(types, &member.ty, indent + 4));
                 }
                 if member.is_static {
                     line = format!("static {line}");

@@ -41,11 +41,11 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         session.write_warnings(err)?;
     }
     let memory = session.memory();
-    let inspector = session.inspector(&memory);
     let frame = (args.context.frame < session.report.frames.len()).then_some(args.context.frame);
-    let evaluator = Evaluator { inspector: &inspector, frame };
-    let is_type = |name: &str| !session.info.types_named(name).is_empty();
-    let value = evaluator.evaluate(&parse(&args.address, &is_type)?)?;
+    let (value, inspector) = session.evaluate_in_scopes(&memory, frame, |inspector, frame| {
+        let is_type = |name: &str| !inspector.info.types_named(name).is_empty();
+        Evaluator { inspector, frame }.evaluate(&parse(&args.address, &is_type)?)
+    })?;
     let address = match inspector.types().resolve_stripped(&value.ty) {
         Type::Array { .. } | Type::Function(_) | Type::Aggregate { .. } => value.address(),
         _ => None,

@@ -223,6 +223,7 @@ fn insert_tail_calls(frames: &mut Vec<FrameReport>, backtrace: &Backtrace, conte
                     symbol_offset: source.symbol_offset,
                     display_file: source.file.as_deref().map(|file| context.image.display_path(file).to_owned()),
                     library: None,
+                    library_name: None,
                     file: source.file,
                     line: source.line,
                     column: source.column,

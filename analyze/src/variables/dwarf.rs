@@ -306,6 +306,16 @@ impl DebugInfo {
         Some(string.to_string_lossy().ok()?.into_owned())
     }
 
+    /// Returns the `DW_AT_linkage_name` of `die` (following its origin),
+    /// or the older `DW_AT_MIPS_linkage_name`.
+    pub fn linkage_name(&self, die: DieId) -> Option<String> {
+        let value =
+            self.attr(die, constants::DW_AT_linkage_name).or_else(|| self.attr(die, constants::DW_AT_MIPS_linkage_name))?;
+        let unit = &self.unit(die).unit;
+        let string = self.dwarf.attr_string(unit, value).ok()?;
+        Some(string.to_string_lossy().ok()?.into_owned())
+    }
+
     /// Returns an unsigned constant attribute of `die`.
     pub fn udata(&self, die: DieId, name: gimli::DwAt) -> Option<u64> {
         match self.attr(die, name)? {

@@ -256,7 +256,7 @@ impl<'a> Printer<'a> {
     pub fn format_pointer(&self, address: u64, target: &TypeRef) -> String {
         let mut text = format!("{address:#x}");
         let target_type = self.types.resolve_stripped(target);
-        let is_function = matches!(target_type, Type::Function(_)) || matches!(target, TypeRef::Builtin(Builtin::CodePointer));
+        let is_function = matches!(target_type, Type::Function(_)) || matches!(target, TypeRef::Builtin(Builtin::CodePointer | Builtin::PrototypedCodePointer));
         // gdb names the symbol of any pointer that points into a section;
         // stack and heap pointers have none.
         if let Some(name) = self.symbols.annotation(address) {

@@ -39,6 +39,21 @@ pub struct FrameSet<'a> {
     pub memory: &'a dyn StackMemory,
 }
 
+/// The DWARF of the module that contains one caller frame. When that is
+/// not the locator's own DWARF, the call site that passed an entry value
+/// is described in the caller's module, as when a program calls into
+/// glibc.
+#[derive(Clone, Copy)]
+pub struct CallerScope<'a> {
+    /// The caller module's DWARF.
+    pub info: &'a DebugInfo,
+    /// Run-time address minus file address of the caller module.
+    pub load_bias: u64,
+    /// The frames of the same frame set, with the pcs of the caller
+    /// module's frames turned into its file addresses.
+    pub frames: &'a [Frame],
+}
+
 /// Returns the name of DWARF register `number` as gdb names it.
 pub fn register_name(number: u16) -> String {
     REGISTER_NAMES.get(usize::from(number)).map_or_else(|| format!("DWARF register {number}"), |name| (*name).to_owned())
@@ -52,6 +67,9 @@ pub struct Locator<'d> {
     tls: Option<(TlsTemplate, u64)>,
     /// Run-time address minus file address, added to `DW_OP_addr`.
     load_bias: u64,
+    /// For each frame of the frame set, the DWARF of its module, when it
+    /// has DWARF (see [`CallerScope`]).
+    callers: &'d [Option<CallerScope<'d>>],
 }
 
 /// What a DWARF expression computed, before it is turned into bytes.
@@ -62,7 +80,15 @@ enum Computed {
 impl<'d> Locator<'d> {
     /// Creates a locator over `info`.
     pub fn new(info: &'d DebugInfo) -> Locator<'d> {
-        Locator { info, tls: None, load_bias: 0 }
+        Locator { info, tls: None, load_bias: 0, callers: &[] }
+    }
+
+    /// Lets the locator read call sites in other modules: `callers[i]` is
+    /// the DWARF of frame `i`'s module. Entries for `info`'s own module
+    /// are ignored.
+    pub fn with_callers(mut self, callers: &'d [Option<CallerScope<'d>>]) -> Locator<'d> {
+        self.callers = callers;
+        self
     }
 
     /// Lets the locator relocate the addresses in expressions (`DW_OP_addr`,
@@ -379,6 +405,17 @@ impl<'d> Locator<'d> {
         caller: usize,
         depth: usize,
     ) -> Result<Option<u64>, Hole> {
+        let other_module = self.callers.get(caller).copied().flatten().filter(|scope| !std::ptr::eq(scope.info, self.info));
+        if let Some(scope) = other_module {
+            // The caller is in another module: its DWARF, bias and file
+            // addresses describe the call site.
+            let locator = Locator::new(scope.info).with_load_bias(scope.load_bias).with_callers(self.callers);
+            let Some(Pc::ReturnAddress(return_address)) = scope.frames.get(caller).map(|frame| frame.pc) else {
+                return Ok(None);
+            };
+            let set = FrameSet { frames: scope.frames, memory: set.memory };
+            return locator.call_site_value(register, return_address, set, caller, depth);
+        }
         let lookup = return_address.saturating_sub(1);
         let Some((function, call_site)) = self.find_call_site(lookup, return_address) else {
             return Ok(None);

@@ -26,7 +26,7 @@ use gimli::constants;
 use stardump_format::VcpuState;
 
 use self::dwarf::{DebugInfo, DieId};
-use self::location::{FrameSet, Locator};
+use self::location::{CallerScope, FrameSet, Locator};
 use self::scope::FunctionScope;
 use self::symbols::SymbolTable;
 use self::types::{Builtin, TypeRef, TypeTable};
@@ -69,6 +69,9 @@ pub struct Inspector<'a> {
     pub vcpu: Option<&'a VcpuState>,
     /// The source frames, innermost first.
     pub source_frames: Vec<SourceFrameScope>,
+    /// For each physical frame in another module with DWARF, that module's
+    /// DWARF, for entry values passed by a caller there.
+    callers: Vec<Option<CallerScope<'a>>>,
 }
 
 impl<'a> Inspector<'a> {
@@ -104,7 +107,33 @@ impl<'a> Inspector<'a> {
                 source_frames.push(SourceFrameScope { physical, scope });
             }
         }
-        Inspector { info, symbols, memory, frames, vcpu, source_frames }
+        Inspector { info, symbols, memory, frames, vcpu, source_frames, callers: Vec::new() }
+    }
+
+    /// Returns the inspector with the DWARF of each physical frame's module:
+    /// `callers[i]` describes frame `i`'s module when it has DWARF, for
+    /// entry values that a caller in another module passed (see
+    /// [`CallerScope`]).
+    pub fn with_callers(mut self, callers: Vec<Option<CallerScope<'a>>>) -> Inspector<'a> {
+        self.callers = callers;
+        self
+    }
+
+    /// Returns the inspector with the source frame of each physical frame in
+    /// `tail_calls` scoped to the innermost function at its pc. Those
+    /// frames stand for a function that left the stack through a tail call,
+    /// and gdb 13 shows such a frame as the function that made the jump,
+    /// without the functions it was inlined into.
+    pub fn with_tail_calls(mut self, tail_calls: &[usize]) -> Inspector<'a> {
+        for source in &mut self.source_frames {
+            if !tail_calls.contains(&source.physical) {
+                continue;
+            }
+            if let Some(frame) = self.frames.get(source.physical) {
+                source.scope = scope::scopes_at(self.info, frame.pc.lookup_address()).into_iter().next();
+            }
+        }
+        self
     }
 
     /// The image's types.
@@ -115,8 +144,8 @@ impl<'a> Inspector<'a> {
     /// Returns a locator that relocates addresses by the symbols' load bias
     /// and resolves the executable's thread-local variables, with the
     /// vCPU's `fs_base` as the thread pointer.
-    fn locator(&self) -> Locator<'a> {
-        let locator = Locator::new(self.info).with_load_bias(self.symbols.load_bias());
+    fn locator(&self) -> Locator<'_> {
+        let locator = Locator::new(self.info).with_load_bias(self.symbols.load_bias()).with_callers(&self.callers);
         match (self.symbols.tls_template(), self.vcpu) {
             (Some(template), Some(vcpu)) => locator.with_tls(*template, vcpu.fs_base),
             _ => locator,
@@ -182,7 +211,7 @@ impl<'a> Inspector<'a> {
         if scope.function != scope.physical_function {
             return None;
         }
-        let raw = Locator::new(self.info).parameter_entry_value(die, scope.function, self.frame_set(), source.physical)?;
+        let raw = self.locator().parameter_entry_value(die, scope.function, self.frame_set(), source.physical)?;
         let ty = self.types().type_of(die);
         let size = usize::try_from(self.types().size_of(&ty)?).ok()?.min(8);
         Some(Value::from_bytes(ty, raw.to_le_bytes()[..size].to_vec()))
@@ -275,6 +304,7 @@ impl<'a> Inspector<'a> {
         let physical = frame.and_then(|frame| self.source_frames.get(frame)).map_or(0, |source| source.physical);
         let registers = self.frames.get(physical).map(|frame| frame.registers);
         let (number, ty) = match name {
+            "pc" | "rip" if self.is_cplusplus(frame) => (16, Builtin::PrototypedCodePointer),
             "pc" | "rip" => (16, Builtin::CodePointer),
             "sp" | "rsp" => (7, Builtin::DataPointer),
             "fp" | "rbp" => (6, Builtin::DataPointer),

@@ -103,7 +103,7 @@ fn child_block_at_depth(info: &DebugInfo, parent: DieId, pc: u64, depth: usize) 
 }
 
 /// Returns the variables a block declares, in DIE order, including those
-/// of nested blocks without addresses.
+/// of nested blocks without addresses, and its labels without addresses.
 pub fn block_variables(info: &DebugInfo, block: DieId) -> Vec<DieId> {
     let mut variables = Vec::new();
     collect_variables(info, block, &mut variables, 0);
@@ -117,6 +117,11 @@ fn collect_variables(info: &DebugInfo, block: DieId, out: &mut Vec<DieId>, depth
     for child in info.children(block).chain(inherited_children(info, block)) {
         match info.tag(child) {
             constants::DW_TAG_variable => out.push(child),
+            // gdb 13 gives a label without an address (`out:` in glibc's
+            // start_thread) an optimized-out symbol, which `info locals`
+            // lists as `out = <optimized out>`. A label with an address is
+            // not listed.
+            constants::DW_TAG_label if info.attr(child, constants::DW_AT_low_pc).is_none() => out.push(child),
             constants::DW_TAG_lexical_block if info.ranges(child).is_empty() => {
                 collect_variables(info, child, out, depth + 1)
             }

@@ -12,9 +12,13 @@
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use super::tls::TlsTemplate;
-use crate::image::Image;
+use super::dwarf::{DebugInfo, DieId};
+use super::scope;
+use super::types::TypeTable;
+use crate::image::{DwarfReader, Image};
 use crate::modules::ModuleSet;
 
 /// One ELF symbol.
@@ -75,22 +79,115 @@ pub struct SymbolTable {
     /// Run-time address minus file address, for a position-independent
     /// program loaded elsewhere than its file addresses.
     load_bias: u64,
-    /// The other files a process has mapped (shared objects, the vDSO),
-    /// searched for addresses the main table does not name.
-    modules: Vec<ModuleSymbols>,
+    /// The name of the table's own file when it is a shared object, which
+    /// [`SymbolLocation::file`] reports; `None` for a main program or a
+    /// unikernel.
+    file: Option<String>,
+    /// The files a process has mapped (shared objects, the vDSO, the main
+    /// program), searched for addresses the table's own file does not name.
+    modules: ModuleSymbolSet,
+    /// The DWARF of the table's own file, whose function names gdb prefers
+    /// over the symbol table's in `<name+offset>`.
+    functions: Option<FunctionNames>,
 }
 
-/// The symbols of one shared object or of the vDSO, with where it is mapped.
+/// Function names from a file's DWARF, looked up by file address. The
+/// DWARF is indexed on first use, because most tables never name a code
+/// address.
+#[derive(Clone)]
+struct FunctionNames {
+    dwarf: Arc<gimli::Dwarf<DwarfReader>>,
+    info: Arc<OnceLock<DebugInfo>>,
+}
+
+impl std::fmt::Debug for FunctionNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionNames").finish_non_exhaustive()
+    }
+}
+
+impl FunctionNames {
+    fn new(dwarf: Arc<gimli::Dwarf<DwarfReader>>) -> FunctionNames {
+        FunctionNames { dwarf, info: Arc::new(OnceLock::new()) }
+    }
+
+    /// Returns the name gdb gives the DWARF function (not an inlined call)
+    /// that contains file address `address`.
+    fn function_at(&self, address: u64) -> Option<String> {
+        let info = self.info.get_or_init(|| DebugInfo::load(Arc::clone(&self.dwarf)));
+        let function = scope::scopes_at(info, address).last()?.physical_function;
+        function_print_name(info, function)
+    }
+}
+
+/// Returns the name gdb 13 prints for function `die`: its demangled
+/// linkage name when it has one, which in C is an assembler name such as
+/// glibc's `__GI_abort` for `abort`. Otherwise a C function gets its name,
+/// and a C++ function (`main`, an `extern "C"` function) the qualified name
+/// with the parameter types, which gdb computes for it (`main()`).
+fn function_print_name(info: &DebugInfo, die: DieId) -> Option<String> {
+    if let Some(linkage_name) = info.linkage_name(die) {
+        return Some(demangle(&linkage_name));
+    }
+    if !info.unit(die).is_cplusplus() {
+        return info.name(die);
+    }
+    let name = info.qualified_name(die)?;
+    let types = TypeTable { info };
+    let parameters: Vec<String> = scope::parameters(info, die)
+        .into_iter()
+        .filter(|&parameter| !info.flag(parameter, gimli::constants::DW_AT_artificial))
+        // gdb's physical names write `char**` and `int&` without a space.
+        .map(|parameter| types.name(&types.type_of(parameter)).replace(" *", "*").replace(" &", "&"))
+        .collect();
+    Some(format!("{name}({})", parameters.join(", ")))
+}
+
+/// The symbol tables of every module of a process, each at its load bias,
+/// shared by the tables of all its modules.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleSymbolSet {
+    modules: Arc<Vec<ModuleSymbols>>,
+}
+
+impl ModuleSymbolSet {
+    /// Reads the symbols of every module of `modules`. `names[i]`, when
+    /// present, is the name shown for module `i` (the dynamic linker's
+    /// name, see [`crate::link_map`]); otherwise its mapped path is.
+    pub fn new(modules: &ModuleSet, names: &[Option<String>]) -> ModuleSymbolSet {
+        let modules = modules
+            .modules()
+            .iter()
+            .enumerate()
+            .map(|(index, module)| {
+                let table =
+                    SymbolTable::from_shared_object(&module.image).with_load_bias(module.bias).with_function_names(&module.image);
+                tracing::debug!(path = %module.mapped_path, symbols = table.symbols.len(), "read a module's symbols");
+                let path = names.get(index).cloned().flatten().unwrap_or_else(|| module.mapped_path.clone());
+                ModuleSymbols { start: module.start, end: module.end, mapped_path: module.mapped_path.clone(), path, table }
+            })
+            .collect();
+        ModuleSymbolSet { modules: Arc::new(modules) }
+    }
+
+    /// Returns the name shown for the module mapped from `mapped_path`.
+    pub fn name_of(&self, mapped_path: &str) -> Option<&str> {
+        self.modules.iter().find(|module| module.mapped_path == mapped_path).map(|module| module.path.as_str())
+    }
+}
+
+/// The symbols of one module, with where it is mapped.
 #[derive(Debug, Clone)]
 struct ModuleSymbols {
     /// First run-time address of its `PT_LOAD` segments.
     start: u64,
     /// Run-time address one past its last segment.
     end: u64,
-    /// The file's path, printed after `in section .text of`. NOTE: this is
-    /// the path the core's file mappings list, where gdb prints the one the
-    /// dynamic linker opened, so they differ when the latter is a symlink
-    /// (`/lib` on a merged-/usr system).
+    /// The path the core's file mappings list.
+    mapped_path: String,
+    /// The name printed after `in section .text of`: the path the dynamic
+    /// linker opened the file by when it is known, as gdb prints it, and
+    /// otherwise the mapped path.
     path: String,
     /// Its symbols, with the module's load bias.
     table: SymbolTable,
@@ -105,8 +202,9 @@ pub struct SymbolLocation<'a> {
     pub offset: u64,
     /// Name of the symbol's section (`.text`).
     pub section: &'a str,
-    /// Path of the shared object the symbol is in; `None` for the main
-    /// program or the unikernel.
+    /// Name of the shared object the symbol is in (see
+    /// [`ModuleSymbolSet::new`]); `None` for the main program or the
+    /// unikernel when the table is theirs.
     pub file: Option<&'a str>,
 }
 
@@ -124,7 +222,7 @@ impl SymbolTable {
         symbols.sort_by(|a, b| a.address.cmp(&b.address).then((b.size != 0).cmp(&(a.size != 0))).then(a.name.cmp(&b.name)));
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
         let tls = TlsTemplate::from_elf(image.elf_bytes());
-        SymbolTable { symbols, sections, tls, load_bias: 0, modules: Vec::new() }
+        SymbolTable { symbols, sections, tls, load_bias: 0, file: None, modules: ModuleSymbolSet::default(), functions: None }
     }
 
     /// Reads the symbols of a shared object: its `.symtab`, its `.dynsym`
@@ -158,23 +256,33 @@ impl SymbolTable {
             a.address.cmp(&b.address).then((b.size != 0).cmp(&(a.size != 0))).then(b.linkage_name.cmp(&a.linkage_name))
         });
         symbols.dedup_by(|later, earlier| later.address == earlier.address);
-        SymbolTable { symbols, sections, tls: None, load_bias: 0, modules: Vec::new() }
+        SymbolTable { symbols, sections, tls: None, load_bias: 0, file: None, modules: ModuleSymbolSet::default(), functions: None }
     }
 
-    /// Returns the table with the symbols of every module of `modules`
-    /// other than the one mapped from `main_path`, which this table
-    /// already covers, so that lookups name addresses in shared objects.
-    pub fn with_modules(mut self, modules: &ModuleSet, main_path: &str) -> SymbolTable {
-        for module in modules.modules().iter().filter(|module| module.mapped_path != main_path) {
-            let table = SymbolTable::from_shared_object(&module.image).with_load_bias(module.bias);
-            tracing::debug!(path = %module.mapped_path, symbols = table.symbols.len(), "read a module's symbols");
-            self.modules.push(ModuleSymbols {
-                start: module.start,
-                end: module.end,
-                path: module.image.path().display().to_string(),
-                table,
-            });
+    /// Returns the table with the symbols of every module of a process, so
+    /// that lookups name addresses in the other modules. An address the
+    /// table's own file does not name is looked up in the module that
+    /// contains it.
+    pub fn with_modules(mut self, modules: &ModuleSymbolSet) -> SymbolTable {
+        self.modules = modules.clone();
+        self
+    }
+
+    /// Returns the table with the function names of `image`'s DWARF, which
+    /// `<name+offset>` prefers as gdb does (`<__GI_abort+211>` rather than
+    /// the symbol table's `<abort+211>`). An image without DWARF changes
+    /// nothing.
+    pub fn with_function_names(mut self, image: &Image) -> SymbolTable {
+        if image.has_debug_info() {
+            self.functions = Some(FunctionNames::new(Arc::clone(image.dwarf_sections())));
         }
+        self
+    }
+
+    /// Returns the table of a shared object shown as `name`, which
+    /// [`SymbolTable::locate`] reports as the file of its own symbols.
+    pub fn with_file_name(mut self, name: String) -> SymbolTable {
+        self.file = Some(name);
         self
     }
 
@@ -222,9 +330,9 @@ impl SymbolTable {
     pub fn locate(&self, address: u64) -> Option<SymbolLocation<'_>> {
         if let Some((symbol, offset)) = self.lookup_own(address) {
             let section = self.section_name(symbol.section);
-            return Some(SymbolLocation { symbol, offset, section, file: None });
+            return Some(SymbolLocation { symbol, offset, section, file: self.file.as_deref() });
         }
-        let module = self.modules.iter().find(|module| module.start <= address && address < module.end)?;
+        let module = self.modules.modules.iter().find(|module| module.start <= address && address < module.end)?;
         let (symbol, offset) = module.table.lookup_own(address)?;
         let section = module.table.section_name(symbol.section);
         Some(SymbolLocation { symbol, offset, section, file: Some(module.path.as_str()) })
@@ -257,10 +365,34 @@ impl SymbolTable {
     }
 
     /// Returns `<symbol>` or `<symbol+offset>` for `address`, as gdb prints
-    /// after a pointer.
+    /// after a pointer. In code that the file's DWARF describes, the
+    /// function's DWARF name replaces the symbol's, as gdb 13's
+    /// `build_address_symbolic` prefers a function over a minimal symbol
+    /// at the same address. A compiler-split part (`abort.cold`) and a C++
+    /// symbol keep the symbol's name, which gdb shows for them too. NOTE:
+    /// the offset stays the symbol's, where gdb counts from the function's
+    /// entry, so the two differ for a function whose entry has no symbol.
     pub fn annotation(&self, address: u64) -> Option<String> {
-        let (symbol, offset) = self.lookup(address)?;
-        Some(if offset == 0 { format!("<{}>", symbol.name) } else { format!("<{}+{offset}>", symbol.name) })
+        let (table, symbol, offset) = self.locate_in_table(address)?;
+        let dwarf_name = table
+            .functions
+            .as_ref()
+            .filter(|_| table.sections.get(symbol.section).is_some_and(|section| section.is_code))
+            .filter(|_| !symbol.linkage_name.starts_with("_Z") && !symbol.linkage_name.contains('.'))
+            .and_then(|functions| functions.function_at(address.wrapping_sub(table.load_bias)));
+        let name = dwarf_name.as_deref().unwrap_or(&symbol.name);
+        Some(if offset == 0 { format!("<{name}>") } else { format!("<{name}+{offset}>") })
+    }
+
+    /// Returns the table, own or a module's, whose symbol names `address`,
+    /// with the symbol and the offset into it.
+    fn locate_in_table(&self, address: u64) -> Option<(&SymbolTable, &Symbol, u64)> {
+        if let Some((symbol, offset)) = self.lookup_own(address) {
+            return Some((self, symbol, offset));
+        }
+        let module = self.modules.modules.iter().find(|module| module.start <= address && address < module.end)?;
+        let (symbol, offset) = module.table.lookup_own(address)?;
+        Some((&module.table, symbol, offset))
     }
 
     /// The name of section `index`.
@@ -322,18 +454,28 @@ mod tests {
     fn table(name: &str, address: u64, size: u64, load_bias: u64) -> SymbolTable {
         let section = Section { name: ".text".to_owned(), address: 0x1000, size: 0x1000, is_code: true };
         let symbol = Symbol { name: name.to_owned(), linkage_name: name.to_owned(), address, size, section: 0 };
-        SymbolTable { symbols: vec![symbol], sections: vec![section], tls: None, load_bias, modules: Vec::new() }
+        SymbolTable {
+            symbols: vec![symbol],
+            sections: vec![section],
+            tls: None,
+            load_bias,
+            file: None,
+            modules: ModuleSymbolSet::default(),
+            functions: None,
+        }
     }
 
     #[test]
     fn locate_falls_back_to_modules() {
         let mut main = table("main", 0x1100, 0x20, 0x5555_0000_0000);
-        main.modules.push(ModuleSymbols {
+        let libc = ModuleSymbols {
             start: 0x7f00_0000_0000,
             end: 0x7f00_0000_3000,
-            path: "/usr/lib/libc.so.6".to_owned(),
+            mapped_path: "/usr/lib/x86_64-linux-gnu/libc.so.6".to_owned(),
+            path: "/lib/x86_64-linux-gnu/libc.so.6".to_owned(),
             table: table("abort", 0x1200, 0x100, 0x7f00_0000_0000),
-        });
+        };
+        main.modules = ModuleSymbolSet { modules: Arc::new(vec![libc]) };
 
         let in_main = main.locate(0x5555_0000_1104).expect("main's symbol");
         assert_eq!((in_main.symbol.name.as_str(), in_main.offset, in_main.file), ("main", 4, None));
@@ -342,7 +484,7 @@ mod tests {
         assert_eq!(in_libc.symbol.name, "abort");
         assert_eq!(in_libc.offset, 211);
         assert_eq!(in_libc.section, ".text");
-        assert_eq!(in_libc.file, Some("/usr/lib/libc.so.6"));
+        assert_eq!(in_libc.file, Some("/lib/x86_64-linux-gnu/libc.so.6"));
         assert_eq!(main.annotation(0x7f00_0000_12d3).as_deref(), Some("<abort+211>"));
 
         // Past the end of abort, and outside every module, nothing names it.

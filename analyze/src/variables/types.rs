@@ -58,8 +58,11 @@ pub enum Builtin {
     Bool,
     /// gdb's `i386_eflags`, which prints the names of the set flags.
     Eflags,
-    /// `void (*)()`, gdb's type of `$rip` and `$pc`.
+    /// `void (*)()`, gdb's type of `$rip` and `$pc` in C.
     CodePointer,
+    /// `void (*)(void)`, gdb's type of `$rip` and `$pc` in C++, where an
+    /// empty parameter list prints as `(void)`.
+    PrototypedCodePointer,
     /// `void *`, gdb's type of `$rsp` and `$rbp`.
     DataPointer,
 }
@@ -76,7 +79,9 @@ impl Builtin {
             Builtin::Double => ("double", constants::DW_ATE_float, 8),
             Builtin::Bool => ("bool", constants::DW_ATE_boolean, 1),
             Builtin::Eflags => (EFLAGS_TYPE_NAME, constants::DW_ATE_unsigned, 4),
-            Builtin::CodePointer => return Type::Pointer { target: TypeRef::Builtin(Builtin::CodePointer), size: 8 },
+            Builtin::CodePointer | Builtin::PrototypedCodePointer => {
+                return Type::Pointer { target: TypeRef::Builtin(self), size: 8 }
+            }
             Builtin::DataPointer => return Type::Pointer { target: TypeRef::Void, size: 8 },
         };
         Type::Base { name: name.to_owned(), encoding, size }
@@ -600,6 +605,9 @@ impl<'d> TypeTable<'d> {
                 };
                 if matches!(target, TypeRef::Builtin(Builtin::CodePointer)) {
                     return ("void".into(), "(*".into(), ")()".into());
+                }
+                if matches!(target, TypeRef::Builtin(Builtin::PrototypedCodePointer)) {
+                    return ("void".into(), "(*".into(), ")(void)".into());
                 }
                 let (base, prefix, suffix) = self.declarator(&target, depth + 1);
                 if suffix.is_empty() {
