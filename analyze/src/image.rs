@@ -443,6 +443,11 @@ impl Image {
         self.debug.as_ref().map(|debug| debug.path.as_path())
     }
 
+    /// Returns the mapped bytes of the separate debug file, if one was opened.
+    pub fn debug_bytes(&self) -> Option<&[u8]> {
+        self.debug.as_ref().map(|debug| &debug.data[..])
+    }
+
     /// Returns the `.gnu_debuglink` section, if the file has one.
     pub fn debug_link(&self) -> Option<&DebugLink> {
         self.debug_link.as_ref()

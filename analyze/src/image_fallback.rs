@@ -49,7 +49,7 @@ impl<'a> FileImages<'a> {
     fn locate(self, address: u64) -> Option<(&'a Image, u64)> {
         match self {
             FileImages::Image(image) => Some((image, 0)),
-            FileImages::Modules(modules) => modules.module_for(address).map(|module| (&module.image, module.bias)),
+            FileImages::Modules(modules) => modules.module_for(address).map(|module| (&*module.image, module.bias)),
         }
     }
 }

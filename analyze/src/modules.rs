@@ -13,6 +13,7 @@
 //! DWARF, CFI and symbol lookups take file addresses, so callers subtract
 //! the bias before a lookup and show run-time addresses to the user.
 
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 
 use stardump_format::{Core, FileMapping, Target};
@@ -46,8 +47,9 @@ const MAX_MODULES: usize = 4096;
 /// One loaded image and where it is mapped.
 #[derive(Debug)]
 pub struct Module {
-    /// The ELF file, with its debug file when one was found.
-    pub image: Image,
+    /// The ELF file, with its debug file when one was found. It is shared
+    /// with the symbol tables, which read its DWARF on first use.
+    pub image: Arc<Image>,
     /// Run-time address minus file address, modulo 2^64.
     pub bias: u64,
     /// First run-time address of the image's `PT_LOAD` segments.
@@ -105,7 +107,7 @@ impl ModuleSet {
     /// covers the whole address space, as a unikernel's does.
     pub fn single(image: Image) -> ModuleSet {
         let mapped_path = image.path().display().to_string();
-        ModuleSet { modules: vec![Module { image, bias: 0, start: 0, end: u64::MAX, mapped_path }] }
+        ModuleSet { modules: vec![Module { image: Arc::new(image), bias: 0, start: 0, end: u64::MAX, mapped_path }] }
     }
 
     /// Returns the modules in address order.
@@ -251,7 +253,7 @@ fn read_vdso(core: &Core, address: u64) -> Result<Module, String> {
         return Err(format!("no symbols: its segments wrap around the address space at bias {bias:#x}"));
     }
     tracing::debug!(address = format_args!("{address:#x}"), len, "loaded the vDSO");
-    Ok(Module { image, bias, start, end, mapped_path: VDSO_NAME.to_owned() })
+    Ok(Module { image: Arc::new(image), bias, start, end, mapped_path: VDSO_NAME.to_owned() })
 }
 
 /// Returns the mapping of the main program of a process core: from the
@@ -368,7 +370,7 @@ fn load_mapping(
         end: file_end.wrapping_add(bias),
         bias,
         mapped_path: mapping.path.clone(),
-        image,
+        image: Arc::new(image),
     };
     if module.end < module.start {
         return Err(format!("no symbols: its segments wrap around the address space at bias {bias:#x}"));

@@ -9,6 +9,7 @@
 //! [`Session::evaluate_in_scopes`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -105,7 +106,7 @@ pub struct Session {
     /// The snapshot or core file.
     pub core: Core,
     /// The image: the unikernel, or a process's main program.
-    pub image: Image,
+    pub image: Arc<Image>,
     /// The DWARF names resolve in: the image's, or for a process the
     /// DWARF of the module that contains the selected frame's pc.
     pub info: DebugInfo,
@@ -157,7 +158,7 @@ impl Session {
                 args.file.display()
             );
         };
-        let image = super::warnings::open_image(image_path)?;
+        let image = Arc::new(super::warnings::open_image(image_path)?);
         let mut warnings = super::warnings::image_warnings(&image, &core);
         let damage = super::warnings::damage_warnings(&core);
         let damaged = !damage.is_empty();
@@ -218,12 +219,7 @@ impl Session {
                     executable.path
                 ),
             })?;
-        // The session owns its image, so the main program is opened again.
-        let image = match main.image.debug_path() {
-            Some(debug_path) => Image::open_split(main.image.path(), debug_path),
-            None => Image::open(main.image.path()),
-        }
-        .context("cannot load the image")?;
+        let image = Arc::clone(&main.image);
 
         let fallback = ImageFallback::for_modules();
         let runtime_backtrace = if vcpu.present.general {

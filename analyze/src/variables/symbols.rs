@@ -18,7 +18,7 @@ use super::tls::TlsTemplate;
 use super::dwarf::{DebugInfo, DieId};
 use super::scope;
 use super::types::TypeTable;
-use crate::image::{DwarfReader, Image};
+use crate::image::Image;
 use crate::modules::ModuleSet;
 
 /// One ELF symbol.
@@ -96,7 +96,7 @@ pub struct SymbolTable {
 /// address.
 #[derive(Clone)]
 struct FunctionNames {
-    dwarf: Arc<gimli::Dwarf<DwarfReader>>,
+    image: Arc<Image>,
     info: Arc<OnceLock<DebugInfo>>,
 }
 
@@ -107,14 +107,14 @@ impl std::fmt::Debug for FunctionNames {
 }
 
 impl FunctionNames {
-    fn new(dwarf: Arc<gimli::Dwarf<DwarfReader>>) -> FunctionNames {
-        FunctionNames { dwarf, info: Arc::new(OnceLock::new()) }
+    fn new(image: Arc<Image>) -> FunctionNames {
+        FunctionNames { image, info: Arc::new(OnceLock::new()) }
     }
 
     /// Returns the name gdb gives the DWARF function (not an inlined call)
     /// that contains file address `address`.
     fn function_at(&self, address: u64) -> Option<String> {
-        let info = self.info.get_or_init(|| DebugInfo::load(Arc::clone(&self.dwarf)));
+        let info = self.info.get_or_init(|| DebugInfo::load(Arc::clone(self.image.dwarf_sections())));
         let function = scope::scopes_at(info, address).last()?.physical_function;
         function_print_name(info, function)
     }
@@ -240,12 +240,7 @@ impl SymbolTable {
         symbols.extend(defined_symbols(elf.dynamic_symbols(), |index| section_index.get(&index).copied()));
         // The debug file has the same section headers, but its section
         // indices need not match, so its symbols are matched by section name.
-        let debug_bytes = image.debug_path().and_then(|path| {
-            std::fs::read(path)
-                .map_err(|error| tracing::warn!(path = %path.display(), %error, "failed to read the debug file, so its .symtab is skipped"))
-                .ok()
-        });
-        if let Some(debug_elf) = debug_bytes.as_deref().and_then(|bytes| object::File::parse(bytes).ok()) {
+        if let Some(debug_elf) = image.debug_bytes().and_then(|bytes| object::File::parse(bytes).ok()) {
             let by_name = |index: object::SectionIndex| {
                 let name = debug_elf.section_by_index(index).ok()?.name().ok()?.to_owned();
                 sections.iter().position(|section: &Section| section.name == name)
@@ -272,9 +267,9 @@ impl SymbolTable {
     /// `<name+offset>` prefers as gdb does (`<__GI_abort+211>` rather than
     /// the symbol table's `<abort+211>`). An image without DWARF changes
     /// nothing.
-    pub fn with_function_names(mut self, image: &Image) -> SymbolTable {
+    pub fn with_function_names(mut self, image: &Arc<Image>) -> SymbolTable {
         if image.has_debug_info() {
-            self.functions = Some(FunctionNames::new(Arc::clone(image.dwarf_sections())));
+            self.functions = Some(FunctionNames::new(Arc::clone(image)));
         }
         self
     }
