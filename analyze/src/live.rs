@@ -13,6 +13,7 @@
 //! NOTE: a `stardump` killed with SIGKILL cannot resume the target; QEMU
 //! 7.2 then keeps the VM stopped until a debugger continues it.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -270,17 +271,17 @@ impl SignalState {
         if let Some(target) = target {
             self.cancel.store(signal as usize, Ordering::SeqCst);
             let name = target.metadata().target_name.clone();
-            match release(&target, leave_paused) {
-                Ok(()) if leave_paused => {
-                    eprintln!("stardump: interrupted by {}; {name} left paused", signal_name(signal))
-                }
-                Ok(()) => eprintln!("stardump: interrupted by {}; {name} resumed", signal_name(signal)),
-                Err(error) => eprintln!(
+            let message = match release(&target, leave_paused) {
+                Ok(()) if leave_paused => format!("stardump: interrupted by {}; {name} left paused", signal_name(signal)),
+                Ok(()) => format!("stardump: interrupted by {}; {name} resumed", signal_name(signal)),
+                Err(error) => format!(
                     "stardump: interrupted by {}; cannot {} {name}: {error}",
                     signal_name(signal),
                     verb(leave_paused)
                 ),
-            }
+            };
+            // Written without eprintln!, which panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "{message}");
         }
         std::process::exit(128 + signal);
     }

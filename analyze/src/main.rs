@@ -82,7 +82,14 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour codes only on a terminal, not in files and pipes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    // An internal error would be reported with eprintln!, which panics when
+    // stderr is a closed pipe.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .log_internal_errors(false)
+        .init();
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -115,7 +122,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(gdb_style_arguments(std::env::args_os().collect()));
     init_logging(cli.verbose);
     if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
-        eprintln!("stardump: invalid --timeout {}: expected a positive number of seconds", cli.timeout);
+        let _ = writeln!(std::io::stderr(), "stardump: invalid --timeout {}: expected a positive number of seconds", cli.timeout);
         return ExitCode::from(1);
     }
     stardump::live::configure(stardump::live::LiveOptions {

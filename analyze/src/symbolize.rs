@@ -60,10 +60,20 @@ pub fn symbolize(image: &Image, address: u64) -> Vec<SourceFrame> {
 /// Demangles a name from the ELF symbol table as gdb shows it, with the
 /// parameter list (`_ZSt9terminatev` is `std::terminate()`): the symbol
 /// table does not say the language, so the Rust and then the Itanium C++
-/// scheme are tried. A name that neither scheme accepts, such as a C
-/// function's, is returned unchanged.
+/// scheme are tried on names with their prefixes. Any other name, such as
+/// a C function's, is returned unchanged.
 pub fn demangle_symbol(name: &str) -> String {
+    if !is_mangled(name) {
+        return name.to_owned();
+    }
     addr2line::demangle_auto(std::borrow::Cow::Borrowed(name), None).into_owned()
+}
+
+/// Returns whether `name` is an Itanium C++ (`_Z`) or Rust v0 (`_R`)
+/// mangled name. The C++ demangler also accepts a bare type code, so a C
+/// symbol such as `m` would otherwise print as `unsigned long`.
+pub fn is_mangled(name: &str) -> bool {
+    name.starts_with("_Z") || name.starts_with("_R")
 }
 
 /// Returns the line-table row containing `address`, if the DWARF has one.
@@ -206,6 +216,17 @@ fn without_parameters(name: &str) -> &str {
 mod tests {
     use super::*;
     use crate::test_fixtures;
+
+    #[test]
+    fn demangle_leaves_c_names() {
+        // `m`, `i` and `c` are also C++ type codes (unsigned long, int, char).
+        for name in ["m", "i", "c", "main", "abort"] {
+            assert_eq!(demangle_symbol(name), name);
+        }
+        assert_eq!(demangle_symbol("_ZSt9terminatev"), "std::terminate()");
+        assert_eq!(crate::variables::symbols::demangle("m"), "m");
+        assert_eq!(crate::variables::symbols::demangle("_ZTVSt9exception"), "vtable for std::exception");
+    }
 
     fn symbol_address(image: &Image, name: &str) -> u64 {
         image.symbols().iter().find(|s| s.name == name).unwrap().address

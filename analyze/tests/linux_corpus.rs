@@ -768,6 +768,28 @@ fn labelled_instructions(listing: &str) -> Vec<String> {
 }
 
 #[test]
+fn truncated_core_warns_once() {
+    require_program("gcc", "gcc");
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0"]);
+    let core = kernel_core(&program, run_dir.path());
+    let bytes = fs::read(&core).expect("reading the core");
+    let truncated = run_dir.path().join("truncated.core");
+    fs::write(&truncated, &bytes[..bytes.len() - 3 * 4096]).expect("writing the truncated core");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_stardump")).arg("bt").arg(&truncated).output().expect("running stardump");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!("warning: {}: the file is truncated: {} bytes long", truncated.display(), bytes.len() - 3 * 4096);
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line of warnings: {stderr}");
+    assert_eq!(output.status.code(), Some(2), "a truncated core gives an incomplete report");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The cut pages are the stack's, so the frames stop early, but the
+    // threads and their registers are all there.
+    assert!(stdout.starts_with("Thread 1 (LWP "), "{stdout}");
+}
+
+#[test]
 fn shared_object_symbols_match_gdb() {
     require_program("gcc", "gcc");
     require_program("gdb", "gdb");

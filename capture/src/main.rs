@@ -96,13 +96,15 @@ fn main() -> ExitCode {
         Err(error) => {
             if let Some(signal) = interrupting_signal(&error) {
                 // A target that was stopped before the capture stays stopped.
-                eprintln!(
+                // Written without eprintln!, which panics when stderr is closed.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "stardump-capture: {target_name}: {error}; the target was released in the state it had before \
                      the capture, and no snapshot was written"
                 );
                 return ExitCode::from(128u8.saturating_add(signal as u8));
             }
-            eprintln!("stardump-capture: {target_name}: {}", chain(&error));
+            let _ = writeln!(std::io::stderr(), "stardump-capture: {target_name}: {}", chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -120,7 +122,14 @@ fn init_logging(verbose: u8) {
     // Colour codes only on a terminal: logs also go to files (the Xen lab's
     // NAME.capture.log) and pipes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    // An internal error would be reported with eprintln!, which panics when
+    // stderr is a closed pipe.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .log_internal_errors(false)
+        .init();
 }
 
 /// Joins an error and its sources with ": ", skipping a source whose text

@@ -8,6 +8,7 @@
 //! is then looked up among the main program's globals (see
 //! [`Session::evaluate_in_scopes`]).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -435,7 +436,8 @@ impl Drop for Session {
             return;
         }
         if let Some(warning) = self.fallback.warning() {
-            eprintln!("warning: {warning}");
+            // Written without eprintln!, which panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "warning: {warning}");
         }
     }
 }

@@ -62,12 +62,16 @@ fn describe_mismatch(mismatch: &ImageMismatch, live: bool) -> String {
     }
 }
 
-/// Returns the damage that opening `core` found and skipped: a stardump
+/// Returns the damage that opening `core` found and skipped: the end of a
+/// QEMU dump or Linux core cutting its memory short, or a stardump
 /// snapshot's notes that failed their checksum or did not decode, and vCPU
 /// notes missing against the header's `vcpu_count`. Each one leaves a
 /// vCPU, a mapping table or a thread name out of the report, so a command
 /// that lists vCPUs reports it incomplete.
 pub fn damage_warnings(core: &Core) -> Vec<String> {
+    if let Some(truncation) = core.truncation() {
+        return vec![format!("{}: {truncation}", core.path().display())];
+    }
     let Some(snapshot) = core.as_snapshot() else {
         return Vec::new();
     };

@@ -67,6 +67,9 @@ pub fn demangle(name: &str) -> String {
             return format!("{words}{inner}");
         }
     }
+    if !crate::symbolize::is_mangled(name) {
+        return name.to_owned();
+    }
     addr2line::demangle_auto(name.into(), None).into_owned()
 }
 

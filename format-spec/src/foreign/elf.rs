@@ -97,6 +97,50 @@ pub struct ProgramHeader {
     pub p_memsz: u64,
 }
 
+/// How the end of a core file cuts its `PT_LOAD` segments short, as when
+/// the kernel ran out of disk space or `ulimit -c` stopped the dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    /// Length of the file.
+    pub file_len: u64,
+    /// Where the last segment's bytes end according to its header.
+    pub expected_len: u64,
+    /// Number of segments that lack some or all of their bytes.
+    pub segments: usize,
+    /// Index of the first such segment's program header.
+    pub first_header: usize,
+}
+
+impl Truncation {
+    /// Returns how `file_len` bytes cut the `PT_LOAD` segments of
+    /// `headers`, or `None` when every segment's bytes are present.
+    pub fn of(headers: &[ProgramHeader], file_len: u64) -> Option<Truncation> {
+        let cut: Vec<(usize, u64)> = headers
+            .iter()
+            .filter(|header| header.p_type == PT_LOAD && header.p_filesz > 0)
+            .map(|header| (header.index, header.p_offset.saturating_add(header.p_filesz)))
+            .filter(|&(_, end)| end > file_len)
+            .collect();
+        Some(Truncation {
+            file_len,
+            expected_len: cut.iter().map(|&(_, end)| end).max()?,
+            segments: cut.len(),
+            first_header: cut.iter().map(|&(index, _)| index).min()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the file is truncated: {} bytes long, but its segments end at byte {}. {} segments, from program \
+             header {} on, lack some or all of their memory, which reads as not captured",
+            self.file_len, self.expected_len, self.segments, self.first_header
+        )
+    }
+}
+
 /// One section header, with its name resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SectionHeader {
@@ -355,6 +399,30 @@ pub fn parse_notes(bytes: &[u8], offset: u64) -> Result<Vec<Note<'_>>, CoreFileE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load_header(index: usize, p_offset: u64, p_filesz: u64) -> ProgramHeader {
+        ProgramHeader {
+            index,
+            header_offset: 64 + 56 * index as u64,
+            p_type: PT_LOAD,
+            p_offset,
+            p_vaddr: 0x1000 * index as u64,
+            p_paddr: 0,
+            p_filesz,
+            p_memsz: p_filesz,
+        }
+    }
+
+    #[test]
+    fn truncation_counts_cut_segments() {
+        let headers = [load_header(1, 0x1000, 0x1000), load_header(2, 0x2000, 0x2000), load_header(3, 0x4000, 0x1000)];
+        assert_eq!(Truncation::of(&headers, 0x5000), None);
+        let truncation = Truncation::of(&headers, 0x3000).expect("two segments are cut");
+        assert_eq!(truncation.expected_len, 0x5000);
+        assert_eq!(truncation.segments, 2);
+        assert_eq!(truncation.first_header, 2);
+        assert!(truncation.to_string().contains("12288 bytes long, but its segments end at byte 20480"), "{truncation}");
+    }
 
     /// Appends a note with 4-byte padding after the name and the descriptor.
     pub fn push_note(out: &mut Vec<u8>, name: &[u8], note_type: u32, desc: &[u8]) {

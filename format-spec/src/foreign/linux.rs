@@ -82,6 +82,8 @@ pub struct LinuxCore {
     segments: Vec<LoadSegment>,
     file_mappings: Vec<FileMapping>,
     auxv: Vec<(u64, u64)>,
+    /// How the end of the file cuts segments short, if it does.
+    truncation: Option<elf::Truncation>,
 }
 
 /// Returns whether `notes` mark a Linux process core: a `CORE`/`NT_PRSTATUS`
@@ -117,7 +119,7 @@ fn load_segments(file: &[u8], headers: &[ProgramHeader]) -> Result<Vec<LoadSegme
             Some(end) if end <= file_len => header.p_filesz,
             _ => {
                 let present = file_len.saturating_sub(header.p_offset).min(header.p_filesz);
-                warn!(
+                debug!(
                     index = header.index,
                     p_offset = format_args!("{:#x}", header.p_offset),
                     p_filesz = format_args!("{:#x}", header.p_filesz),
@@ -290,6 +292,7 @@ impl LinuxCore {
             segments,
             file_mappings,
             auxv,
+            truncation: elf::Truncation::of(&program_headers, file.len() as u64),
             bytes,
         };
         debug!(
@@ -305,6 +308,11 @@ impl LinuxCore {
     /// Path the core was opened from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Returns how the end of the file cuts segments short, if it does.
+    pub fn truncation(&self) -> Option<&elf::Truncation> {
+        self.truncation.as_ref()
     }
 
     /// Returns the process id from `NT_PRPSINFO`, when the core has that note.

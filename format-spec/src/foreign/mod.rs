@@ -24,6 +24,8 @@ mod xen;
 pub mod xen_context;
 mod xen_layout;
 
+pub use elf::Truncation;
+
 use std::fs::File;
 use std::ops::Deref;
 use std::path::Path;
@@ -156,6 +158,16 @@ impl Core {
             Core::XenDumpCore(dump) => dump.path(),
             Core::LinuxCore(core) => core.path(),
             Core::Live(live) => live.name(),
+        }
+    }
+
+    /// Returns how the end of the file cuts the memory segments of a QEMU
+    /// dump or a Linux core short, if it does.
+    pub fn truncation(&self) -> Option<&Truncation> {
+        match self {
+            Core::QemuDump(dump) => dump.truncation(),
+            Core::LinuxCore(core) => core.truncation(),
+            Core::Snapshot(_) | Core::XenDumpCore(_) | Core::Live(_) => None,
         }
     }
 

@@ -83,6 +83,8 @@ pub struct QemuDump {
     vcpus: Vec<VcpuState>,
     /// Segments in guest physical address order, without overlaps.
     segments: Vec<LoadSegment>,
+    /// How the end of the file cuts segments short, if it does.
+    truncation: Option<elf::Truncation>,
 }
 
 /// Returns whether `notes` contain a QEMU register note, which marks a file
@@ -140,7 +142,7 @@ fn load_segments(file_len: u64, headers: &[ProgramHeader]) -> Result<Vec<LoadSeg
             Some(end) if end <= file_len => header.p_filesz,
             _ => {
                 let present = file_len.saturating_sub(header.p_offset).min(header.p_filesz);
-                warn!(
+                debug!(
                     index = header.index,
                     p_offset = format_args!("{:#x}", header.p_offset),
                     p_filesz = format_args!("{:#x}", header.p_filesz),
@@ -330,12 +332,18 @@ impl QemuDump {
             segments = segments.len(),
             "opened QEMU dump"
         );
-        Ok(QemuDump { path: path.to_path_buf(), bytes, metadata, vcpus, segments })
+        let truncation = elf::Truncation::of(&program_headers, file.len() as u64);
+        Ok(QemuDump { path: path.to_path_buf(), bytes, metadata, vcpus, segments, truncation })
     }
 
     /// Path the dump was opened from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Returns how the end of the file cuts segments short, if it does.
+    pub fn truncation(&self) -> Option<&elf::Truncation> {
+        self.truncation.as_ref()
     }
 
     /// Returns the segment covering `address`.
