@@ -39,6 +39,19 @@ impl DebugSearch {
         DebugSearch { debug_dirs, system_dir: true }
     }
 
+    /// Returns a warning for each directory given to search that does not
+    /// exist or is not a directory, since searching it finds nothing.
+    pub fn unusable_directories(&self) -> Vec<String> {
+        self.debug_dirs
+            .iter()
+            .filter_map(|dir| match std::fs::metadata(dir) {
+                Ok(metadata) if metadata.is_dir() => None,
+                Ok(_) => Some(format!("--debug-dir {}: not a directory, so it is not searched", dir.display())),
+                Err(error) => Some(format!("--debug-dir {}: {error}, so it is not searched", dir.display())),
+            })
+            .collect()
+    }
+
     /// Returns the debug directories in search order.
     pub fn directories(&self) -> Vec<PathBuf> {
         let mut dirs = self.debug_dirs.clone();
@@ -148,6 +161,19 @@ pub fn is_regular_file(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_debug_dirs_warn() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let missing = dir.path().join("missing");
+        let search = DebugSearch::new(vec![dir.path().to_path_buf(), file.clone(), missing.clone()]);
+        let warnings = search.unusable_directories();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings[0], format!("--debug-dir {}: not a directory, so it is not searched", file.display()));
+        assert!(warnings[1].starts_with(&format!("--debug-dir {}: No such file or directory", missing.display())), "{}", warnings[1]);
+    }
 
     #[test]
     fn build_id_path_splits_first_byte() {

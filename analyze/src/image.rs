@@ -443,6 +443,24 @@ impl Image {
         self.debug.as_ref().map(|debug| debug.path.as_path())
     }
 
+    /// Returns whether the file has executable sections but none with bytes,
+    /// as in a separate debug file (`objcopy --only-keep-debug`), whose
+    /// code sections are `SHT_NOBITS`. Such a file has no code to compare
+    /// and no `.eh_frame` to unwind with.
+    pub fn lacks_code(&self) -> bool {
+        use object::{Object as _, ObjectSection as _, SectionFlags};
+
+        let Ok(elf) = object::File::parse(self.elf_bytes()) else {
+            return false;
+        };
+        let executable = |section: &object::Section<'_, '_>| match section.flags() {
+            SectionFlags::Elf { sh_flags, .. } => sh_flags.0 & object::elf::SHF_EXECINSTR.0 != 0,
+            _ => false,
+        };
+        let mut sections = elf.sections().filter(executable).peekable();
+        sections.peek().is_some() && sections.all(|section| section.file_range().is_none())
+    }
+
     /// Returns the mapped bytes of the separate debug file, if one was opened.
     pub fn debug_bytes(&self) -> Option<&[u8]> {
         self.debug.as_ref().map(|debug| &debug.data[..])

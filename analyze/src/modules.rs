@@ -358,6 +358,13 @@ fn load_mapping(
             )),
         }
     }
+    if image.lacks_code() {
+        notes.push(format!(
+            "no code: {} has no bytes in its code sections, as in a separate debug file; pass the program \
+             itself and find its debug file with --debug-dir",
+            file.display()
+        ));
+    }
     if image.symbols().is_empty() && !image.has_debug_info() {
         notes.push(format!("no symbols: {} has neither a symbol table nor DWARF", file.display()));
     }

@@ -790,6 +790,28 @@ fn truncated_core_warns_once() {
 }
 
 #[test]
+fn debug_only_image_warns() {
+    require_program("gcc", "gcc");
+    require_program("objcopy", "binutils");
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0"]);
+    let core = kernel_core(&program, run_dir.path());
+    let debug_file = run_dir.path().join("config.debug");
+    let status = Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .args([&program, &debug_file])
+        .status()
+        .expect("running objcopy");
+    assert!(status.success(), "objcopy --only-keep-debug failed");
+
+    let (_, warnings) = stardump_text(&core, &["--image".as_ref(), debug_file.as_os_str()]);
+    let expected = format!("no code: {} has no bytes in its code sections", debug_file.display());
+    assert!(warnings.contains(&expected), "{warnings}");
+    let (_, warnings) = stardump_text(&core, &["--image".as_ref(), program.as_os_str()]);
+    assert!(!warnings.contains("no code"), "{warnings}");
+}
+
+#[test]
 fn shared_object_symbols_match_gdb() {
     require_program("gcc", "gcc");
     require_program("gdb", "gdb");

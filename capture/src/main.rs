@@ -273,7 +273,7 @@ fn capture_pid(cli: &Cli, pid: &str, output: PathBuf) -> anyhow::Result<()> {
 
     let pid: i32 = match pid.parse::<i32>() {
         Ok(pid) if pid > 0 => pid,
-        _ if !pid.is_empty() && pid.bytes().all(|byte| byte.is_ascii_digit()) => {
+        Err(_) if !pid.is_empty() && pid.bytes().all(|byte| byte.is_ascii_digit()) => {
             bail!("invalid process id {pid:?}: larger than any process id ({})", i32::MAX)
         }
         _ => bail!("invalid process id {pid:?}: expected a positive decimal number"),

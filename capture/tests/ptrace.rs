@@ -356,10 +356,17 @@ fn summary_names_threads() {
 
 #[test]
 fn invalid_pid_is_rejected() {
-    let output = Command::new(capture_binary()).args(["pid:abc", "-o", "/tmp/never-written.sdump"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("invalid process id \"abc\""), "{stderr}");
+    let cases = [
+        ("pid:abc", "invalid process id \"abc\": expected a positive decimal number"),
+        ("pid:0", "invalid process id \"0\": expected a positive decimal number"),
+        ("pid:99999999999", "invalid process id \"99999999999\": larger than any process id"),
+    ];
+    for (target, expected) in cases {
+        let output = Command::new(capture_binary()).args([target, "-o", "/tmp/never-written.sdump"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{target}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{target}: {stderr}");
+    }
 }
 
 #[test]

@@ -558,6 +558,7 @@ fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::
         warnings.push("cannot tell which mapping is the main program, so --image was not used".to_owned());
     }
     let search = DebugSearch::new(args.debug_dirs.clone());
+    warnings.extend(search.unusable_directories());
     let (mut modules, module_warnings) =
         ModuleSet::from_file_mappings(mappings, executable, args.image.as_deref(), &search);
     warnings.extend(module_warnings.iter().map(ToString::to_string));

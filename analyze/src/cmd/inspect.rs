@@ -204,7 +204,8 @@ impl Session {
         let search = DebugSearch::new(args.debug_dirs.clone());
         let (mut modules, module_warnings) =
             ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), args.image.as_deref(), &search);
-        let mut warnings: Vec<String> = module_warnings.iter().map(ToString::to_string).collect();
+        let mut warnings = search.unusable_directories();
+        warnings.extend(module_warnings.iter().map(ToString::to_string));
         warnings.extend(modules.add_vdso(&core).map(|warning| warning.to_string()));
         let damage = super::warnings::damage_warnings(&core);
         let damaged = !damage.is_empty();

@@ -31,6 +31,13 @@ pub fn reject_directory(image: &Path) -> anyhow::Result<()> {
 /// Compares `image` with the code in `core`'s memory (see
 /// [`crate::check`]) and returns each mismatch as a warning.
 pub fn image_warnings(image: &Image, core: &Core) -> Vec<String> {
+    if image.lacks_code() {
+        return vec![format!(
+            "{} has no bytes in its code sections, as in a separate debug file: the image's code was not \
+             compared, and frames without CFI in its DWARF cannot be unwound",
+            image.path().display()
+        )];
+    }
     // The image's code is mapped in every address space of a unikernel, so
     // the first cr3 serves for the comparison.
     let Some(vcpu) = core.vcpus().iter().find(|vcpu| vcpu.present.control) else {

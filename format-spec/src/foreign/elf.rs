@@ -97,13 +97,13 @@ pub struct ProgramHeader {
     pub p_memsz: u64,
 }
 
-/// How the end of a core file cuts its `PT_LOAD` segments short, as when
-/// the kernel ran out of disk space or `ulimit -c` stopped the dump.
+/// The cut that the end of a core file makes in its `PT_LOAD` segments, as
+/// when the disk filled up or `ulimit -c` stopped the dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Truncation {
     /// Length of the file.
     pub file_len: u64,
-    /// Where the last segment's bytes end according to its header.
+    /// End offset of the last segment's bytes according to its header.
     pub expected_len: u64,
     /// Number of segments that lack some or all of their bytes.
     pub segments: usize,
