@@ -9,8 +9,11 @@ side by side on each core:
 - `stardump bt --full CORE` against `... -ex 'thread apply all bt full' ...`.
 
 Each command runs --runs times with its output sent to /dev/null. The
-script prints the median wall time, the peak RSS (ru_maxrss that wait4
-returns for the child), and the ratios of stardump's figures to gdb's.
+script prints the median wall time, the peak RSS (GNU time's %M, the
+ru_maxrss of the command's process), and the ratios of stardump's figures
+to gdb's. The peak RSS comes from /usr/bin/time, not from this script's
+own wait4, because a child forked from Python starts with Python's RSS
+(about 14 MiB), which would hide anything smaller.
 Absolute figures depend on the machine and on the page cache, so compare
 ratios. The first run of each command also warms the page cache and is
 not counted when --runs is above 1.
@@ -40,6 +43,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES_DIR = os.path.join(ROOT, "tests", "fixtures", "linux")
 DEFAULT_FIXTURES = ["threads-O2-nofp", "throw-O2-nofp", "deep-O2-nofp"]
 TIMEOUT_SECONDS = 120
+# GNU time (Debian package time), which reports its child's peak RSS.
+GNU_TIME = "/usr/bin/time"
 
 
 def fail(message):
@@ -88,30 +93,37 @@ def gdb_core(program, core):
 
 def measure(command):
     """Run `command` once and return its wall time in seconds and peak RSS in KiB."""
+    rss_file = tempfile.NamedTemporaryFile(prefix="bench-analyze-rss-")
+    command_line = command
+    command = [GNU_TIME, "-f", "%M", "-o", rss_file.name] + command
     start = time.perf_counter()
+    # A session of its own, so a timeout ends GNU time and the command.
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, start_new_session=True)
     timed_out = threading.Event()
 
     def kill_child():
         timed_out.set()
-        # The child has not been waited for, so its PID still names it.
-        os.kill(process.pid, signal.SIGKILL)
+        # The child has not been waited for, so its PID still names its
+        # process group.
+        os.killpg(process.pid, signal.SIGKILL)
 
     timer = threading.Timer(TIMEOUT_SECONDS, kill_child)
     timer.start()
     stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, _ = os.wait4(process.pid, 0)
     timer.cancel()
     elapsed = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     if timed_out.is_set():
-        fail(f"timed out after {TIMEOUT_SECONDS} s: {' '.join(command)}")
+        fail(f"timed out after {TIMEOUT_SECONDS} s: {' '.join(command_line)}")
     # stardump exits with 2 when a backtrace or a variable is incomplete,
-    # and still prints every thread. Exit status 1 is an error.
+    # and still prints every thread. Exit status 1 is an error. GNU time
+    # passes the command's exit status on.
     if process.returncode not in (0, 2):
-        fail(f"exit status {process.returncode}: {' '.join(command)}\n{stderr.decode(errors='replace')}")
-    return elapsed, usage.ru_maxrss
+        fail(f"exit status {process.returncode}: {' '.join(command_line)}\n{stderr.decode(errors='replace')}")
+    peak_rss_kib = int(rss_file.read().split()[-1])
+    return elapsed, peak_rss_kib
 
 
 def median_of(command, runs):
@@ -133,6 +145,8 @@ def main():
         fail("--runs must be at least 1")
     if not os.access(args.stardump, os.X_OK):
         fail(f"{args.stardump} not found: run `cargo build --release -p stardump` first")
+    if not os.access(GNU_TIME, os.X_OK):
+        fail(f"{GNU_TIME} not found: install the Debian package time")
     with open("/proc/sys/kernel/core_pattern") as pattern_file:
         pattern = pattern_file.read().strip()
     if pattern.startswith("|") or "/" in pattern:
@@ -149,7 +163,7 @@ def main():
 
         header = (f"{'fixture':<18} {'core':<6} {'command':<8} {'stardump s':>10} {'gdb s':>7} {'ratio':>6}"
                   f" {'stardump MiB':>12} {'gdb MiB':>8} {'ratio':>6}")
-        print(f"median of {args.runs} runs; peak RSS from wait4's ru_maxrss")
+        print(f"median of {args.runs} runs; peak RSS from GNU time's %M")
         print(header)
         print("-" * len(header))
         time_ratios, rss_ratios = [], []

@@ -9,8 +9,8 @@ captures the same running process with both tools and measures:
 - wall time of the whole command;
 - size of the file written;
 - peak resident memory, two ways: the peak RSS of the largest single process
-  of the command (ru_maxrss from wait4, which covers gcore's gdb child too but
-  never adds processes together), and the peak of the RSS summed over the
+  of the command (GNU time's %M: ru_maxrss, which covers gcore's gdb child
+  too but never adds processes together), and the peak of the RSS summed over the
   command's process tree, sampled from /proc every 10 ms (a shorter peak can
   be missed). Neither counts the page cache of the file being written;
 - for stardump-capture, the time the process stayed stopped, from its
@@ -41,6 +41,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# GNU time (Debian package time), which reports its child's peak RSS.
+GNU_TIME = "/usr/bin/time"
 
 PROGRAM = r"""
 #include <stdio.h>
@@ -121,14 +123,21 @@ class TreeRssSampler(threading.Thread):
 
 def run_with_rusage(command, timeout_s=600):
     """Runs `command` and returns (wall seconds, peak RSS of its largest
-    process in KiB, sampled peak RSS of its process tree in KiB, stdout)."""
+    process in KiB, sampled peak RSS of its process tree in KiB, stdout).
+
+    The largest process's peak comes from GNU time rather than from this
+    script's wait4: a child forked from Python starts with Python's RSS
+    (about 14 MiB), which ru_maxrss keeps even after the exec."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
+    rss_file = tempfile.NamedTemporaryFile(prefix="bench-ptrace-rss-")
     start = time.perf_counter()
-    process = subprocess.Popen(["timeout", "-s", "KILL", str(timeout_s)] + command, stdout=out, stderr=err)
+    process = subprocess.Popen(
+        ["timeout", "-s", "KILL", str(timeout_s), GNU_TIME, "-f", "%M", "-o", rss_file.name] + command,
+        stdout=out, stderr=err)
     sampler = TreeRssSampler(process.pid)
     sampler.start()
-    _, status, rusage = os.wait4(process.pid, 0)
+    _, status, _ = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     sampler.done.set()
     sampler.join()
@@ -137,7 +146,7 @@ def run_with_rusage(command, timeout_s=600):
     err.seek(0)
     if process.returncode != 0:
         sys.exit(f"{' '.join(command)} failed with {process.returncode}:\n{err.read().decode()}")
-    return wall, rusage.ru_maxrss, sampler.peak_kib, out.read()
+    return wall, int(rss_file.read().split()[-1]), sampler.peak_kib, out.read()
 
 
 def build_program(work):
@@ -171,6 +180,8 @@ def main():
 
     if not os.access(args.capture, os.X_OK):
         sys.exit(f"{args.capture} not found: run cargo build --release -p stardump-capture")
+    if not os.access(GNU_TIME, os.X_OK):
+        sys.exit(f"{GNU_TIME} not found: install the Debian package time")
     gcore = shutil.which("gcore")
     if gcore is None:
         sys.exit("gcore not found: install the Debian package gdb")
