@@ -790,6 +790,20 @@ fn truncated_core_warns_once() {
 }
 
 #[test]
+fn process_info_uses_process_terms() {
+    require_program("gcc", "gcc");
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0"]);
+    let core = kernel_core(&program, run_dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_stardump")).arg("info").arg(&core).output().expect("running stardump");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("\nThreads:         1\n"), "{text}");
+    assert!(text.contains("\nProgram build id: "), "{text}");
+    assert!(!text.contains("vCPU"), "{text}");
+    assert!(!text.contains("cr3"), "{text}");
+}
+
+#[test]
 fn debug_only_image_warns() {
     require_program("gcc", "gcc");
     require_program("objcopy", "binutils");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
+use stardump_format::SourceKind;
 use stardump_format::{Core, Target};
 
 use super::{hex, open_target, time, Outcome, JSON_SCHEMA_VERSION};
@@ -214,19 +215,25 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(domain_id) = report.domain_id {
         writeln!(out, "Domain id:       {domain_id}")?;
     }
+    // A process has threads and a kernel where a guest has vCPUs and a
+    // hypervisor, and its mappings are not under any cr3.
+    let process = matches!(report.source_kind, SourceKind::LinuxProcess | SourceKind::LinuxCore);
     if let Some(version) = &report.hypervisor_version {
-        writeln!(out, "Hypervisor:      {version}")?;
+        let label = if process { "Kernel:          " } else { "Hypervisor:      " };
+        writeln!(out, "{label}{version}")?;
     }
     let time_label = if report.live { "Attached at:    " } else { "Captured at:    " };
     writeln!(out, "{time_label} {}", report.capture_time.as_deref().unwrap_or("unknown"))?;
     if report.format_version.is_some() {
-        writeln!(out, "Pause time:      {}", human_duration(report.pause_time_us))?;
+        let label = if process { "Stop time:       " } else { "Pause time:      " };
+        writeln!(out, "{label}{}", human_duration(report.pause_time_us))?;
     }
+    let label = if process { "Threads:         " } else { "vCPUs:           " };
     match report.recorded_vcpu_count {
         Some(recorded) if u64::from(recorded) != report.vcpu_count as u64 => {
-            writeln!(out, "vCPUs:           {} (the header records {recorded})", report.vcpu_count)?
+            writeln!(out, "{label}{} (the header records {recorded})", report.vcpu_count)?
         }
-        _ => writeln!(out, "vCPUs:           {}", report.vcpu_count)?,
+        _ => writeln!(out, "{label}{}", report.vcpu_count)?,
     }
     writeln!(out, "Memory:          {} in {}", human_bytes(memory.total_bytes), plural(memory.ranges.len(), "range"))?;
     for range in &report.memory_ranges_text {
@@ -246,8 +253,13 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "Mappings:        none recorded")?;
     }
     for mapping in &report.mappings {
-        writeln!(out, "Mappings:        {} for cr3 {}", plural(mapping.ranges, "range"), mapping.cr3)?;
+        if process {
+            writeln!(out, "Mappings:        {}", plural(mapping.ranges, "range"))?;
+        } else {
+            writeln!(out, "Mappings:        {} for cr3 {}", plural(mapping.ranges, "range"), mapping.cr3)?;
+        }
     }
-    writeln!(out, "Image build id:  {}", report.image_build_id.as_deref().unwrap_or("unknown"))?;
+    let label = if process { "Program build id:" } else { "Image build id: " };
+    writeln!(out, "{label} {}", report.image_build_id.as_deref().unwrap_or("unknown"))?;
     Ok(())
 }
