@@ -34,7 +34,7 @@ const WRITE_BATCH_PAGES: u64 = 256;
 const SPILL_BUFFER_BYTES: usize = 4 << 20;
 /// Runs at least this long are written at once, without a copy into the
 /// buffer.
-const SPILL_DIRECT_BYTES: usize = 256 << 10;
+const SPILL_DIRECT_BYTES: usize = 64 << 10;
 
 /// How much page data a capture may hold in memory, and where the rest
 /// goes.

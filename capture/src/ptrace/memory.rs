@@ -34,7 +34,7 @@ use super::sys::{self, Errno};
 use crate::memory::{write_zero_pages, MemoryBudget, MemoryCopy, SpillError, PAGE_SIZE};
 
 /// Bytes per read request.
-const BLOCK_BYTES: u64 = 1 << 20;
+const BLOCK_BYTES: u64 = 256 << 10;
 /// Pages per block.
 const BLOCK_PAGES: usize = (BLOCK_BYTES / PAGE_SIZE) as usize;
 /// `/proc/PID/pagemap` bits: the page is resident, or swapped out.
