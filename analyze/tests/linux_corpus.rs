@@ -583,6 +583,26 @@ fn null_function_pointer_matches_gdb() {
     }
 }
 
+#[test]
+fn null_call_arguments_match_gdb() {
+    require_libc_debug_info();
+    // The frame at pc 0 ran no instruction, so the caller's caller-saved
+    // registers, and the arguments they hold, are still known.
+    for fixture in ["nullcall-O0-fp", "nullcall-O2-nofp"] {
+        let program = corpus_dir().join(fixture);
+        let run_dir = tempfile::tempdir().expect("creating a run directory");
+        let kernel = kernel_core(&program, run_dir.path());
+        let gcore = gdb_core(&program, &run_dir.path().join("gcore.core"));
+        for (kind, core) in [("kernel core", &kernel), ("gcore", &gcore)] {
+            let gdb = gdb_commands(&program, core, &["set width 0", "set backtrace past-main on", "thread apply 1 bt"]);
+            let expected = first_thread_frame_lines(&gdb);
+            let (text, warnings) = stardump("bt", core, &[]);
+            let ours = first_thread_frame_lines(&text);
+            assert_eq!(ours, expected, "{fixture} {kind}\nstardump:\n{text}{warnings}\ngdb:\n{gdb}");
+        }
+    }
+}
+
 /// A program whose read-only data (the string `config.label` points to)
 /// and whose libraries' code are file-backed pages that were never
 /// written, so neither a kernel core nor gcore contains them.

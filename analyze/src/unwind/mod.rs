@@ -457,7 +457,16 @@ impl<'i> Unwinder<'i> {
         // shows that function too (the corpus's nullcall cores).
         if matches!(callee.pc, Pc::Exact(_)) && !self.is_code(lookup) {
             let is_return_address = |address: u64| self.is_return_address(address);
-            if let Ok(Some(caller)) = scan::unwind(&is_return_address, &callee.registers, memory, 1) {
+            if let Ok(Some(mut caller)) = scan::unwind(&is_return_address, &callee.registers, memory, 1) {
+                // No instruction ran at the bad pc, so every register but
+                // rsp and the pc still holds the caller's value at the
+                // call, caller-saved ones too (gdb shows them as well).
+                use stardump_format::model::dwarf_reg;
+                for number in 0..dwarf_reg::RA {
+                    if number != dwarf_reg::RSP {
+                        caller.set(number, callee.registers.get(number));
+                    }
+                }
                 let candidate =
                     Candidate { callee_cfa: caller.rsp(), registers: caller, found_by: FoundBy::Scan, callee_trap: false };
                 match self.validate(callee, callee_sp, candidate) {
