@@ -824,6 +824,26 @@ fn process_info_uses_process_terms() {
 }
 
 #[test]
+fn unused_library_without_dwarf_is_quiet() {
+    require_program("gcc", "gcc");
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    // libgcc_s has no DWARF on a machine without its debug package, and no
+    // frame of this program is in it.
+    let program =
+        build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0", "-Wl,--no-as-needed", "-lgcc_s"]);
+    let core = kernel_core(&program, run_dir.path());
+    let (json, warnings) = stardump("bt", &core, &["--json".as_ref()]);
+    let report: Value = serde_json::from_str(&json).expect("bt --json output");
+    let modules = report["modules"].as_array().expect("modules");
+    assert!(
+        modules.iter().any(|module| module["path"].as_str().is_some_and(|path| path.contains("libgcc_s"))),
+        "libgcc_s is loaded: {json}"
+    );
+    let all = format!("{warnings}{}", report["warnings"]);
+    assert!(!all.contains("libgcc_s"), "{all}");
+}
+
+#[test]
 fn debug_only_image_warns() {
     require_program("gcc", "gcc");
     require_program("objcopy", "binutils");

@@ -16,11 +16,12 @@
 //! lines do (see [`crate::cmd::inspect::frame_arguments`]); `--full` adds
 //! the locals below each line, like gdb's `bt full`.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use stardump_format::{Core, Target, VcpuState};
+use stardump_format::{Core, FileMapping, Target, VcpuState};
 
 use super::inspect::{frame_arguments, variable_reports, VariableReport};
 use super::regs::select_vcpus;
@@ -29,7 +30,7 @@ use crate::check;
 use crate::debug_file::DebugSearch;
 use crate::image::Image;
 use crate::image_fallback::ImageBacked;
-use crate::modules::{executable_mapping, Module, ModuleSet, VDSO_NAME};
+use crate::modules::{executable_mapping, Module, ModuleSet, ModuleWarning, VDSO_NAME};
 use crate::symbolize::{self, SourceFrame};
 use crate::threads::tail_calls::TailCalls;
 use crate::variables::dwarf::DebugInfo;
@@ -534,6 +535,9 @@ enum LoadedImages {
         main: Option<String>,
         /// The dynamic linker's name of each module, by position.
         names: Vec<Option<String>>,
+        /// What is missing from some files, shown only for files that a
+        /// frame falls in.
+        module_warnings: Vec<ModuleWarning>,
     },
 }
 
@@ -561,10 +565,50 @@ fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::
     warnings.extend(search.unusable_directories());
     let (mut modules, module_warnings) =
         ModuleSet::from_file_mappings(mappings, executable, args.image.as_deref(), &search);
-    warnings.extend(module_warnings.iter().map(ToString::to_string));
-    warnings.extend(modules.add_vdso(core).map(|warning| warning.to_string()));
+    let mut module_warnings = module_warnings;
+    module_warnings.extend(modules.add_vdso(core));
     let names = linker_names(&modules, executable.map(|mapping| mapping.path.as_str()), core);
-    Ok(LoadedImages::Process { modules, main: executable.map(|mapping| mapping.path.clone()), names })
+    Ok(LoadedImages::Process { modules, main: executable.map(|mapping| mapping.path.clone()), names, module_warnings })
+}
+
+/// Returns `warnings` about the files that a pc of `pcs` falls in, each
+/// file named as the dynamic linker names it when `names` knows it. gdb
+/// says nothing about a library without symbols or DWARF, and a warning
+/// about one that no frame uses is noise.
+pub(crate) fn warnings_for_frames(
+    warnings: &[ModuleWarning],
+    modules: &ModuleSet,
+    names: &[Option<String>],
+    mappings: &[FileMapping],
+    pcs: impl Iterator<Item = u64>,
+) -> Vec<String> {
+    // A file's mappings, or the module loaded from it (the vDSO has no
+    // file mapping in a kernel core).
+    let mut used: HashSet<&str> = HashSet::new();
+    for pc in pcs {
+        if let Some(mapping) = mappings.iter().find(|mapping| mapping.start <= pc && pc < mapping.end) {
+            used.insert(mapping.path.as_str());
+        }
+        if let Some(module) = modules.module_for(pc) {
+            used.insert(module.mapped_path.as_str());
+        }
+    }
+    warnings
+        .iter()
+        .filter(|warning| used.contains(warning.mapped_path.as_str()))
+        .map(|warning| {
+            let position = modules.modules().iter().position(|module| module.mapped_path == warning.mapped_path);
+            match position.and_then(|position| names.get(position)).cloned().flatten() {
+                Some(name) => format!("{name} at {:#x}: {}", warning.address, warning.reason),
+                None => warning.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Parses a `0x…` address as the reports print it.
+fn parse_hex(text: &str) -> Option<u64> {
+    u64::from_str_radix(text.strip_prefix("0x")?, 16).ok()
 }
 
 /// Returns the dynamic linker's name of each module of `modules`, by
@@ -600,7 +644,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
                 unikernel_threads(image, &snapshot, &vcpus, options, print_options, args.full, &mut warnings, &mut variables_incomplete);
             (threads, Some(image.path().display().to_string()), image.build_id().map(check::hex), Vec::new())
         }
-        LoadedImages::Process { modules, main, names } => {
+        LoadedImages::Process { modules, main, names, module_warnings } => {
             let threads = process_threads(
                 modules,
                 main.as_deref(),
@@ -613,6 +657,8 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
                 &mut warnings,
                 &mut variables_incomplete,
             );
+            let pcs = threads.iter().flat_map(|thread| &thread.frames).filter_map(|frame| parse_hex(&frame.lookup_pc));
+            warnings.extend(warnings_for_frames(module_warnings, modules, names, snapshot.file_mappings(), pcs));
             let main_module = modules.modules().iter().find(|module| Some(&module.mapped_path) == main.as_ref());
             (
                 threads,

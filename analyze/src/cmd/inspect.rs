@@ -17,8 +17,8 @@ use serde::Serialize;
 use stardump_format::{Core, MemoryError, Target, VcpuState};
 
 use super::bt::{
-    file_address_frames, insert_tail_calls, line_groups, linker_names, thread_report, thread_report_in, CodeImages, ModuleDebugCache,
-    ThreadReport, TAIL_CALL_FOUND_BY,
+    file_address_frames, insert_tail_calls, line_groups, linker_names, thread_report, thread_report_in, warnings_for_frames,
+    CodeImages, ModuleDebugCache, ThreadReport, TAIL_CALL_FOUND_BY,
 };
 use super::regs::select_vcpus;
 use crate::debug_file::DebugSearch;
@@ -205,8 +205,8 @@ impl Session {
         let (mut modules, module_warnings) =
             ModuleSet::from_file_mappings(core.file_mappings(), Some(executable), args.image.as_deref(), &search);
         let mut warnings = search.unusable_directories();
-        warnings.extend(module_warnings.iter().map(ToString::to_string));
-        warnings.extend(modules.add_vdso(&core).map(|warning| warning.to_string()));
+        let mut module_warnings = module_warnings;
+        module_warnings.extend(modules.add_vdso(&core));
         let damage = super::warnings::damage_warnings(&core);
         let damaged = !damage.is_empty();
         warnings.extend(damage);
@@ -240,6 +240,8 @@ impl Session {
         let mut debug = ModuleDebugCache::new(&modules, Some(executable.path.as_str()), &names);
         insert_tail_calls(&mut report, &runtime_backtrace, images, &mut debug);
         let runtime_frames = frames_per_line_group(&mut report, &runtime_backtrace);
+        let pcs = runtime_backtrace.frames.iter().map(|frame| frame.pc.lookup_address());
+        warnings.extend(warnings_for_frames(&module_warnings, &modules, &names, core.file_mappings(), pcs));
 
         // Globals, function addresses and symbol names are relocated by
         // each module's load bias.
