@@ -787,12 +787,19 @@ fn labelled_instructions(listing: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn truncated_core_warns_once() {
+/// Builds CONFIG_SOURCE with `flags` in a new directory and crashes it,
+/// returning the directory, the program and its kernel core.
+fn config_kernel_core(flags: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
     require_program("gcc", "gcc");
     let run_dir = tempfile::tempdir().expect("creating a run directory");
-    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0"]);
+    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, flags);
     let core = kernel_core(&program, run_dir.path());
+    (run_dir, program, core)
+}
+
+#[test]
+fn truncated_core_warns_once() {
+    let (run_dir, _program, core) = config_kernel_core(&["-g", "-O0"]);
     let bytes = fs::read(&core).expect("reading the core");
     let truncated = run_dir.path().join("truncated.core");
     fs::write(&truncated, &bytes[..bytes.len() - 3 * 4096]).expect("writing the truncated core");
@@ -811,10 +818,7 @@ fn truncated_core_warns_once() {
 
 #[test]
 fn process_info_uses_process_terms() {
-    require_program("gcc", "gcc");
-    let run_dir = tempfile::tempdir().expect("creating a run directory");
-    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0"]);
-    let core = kernel_core(&program, run_dir.path());
+    let (_run_dir, _program, core) = config_kernel_core(&["-g", "-O0"]);
     let output = Command::new(env!("CARGO_BIN_EXE_stardump")).arg("info").arg(&core).output().expect("running stardump");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("\nThreads:         1\n"), "{text}");
@@ -825,13 +829,9 @@ fn process_info_uses_process_terms() {
 
 #[test]
 fn unused_library_without_dwarf_is_quiet() {
-    require_program("gcc", "gcc");
-    let run_dir = tempfile::tempdir().expect("creating a run directory");
     // libgcc_s has no DWARF on a machine without its debug package, and no
     // frame of this program is in it.
-    let program =
-        build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0", "-Wl,--no-as-needed", "-lgcc_s"]);
-    let core = kernel_core(&program, run_dir.path());
+    let (_run_dir, _program, core) = config_kernel_core(&["-g", "-O0", "-Wl,--no-as-needed", "-lgcc_s"]);
     let (json, warnings) = stardump("bt", &core, &["--json".as_ref()]);
     let report: Value = serde_json::from_str(&json).expect("bt --json output");
     let modules = report["modules"].as_array().expect("modules");
@@ -845,11 +845,8 @@ fn unused_library_without_dwarf_is_quiet() {
 
 #[test]
 fn debug_only_image_warns() {
-    require_program("gcc", "gcc");
     require_program("objcopy", "binutils");
-    let run_dir = tempfile::tempdir().expect("creating a run directory");
-    let program = build_program(run_dir.path(), "config", "gcc", CONFIG_SOURCE, &["-g", "-O0"]);
-    let core = kernel_core(&program, run_dir.path());
+    let (run_dir, program, core) = config_kernel_core(&["-g", "-O0"]);
     let debug_file = run_dir.path().join("config.debug");
     let status = Command::new("objcopy")
         .arg("--only-keep-debug")
