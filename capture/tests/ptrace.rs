@@ -463,34 +463,39 @@ fn signals_during_capture_are_delivered() {
     // resume the process must arrive. The signal-delivery stop itself is
     // tested in the attach module, because its window is too short to
     // reach from here reliably.
-    let sender = std::thread::spawn(move || {
-        let mut sent = 0u32;
-        for _ in 0..2000 {
-            // SAFETY: kill takes no pointers; the pid is the program this test started.
-            if unsafe { libc::kill(pid as i32, libc::SIGRTMIN()) } == 0 {
-                sent += 1;
+    // The sender runs until the captures are done, so however slow a
+    // capture is on a loaded machine, all of them overlap the signals.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: kill takes no pointers; the pid is the program this test started.
+                if unsafe { libc::kill(pid as i32, libc::SIGRTMIN()) } == 0 {
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_micros(100));
             }
-            std::thread::sleep(Duration::from_micros(100));
+            sent
         }
-        sent
     });
     let output = dir.path().join("signals.sdump");
-    let mut captures = 0;
-    while !sender.is_finished() {
+    for capture in 0..5 {
         let result = Command::new(capture_binary())
             .args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(result.status.success(), "capture failed: {}", String::from_utf8_lossy(&result.stderr));
-        captures += 1;
+        assert!(result.status.success(), "capture {capture} failed: {}", String::from_utf8_lossy(&result.stderr));
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = sender.join().unwrap();
-    assert!(captures >= 2, "only {captures} captures ran while signals were sent");
+    assert!(sent > 0, "no signal was sent");
     assert_eq!(status_field(pid, "TracerPid"), "0");
 
     program.release();
     let line = program.wait_for_line("count", Duration::from_secs(30));
-    assert_eq!(line, format!("count {sent}"), "signals sent: {sent}, captures: {captures}");
+    assert_eq!(line, format!("count {sent}"), "signals sent: {sent}");
     assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 0);
 }
 
