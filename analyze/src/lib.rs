@@ -21,6 +21,7 @@ pub mod line_table;
 pub mod link_map;
 pub mod live;
 pub mod modules;
+pub mod signal;
 pub mod symbolize;
 pub mod threads;
 pub mod unwind;

@@ -35,6 +35,10 @@ pub struct InfoReport {
     format_version: Option<String>,
     source_kind: stardump_format::SourceKind,
     target_name: String,
+    /// The start of a Linux core's command line (`NT_PRPSINFO`).
+    command_line: Option<String>,
+    /// The signal that ended a Linux core's process.
+    signal: Option<crate::signal::SignalReport>,
     domain_id: Option<u32>,
     hypervisor_version: Option<String>,
     capture_time: Option<String>,
@@ -104,6 +108,8 @@ pub fn report(core: &Core, file_len_bytes: u64) -> InfoReport {
         }),
         source_kind: metadata.source_kind,
         target_name: metadata.target_name.clone(),
+        command_line: command_line(core),
+        signal: crate::signal::report(core),
         domain_id: metadata.domain_id,
         hypervisor_version: metadata.hypervisor_version.clone(),
         // Formats other than snapshots record no capture or pause time.
@@ -137,6 +143,14 @@ pub fn report(core: &Core, file_len_bytes: u64) -> InfoReport {
                 format!("{:#x}-{last:#x}  {}", range.start, human_bytes(range.len_bytes))
             })
             .collect(),
+    }
+}
+
+/// Returns the command line a Linux core records, when it records one.
+pub fn command_line(core: &Core) -> Option<String> {
+    match core {
+        Core::LinuxCore(linux) => linux.command_line().filter(|line| !line.is_empty()).map(str::to_owned),
+        _ => None,
     }
 }
 
@@ -212,6 +226,19 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     writeln!(out, "Source:          {source_kind}")?;
     writeln!(out, "Target:          {}", report.target_name)?;
+    if let Some(command_line) = &report.command_line {
+        writeln!(out, "Command line:    {command_line}")?;
+    }
+    if let Some(signal) = &report.signal {
+        let thread = signal.lwp.map(|lwp| format!(", in LWP {lwp}")).unwrap_or_default();
+        writeln!(out, "Signal:          {}, {}{thread}", signal.name, signal.description)?;
+        let code = signal.code_text();
+        if let Some(address) = &signal.fault_address {
+            writeln!(out, "Fault address:   {address}{code}")?;
+        } else if let (Some(pid), Some(uid)) = (signal.sender_pid, signal.sender_uid) {
+            writeln!(out, "Sent by:         pid {pid}, uid {uid}{code}")?;
+        }
+    }
     if let Some(domain_id) = report.domain_id {
         writeln!(out, "Domain id:       {domain_id}")?;
     }

@@ -23,8 +23,8 @@ use super::elf::{self, read_u32, ProgramHeader};
 use super::error::{CoreFileError, OpenError};
 use super::linux_build_id::mapped_build_id;
 use super::linux_notes::{
-    parse_auxv, parse_file_note, parse_prpsinfo, parse_prstatus, AT_ENTRY, AT_PHDR, CORE_NOTE_NAME, NT_AUXV, NT_FILE,
-    NT_PRPSINFO, NT_PRSTATUS,
+    parse_auxv, parse_file_note, parse_prpsinfo, parse_prstatus, parse_siginfo, SignalInfo, AT_ENTRY, AT_PHDR,
+    CORE_NOTE_NAME, NT_AUXV, NT_FILE, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO,
 };
 use super::{qemu, FileBytes};
 use crate::model::{FileMapping, Metadata, SourceKind, VcpuState};
@@ -76,6 +76,7 @@ pub struct LinuxCore {
     metadata: Metadata,
     vcpus: Vec<VcpuState>,
     signals: Vec<u16>,
+    signal_info: Option<SignalInfo>,
     pid: Option<u32>,
     command_line: Option<String>,
     /// Segments in virtual address order, without overlaps.
@@ -232,6 +233,7 @@ impl LinuxCore {
             return Err(CoreFileError::MissingNote { note: "CORE NT_PRSTATUS", offset: header.e_phoff });
         }
         let process = core_notes(NT_PRPSINFO).next().map(parse_prpsinfo).transpose()?;
+        let signal_info = core_notes(NT_SIGINFO).next().map(parse_siginfo).transpose()?;
         let auxv = core_notes(NT_AUXV).next().map(parse_auxv).transpose()?.unwrap_or_default();
         let (file_entries, page_size) = match core_notes(NT_FILE).next() {
             Some(note) => {
@@ -287,6 +289,7 @@ impl LinuxCore {
             metadata,
             vcpus,
             signals,
+            signal_info,
             pid: process.as_ref().map(|process| process.pid),
             command_line: process.map(|process| process.arguments),
             segments,
@@ -330,6 +333,13 @@ impl LinuxCore {
     /// [`Target::vcpus`], or 0 for a thread that had none pending.
     pub fn thread_signals(&self) -> &[u16] {
         &self.signals
+    }
+
+    /// Returns the `siginfo_t` of the signal that dumped core, from the first
+    /// `NT_SIGINFO` note, which belongs to the first thread. The kernel
+    /// writes one; gcore writes one per thread that has a pending signal.
+    pub fn signal_info(&self) -> Option<&SignalInfo> {
+        self.signal_info.as_ref()
     }
 
     /// Returns the file mappings from `NT_FILE`, in the order the note lists them
@@ -479,6 +489,29 @@ mod tests {
 
     fn parse(bytes: Vec<u8>) -> Result<LinuxCore, CoreFileError> {
         LinuxCore::parse(Path::new("test.core"), FileBytes::Owned(bytes))
+    }
+
+    #[test]
+    fn signal_info_is_read() {
+        let mut notes = two_thread_notes();
+        let mut siginfo = vec![0u8; 128];
+        siginfo[0..4].copy_from_slice(&11u32.to_le_bytes());
+        siginfo[8..12].copy_from_slice(&1i32.to_le_bytes());
+        siginfo[16..24].copy_from_slice(&0xdead_b000u64.to_le_bytes());
+        push_note(&mut notes, CORE_NOTE_NAME, NT_SIGINFO, &siginfo);
+        let core = parse(build(&notes, &[])).unwrap();
+        let info = core.signal_info().unwrap();
+        assert_eq!((info.signal, info.code, info.address), (11, 1, 0xdead_b000));
+        assert_eq!((info.sender_pid, info.sender_uid), (0xdead_b000, 0));
+        assert!(parse(build(&two_thread_notes(), &[])).unwrap().signal_info().is_none());
+    }
+
+    #[test]
+    fn short_signal_info_names_the_note() {
+        let mut notes = two_thread_notes();
+        push_note(&mut notes, CORE_NOTE_NAME, NT_SIGINFO, &[0u8; 12]);
+        let error = parse(build(&notes, &[])).err().unwrap().to_string();
+        assert!(error.contains("NT_SIGINFO") && error.contains("descriptor is 12 bytes, expected 128"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Layouts of the notes that Linux (`fs/binfmt_elf.c`) and gdb's `gcore`
 //! write into the core file of an x86_64 process: `NT_PRSTATUS` (one per
-//! thread), `NT_PRPSINFO`, `NT_AUXV` and `NT_FILE`. Each decoder checks the
+//! thread), `NT_PRPSINFO`, `NT_SIGINFO`, `NT_AUXV` and `NT_FILE`. Each decoder checks the
 //! descriptor length before it reads, and names the note and its file
 //! offset when the descriptor is malformed.
 
@@ -16,6 +16,8 @@ pub(super) const NT_PRSTATUS: u32 = 1;
 pub(super) const NT_PRPSINFO: u32 = 3;
 /// Note type of the auxiliary vector.
 pub(super) const NT_AUXV: u32 = 6;
+/// Note type of the `siginfo_t` of the signal that dumped core ("SIGI").
+pub(super) const NT_SIGINFO: u32 = 0x5349_4749;
 /// Note type of the file mappings ("FILE" as a little-endian u32).
 pub(super) const NT_FILE: u32 = 0x4649_4c45;
 
@@ -40,6 +42,14 @@ const PRPSINFO_FNAME_LEN: usize = 16;
 /// Offset and length of `pr_psargs`, the start of the command line.
 const PRPSINFO_PSARGS: usize = 56;
 const PRPSINFO_PSARGS_LEN: usize = 80;
+
+/// Length of `siginfo_t` on Linux x86_64.
+const SIGINFO_LEN: usize = 128;
+/// Offsets of `si_signo`, `si_code` and the union that follows, which
+/// holds `si_addr` for a fault and `si_pid`, `si_uid` for a sent signal.
+const SIGINFO_SIGNO: usize = 0;
+const SIGINFO_CODE: usize = 8;
+const SIGINFO_FIELDS: usize = 16;
 
 /// Length of the `NT_FILE` header: entry count and page size, both u64.
 const FILE_HEADER_LEN: usize = 16;
@@ -71,6 +81,27 @@ pub(super) struct ProcessInfo {
     pub command: String,
     /// `pr_psargs`: the command line, cut at 79 bytes.
     pub arguments: String,
+}
+
+/// The `siginfo_t` of the signal that dumped core, from `NT_SIGINFO`, kept
+/// raw: which union member is meaningful depends on the signal and code,
+/// which is the reader's to interpret (see `sigaction(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalInfo {
+    /// `si_signo`.
+    pub signal: u32,
+    /// `si_code`: above 0 when the kernel raised the signal for a fault
+    /// (`SEGV_MAPERR`), 0 or below when a process sent it (`SI_USER`,
+    /// `SI_TKILL`).
+    pub code: i32,
+    /// The first union member read as `si_addr`: the faulting address
+    /// for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGTRAP faults.
+    pub address: u64,
+    /// The same bytes read as `si_pid`: the sender of a signal sent with
+    /// `kill` or `tgkill`.
+    pub sender_pid: u32,
+    /// `si_uid`, the sender's real user id, after `si_pid`.
+    pub sender_uid: u32,
 }
 
 /// One entry of `NT_FILE` before its build id is looked up.
@@ -157,6 +188,25 @@ pub(super) fn parse_prpsinfo(note: &Note<'_>) -> Result<ProcessInfo, CoreFileErr
         pid: read_u32(desc, PRPSINFO_PID),
         command: fixed_string(&desc[PRPSINFO_FNAME..PRPSINFO_FNAME + PRPSINFO_FNAME_LEN]),
         arguments: fixed_string(&desc[PRPSINFO_PSARGS..PRPSINFO_PSARGS + PRPSINFO_PSARGS_LEN]).trim_end().to_string(),
+    })
+}
+
+/// Decodes an `NT_SIGINFO` note.
+pub(super) fn parse_siginfo(note: &Note<'_>) -> Result<SignalInfo, CoreFileError> {
+    let desc = note.desc;
+    if desc.len() < SIGINFO_LEN {
+        return Err(invalid(
+            "CORE NT_SIGINFO",
+            note.desc_offset,
+            format!("descriptor is {} bytes, expected {SIGINFO_LEN}", desc.len()),
+        ));
+    }
+    Ok(SignalInfo {
+        signal: read_u32(desc, SIGINFO_SIGNO),
+        code: read_u32(desc, SIGINFO_CODE) as i32,
+        address: read_u64(desc, SIGINFO_FIELDS),
+        sender_pid: read_u32(desc, SIGINFO_FIELDS),
+        sender_uid: read_u32(desc, SIGINFO_FIELDS + 4),
     })
 }
 

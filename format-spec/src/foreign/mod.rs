@@ -35,6 +35,7 @@ use memmap2::Mmap;
 pub use error::{CoreFileError, OpenError};
 pub use crate::model::FileMapping;
 pub use linux::{LinuxCore, LoadSegment};
+pub use linux_notes::SignalInfo;
 pub use live::LiveCore;
 pub use qemu::QemuDump;
 pub use xen::{XenDumpCore, XenGuestKind};
