@@ -1,4 +1,5 @@
-//! `stardump`: analyzes snapshots of unikernels.
+//! `stardump`: analyzes snapshots of unikernels and processes, and foreign
+//! core files.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -6,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stardump::cmd::{self, Outcome};
 
-/// Analyzes stardump snapshots of unikernels: registers, backtraces, memory.
+/// Analyzes stardump snapshots, QEMU dumps, xl dump-cores and Linux core
+/// files: registers, backtraces, variables, memory.
 ///
 /// Every command's FILE may also be a live target, `gdb:HOST:PORT` (QEMU's
 /// gdbstub, gdbserver): stardump pauses it, reads it while the command runs
@@ -32,9 +34,9 @@ struct Cli {
 enum Command {
     /// Show how a snapshot was taken and what it contains.
     Info(cmd::info::Args),
-    /// Show every vCPU's registers, like gdb's `info registers`.
+    /// Show every vCPU's or thread's registers, like gdb's `info registers`.
     Regs(cmd::regs::Args),
-    /// Show a backtrace of every vCPU, like gdb's `thread apply all bt`.
+    /// Show a backtrace of every vCPU or thread, like gdb's `thread apply all bt`.
     Bt(cmd::bt::Args),
     /// Show one frame, its arguments and locals, like gdb's `frame N`.
     Frame(cmd::frame::Args),

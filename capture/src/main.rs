@@ -13,7 +13,8 @@ use clap::{Parser, ValueEnum};
 use stardump_capture::capture::{capture, CaptureError, CaptureOptions, CaptureSummary, MemoryStrategy, SummaryWording};
 use stardump_format::WriterOptions;
 
-/// Capture a unikernel's vCPU registers and memory into a stardump snapshot.
+/// Capture the registers and memory of a unikernel, a QEMU guest or a Linux
+/// process into a stardump snapshot.
 #[derive(Debug, Parser)]
 #[command(name = "stardump-capture", version)]
 struct Cli {
@@ -54,8 +55,9 @@ struct Cli {
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
 
-    /// zstd compression level.
-    #[arg(long, default_value_t = 3)]
+    /// zstd compression level, from 1 (fastest) to 22 (smallest file).
+    /// Levels above 19 are much slower and use more memory.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: i32,
 
     /// Page data kept in memory while the target is paused, as bytes or

@@ -205,6 +205,20 @@ fn data_reads_back_through_snapshot() {
     program.release();
     assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
     assert_eq!(snapshot.verify().len(), 0);
+
+    // A damaged file mappings note leaves the process without symbols; the
+    // analyzer says so instead of taking the snapshot for a unikernel's.
+    let mut bytes = std::fs::read(&output).unwrap();
+    let path = exe.to_str().unwrap().as_bytes();
+    let at = bytes.windows(path.len()).position(|window| window == path).expect("the program's path in the notes");
+    bytes[at + path.len() - 1] ^= 0x20;
+    let damaged = dir.path().join("damaged.sdump");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let result = Command::new(&stardump_tests::build::binaries().stardump).arg("bt").arg(&damaged).output().unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("is a Linux process, but its mapped files are unknown"), "{stderr}");
+    assert!(stderr.contains("checksum mismatch in file mappings note"), "{stderr}");
 }
 
 #[test]

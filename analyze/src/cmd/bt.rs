@@ -560,6 +560,7 @@ enum LoadedImages {
 /// Loads `--image` for a unikernel, or every mapped ELF file of a process.
 /// Warnings about files that were not found or do not match go to `warnings`.
 fn load_images(args: &Args, core: &Core, warnings: &mut Vec<String>) -> anyhow::Result<LoadedImages> {
+    super::warnings::check_process_mappings(core, &args.file)?;
     let mappings = core.file_mappings();
     if mappings.is_empty() {
         let Some(path) = &args.image else {

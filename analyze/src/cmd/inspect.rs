@@ -150,6 +150,7 @@ impl Session {
             Some(id) => select_vcpus(core.vcpus(), Some(id))?[0].clone(),
             None => core.vcpus().first().cloned().context("the file has no vCPU")?,
         };
+        super::warnings::check_process_mappings(&core, &args.file)?;
         if !core.file_mappings().is_empty() {
             return Session::open_process(args, core, vcpu);
         }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stardump_format::{Target, VcpuState};
+use stardump_format::{SourceKind, Target, VcpuState};
 
 use super::bt::{thread_report, write_text_frame, FrameKind, FrameReport};
 use super::inspect::{frame_arguments, variable_reports};
@@ -42,9 +42,10 @@ const TAIL_CALL_FOUND_BY: &str = "tail-call";
 pub struct Args {
     /// The snapshot file.
     pub file: PathBuf,
-    /// The unikernel's ELF file, with DWARF for the thread struct's members.
+    /// The unikernel's ELF file, with DWARF for the thread struct's members
+    /// (required).
     #[arg(long)]
-    pub image: PathBuf,
+    pub image: Option<PathBuf>,
     /// A thread description file (TOML, see analyze/threads/stardust-test.toml).
     #[arg(long, conflicts_with = "os")]
     pub description: Option<PathBuf>,
@@ -418,7 +419,17 @@ fn write_text(report: &ThreadsReport, out: &mut dyn Write) -> std::io::Result<()
 /// Runs `stardump threads`; warnings about the image go to `err` in text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let snapshot = open_target(&args.file)?;
-    let image = super::warnings::open_image(&args.image)?;
+    if matches!(snapshot.metadata().source_kind, SourceKind::LinuxProcess | SourceKind::LinuxCore) {
+        anyhow::bail!(
+            "{} is a Linux process, whose threads are the kernel's: `stardump bt {}` shows every thread",
+            args.file.display(),
+            args.file.display()
+        );
+    }
+    let Some(image_path) = &args.image else {
+        anyhow::bail!("stardump threads needs --image FILE, the unikernel's ELF file with DWARF for its thread list");
+    };
+    let image = super::warnings::open_image(image_path)?;
     let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
     let symbols = SymbolTable::from_image(&image);
     let chosen = choose_description(args, &image, &info)?;
@@ -470,7 +481,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         schema_version: JSON_SCHEMA_VERSION,
         command: "threads",
         snapshot: args.file.display().to_string(),
-        image: args.image.display().to_string(),
+        image: image_path.display().to_string(),
         image_build_id: image.build_id().map(check::hex),
         description: chosen.description.name.clone(),
         description_source: chosen.source,

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
-use stardump_format::{Core, Target};
+use stardump_format::{Core, SourceKind, Target};
 
 use crate::check::{check_image, ImageMismatch};
 use crate::image::Image;
@@ -83,6 +83,19 @@ pub fn damage_warnings(core: &Core) -> Vec<String> {
         return Vec::new();
     };
     snapshot.note_damage().iter().map(|damage| format!("damaged snapshot: {damage}")).collect()
+}
+
+/// Checks that `core` lists mapped files when it is a Linux process, whose
+/// symbols are found through them. A process snapshot whose file mappings
+/// note is damaged has none, and its error names the damage.
+pub fn check_process_mappings(core: &Core, file: &Path) -> anyhow::Result<()> {
+    let process = matches!(core.metadata().source_kind, SourceKind::LinuxProcess | SourceKind::LinuxCore);
+    if !process || !core.file_mappings().is_empty() {
+        return Ok(());
+    }
+    let damage = damage_warnings(core);
+    let why = if damage.is_empty() { "the file records none".to_owned() } else { damage.join("; ") };
+    anyhow::bail!("{} is a Linux process, but its mapped files are unknown, so no symbols can be found: {why}", file.display())
 }
 
 /// Writes `warnings` to `err` as text mode shows them.

@@ -132,12 +132,13 @@ impl Truncation {
 
 impl std::fmt::Display for Truncation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the file is truncated: {} bytes long, but its segments end at byte {}. {} segments, from program \
-             header {} on, lack some or all of their memory, which reads as not captured",
-            self.file_len, self.expected_len, self.segments, self.first_header
-        )
+        write!(f, "the file is truncated: {} bytes long, but its segments end at byte {}. ", self.file_len, self.expected_len)?;
+        if self.segments == 1 {
+            write!(f, "The segment of program header {} lacks some or all of its memory", self.first_header)?;
+        } else {
+            write!(f, "{} segments, from program header {} on, lack some or all of their memory", self.segments, self.first_header)?;
+        }
+        write!(f, ", which reads as not captured")
     }
 }
 

@@ -118,9 +118,11 @@ impl SnapshotWriter {
         let (mut file, named) = match create_unnamed(final_path) {
             Some(file) => (file, false),
             None => {
+                // The temporary name is an implementation detail: the
+                // error names the output, whose directory is the problem.
                 let file = File::create(&temp_path).map_err(|source| WriteError::Io {
-                    action: "create".into(),
-                    path: temp_path.clone(),
+                    action: "create a temporary file next to".into(),
+                    path: final_path.to_path_buf(),
                     source,
                 })?;
                 (file, true)
