@@ -330,6 +330,44 @@ fn unwritable_output_is_checked_before_stopping() {
 }
 
 #[test]
+fn traced_process_names_its_tracer() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_program(dir.path(), "data", DATA_SOURCE, &["-O2"]);
+    let mut program = Program::start(&exe, &["1"]);
+    program.wait_for_line("ready", Duration::from_secs(30));
+    let pid = program.pid() as i32;
+
+    // This test's thread becomes the tracer, as a debugger would.
+    // SAFETY: PTRACE_SEIZE takes no pointers here; the pid is this test's child.
+    let seized = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0usize, 0usize) };
+    assert_eq!(seized, 0, "PTRACE_SEIZE: {}", std::io::Error::last_os_error());
+    let output = dir.path().join("x.sdump");
+    let result =
+        Command::new(capture_binary()).args([&format!("pid:{pid}"), "-o", output.to_str().unwrap()]).output().unwrap();
+
+    // Release the program before any assertion can fail.
+    // SAFETY: as above; waitpid writes only the status integer.
+    unsafe {
+        libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0usize, 0usize);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, libc::__WALL);
+        libc::ptrace(libc::PTRACE_DETACH, pid, 0usize, 0usize);
+    }
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("PTRACE_SEIZE failed"), "{stderr}");
+    // TracerPid names the tracing thread, which is this test's.
+    // SAFETY: gettid has no arguments.
+    let tracer = unsafe { libc::gettid() };
+    assert!(stderr.contains(&format!("process {tracer} (")), "{stderr}");
+    assert!(stderr.contains("already traces it"), "{stderr}");
+    assert!(!output.exists());
+
+    program.release();
+    assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
+}
+
+#[test]
 fn gdb_target_checks_output_first() {
     // Port 1 on loopback has no listener: a capture that contacted it would
     // fail with "connection refused" instead.

@@ -86,6 +86,49 @@ fn is_zombie(pid: i32, tid: i32) -> bool {
     stat.rfind(')').and_then(|end| stat[end + 1..].trim_start().chars().next()) == Some('Z')
 }
 
+/// Bit of `CAP_SYS_PTRACE` in the capability sets of `/proc/PID/status`.
+const CAP_SYS_PTRACE_BIT: u32 = 19;
+
+/// Returns the value of `field` in `/proc/PID/status` (`TracerPid`,
+/// `Uid`), or `None` when the file or field cannot be read.
+fn status_field(pid: &str, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':').map(|value| value.trim().to_owned()))
+}
+
+/// Returns why the kernel denied `PTRACE_SEIZE` on process `pid`, from
+/// the rules of `ptrace(2)` that can be checked from here: another tracer,
+/// a different user without CAP_SYS_PTRACE, and the Yama scope.
+fn attach_denied_reason(pid: i32) -> String {
+    let target = pid.to_string();
+    if let Some(tracer) = status_field(&target, "TracerPid").filter(|tracer| tracer != "0") {
+        let name = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap_or_default();
+        return format!("process {tracer} ({}) already traces it", name.trim());
+    }
+    let has_cap_sys_ptrace = status_field("self", "CapEff")
+        .and_then(|mask| u64::from_str_radix(&mask, 16).ok())
+        .is_some_and(|mask| mask & (1 << CAP_SYS_PTRACE_BIT) != 0);
+    if has_cap_sys_ptrace {
+        return "this capture has CAP_SYS_PTRACE, so a security module may forbid it".to_owned();
+    }
+    // The real user ids: the first of the four on the Uid line.
+    let uid = |pid: &str| status_field(pid, "Uid").and_then(|uids| uids.split_whitespace().next().map(str::to_owned));
+    if let (Some(theirs), Some(ours)) = (uid(&target), uid("self")) {
+        if theirs != ours {
+            return format!("it runs as uid {theirs} and this capture as uid {ours}, without CAP_SYS_PTRACE");
+        }
+    }
+    match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").map(|scope| scope.trim().to_owned()) {
+        Ok(scope) if scope == "1" => {
+            "kernel.yama.ptrace_scope is 1, which lets a process trace only its descendants without \
+             CAP_SYS_PTRACE"
+                .to_owned()
+        }
+        Ok(scope) if scope != "0" => format!("kernel.yama.ptrace_scope is {scope}, which forbids it"),
+        _ => "the process may be setuid or not dumpable (prctl PR_SET_DUMPABLE)".to_owned(),
+    }
+}
+
 impl TracedProcess {
     /// Seizes and stops every thread of process `pid`. A thread that has
     /// not stopped within `timeout` of its interrupt fails the attach.
@@ -147,7 +190,10 @@ impl TracedProcess {
                 Err(errno) if errno.0 == libc::EPERM && is_zombie(self.pid, tid) => {
                     info!(tid, "skipping a zombie thread, which has no registers left to read");
                 }
-                Err(errno) => return Err(PtraceError::AttachDenied { pid: self.pid, tid, errno }),
+                Err(errno) => {
+                    let reason = attach_denied_reason(self.pid);
+                    return Err(PtraceError::AttachDenied { pid: self.pid, tid, errno, reason });
+                }
             }
         }
         Ok(seized)

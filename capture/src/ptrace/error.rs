@@ -60,11 +60,7 @@ pub enum PtraceError {
         reason: String,
     },
     /// `PTRACE_SEIZE` was denied.
-    #[error(
-        "cannot attach to thread {tid} of process {pid}: PTRACE_SEIZE failed: {errno}; \
-         another debugger may trace it (TracerPid in /proc/{pid}/status), or missing CAP_SYS_PTRACE \
-         or kernel.yama.ptrace_scope forbids it"
-    )]
+    #[error("cannot attach to thread {tid} of process {pid}: PTRACE_SEIZE failed: {errno}: {reason}")]
     AttachDenied {
         /// The process.
         pid: i32,
@@ -72,6 +68,8 @@ pub enum PtraceError {
         tid: i32,
         /// The errno PTRACE_SEIZE left.
         errno: Errno,
+        /// The likely cause, from the process's status and the Yama scope.
+        reason: String,
     },
     /// A system call on one thread failed.
     #[error("{call} on thread {tid} failed: {errno}")]
