@@ -1217,3 +1217,28 @@ fn crash_signal_matches_gdb() {
     }
     assert_eq!(checked, 6);
 }
+
+#[test]
+fn threads_selected_like_gdb() {
+    let program = corpus_dir().join("threads-O2-nofp");
+    let run_dir = tempfile::tempdir().expect("creating a run directory");
+    let core = kernel_core(&program, run_dir.path());
+    let (all, _) = stardump("bt", &core, &[]);
+    let blocks: Vec<&str> = all.split("\n\n").filter(|block| block.starts_with("Thread ")).collect();
+    assert!(blocks.len() >= 3, "{all}");
+
+    // `--thread N` is gdb's thread number, `--lwp` the Linux thread id.
+    let (second, _) = stardump("bt", &core, &["--thread".as_ref(), "2".as_ref()]);
+    let thread_block = |text: &str| text.split("\n\n").find(|block| block.starts_with("Thread ")).map(|block| block.trim_end().to_owned());
+    assert_eq!(thread_block(&second).as_deref(), Some(blocks[1].trim_end()));
+    let lwp = blocks[2].split("LWP ").nth(1).and_then(|rest| rest.split(')').next()).expect("an LWP");
+    let (third, _) = stardump("bt", &core, &["--lwp".as_ref(), lwp.as_ref()]);
+    assert_eq!(thread_block(&third).as_deref(), Some(blocks[2].trim_end()));
+
+    // `frame N` prints the frame and its source line, as gdb's does.
+    let gdb = gdb_commands(&program, &core, &["frame 1"]);
+    let gdb_lines: Vec<&str> = gdb.lines().skip_while(|line| !line.starts_with("#1 ")).take(2).collect();
+    let (ours, _) = stardump("frame", &core, &["1".as_ref()]);
+    let our_lines: Vec<String> = ours.lines().map(|line| line.trim_end_matches(" [cfi]").to_owned()).collect();
+    assert_eq!(our_lines, gdb_lines, "gdb:\n{gdb}");
+}

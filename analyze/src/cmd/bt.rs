@@ -62,9 +62,9 @@ pub struct Args {
     /// then /usr/lib/debug.
     #[arg(long = "debug-dir", value_name = "DIR")]
     pub debug_dirs: Vec<PathBuf>,
-    /// Show only the vCPU with this id.
-    #[arg(long)]
-    pub vcpu: Option<u32>,
+    /// Which vCPU or thread to read.
+    #[command(flatten)]
+    pub selection: super::regs::Selection,
     /// Maximum number of frames per backtrace.
     #[arg(long, default_value_t = DEFAULT_MAX_FRAMES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub limit: usize,
@@ -650,7 +650,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let mut warnings = Vec::new();
     let loaded = load_images(args, &snapshot, &mut warnings)?;
     let damage = super::warnings::damage_warnings(&snapshot);
-    let vcpus = select_vcpus(snapshot.vcpus(), args.vcpu)?;
+    let vcpus = select_vcpus(snapshot.vcpus(), &args.selection)?;
     let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
     let print_options = PrintOptions { elements: args.print_elements, max_depth: args.max_depth, format: None };
     let mut variables_incomplete = false;

@@ -16,6 +16,9 @@ pub struct Args {
     #[allow(missing_docs)] // The shared options document themselves.
     #[command(flatten)]
     pub context: ContextArgs,
+    /// The frame to show, as gdb's `frame N` takes it; the same as `--frame N`.
+    #[arg(value_name = "N", conflicts_with = "frame")]
+    pub number: Option<usize>,
     /// Show the arguments, like gdb's `info args`.
     #[arg(long)]
     pub args: bool,
@@ -39,11 +42,15 @@ struct FrameJson {
 
 /// Runs `stardump frame`; warnings about the image go to `err` in text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
-    let session = Session::open(&args.context)?;
+    let mut context = args.context.clone();
+    if let Some(number) = args.number {
+        context.frame = number;
+    }
+    let session = Session::open(&context)?;
     if !args.context.json {
         session.write_warnings(err)?;
     }
-    let index = args.context.frame;
+    let index = context.frame;
     session.check_frame(index)?;
     let memory = session.memory();
     let inspector = session.inspector(&memory);
@@ -74,6 +81,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         writeln!(out)?;
     } else {
         super::bt::write_text_frame(out, &frame)?;
+        write_source_line(out, err, &frame)?;
         if !has_scope && (args.args || args.locals) {
             writeln!(out, "No symbol table info available.")?;
         } else if args.args {
@@ -94,4 +102,23 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         }
     }
     Ok(session.outcome(!incomplete && !printer.incomplete()))
+}
+
+/// Writes the frame's source line as gdb's `frame N` does, `20\t  walk(p);`,
+/// or to `err` that the file was not found, as gdb does. The file is looked
+/// up at the path DWARF records; `stardump list --source-dir` searches
+/// elsewhere too.
+fn write_source_line(out: &mut dyn Write, err: &mut dyn Write, frame: &super::bt::FrameReport) -> std::io::Result<()> {
+    if frame.kind == super::bt::FrameKind::Trap {
+        return Ok(());
+    }
+    let (Some(file), Some(line)) = (frame.file.as_deref(), frame.line) else { return Ok(()) };
+    let display = frame.display_file.as_deref().unwrap_or(file);
+    let text = super::list::find_source(file, display, &[])
+        .and_then(|path| super::list::read_lines(&path, line, line).ok())
+        .and_then(|lines| lines.into_iter().next());
+    match text {
+        Some((_, text)) => writeln!(out, "{line}\t{text}"),
+        None => writeln!(err, "{line}\t{display}: No such file or directory."),
+    }
 }

@@ -49,9 +49,9 @@ pub struct ContextArgs {
     /// ELF and debug files (as for `bt`). Repeatable.
     #[arg(long = "debug-dir", value_name = "DIR")]
     pub debug_dirs: Vec<PathBuf>,
-    /// The vCPU whose frames are used (default: the first one).
-    #[arg(long)]
-    pub vcpu: Option<u32>,
+    /// Which vCPU or thread to read.
+    #[command(flatten)]
+    pub selection: super::regs::Selection,
     /// The frame whose scope names resolve in, numbered as `bt` does.
     #[arg(long, default_value_t = 0)]
     pub frame: usize,
@@ -146,9 +146,9 @@ impl Session {
     /// Opens the snapshot and image of `args` and unwinds the selected vCPU.
     pub fn open(args: &ContextArgs) -> anyhow::Result<Session> {
         let core = super::open_target(&args.file)?;
-        let vcpu = match args.vcpu {
-            Some(id) => select_vcpus(core.vcpus(), Some(id))?[0].clone(),
-            None => core.vcpus().first().cloned().context("the file has no vCPU")?,
+        let vcpu = match args.selection.is_some() {
+            true => select_vcpus(core.vcpus(), &args.selection)?[0].clone(),
+            false => core.vcpus().first().cloned().context("the file has no vCPU")?,
         };
         super::warnings::check_process_mappings(&core, &args.file)?;
         if !core.file_mappings().is_empty() {

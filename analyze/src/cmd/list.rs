@@ -53,6 +53,22 @@ pub fn find_source(file: &str, display: &str, source_dirs: &[PathBuf]) -> Option
     })
 }
 
+/// Returns the lines `first..=last` of the source file at `path`, each
+/// with its number from 1.
+pub fn read_lines(path: &Path, first: u32, last: u32) -> anyhow::Result<Vec<(u32, String)>> {
+    let metadata = std::fs::metadata(path)?;
+    if metadata.len() > MAX_SOURCE_BYTES {
+        anyhow::bail!("source file {} is larger than {MAX_SOURCE_BYTES} bytes", path.display());
+    }
+    let text = String::from_utf8_lossy(&std::fs::read(path)?).into_owned();
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(index, text)| (index as u32 + 1, text.to_owned()))
+        .filter(|(number, _)| (first..=last).contains(number))
+        .collect())
+}
+
 /// Runs `stardump list`; warnings about the image go to `err` in text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let session = Session::open(&args.context)?;
@@ -68,19 +84,9 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let path = find_source(file, display, &args.source_dir).ok_or_else(|| {
         anyhow::anyhow!("source file {file} not found; give its directory with --source-dir")
     })?;
-    let metadata = std::fs::metadata(&path)?;
-    if metadata.len() > MAX_SOURCE_BYTES {
-        anyhow::bail!("source file {} is larger than {MAX_SOURCE_BYTES} bytes", path.display());
-    }
-    let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
     let first = line.saturating_sub(LINES_BEFORE).max(1);
     let last = line.saturating_add(LINES_AFTER);
-    let lines: Vec<(u32, String)> = text
-        .lines()
-        .enumerate()
-        .map(|(index, text)| (index as u32 + 1, text.to_owned()))
-        .filter(|(number, _)| (first..=last).contains(number))
-        .collect();
+    let lines = read_lines(&path, first, last)?;
     if args.context.json {
         let report = ListReport {
             schema_version: JSON_SCHEMA_VERSION,

@@ -15,12 +15,35 @@ use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 pub struct Args {
     /// The snapshot file.
     pub file: PathBuf,
-    /// Show only the vCPU with this id.
-    #[arg(long)]
-    pub vcpu: Option<u32>,
+    /// Which vCPU or thread to read.
+    #[command(flatten)]
+    pub selection: Selection,
     /// Print JSON (schema in analyze/JSON.md) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which vCPU or thread a command reads; all of them, or the first for
+/// the commands that read one frame, when none is given.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Selection {
+    /// The vCPU with this id, from 0.
+    #[arg(long, conflicts_with_all = ["thread", "lwp"])]
+    pub vcpu: Option<u32>,
+    /// Thread N, numbered from 1 as the `Thread N` lines show (gdb's
+    /// `thread N`).
+    #[arg(long, conflicts_with = "lwp")]
+    pub thread: Option<u32>,
+    /// For a Linux process: the thread with this Linux thread id.
+    #[arg(long)]
+    pub lwp: Option<u64>,
+}
+
+impl Selection {
+    /// Returns whether the selection names a vCPU or thread.
+    pub fn is_some(&self) -> bool {
+        self.vcpu.is_some() || self.thread.is_some() || self.lwp.is_some()
+    }
 }
 
 /// Format of a register's second column, as gdb prints the type that
@@ -143,26 +166,47 @@ struct RegsReport {
     vcpus: Vec<VcpuRegisters>,
 }
 
-/// Returns the vCPUs `selected` picks from `vcpus`, or an error naming the
-/// ids there are.
-pub fn select_vcpus(vcpus: &[VcpuState], selected: Option<u32>) -> anyhow::Result<Vec<&VcpuState>> {
-    let Some(id) = selected else {
+/// Returns the vCPUs `selection` picks from `vcpus`, or an error naming
+/// the ones there are.
+pub fn select_vcpus<'a>(vcpus: &'a [VcpuState], selection: &Selection) -> anyhow::Result<Vec<&'a VcpuState>> {
+    let found = if let Some(id) = selection.vcpu {
+        vcpus.iter().find(|vcpu| vcpu.id == id)
+    } else if let Some(number) = selection.thread {
+        vcpus.iter().find(|vcpu| u64::from(vcpu.id) + 1 == u64::from(number))
+    } else if let Some(lwp) = selection.lwp {
+        vcpus.iter().find(|vcpu| vcpu.thread_id == Some(lwp))
+    } else {
         return Ok(vcpus.iter().collect());
     };
-    match vcpus.iter().find(|vcpu| vcpu.id == id) {
-        Some(vcpu) => Ok(vec![vcpu]),
-        None => {
-            let ids: Vec<String> = vcpus.iter().map(|vcpu| vcpu.id.to_string()).collect();
-            anyhow::bail!("no vCPU {id} in the snapshot; its vCPUs are {}", ids.join(", "))
-        }
+    if let Some(vcpu) = found {
+        return Ok(vec![vcpu]);
     }
+    let wanted = match (selection.vcpu, selection.thread, selection.lwp) {
+        (Some(id), _, _) => format!("vCPU {id}"),
+        (_, Some(number), _) => format!("thread {number}"),
+        (_, _, Some(lwp)) => format!("thread with LWP {lwp}"),
+        _ => unreachable!("a selection was checked above"),
+    };
+    if vcpus.iter().any(|vcpu| vcpu.thread_id.is_some()) {
+        let threads: Vec<String> = vcpus
+            .iter()
+            .map(|vcpu| format!("{} (LWP {})", u64::from(vcpu.id) + 1, vcpu.thread_id.unwrap_or_default()))
+            .collect();
+        anyhow::bail!("no {wanted} in the process; its threads are {}", threads.join(", "))
+    }
+    let ids: Vec<String> = vcpus.iter().map(|vcpu| vcpu.id.to_string()).collect();
+    if selection.thread.is_none() {
+        anyhow::bail!("no {wanted} in the snapshot; its vCPUs are {}", ids.join(", "))
+    }
+    let numbers: Vec<String> = vcpus.iter().map(|vcpu| (u64::from(vcpu.id) + 1).to_string()).collect();
+    anyhow::bail!("no {wanted} in the snapshot; its vCPUs are {}, shown as threads {}", ids.join(", "), numbers.join(", "))
 }
 
 /// Runs `stardump regs`; warnings about a damaged snapshot go to `err` in
 /// text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let snapshot = open_target(&args.file)?;
-    let vcpus = select_vcpus(snapshot.vcpus(), args.vcpu)?;
+    let vcpus = select_vcpus(snapshot.vcpus(), &args.selection)?;
     let warnings = super::warnings::damage_warnings(&snapshot);
     let mut outcome = Outcome::Complete;
     if vcpus.iter().any(|vcpu| !vcpu.present.general) || !warnings.is_empty() {
@@ -203,7 +247,10 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         if index > 0 {
             writeln!(out)?;
         }
-        writeln!(out, "Thread {} (vCPU {}):", u64::from(vcpu.id) + 1, vcpu.id)?;
+        match vcpu.thread_id {
+            Some(lwp) => writeln!(out, "Thread {} (LWP {lwp}):", u64::from(vcpu.id) + 1)?,
+            None => writeln!(out, "Thread {} (vCPU {}):", u64::from(vcpu.id) + 1, vcpu.id)?,
+        }
         if !vcpu.present.general {
             writeln!(out, "General registers of vCPU {} were not captured", vcpu.id)?;
         }
@@ -232,7 +279,26 @@ mod tests {
     #[test]
     fn missing_vcpu_lists_ids() {
         let vcpus = [VcpuState { id: 0, ..VcpuState::default() }, VcpuState { id: 1, ..VcpuState::default() }];
-        let error = select_vcpus(&vcpus, Some(5)).unwrap_err();
+        let selection = Selection { vcpu: Some(5), ..Selection::default() };
+        let error = select_vcpus(&vcpus, &selection).unwrap_err();
         assert_eq!(error.to_string(), "no vCPU 5 in the snapshot; its vCPUs are 0, 1");
+    }
+
+    #[test]
+    fn threads_selected_by_number_or_lwp() {
+        let vcpus = [
+            VcpuState { id: 0, thread_id: Some(700), ..VcpuState::default() },
+            VcpuState { id: 1, thread_id: Some(702), ..VcpuState::default() },
+        ];
+        let by_number = Selection { thread: Some(2), ..Selection::default() };
+        assert_eq!(select_vcpus(&vcpus, &by_number).unwrap()[0].id, 1);
+        let by_lwp = Selection { lwp: Some(700), ..Selection::default() };
+        assert_eq!(select_vcpus(&vcpus, &by_lwp).unwrap()[0].id, 0);
+        let missing = Selection { lwp: Some(701), ..Selection::default() };
+        assert_eq!(
+            select_vcpus(&vcpus, &missing).unwrap_err().to_string(),
+            "no thread with LWP 701 in the process; its threads are 1 (LWP 700), 2 (LWP 702)"
+        );
+        assert_eq!(select_vcpus(&vcpus, &Selection::default()).unwrap().len(), 2);
     }
 }
