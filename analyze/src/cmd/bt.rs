@@ -65,8 +65,9 @@ pub struct Args {
     /// Which vCPU or thread to read.
     #[command(flatten)]
     pub selection: super::regs::Selection,
-    /// Maximum number of frames per backtrace.
-    #[arg(long, default_value_t = DEFAULT_MAX_FRAMES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    /// Maximum number of frames per backtrace; 0 for no limit, as gdb's
+    /// `set backtrace limit 0`.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAMES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000_000))]
     pub limit: usize,
     /// Print JSON (schema in analyze/JSON.md) instead of text.
     #[arg(long)]
@@ -651,7 +652,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let loaded = load_images(args, &snapshot, &mut warnings)?;
     let damage = super::warnings::damage_warnings(&snapshot);
     let vcpus = select_vcpus(snapshot.vcpus(), &args.selection)?;
-    let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
+    let options = UnwindOptions { max_frames: super::frame_limit(args.limit), ..UnwindOptions::default() };
     let print_options = PrintOptions { elements: args.print_elements, max_depth: args.max_depth, format: None };
     let mut variables_incomplete = false;
 

@@ -73,3 +73,13 @@ fn reject_live_process(path: &Path) -> anyhow::Result<()> {
 pub fn hex(value: u64) -> String {
     format!("{value:#x}")
 }
+
+/// Returns the unwinder's frame limit for a `--limit` value, where 0
+/// means no limit.
+pub fn frame_limit(limit: usize) -> usize {
+    if limit == 0 {
+        usize::MAX
+    } else {
+        limit
+    }
+}

@@ -53,8 +53,9 @@ pub struct Args {
     /// first built-in one that fits the image's DWARF is used.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::threads::description::BUILT_IN.map(|(name, _)| name)))]
     pub os: Option<String>,
-    /// Maximum number of frames per backtrace.
-    #[arg(long, default_value_t = DEFAULT_MAX_FRAMES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    /// Maximum number of frames per backtrace; 0 for no limit, as gdb's
+    /// `set backtrace limit 0`.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAMES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000_000))]
     pub limit: usize,
     /// Print JSON (schema in analyze/JSON.md) instead of text.
     #[arg(long)]
@@ -460,7 +461,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let current = state::current_threads(&chosen.description, &vcpus, &|vcpu| context.memory_for(vcpu));
     let single_vcpu = (vcpus.len() == 1).then(|| vcpus[0].id);
 
-    let options = UnwindOptions { max_frames: args.limit, ..UnwindOptions::default() };
+    let options = UnwindOptions { max_frames: super::frame_limit(args.limit), ..UnwindOptions::default() };
     let mut unwinder = Unwinder::new(&image, options);
     let threads: Vec<ListedThread> = thread_list
         .threads
