@@ -41,8 +41,26 @@ struct PrintReport {
     complete: bool,
 }
 
+/// Rejects FILE and EXPR given in the wrong order, `print argc core`,
+/// which would otherwise fail to open a file named after the expression.
+fn check_argument_order(args: &Args, command: &str) -> anyhow::Result<()> {
+    let file = &args.context.file;
+    let expression = std::path::Path::new(&args.expression);
+    if !file.exists() && crate::live::parse_spec(file).is_none() && expression.is_file() {
+        anyhow::bail!(
+            "no file {}, but {} is one: the file comes first, `stardump {command} {} {}`",
+            file.display(),
+            expression.display(),
+            expression.display(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `stardump print`; warnings about the image go to `err` in text mode.
 pub fn run_print(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    check_argument_order(args, "print")?;
     let session = Session::open(&args.context)?;
     if !args.context.json {
         session.write_warnings(err)?;
@@ -92,6 +110,7 @@ struct PtypeReport {
 
 /// Runs `stardump ptype`; warnings about the image go to `err` in text mode.
 pub fn run_ptype(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    check_argument_order(args, "ptype")?;
     let session = Session::open(&args.context)?;
     if !args.context.json {
         session.write_warnings(err)?;
@@ -131,6 +150,7 @@ struct WhatisReport {
 
 /// Runs `stardump whatis`; warnings about the image go to `err` in text mode.
 pub fn run_whatis(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
+    check_argument_order(args, "whatis")?;
     let session = Session::open(&args.context)?;
     if !args.context.json {
         session.write_warnings(err)?;
