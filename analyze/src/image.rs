@@ -421,16 +421,25 @@ impl Image {
     /// at `row_address`, when it differs from the row addr2line reports.
     /// Only the line program of the unit that contains `row_address` is read.
     pub fn statement_row(&self, row_address: u64) -> Option<crate::line_table::StatementRow> {
-        let unit = self.dwarf().find_dwarf_and_unit(row_address).skip_all_loads()?;
+        self.statement_rows(row_address)?.get(row_address)
+    }
+
+    /// Returns the statement rows of the unit that contains `address`,
+    /// reading its line program on first use.
+    fn statement_rows(&self, address: u64) -> Option<Arc<crate::line_table::StatementRows>> {
+        let unit = self.dwarf().find_dwarf_and_unit(address).skip_all_loads()?;
         let offset = unit.unit.header.offset();
-        let rows = {
-            let mut cache = self.statement_rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let rows = cache
-                .entry(offset)
-                .or_insert_with(|| Arc::new(crate::line_table::StatementRows::load_unit(unit.unit)));
-            Arc::clone(rows)
-        };
-        rows.get(row_address)
+        let mut cache = self.statement_rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rows =
+            cache.entry(offset).or_insert_with(|| Arc::new(crate::line_table::StatementRows::load_unit(unit.unit)));
+        Some(Arc::clone(rows))
+    }
+
+    /// Returns where the row of gdb's line table that contains
+    /// `address` starts, when that row is a statement (see
+    /// [`crate::line_table`]).
+    pub fn gdb_statement_start(&self, address: u64) -> Option<u64> {
+        self.statement_rows(address)?.statement_start(address)
     }
 
     /// Returns the path the image was opened from.

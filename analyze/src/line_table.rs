@@ -8,6 +8,15 @@
 //! is where a breakpoint on the line would stop. [`StatementRows`]
 //! records, for each address where the two differ, the line gdb shows, so
 //! that stardump prints the same line.
+//!
+//! gdb also leaves out rows when it builds its own line table, and whether
+//! frame #0 shows its address depends on that table. gdb omits the address
+//! when the pc is where a recorded row starts and a row recorded there is a
+//! statement (`frame_show_address` in gdb's `stack.c`). [`StatementRows`]
+//! keeps the start of every row gdb 13 records (`dwarf_record_line_p` in
+//! gdb's `dwarf2/read.c`): a row is recorded when its file or line differs
+//! from the previous one, or when no row of the line so far had a non-zero
+//! discriminator. Rows at line 0 are not recorded.
 
 use std::collections::HashMap;
 
@@ -31,6 +40,43 @@ pub struct StatementRow {
 #[derive(Debug, Default)]
 pub struct StatementRows {
     rows: HashMap<u64, StatementRow>,
+    /// Each sequence's address range and the starts of its rows that gdb
+    /// records, in address order.
+    sequences: Vec<Sequence>,
+}
+
+/// One sequence of the line program.
+#[derive(Debug, Default)]
+struct Sequence {
+    start: u64,
+    end: u64,
+    /// Each address where gdb records a row, with whether one of the rows
+    /// recorded there is a statement.
+    recorded: Vec<(u64, bool)>,
+}
+
+/// The state gdb keeps to decide whether a row is recorded.
+#[derive(Debug, Default)]
+struct RecordState {
+    last: Option<(u64, u32)>,
+    line_has_discriminator: bool,
+}
+
+impl RecordState {
+    /// Returns whether gdb records `row`, and updates the state with it.
+    fn record(&mut self, row: &Row, discriminator: u64) -> bool {
+        if row.line == 0 {
+            return false;
+        }
+        let changed = self.last != Some((row.file, row.line));
+        if changed {
+            self.line_has_discriminator = discriminator != 0;
+        } else {
+            self.line_has_discriminator |= discriminator != 0;
+        }
+        self.last = Some((row.file, row.line));
+        changed || !self.line_has_discriminator
+    }
 }
 
 /// One row as far as the choice needs it.
@@ -67,6 +113,9 @@ impl StatementRows {
         let mut rows = program.rows();
         // The rows at the current address, in table order.
         let mut group: Vec<Row> = Vec::new();
+        let mut sequence = Sequence::default();
+        let mut started = false;
+        let mut state = RecordState::default();
         while let Some((_, row)) = rows.next_row()? {
             if *budget == 0 {
                 break;
@@ -75,6 +124,13 @@ impl StatementRows {
             if row.end_sequence() {
                 self.finish_group(&group);
                 group.clear();
+                sequence.end = row.address();
+                if sequence.start < sequence.end {
+                    self.sequences.push(std::mem::take(&mut sequence));
+                }
+                sequence = Sequence::default();
+                started = false;
+                state = RecordState::default();
                 continue;
             }
             let current = Row {
@@ -87,6 +143,16 @@ impl StatementRows {
                 },
                 is_stmt: row.is_stmt(),
             };
+            if !started {
+                sequence.start = current.address;
+                started = true;
+            }
+            if state.record(&current, row.discriminator()) {
+                match sequence.recorded.last_mut() {
+                    Some((address, is_stmt)) if *address == current.address => *is_stmt |= current.is_stmt,
+                    _ => sequence.recorded.push((current.address, current.is_stmt)),
+                }
+            }
             if group.first().is_some_and(|first| first.address != current.address) {
                 self.finish_group(&group);
                 group.clear();
@@ -94,6 +160,7 @@ impl StatementRows {
             group.push(current);
         }
         self.finish_group(&group);
+        self.sequences.sort_by_key(|sequence| sequence.start);
         Ok(())
     }
 
@@ -120,6 +187,20 @@ impl StatementRows {
     pub fn get(&self, row_address: u64) -> Option<StatementRow> {
         self.rows.get(&row_address).copied()
     }
+
+    /// Returns where the row of gdb's line table that contains `address`
+    /// starts, when a statement row is recorded there. `None` when the row
+    /// is not a statement or no sequence covers `address`.
+    pub fn statement_start(&self, address: u64) -> Option<u64> {
+        let after = self.sequences.partition_point(|sequence| sequence.start <= address);
+        let sequence = self.sequences.get(after.checked_sub(1)?)?;
+        if address >= sequence.end {
+            return None;
+        }
+        let recorded = sequence.recorded.partition_point(|&(start, _)| start <= address);
+        let (start, is_stmt) = *sequence.recorded.get(recorded.checked_sub(1)?)?;
+        is_stmt.then_some(start)
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +209,45 @@ mod tests {
 
     fn row(address: u64, line: u32, is_stmt: bool) -> Row {
         Row { address, file: 1, line, column: None, is_stmt }
+    }
+
+    #[test]
+    fn same_line_recorded_without_discriminators() {
+        let mut state = RecordState::default();
+        assert!(state.record(&row(0x10, 6, true), 0));
+        assert!(state.record(&row(0x14, 6, false), 0));
+        assert!(!state.record(&row(0x18, 0, false), 0));
+    }
+
+    #[test]
+    fn same_line_merged_after_a_discriminator() {
+        let mut state = RecordState::default();
+        assert!(state.record(&row(0x10, 12, true), 3));
+        assert!(!state.record(&row(0x17, 12, true), 0));
+        assert!(state.record(&row(0x1c, 13, true), 0));
+        assert!(state.record(&row(0x20, 13, true), 0));
+        assert!(!state.record(&row(0x24, 13, true), 1));
+    }
+
+    #[test]
+    fn only_statement_rows_start_a_line() {
+        // The rows of a faulting `add` at 0x1247 (not a statement) and of
+        // a line whose statement row repeats at 0x11ee, as gcc 12 -O2 wrote
+        // them and gdb 13 showed their frame #0 lines.
+        let rows = StatementRows {
+            rows: HashMap::new(),
+            sequences: vec![
+                Sequence { start: 0x11e0, end: 0x11fb, recorded: vec![(0x11e0, true), (0x11e4, false), (0x11ee, true)] },
+                Sequence { start: 0x1240, end: 0x1250, recorded: vec![(0x1240, true), (0x1247, false), (0x124f, false)] },
+            ],
+        };
+        assert_eq!(rows.statement_start(0x11ee), Some(0x11ee));
+        assert_eq!(rows.statement_start(0x11f0), Some(0x11ee));
+        assert_eq!(rows.statement_start(0x11e5), None);
+        assert_eq!(rows.statement_start(0x1247), None);
+        assert_eq!(rows.statement_start(0x1242), Some(0x1240));
+        assert_eq!(rows.statement_start(0x1250), None, "past the sequence");
+        assert_eq!(rows.statement_start(0x1000), None, "before any sequence");
     }
 
     #[test]

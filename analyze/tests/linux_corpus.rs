@@ -149,6 +149,8 @@ type Threads = Vec<(Option<u64>, Vec<Compared>)>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Compared {
     signal_frame: bool,
+    /// Whether the frame line shows the pc.
+    address_shown: bool,
     function: Option<String>,
     file: Option<String>,
     line: Option<u32>,
@@ -158,6 +160,9 @@ impl std::fmt::Display for Compared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.signal_frame {
             return write!(f, "<signal handler called>");
+        }
+        if self.address_shown {
+            write!(f, "0x… in ")?;
         }
         write!(f, "{}", self.function.as_deref().unwrap_or("??"))?;
         if let (Some(file), Some(line)) = (&self.file, self.line) {
@@ -196,6 +201,7 @@ fn stardump_backtraces(core: &Path) -> (Threads, String) {
                     let function = frame["function"].as_str().map(str::to_owned);
                     Compared {
                         signal_frame,
+                        address_shown: frame["address_shown"] == true,
                         function: if signal_frame { None } else { function },
                         file: if signal_frame { None } else { frame["file"].as_str().map(base_name) },
                         line: if signal_frame { None } else { frame["line"].as_u64().map(|line| line as u32) },
@@ -222,6 +228,7 @@ fn gdb_compared(thread: &GdbThread) -> Vec<Compared> {
         .iter()
         .map(|frame| Compared {
             signal_frame: frame.signal_frame,
+            address_shown: frame.pc.is_some(),
             function: frame.function.clone(),
             file: frame.file.as_deref().map(base_name),
             line: frame.line,

@@ -110,8 +110,8 @@ pub struct FrameReport {
     pub pc_is_return_address: bool,
     /// The address symbols and lines were looked up at.
     pub lookup_pc: String,
-    /// Whether the address is printed, as gdb decides.
-    #[serde(skip)]
+    /// Whether the text output prints the address, as gdb decides.
+    #[serde(rename = "address_shown")]
     pub show_address: bool,
     /// The canonical frame address, when known.
     pub cfa: Option<String>,
@@ -333,7 +333,7 @@ fn frame_lines(images: CodeImages<'_>, frame: &Frame, physical_index: usize, fir
                 lookup_pc: hex(lookup),
                 // Lines for the functions an inlined call sits in show the
                 // call site, not the pc, so gdb prints no address for them.
-                show_address: offset == 0 && !at_line_start,
+                show_address: offset == 0 && !at_line_start && kind != FrameKind::Trap,
                 cfa: frame.cfa.map(hex),
                 found_by: frame.found_by.as_str(),
                 function: source.function,
