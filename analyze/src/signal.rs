@@ -38,13 +38,37 @@ pub struct SignalReport {
 }
 
 impl SignalReport {
-    /// Returns ` (SEGV_MAPERR, address not mapped to object)`, or nothing
-    /// when the code has no name.
-    pub fn code_text(&self) -> String {
-        match (self.code_name, self.code_description) {
+    /// Creates the report of signal `number` taken by thread `lwp`, with
+    /// nothing from a siginfo yet.
+    fn new(number: u32, lwp: Option<u64>) -> SignalReport {
+        let (name, description) = name_and_description(number);
+        SignalReport {
+            number,
+            name,
+            description,
+            lwp,
+            code: None,
+            code_name: None,
+            code_description: None,
+            fault_address: None,
+            sender_pid: None,
+            sender_uid: None,
+        }
+    }
+
+    /// Returns the label and text of the siginfo's detail, the fault
+    /// address or the sender, with the code: `("Fault address", "0x0
+    /// (SEGV_MAPERR, address not mapped to object)")`.
+    pub fn detail(&self) -> Option<(&'static str, String)> {
+        let code = match (self.code_name, self.code_description) {
             (Some(name), Some(description)) => format!(" ({name}, {description})"),
             _ => String::new(),
+        };
+        if let Some(address) = &self.fault_address {
+            return Some(("Fault address", format!("{address}{code}")));
         }
+        let (pid, uid) = (self.sender_pid?, self.sender_uid?);
+        Some(("Sent by", format!("pid {pid}, uid {uid}{code}")))
     }
 }
 
@@ -67,19 +91,7 @@ pub fn report(core: &Core) -> Option<SignalReport> {
     if number == 0 {
         return None;
     }
-    let (name, description) = name_and_description(number);
-    let mut report = SignalReport {
-        number,
-        name,
-        description,
-        lwp: core.vcpus().first().and_then(|vcpu| vcpu.thread_id),
-        code: None,
-        code_name: None,
-        code_description: None,
-        fault_address: None,
-        sender_pid: None,
-        sender_uid: None,
-    };
+    let mut report = SignalReport::new(number, core.vcpus().first().and_then(|vcpu| vcpu.thread_id));
     // The siginfo describes the same signal only when the numbers agree.
     let Some(info) = linux.signal_info().filter(|info| info.signal == number) else { return Some(report) };
     report.code = Some(info.code);
@@ -101,11 +113,8 @@ pub fn report(core: &Core) -> Option<SignalReport> {
 /// the sender when the core records one.
 pub fn write_text(report: &SignalReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "Program terminated with signal {}, {}.", report.name, report.description)?;
-    let code = report.code_text();
-    if let Some(address) = &report.fault_address {
-        writeln!(out, "Fault address: {address}{code}.")?;
-    } else if let (Some(pid), Some(uid)) = (report.sender_pid, report.sender_uid) {
-        writeln!(out, "Sent by pid {pid}, uid {uid}{code}.")?;
+    if let Some((label, text)) = report.detail() {
+        writeln!(out, "{label}: {text}.")?;
     }
     Ok(())
 }
@@ -226,19 +235,7 @@ mod tests {
     }
 
     fn plain(number: u32) -> SignalReport {
-        let (name, description) = name_and_description(number);
-        SignalReport {
-            number,
-            name,
-            description,
-            lwp: Some(7),
-            code: None,
-            code_name: None,
-            code_description: None,
-            fault_address: None,
-            sender_pid: None,
-            sender_uid: None,
-        }
+        SignalReport::new(number, Some(7))
     }
 
     #[test]
@@ -278,7 +275,7 @@ mod tests {
         assert_eq!(
             text(&sent),
             "Program terminated with signal SIGABRT, Aborted.\n\
-             Sent by pid 31215, uid 1000 (SI_TKILL, sent by tkill or tgkill).\n"
+             Sent by: pid 31215, uid 1000 (SI_TKILL, sent by tkill or tgkill).\n"
         );
         assert_eq!(text(&plain(9)), "Program terminated with signal SIGKILL, Killed.\n");
     }

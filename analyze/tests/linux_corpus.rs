@@ -1221,7 +1221,7 @@ fn crash_signal_matches_gdb() {
                 assert!(bt.contains(&format!("Fault address: {address} (")), "{label}:\n{bt}");
             } else {
                 assert_eq!(signal["sender_pid"].to_string(), values[3], "{label}: {signal}");
-                assert!(bt.contains(&format!("Sent by pid {}, ", values[3])), "{label}:\n{bt}");
+                assert!(bt.contains(&format!("Sent by: pid {}, ", values[3])), "{label}:\n{bt}");
             }
             let first_lwp = info["signal"]["lwp"].as_u64().expect("the signal's thread");
             assert!(bt.contains(&format!("Thread 1 (LWP {first_lwp})")), "{label}:\n{bt}");

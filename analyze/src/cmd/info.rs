@@ -232,11 +232,8 @@ fn write_text(report: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(signal) = &report.signal {
         let thread = signal.lwp.map(|lwp| format!(", in LWP {lwp}")).unwrap_or_default();
         writeln!(out, "Signal:          {}, {}{thread}", signal.name, signal.description)?;
-        let code = signal.code_text();
-        if let Some(address) = &signal.fault_address {
-            writeln!(out, "Fault address:   {address}{code}")?;
-        } else if let (Some(pid), Some(uid)) = (signal.sender_pid, signal.sender_uid) {
-            writeln!(out, "Sent by:         pid {pid}, uid {uid}{code}")?;
+        if let Some((label, text)) = signal.detail() {
+            writeln!(out, "{:<17}{text}", format!("{label}:"))?;
         }
     }
     if let Some(domain_id) = report.domain_id {
