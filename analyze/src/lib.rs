@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod cpp_name;
 pub mod disassemble;
 pub mod cmd;
 pub mod debug_file;
