@@ -14,6 +14,7 @@
 pub mod check;
 pub mod cpp_name;
 pub mod disassemble;
+pub mod function_name;
 pub mod cmd;
 pub mod debug_file;
 pub mod image;
