@@ -37,6 +37,11 @@ pub fn frame_function_name(info: &DebugInfo, die: DieId) -> Option<String> {
 /// Builds the name of a function without a linkage name as gdb does:
 /// `scope::name`, with the parameter list for an out-of-line function, in
 /// canonical spelling when gdb's parser accepts it.
+/// NOTE: gdb also appends the `DW_TAG_template_type_param` children of a
+/// DIE whose `DW_AT_name` has no template arguments (clang's
+/// `-gsimple-template-names`), and spells the class names in the parameter
+/// types canonically. Neither is done here. The second shows only in a
+/// name that gdb's parser rejects, which keeps its parameters.
 fn computed_name(info: &DebugInfo, die: DieId) -> Option<String> {
     let name = canonical(info.name(die)?);
     let prefix = scope_prefix(info, die, 0);
