@@ -543,9 +543,9 @@ impl Image {
         &self.dwarf_data().sections
     }
 
-    /// Returns the DWARF as a tree of DIEs, which names C++ functions.
-    /// Unit headers are read on first use, and the DIEs of a unit when a
-    /// lookup first reaches it.
+    /// Returns the DWARF as a tree of DIEs, shared by the names of C++
+    /// frames and the variables of `bt`. Unit headers are read on first
+    /// use, and the DIEs of a unit when a lookup first reaches it.
     pub fn debug_info(&self) -> &DebugInfo {
         self.debug_info.get_or_init(|| DebugInfo::load(Arc::clone(self.dwarf_sections())))
     }
