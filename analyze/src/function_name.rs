@@ -7,9 +7,9 @@
 //! demangled without the return type. Otherwise gdb builds the name from
 //! the DIE tree (`dwarf2_physname` in gdb/dwarf2/read.c): the enclosing
 //! namespaces and classes of the declaration, the `DW_AT_name` and, for a
-//! `DW_TAG_subprogram` only, the parameter types. gcc gives no linkage name
-//! to the members of local classes, such as a lambda's `operator()`, nor
-//! to functions in an anonymous namespace. A frame line then shows the
+//! `DW_TAG_subprogram` only, the parameter types. gcc 12 gives no linkage
+//! name to the members of local classes, such as a lambda's `operator()`,
+//! nor to functions in an anonymous namespace. A frame line then shows the
 //! name without parameters when gdb's C++ parser accepts it, and whole
 //! otherwise (see [`crate::cpp_name`]).
 
