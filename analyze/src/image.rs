@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionKind, SymbolKind};
 
+use crate::variables::dwarf::DebugInfo;
+
 /// The reader type every gimli structure of an image uses.
 pub type DwarfReader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 
@@ -191,6 +193,8 @@ pub struct Image {
     debug_frame: Option<UnwindSectionData>,
     endian: gimli::RunTimeEndian,
     dwarf: OnceLock<DwarfData>,
+    /// The DWARF as a tree of DIEs, read on first use.
+    debug_info: OnceLock<DebugInfo>,
     has_debug_info: bool,
     source_names: OnceLock<SourceNames>,
     /// Statement rows of the line table, read per unit on first use and
@@ -354,6 +358,7 @@ impl Image {
             debug_frame,
             endian,
             dwarf: OnceLock::new(),
+            debug_info: OnceLock::new(),
             has_debug_info,
             source_names: OnceLock::new(),
             statement_rows: Mutex::new(HashMap::new()),
@@ -545,6 +550,13 @@ impl Image {
     /// them on first use.
     pub fn dwarf_sections(&self) -> &Arc<gimli::Dwarf<DwarfReader>> {
         &self.dwarf_data().sections
+    }
+
+    /// Returns the DWARF as a tree of DIEs, shared by the names of C++
+    /// frames and the variables of `bt`. Unit headers are read on first
+    /// use, and the DIEs of a unit when a lookup first reaches it.
+    pub fn debug_info(&self) -> &DebugInfo {
+        self.debug_info.get_or_init(|| DebugInfo::load(Arc::clone(self.dwarf_sections())))
     }
 
     /// Returns the whole ELF file.

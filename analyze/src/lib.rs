@@ -12,7 +12,9 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod cpp_name;
 pub mod disassemble;
+pub mod function_name;
 pub mod cmd;
 pub mod debug_file;
 pub mod image;

@@ -6,7 +6,10 @@
 //! The caller chooses the lookup address: for a return address that is one
 //! byte before it (see [`crate::unwind::Pc::lookup_address`]).
 
-use crate::image::Image;
+use crate::cpp_name;
+use crate::function_name;
+use crate::image::{DwarfReader, Image};
+use crate::variables::dwarf::DieId;
 
 /// One function at a code address: the physical function, or one of the
 /// functions inlined into it.
@@ -101,15 +104,21 @@ fn dwarf_frames(image: &Image, address: u64) -> Vec<SourceFrame> {
             return frames;
         }
     };
+    // addr2line gives each frame's DIE as an offset in the unit it found
+    // the address in, which is the unit this lookup returns.
+    let unit = image.dwarf().find_dwarf_and_unit(address).skip_all_loads();
+    let unit_header = unit.map(|unit| &unit.unit.header);
     loop {
         match iter.next() {
             Ok(Some(frame)) => {
-                let function = frame.function.as_ref().and_then(|name| {
-                    let demangled = name.demangle().ok()?.into_owned();
-                    Some(match name.language {
-                        Some(language) if is_cpp(language) => without_parameters(&demangled).to_owned(),
-                        _ => demangled,
-                    })
+                let function = frame.function.as_ref().and_then(|name| match name.language {
+                    Some(language) if is_cpp(language) => {
+                        let die = frame.dw_die_offset.zip(unit_header).and_then(|(offset, header)| {
+                            image.debug_info().die_at_info_offset(offset.to_debug_info_offset(header)?)
+                        });
+                        cpp_function_name(image, die, name)
+                    }
+                    _ => Some(name.demangle().ok()?.into_owned()),
                 });
                 let location = frame.location.as_ref();
                 frames.push(SourceFrame {
@@ -156,44 +165,16 @@ fn is_cpp(language: gimli::DwLang) -> bool {
     )
 }
 
-/// Drops the parameter list and its qualifiers from a demangled C++ name:
-/// `ns::Class::method(int) const` becomes `ns::Class::method`, as gdb 13
-/// names a function with DWARF in a frame line.
-/// NOTE: the return type that a template function's demangled name starts
-/// with (`void f<int>(int)`) is kept, where gdb shows `f<int>`.
-fn without_parameters(name: &str) -> &str {
-    let mut end = name.trim_end();
-    loop {
-        let trimmed = end
-            .strip_suffix(" const")
-            .or_else(|| end.strip_suffix(" volatile"))
-            .or_else(|| end.strip_suffix(" &&"))
-            .or_else(|| end.strip_suffix(" &"))
-            .or_else(|| end.strip_suffix("&&"))
-            .or_else(|| end.strip_suffix('&'));
-        match trimmed {
-            Some(rest) => end = rest.trim_end(),
-            None => break,
-        }
+/// Returns the name gdb shows in a frame line for a C++ function: from
+/// its DIE when it was found (see [`function_name`]), or else from the
+/// name addr2line read, demangled, without its parameters.
+fn cpp_function_name(image: &Image, die: Option<DieId>, name: &addr2line::FunctionName<DwarfReader>) -> Option<String> {
+    if let Some(name) = die.and_then(|die| function_name::frame_function_name(image.debug_info(), die)) {
+        return Some(name);
     }
-    if !end.ends_with(')') {
-        return name;
-    }
-    // Find the '(' that opens the last parenthesized group.
-    let mut depth = 0usize;
-    for (index, character) in end.char_indices().rev() {
-        match character {
-            ')' => depth += 1,
-            '(' => {
-                depth -= 1;
-                if depth == 0 {
-                    return if index == 0 { name } else { &end[..index] };
-                }
-            }
-            _ => {}
-        }
-    }
-    name
+    let raw = name.raw_name().ok()?;
+    let demangled = cpp_name::demangle(&raw).unwrap_or_else(|| raw.into_owned());
+    Some(cpp_name::without_parameters(&demangled).unwrap_or(demangled))
 }
 
 #[cfg(test)]
@@ -271,15 +252,6 @@ mod tests {
             starts.insert(start);
         }
         assert!(starts.len() > 1, "outer() spans several rows");
-    }
-
-    #[test]
-    fn cpp_names_lose_parameters() {
-        assert_eq!(without_parameters("thrower(int)"), "thrower");
-        assert_eq!(without_parameters("ns::Shape::area() const"), "ns::Shape::area");
-        assert_eq!(without_parameters("Functor::operator()(int) &&"), "Functor::operator()");
-        assert_eq!(without_parameters("apply(void (*)(int))"), "apply");
-        assert_eq!(without_parameters("plain"), "plain");
     }
 
     #[test]

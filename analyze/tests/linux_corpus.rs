@@ -22,18 +22,16 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use stardump_tests::gdb::{parse_backtraces, GdbThread};
+use stardump_tests::gdb::GdbThread;
+use stardump_tests::linux::{build_program, core_backtraces, gdb_core, kernel_core, output_text, TIMEOUT_SECONDS};
 use stardump_tests::{require_program, workspace_root};
 
 /// Frames stardump may print per thread; the deep fixture has about 305.
 const FRAME_LIMIT: &str = "2000";
-
-/// Seconds a fixture, gdb or stardump may run before it is killed.
-const TIMEOUT_SECONDS: &str = "120";
 
 /// Mismatches listed per core; the count is always exact.
 const MAX_LISTED_MISMATCHES: usize = 12;
@@ -72,74 +70,9 @@ fn debug_dir() -> PathBuf {
     corpus_dir().join("debug")
 }
 
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-/// Runs `program` in `dir` with RLIMIT_CORE raised for it alone and returns
-/// the core the kernel wrote there.
-fn kernel_core(program: &Path, dir: &Path) -> PathBuf {
-    let pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
-    assert!(
-        !pattern.starts_with('|') && !pattern.contains('/'),
-        "kernel.core_pattern is {pattern:?}: this test needs a pattern that writes the core into the \
-         working directory, such as `core`"
-    );
-    let script = format!("ulimit -c unlimited && exec '{}'", program.display());
-    let output = Command::new("timeout")
-        .args(["-s", "KILL", TIMEOUT_SECONDS, "sh", "-c", &script])
-        .current_dir(dir)
-        .output()
-        .expect("running the fixture");
-    assert!(!output.status.success(), "{} did not crash:\n{}", program.display(), text(&output));
-    let core = fs::read_dir(dir)
-        .expect("reading the run directory")
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("core")));
-    core.unwrap_or_else(|| {
-        panic!(
-            "{} crashed ({}) but left no core in {} (core_pattern {pattern:?})",
-            program.display(),
-            output.status,
-            dir.display()
-        )
-    })
-}
-
-/// Runs `program` under gdb to its fatal signal and writes `core` with gcore.
-fn gdb_core(program: &Path, core: &Path) -> PathBuf {
-    let output = Command::new("timeout")
-        .args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"])
-        .args(["-ex", "set startup-with-shell off", "-ex", "handle SIGUSR1 nostop noprint pass"])
-        .args(["-ex", "run", "-ex", &format!("gcore {}", core.display()), "-ex", "kill"])
-        .arg(program)
-        .output()
-        .expect("running gdb");
-    assert!(core.is_file(), "gdb's gcore wrote no {}:\n{}", core.display(), text(&output));
-    core.to_path_buf()
-}
-
 /// Returns gdb's backtraces of every thread of `core`.
 fn gdb_backtraces(program: &Path, core: &Path) -> (Vec<GdbThread>, String) {
-    let debug_dirs = format!("set debug-file-directory {}:/usr/lib/debug", debug_dir().display());
-    let output = Command::new("timeout")
-        .env("LC_ALL", "C")
-        .args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"])
-        // -iex runs before gdb loads the program, which is when it looks
-        // for the debug file.
-        .args(["-iex", &debug_dirs, "-ex", "set width 0", "-ex", "set pagination off"])
-        .args(["-ex", "set backtrace past-main on", "-ex", "set print frame-arguments none"])
-        .args(["-ex", "thread apply all bt"])
-        .arg(program)
-        .arg(core)
-        .output()
-        .expect("running gdb");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    // gdb prints the current frame when it loads the core, before the first
-    // `Thread N` header; that line is not part of any backtrace.
-    let backtraces = stdout.find("\nThread ").map_or("", |start| &stdout[start..]);
-    (parse_backtraces(backtraces), text(&output))
+    core_backtraces(program, core, &debug_dir())
 }
 
 /// stardump's threads of one core: LWP and compared frames.
@@ -186,7 +119,7 @@ fn stardump_backtraces(core: &Path) -> (Threads, String) {
         .output()
         .expect("running stardump");
     let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|error| panic!("stardump bt printed no JSON ({error}):\n{}", text(&output)));
+        .unwrap_or_else(|error| panic!("stardump bt printed no JSON ({error}):\n{}", output_text(&output)));
     let threads = report["threads"]
         .as_array()
         .expect("threads array")
@@ -662,23 +595,6 @@ int main()
 	return 0;
 }
 "#;
-
-/// Writes `source` to `dir` and builds it with `compiler` and `flags`.
-fn build_program(dir: &Path, name: &str, compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
-    let extension = if compiler == "g++" { "cpp" } else { "c" };
-    let source_path = dir.join(format!("{name}.{extension}"));
-    fs::write(&source_path, source).expect("writing the test program");
-    let program = dir.join(name);
-    let output = Command::new(compiler)
-        .args(flags)
-        .arg("-o")
-        .arg(&program)
-        .arg(&source_path)
-        .output()
-        .expect("running the compiler");
-    assert!(output.status.success(), "building {name} failed:\n{}", text(&output));
-    program
-}
 
 /// Runs `stardump COMMAND CORE ARGUMENTS...` and returns stdout and stderr.
 fn stardump(command: &str, core: &Path, arguments: &[&std::ffi::OsStr]) -> (String, String) {

@@ -18,6 +18,10 @@ pub struct GdbFrame {
     pub pc: Option<u64>,
     /// Function name, `None` for `??` and for the signal frame.
     pub function: Option<String>,
+    /// Names of the arguments the frame line shows, in order. With
+    /// `set print frame-arguments none` gdb still prints each name
+    /// (`v=...`).
+    pub arguments: Vec<String>,
     /// Source file as gdb printed it (the DWARF name, often relative).
     pub file: Option<String>,
     /// Source line.
@@ -137,6 +141,7 @@ fn parse_frame(line: &str) -> Option<GdbFrame> {
             level,
             pc: None,
             function: None,
+            arguments: Vec::new(),
             file: None,
             line: None,
             signal_frame: true,
@@ -150,8 +155,10 @@ fn parse_frame(line: &str) -> Option<GdbFrame> {
         rest = hex[end..].trim_start().strip_prefix("in ").unwrap_or(&hex[end..]).trim_start();
     }
 
-    let name_end = rest.find(" (").unwrap_or(rest.len());
-    let name = &rest[..name_end];
+    let (name, arguments) = match split_argument_list(rest) {
+        Some((name, list)) => (name, argument_names(list)),
+        None => (&rest[..rest.find(" (").unwrap_or(rest.len())], Vec::new()),
+    };
     let function = (name != "??").then(|| name.to_string());
 
     let (file, line_number) = match rest.rfind(" at ") {
@@ -169,10 +176,52 @@ fn parse_frame(line: &str) -> Option<GdbFrame> {
         level,
         pc,
         function,
+        arguments,
         file,
         line: line_number,
         signal_frame: false,
     })
+}
+
+/// Splits the rest of a frame line after its address into the function
+/// name and the text inside the argument list. A C++ name may contain
+/// ` (` itself (`std::function<void (int)>::operator()`), so the argument
+/// list is the first parenthesized group that is followed by the end of
+/// the line, ` at ` or ` from `. `None` when no group is.
+fn split_argument_list(rest: &str) -> Option<(&str, &str)> {
+    let mut from = 0;
+    while let Some(offset) = rest[from..].find(" (") {
+        let open = from + offset + 1;
+        let mut depth = 0usize;
+        for (index, character) in rest[open..].char_indices() {
+            match character {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth > 0 {
+                        continue;
+                    }
+                    let close = open + index;
+                    let tail = &rest[close + 1..];
+                    if tail.is_empty() || tail.starts_with(" at ") || tail.starts_with(" from ") {
+                        return Some((&rest[..open - 1], &rest[open + 1..close]));
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+        from = open;
+    }
+    None
+}
+
+/// Returns the names in an argument list printed as `a=..., b=...`.
+fn argument_names(list: &str) -> Vec<String> {
+    if list.is_empty() || list == "..." {
+        return Vec::new();
+    }
+    list.split(", ").filter_map(|argument| argument.split_once('=')).map(|(name, _)| name.to_string()).collect()
 }
 
 #[cfg(test)]
@@ -217,6 +266,28 @@ Backtrace stopped: previous frame inner to this frame (corrupt stack?)
         assert_eq!(frames[4].pc, None);
         assert_eq!(frames[5].function, None);
         assert_eq!(frames[5].file, None);
+    }
+
+    #[test]
+    fn parse_cpp_frame_names() {
+        let text = "\
+#0  0x00007f in std::function<void (int)>::operator()(int) const (__args#0=..., this=...) at std_function.h:591
+#1  operator() (__closure=...) at names.cpp:61
+#2  std::__invoke_impl<void, main()::<lambda()> > (__f=...) at invoke.h:61
+#3  0x00007f in ?? () from /lib/x86_64-linux-gnu/libstdc++.so.6
+#4  0x00007f in main () at names.cpp:64
+";
+        let frames = &parse_backtraces(text)[0].frames;
+        assert_eq!(frames[0].function.as_deref(), Some("std::function<void (int)>::operator()(int) const"));
+        assert_eq!(frames[0].arguments, ["__args#0", "this"]);
+        assert_eq!(frames[0].line, Some(591));
+        assert_eq!(frames[1].function.as_deref(), Some("operator()"));
+        assert_eq!(frames[1].arguments, ["__closure"]);
+        assert_eq!(frames[2].function.as_deref(), Some("std::__invoke_impl<void, main()::<lambda()> >"));
+        assert_eq!(frames[3].function, None);
+        assert_eq!(frames[3].file, None);
+        assert_eq!(frames[4].function.as_deref(), Some("main"));
+        assert!(frames[4].arguments.is_empty());
     }
 
     #[test]

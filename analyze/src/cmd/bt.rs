@@ -749,7 +749,7 @@ fn unikernel_threads(
     let mut unwinder = Unwinder::new(image, options);
     // Frame lines show arguments as gdb's do whenever there is DWARF.
     let variables = image.has_debug_info().then(|| {
-        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let info = image.debug_info().clone();
         let symbols = SymbolTable::from_image(image);
         (info, symbols)
     });
@@ -925,7 +925,7 @@ impl ModuleDebugCache {
                     SymbolTable::from_shared_object(&module.image).with_file_name(name)
                 };
                 Some(ModuleDebug {
-                    info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
+                    info: module.image.debug_info().clone(),
                     // Globals and symbol names of this module are relocated by its bias.
                     symbols: own.with_load_bias(module.bias).with_function_names(&module.image).with_modules(module_symbols),
                     tail_calls: None,

@@ -187,17 +187,18 @@ impl<'a> Inspector<'a> {
             .unwrap_or(die)
     }
 
-    /// Returns the parameters of source frame `frame`, in declaration order.
+    /// Returns the named parameters of source frame `frame`, in declaration
+    /// order. gdb 13 makes no symbol for an unnamed parameter, so its frame
+    /// lines, `info args` and `bt full` leave it out.
     pub fn arguments(&self, frame: usize) -> Vec<NamedValue> {
         let Some(scope) = self.source_frames.get(frame).and_then(|source| source.scope.as_ref()) else {
             return Vec::new();
         };
         scope::parameters(self.info, scope.function)
             .into_iter()
-            .map(|die| NamedValue {
-                name: self.info.name(die).unwrap_or_else(|| "<anonymous>".to_owned()),
-                die,
-                value: self.frame_value(frame, die),
+            .filter_map(|die| {
+                let name = self.info.name(die)?;
+                Some(NamedValue { name, die, value: self.frame_value(frame, die) })
             })
             .collect()
     }

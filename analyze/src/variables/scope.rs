@@ -56,6 +56,9 @@ pub fn scopes_at(info: &DebugInfo, pc: u64) -> Vec<FunctionScope> {
 }
 
 /// Finds the subprogram that contains `pc`, in any unit that covers it.
+/// gcc nests the definition of a member function of a local class, such
+/// as a lambda's `operator()` at -O0, inside the class, inside the
+/// function or block that declares it, so those are searched too.
 fn subprogram_at(info: &DebugInfo, pc: u64) -> Option<DieId> {
     for unit in info.units_at(pc) {
         let mut stack: Vec<DieId> = info.children(info.unit_root(unit)).collect();
@@ -65,7 +68,9 @@ fn subprogram_at(info: &DebugInfo, pc: u64) -> Option<DieId> {
                 constants::DW_TAG_namespace
                 | constants::DW_TAG_class_type
                 | constants::DW_TAG_structure_type
-                | constants::DW_TAG_union_type => stack.extend(info.children(die)),
+                | constants::DW_TAG_union_type
+                | constants::DW_TAG_subprogram
+                | constants::DW_TAG_lexical_block => stack.extend(info.children(die)),
                 _ => {}
             }
         }
@@ -201,4 +206,27 @@ pub fn find_static_local(info: &DebugInfo, function: DieId, name: &str) -> Optio
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Image;
+    use crate::test_fixtures;
+
+    #[test]
+    fn lambda_scope_found_at_o0() {
+        let path = test_fixtures::gcc("cpp-names-scope", &["-x", "c++", "-g", "-O0", "-fno-exceptions"], &["cpp_names.cpp"]);
+        let image = Image::open(&path).unwrap();
+        // The lambda's operator() is defined inside its closure class,
+        // inside main.
+        let lambda = image.symbols_named("_ZZ4mainENKUliE_clEi")[0].address;
+        let scopes = scopes_at(image.debug_info(), lambda);
+        assert_eq!(scopes.len(), 1);
+        let info = image.debug_info();
+        assert_eq!(info.name(scopes[0].function).as_deref(), Some("operator()"));
+        let parameters: Vec<Option<String>> =
+            parameters(info, scopes[0].function).into_iter().map(|die| info.name(die)).collect();
+        assert_eq!(parameters, [Some("__closure".to_owned()), Some("n".to_owned())]);
+    }
 }
