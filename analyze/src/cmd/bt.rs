@@ -24,6 +24,7 @@ use serde::Serialize;
 use stardump_format::{Core, FileMapping, Target, VcpuState};
 
 use super::inspect::{frame_arguments, variable_reports, VariableReport};
+use super::module_debug::{ModuleDebugCache, ThreadModules};
 use super::regs::select_vcpus;
 use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 use crate::check;
@@ -32,12 +33,11 @@ use crate::image::Image;
 use crate::image_fallback::ImageBacked;
 use crate::modules::{executable_mapping, Module, ModuleSet, ModuleWarning, VDSO_NAME};
 use crate::symbolize::{self, SourceFrame};
-use crate::threads::tail_calls::TailCalls;
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
 use crate::variables::location::CallerScope;
 use crate::link_map;
-use crate::variables::symbols::{ModuleSymbolSet, SymbolTable};
+use crate::variables::symbols::SymbolTable;
 use crate::variables::Inspector;
 use crate::unwind::{
     Backtrace, Frame, Pc, Registers, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES,
@@ -798,36 +798,13 @@ fn process_threads(
         insert_tail_calls(&mut report, &backtrace, images, &mut debug);
         let (grouped, groups) = line_groups(&report, &backtrace);
 
-        // Each module's DWARF describes the variables of its own frames.
-        let frame_modules: Vec<Option<usize>> =
-            grouped.frames.iter().map(|frame| modules.index_for(frame.pc.lookup_address())).collect();
-        let mut with_frames: Vec<usize> = frame_modules.iter().flatten().copied().collect();
-        with_frames.sort_unstable();
-        with_frames.dedup();
+        // Each module's DWARF describes the variables of its own frames, and
+        // each caller's module the call sites that pass entry values.
         let memory = TargetMemory::new(&backed, vcpu.cr3);
-        with_frames.retain(|&index| debug.get(index, &modules.modules()[index], modules).is_some());
-        // The inspector looks scopes up by pc in file addresses, so each
-        // module's frames get their bias taken off, and the symbol table
-        // relocates DW_OP_addr by it.
-        let file_frames: Vec<Backtrace> =
-            with_frames.iter().map(|&index| file_address_frames(&grouped, &modules.modules()[index])).collect();
-        let loaded: Vec<&ModuleDebug> = with_frames.iter().filter_map(|index| debug.loaded(*index)).collect();
-        // Each frame's module, for call sites that pass entry values from
-        // one module to another.
-        let callers: Vec<Option<CallerScope<'_>>> = frame_modules
-            .iter()
-            .map(|module| {
-                let position = with_frames.iter().position(|&index| Some(index) == *module)?;
-                let module = &modules.modules()[with_frames[position]];
-                Some(CallerScope {
-                    info: &loaded[position].info,
-                    load_bias: module.bias,
-                    frames: &file_frames[position].frames,
-                })
-            })
-            .collect();
-        for (position, &index) in with_frames.iter().enumerate() {
-            let module_debug = loaded[position];
+        let thread_modules = ThreadModules::new(&grouped, modules, &mut debug);
+        let callers = thread_modules.callers(modules, &debug);
+        for (index, file_frames) in thread_modules.modules_with_frames() {
+            let Some(module_debug) = debug.loaded(*index) else { continue };
             let target = VariableTarget {
                 info: &module_debug.info,
                 symbols: &module_debug.symbols,
@@ -835,97 +812,13 @@ fn process_threads(
                 vcpu,
                 callers: &callers,
             };
-            let in_module = |group: usize| frame_modules.get(group) == Some(&Some(index));
-            add_variables(
-                &mut report,
-                &file_frames[position],
-                &groups,
-                &target,
-                print_options,
-                full,
-                variables_incomplete,
-                &in_module,
-            );
+            let in_module = |group: usize| thread_modules.module_of(group) == Some(*index);
+            add_variables(&mut report, file_frames, &groups, &target, print_options, full, variables_incomplete, &in_module);
         }
         threads.push(report);
     }
     warnings.extend(backed.warning());
     threads
-}
-
-/// The DWARF of one module, for variables and tail calls.
-struct ModuleDebug {
-    info: DebugInfo,
-    symbols: SymbolTable,
-    /// Indexed on first use.
-    tail_calls: Option<TailCalls>,
-}
-
-/// The DWARF of each module that has it, loaded on first use, by position
-/// in the module set.
-#[derive(Default)]
-pub(crate) struct ModuleDebugCache {
-    by_module: std::collections::HashMap<usize, Option<ModuleDebug>>,
-    /// The mapped path of the main program, whose symbol table keeps its
-    /// TLS template.
-    main: Option<String>,
-    /// The dynamic linker's name of each module, by position.
-    names: Vec<Option<String>>,
-    /// The symbols of every module, read on first use.
-    module_symbols: Option<ModuleSymbolSet>,
-}
-
-impl ModuleDebugCache {
-    /// Creates a cache for `modules`, whose main program is mapped from
-    /// `main` and whose modules the dynamic linker names `names`.
-    pub(crate) fn new(modules: &ModuleSet, main: Option<&str>, names: &[Option<String>]) -> ModuleDebugCache {
-        let mut names = names.to_vec();
-        names.resize(modules.modules().len(), None);
-        ModuleDebugCache { main: main.map(str::to_owned), names, ..ModuleDebugCache::default() }
-    }
-
-    /// Returns the DWARF of the module at `index`, or `None` when it has
-    /// none. `modules` is the set `index` points into.
-    fn get(&mut self, index: usize, module: &Module, modules: &ModuleSet) -> Option<&mut ModuleDebug> {
-        let ModuleDebugCache { by_module, main, names, module_symbols } = self;
-        by_module
-            .entry(index)
-            .or_insert_with(|| {
-                if !module.image.has_debug_info() {
-                    return None;
-                }
-                let _span = tracing::debug_span!("debug info", module = %module.mapped_path).entered();
-                let module_symbols = module_symbols.get_or_insert_with(|| ModuleSymbolSet::new(modules, names));
-                // A shared object's TLS block is not the executable's, so
-                // only the main program's table has a TLS template.
-                let own = if main.as_deref() == Some(module.mapped_path.as_str()) {
-                    SymbolTable::from_image(&module.image)
-                } else {
-                    let name = names.get(index).cloned().flatten().unwrap_or_else(|| module.mapped_path.clone());
-                    SymbolTable::from_shared_object(&module.image).with_file_name(name)
-                };
-                Some(ModuleDebug {
-                    info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
-                    // Globals and symbol names of this module are relocated by its bias.
-                    symbols: own.with_load_bias(module.bias).with_function_names(&module.image).with_modules(module_symbols),
-                    tail_calls: None,
-                })
-            })
-            .as_mut()
-    }
-
-    /// Returns the DWARF of the module at `index` when [`ModuleDebugCache::get`]
-    /// loaded it.
-    fn loaded(&self, index: usize) -> Option<&ModuleDebug> {
-        self.by_module.get(&index)?.as_ref()
-    }
-
-    /// Returns the call sites of the module at `index`, when it has DWARF.
-    fn tail_calls(&mut self, index: usize, module: &Module, modules: &ModuleSet) -> Option<&TailCalls> {
-        let debug = self.get(index, module, modules)?;
-        let info = &debug.info;
-        Some(debug.tail_calls.get_or_insert_with(|| TailCalls::new(info)))
-    }
 }
 
 /// Inserts the lines of functions that left the stack through a tail call

@@ -18,8 +18,9 @@ use stardump_format::{Core, MemoryError, Target, VcpuState};
 
 use super::bt::{
     file_address_frames, insert_tail_calls, line_groups, linker_names, thread_report, thread_report_in, warnings_for_frames,
-    CodeImages, ModuleDebugCache, ThreadReport, TAIL_CALL_FOUND_BY,
+    CodeImages, ThreadReport, TAIL_CALL_FOUND_BY,
 };
+use super::module_debug::{ModuleDebugCache, ThreadModules};
 use super::regs::select_vcpus;
 use crate::debug_file::DebugSearch;
 use crate::image::Image;
@@ -82,23 +83,24 @@ pub struct Scope {
     /// The backtrace with the pcs of the module's frames turned into file
     /// addresses, which the inspector looks scopes up by.
     pub backtrace: Backtrace,
-    /// The module's position in the session's module set.
-    pub module_index: usize,
-    /// The module's run-time address minus file address.
-    pub load_bias: u64,
 }
 
 impl Scope {
     /// Returns the scope of `module`, the one at `module_index` of the
-    /// module set, whose own symbols are `symbols`.
-    fn of_module(module: &Module, module_index: usize, symbols: SymbolTable, runtime_frames: &Backtrace) -> Scope {
-        Scope {
-            info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
-            symbols,
-            backtrace: file_address_frames(runtime_frames, module),
-            module_index,
-            load_bias: module.bias,
-        }
+    /// module set, whose own symbols are `symbols`. Its DWARF is the one
+    /// `debug` loaded, shared with the entry values' callers.
+    fn of_module(
+        module: &Module,
+        module_index: usize,
+        symbols: SymbolTable,
+        runtime_frames: &Backtrace,
+        debug: &ModuleDebugCache,
+    ) -> Scope {
+        let info = match debug.loaded(module_index) {
+            Some(loaded) => loaded.info.clone(),
+            None => DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
+        };
+        Scope { info, symbols, backtrace: file_address_frames(runtime_frames, module) }
     }
 }
 
@@ -127,6 +129,11 @@ pub struct Session {
     pub report: ThreadReport,
     /// For a Linux process, every loaded module, the main program included.
     pub modules: Option<ModuleSet>,
+    /// For a Linux process, the DWARF of the modules that the frames fall in.
+    debug: Option<ModuleDebugCache>,
+    /// For a Linux process, the frames grouped by module, for the call
+    /// sites that pass entry values.
+    thread_modules: Option<ThreadModules>,
     /// Code and read-only data read from the image, or from the modules of
     /// a process, because the file lacks them.
     pub fallback: ImageFallback,
@@ -185,6 +192,8 @@ impl Session {
             report,
             program: None,
             modules: None,
+            debug: None,
+            thread_modules: None,
             fallback,
             warnings,
             damaged,
@@ -240,6 +249,7 @@ impl Session {
         let mut debug = ModuleDebugCache::new(&modules, Some(executable.path.as_str()), &names);
         insert_tail_calls(&mut report, &runtime_backtrace, images, &mut debug);
         let runtime_frames = frames_per_line_group(&mut report, &runtime_backtrace);
+        let thread_modules = ThreadModules::new(&runtime_frames, &modules, &mut debug);
         let pcs = runtime_backtrace.frames.iter().map(|frame| frame.pc.lookup_address());
         warnings.extend(warnings_for_frames(&module_warnings, &modules, &names, core.file_mappings(), pcs));
 
@@ -251,7 +261,7 @@ impl Session {
             .with_function_names(&image)
             .with_modules(&module_symbols);
         let main_position = main_index.context("the main program is not among the loaded modules")?;
-        let program = Scope::of_module(main, main_position, program_symbols, &runtime_frames);
+        let program = Scope::of_module(main, main_position, program_symbols, &runtime_frames, &debug);
         // The module of the selected frame, when it is a shared object with
         // DWARF; an unknown frame number is rejected later by check_frame.
         let frame_module = report
@@ -273,7 +283,7 @@ impl Session {
                     .with_function_names(&module.image)
                     .with_file_name(name)
                     .with_modules(&module_symbols);
-                (Scope::of_module(module, index, symbols, &runtime_frames), Some(program))
+                (Scope::of_module(module, index, symbols, &runtime_frames, &debug), Some(program))
             }
             None => (program, None),
         };
@@ -288,6 +298,8 @@ impl Session {
             report,
             program,
             modules: Some(modules),
+            debug: Some(debug),
+            thread_modules: Some(thread_modules),
             fallback,
             warnings,
             damaged,
@@ -337,7 +349,7 @@ impl Session {
         let lines_per_frame = self.lines_per_frame();
         Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
             .with_tail_calls(&self.tail_call_frames())
-            .with_callers(self.program_callers())
+            .with_callers(self.callers())
     }
 
     /// Creates an inspector of the main program's scope, when names resolve
@@ -375,22 +387,14 @@ impl Session {
         }
     }
 
-    /// Returns, for each frame of the inspector, the main program's DWARF
-    /// when the frame is in the main program and names resolve in a shared
-    /// object. The entry values that the program passed to the shared
-    /// object are then read from the program's call sites. NOTE: a caller
-    /// in any other module gets none, so a callback that glibc called
-    /// shows no entry values.
-    fn program_callers(&self) -> Vec<Option<CallerScope<'_>>> {
-        let (Some(program), Some(modules)) = (&self.program, &self.modules) else {
-            return Vec::new();
-        };
-        let scope = CallerScope { info: &program.info, load_bias: program.load_bias, frames: &program.backtrace.frames };
-        self.backtrace
-            .frames
-            .iter()
-            .map(|frame| (modules.index_for(frame.pc.lookup_address()) == Some(program.module_index)).then_some(scope))
-            .collect()
+    /// Returns, for each frame of the inspector, the DWARF of its module,
+    /// as `bt` reads it: the entry values that a caller in any module
+    /// passed are read from that module's call sites.
+    fn callers(&self) -> Vec<Option<CallerScope<'_>>> {
+        match (&self.thread_modules, &self.modules, &self.debug) {
+            (Some(thread_modules), Some(modules), Some(debug)) => thread_modules.callers(modules, debug),
+            _ => Vec::new(),
+        }
     }
 
     /// Returns the physical frames of the inspector that stand for tail calls.

@@ -405,7 +405,7 @@ impl<'d> Locator<'d> {
         caller: usize,
         depth: usize,
     ) -> Result<Option<u64>, Hole> {
-        let other_module = self.callers.get(caller).copied().flatten().filter(|scope| !std::ptr::eq(scope.info, self.info));
+        let other_module = self.callers.get(caller).copied().flatten().filter(|scope| !scope.info.same_as(self.info));
         if let Some(scope) = other_module {
             // The caller is in another module: its DWARF, bias and file
             // addresses describe the call site.
