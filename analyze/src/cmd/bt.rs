@@ -384,6 +384,8 @@ pub fn thread_report_in(images: CodeImages<'_>, vcpu: u32, backtrace: &Backtrace
 /// What the variables of one vCPU's frames are read from.
 struct VariableTarget<'a> {
     info: &'a DebugInfo,
+    /// The ELF file `info` describes.
+    image: &'a Image,
     symbols: &'a SymbolTable,
     memory: &'a TargetMemory<'a>,
     vcpu: &'a VcpuState,
@@ -407,7 +409,7 @@ fn add_variables(
     incomplete: &mut bool,
     in_scope: &dyn Fn(usize) -> bool,
 ) {
-    let VariableTarget { info, symbols, memory, vcpu, callers } = *target;
+    let VariableTarget { info, image, symbols, memory, vcpu, callers } = *target;
     let mut lines_per_frame = vec![0usize; backtrace.frames.len()];
     for &group in groups {
         if let Some(count) = lines_per_frame.get_mut(group) {
@@ -423,7 +425,8 @@ fn add_variables(
         .collect();
     let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, Some(vcpu), &lines_per_frame)
         .with_tail_calls(&tail_calls)
-        .with_callers(callers.to_vec());
+        .with_callers(callers.to_vec())
+        .with_image(image);
     let printer = Printer::new(inspector.types(), memory, symbols, options);
     for (index, frame) in report.frames.iter_mut().enumerate() {
         if !groups.get(index).is_some_and(|&group| in_scope(group)) {
@@ -740,7 +743,7 @@ fn unikernel_threads(
                 let mut report = thread_report(image, vcpu.id, &backtrace);
                 if let Some((info, symbols)) = &variables {
                     let memory = TargetMemory::new(&backed, vcpu.cr3);
-                    let target = VariableTarget { info, symbols, memory: &memory, vcpu, callers: &[] };
+                    let target = VariableTarget { info, image, symbols, memory: &memory, vcpu, callers: &[] };
                     let groups: Vec<usize> = report.frames.iter().map(|line| line.physical_index).collect();
                     add_variables(
                         &mut report,
@@ -807,6 +810,7 @@ fn process_threads(
             let Some(module_debug) = debug.loaded(*index) else { continue };
             let target = VariableTarget {
                 info: &module_debug.info,
+                image: &modules.modules()[*index].image,
                 symbols: &module_debug.symbols,
                 memory: &memory,
                 vcpu,

@@ -78,6 +78,8 @@ impl ContextArgs {
 pub struct Scope {
     /// The module's DWARF.
     pub info: DebugInfo,
+    /// The module's ELF file.
+    pub image: Arc<Image>,
     /// The module's symbols, with those of the process's other modules.
     pub symbols: SymbolTable,
     /// The backtrace with the pcs of the module's frames turned into file
@@ -100,7 +102,7 @@ impl Scope {
             Some(loaded) => loaded.info.clone(),
             None => DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
         };
-        Scope { info, symbols, backtrace: file_address_frames(runtime_frames, module) }
+        Scope { info, image: Arc::clone(&module.image), symbols, backtrace: file_address_frames(runtime_frames, module) }
     }
 }
 
@@ -113,6 +115,8 @@ pub struct Session {
     /// The DWARF names resolve in: the image's, or for a process the
     /// DWARF of the module that contains the selected frame's pc.
     pub info: DebugInfo,
+    /// The ELF file that [`Session::info`] describes.
+    pub info_image: Arc<Image>,
     /// The symbols of that module, with those of the other modules.
     pub symbols: SymbolTable,
     /// The selected vCPU.
@@ -184,6 +188,7 @@ impl Session {
         let fallback_reported = std::cell::Cell::new(false);
         Ok(Session {
             core,
+            info_image: Arc::clone(&image),
             image,
             info,
             symbols,
@@ -292,6 +297,7 @@ impl Session {
             core,
             image,
             info: scope.info,
+            info_image: scope.image,
             symbols: scope.symbols,
             vcpu,
             backtrace: scope.backtrace,
@@ -350,6 +356,7 @@ impl Session {
         Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
             .with_tail_calls(&self.tail_call_frames())
             .with_callers(self.callers())
+            .with_image(&self.info_image)
     }
 
     /// Creates an inspector of the main program's scope, when names resolve
@@ -359,7 +366,7 @@ impl Session {
         let lines_per_frame = self.lines_per_frame();
         let inspector =
             Inspector::new(&program.info, &program.symbols, memory, &program.backtrace.frames, Some(&self.vcpu), &lines_per_frame);
-        Some(inspector.with_tail_calls(&self.tail_call_frames()))
+        Some(inspector.with_tail_calls(&self.tail_call_frames()).with_image(&program.image))
     }
 
     /// Runs `evaluate` in the selected frame's scope. When that finds no

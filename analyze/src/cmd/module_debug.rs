@@ -143,8 +143,13 @@ impl ThreadModules {
                 let index = (*module)?;
                 let (_, frames) = self.with_frames.iter().find(|(with, _)| *with == index)?;
                 let loaded = debug.loaded(index)?;
-                let bias = modules.modules()[index].bias;
-                Some(CallerScope { info: &loaded.info, load_bias: bias, frames: &frames.frames })
+                let module = &modules.modules()[index];
+                Some(CallerScope {
+                    info: &loaded.info,
+                    load_bias: module.bias,
+                    frames: &frames.frames,
+                    image: Some(&module.image),
+                })
             })
             .collect()
     }
