@@ -33,6 +33,7 @@ use crate::image::Image;
 use crate::image_fallback::ImageBacked;
 use crate::modules::{executable_mapping, Module, ModuleSet, ModuleWarning, VDSO_NAME};
 use crate::symbolize::{self, SourceFrame};
+use crate::threads::tail_calls::TailCallFrame;
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
 use crate::variables::location::CallerScope;
@@ -827,9 +828,10 @@ fn process_threads(
 
 /// Inserts the lines of functions that left the stack through a tail call
 /// between two physical frames, found from the DWARF call sites of the
-/// caller's module (see [`crate::threads::tail_calls`]), as gdb 13 shows
-/// them. Both frames must be in the same module. Each inserted line has the
-/// physical index of the caller frame whose call site revealed it.
+/// caller's module and, for a call into another module, of the callee's
+/// (see [`tail_call_chain`] and [`crate::threads::tail_calls`]), as gdb 13
+/// shows them. Each inserted line has the physical index of the caller
+/// frame whose call site revealed it.
 pub(crate) fn insert_tail_calls(
     report: &mut ThreadReport,
     backtrace: &Backtrace,
@@ -851,17 +853,9 @@ pub(crate) fn insert_tail_calls(
             continue;
         }
         let callee_lookup = callee.pc.lookup_address();
-        let Some(index) = modules.index_for(return_address.wrapping_sub(1)) else { continue };
+        let Some((index, chain)) = tail_call_chain(modules, debug, return_address, callee_lookup) else { continue };
         let module = &modules.modules()[index];
-        if !module.contains(callee_lookup) || !module.image.has_debug_info() {
-            continue;
-        }
         let image = &module.image;
-        if !may_have_tail_calls(image, module.file_address(return_address), module.file_address(callee_lookup)) {
-            continue;
-        }
-        let Some(tail_calls) = debug.tail_calls(index, module, modules) else { continue };
-        let chain = tail_calls.chain(image, module.file_address(return_address), module.file_address(callee_lookup));
         for tail_call in chain {
             let lookup = tail_call.return_address.wrapping_sub(1);
             let at_line_start = symbolize::line_start(image, tail_call.return_address) == Some(tail_call.return_address);
@@ -904,6 +898,50 @@ pub(crate) fn insert_tail_calls(
         line.index = index;
     }
     report.frames = lines;
+}
+
+/// Returns the functions that tail-called their way from the call before
+/// run-time `return_address` to the function containing run-time
+/// `callee_lookup`, innermost first, with the position of the module whose
+/// DWARF describes them. Both modules need DWARF. When the call leaves its
+/// module, through the PLT, its call site names a declaration, and the
+/// callee's module defines the symbol of that name where the chain starts,
+/// as gdb finds it (glibc's `qsort` jumps to `__qsort_r`).
+fn tail_call_chain(
+    modules: &ModuleSet,
+    debug: &mut ModuleDebugCache,
+    return_address: u64,
+    callee_lookup: u64,
+) -> Option<(usize, Vec<TailCallFrame>)> {
+    let index = modules.index_for(return_address.wrapping_sub(1))?;
+    let module = &modules.modules()[index];
+    if !module.image.has_debug_info() {
+        return None;
+    }
+    let caller_return_address = module.file_address(return_address);
+    if module.contains(callee_lookup) {
+        let image = &module.image;
+        if !may_have_tail_calls(image, caller_return_address, module.file_address(callee_lookup)) {
+            return None;
+        }
+        let tail_calls = debug.tail_calls(index, module, modules)?;
+        return Some((index, tail_calls.chain(image, caller_return_address, module.file_address(callee_lookup))));
+    }
+    let callee_index = modules.index_for(callee_lookup)?;
+    let callee_module = &modules.modules()[callee_index];
+    if !callee_module.image.has_debug_info() {
+        return None;
+    }
+    let names = debug.tail_calls(index, module, modules)?.declared_target(caller_return_address);
+    let target = names.iter().find_map(|name| {
+        let mut addresses = callee_module.image.symbols_named(name).iter().filter(|symbol| symbol.size != 0).map(|symbol| symbol.address);
+        let address = addresses.next()?;
+        // Symbols of one name at two addresses (symbol versions) are
+        // ambiguous: the dynamic linker's choice is not known here.
+        addresses.all(|other| other == address).then_some(address)
+    })?;
+    let tail_calls = debug.tail_calls(callee_index, callee_module, modules)?;
+    Some((callee_index, tail_calls.chain_from(&callee_module.image, target, callee_module.file_address(callee_lookup))))
 }
 
 /// Returns whether the call before `return_address` may have reached the
