@@ -259,6 +259,13 @@ impl<'a> Inspector<'a> {
         Some(self.frame_value(frame, local))
     }
 
+    /// Returns the parameter named `name` of the function of source frame
+    /// `frame`.
+    pub fn parameter_named(&self, frame: usize, name: &str) -> Option<DieId> {
+        let scope = self.source_frames.get(frame)?.scope.as_ref()?;
+        scope::parameters(self.info, scope.function).into_iter().find(|&die| self.info.name(die).as_deref() == Some(name))
+    }
+
     /// Looks `name` up among the file's statics (of `frame`'s unit), the
     /// globals and the functions.
     pub fn lookup_global(&self, frame: Option<usize>, name: &str) -> Option<Value> {
