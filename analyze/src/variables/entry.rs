@@ -32,13 +32,17 @@ use super::dwarf::{DebugInfo, DieId};
 use super::location::{register_name, Computed, FrameSet, Locator};
 use super::value::Hole;
 use crate::image::{DwarfReader, Image};
-use crate::unwind::registers::CALLEE_SAVED;
-use crate::unwind::unwritten::{unwritten_registers, MAX_CODE_BYTES};
+use crate::unwind::registers::{CALLEE_SAVED, REGISTER_NAMES};
+use crate::unwind::unwritten::{unwritten_registers, FunctionCode, ARGUMENT_REGISTERS, MAX_CODE_BYTES};
 use crate::unwind::{Frame, Pc};
 
 /// Maximum depth of entry values whose call-site value needs another entry
 /// value, of the caller's own caller.
 const MAX_ENTRY_VALUE_DEPTH: usize = 4;
+
+/// Maximum number of frames a caller-saved register is followed through
+/// to the innermost frame that has it (see [`Locator::register_at_call`]).
+const MAX_REGISTER_CHAIN: usize = 16;
 
 /// Maximum number of functions searched for a chain of tail calls back to
 /// the frame's function; a longer search counts as one that found it.
@@ -93,24 +97,40 @@ impl Callee<'_> {
         self.image.is_some_and(|image| image.symbols_named(name).iter().any(|symbol| symbol.address == entry))
     }
 
-    /// Returns the argument registers that no instruction of the function
-    /// writes, decoded from its module's file; empty without the file's code.
+    /// Returns the argument registers that no instruction writes, neither
+    /// the function's nor those of the functions of its module that it
+    /// calls. The code is decoded from the module's file, so the result is
+    /// empty without it.
     fn unwritten_registers(&self) -> Vec<u16> {
         let Some(image) = self.image else { return Vec::new() };
-        let mut code = Vec::new();
-        for range in self.info.ranges(self.function) {
-            let len = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
-            if len > MAX_CODE_BYTES {
-                return Vec::new();
+        let Some(code) = function_code(self.info, image, self.function) else { return Vec::new() };
+        let code_of = |entry: u64| {
+            // A function with DWARF, or else one that a sized symbol
+            // describes, such as a function written in assembly.
+            let function = super::scope::scopes_at(self.info, entry).last().map(|scope| scope.physical_function);
+            if let Some(function) = function.filter(|&function| self.info.ranges(function).first().map(|range| range.start) == Some(entry)) {
+                return function_code(self.info, image, function);
             }
-            let Some(bytes) = image.bytes_at(range.start, len) else { return Vec::new() };
-            code.push((range.start, bytes));
-        }
-        unwritten_registers(code)
+            let symbol = image.symbol_for(entry).filter(|symbol| symbol.address == entry && symbol.size != 0)?;
+            let len = usize::try_from(symbol.size).ok().filter(|&len| len <= MAX_CODE_BYTES)?;
+            Some(vec![(entry, image.bytes_at(entry, len)?)])
+        };
+        unwritten_registers(&code, &code_of)
     }
 }
 
-/// Where a tail call jumps, as its call-site entry records it.
+/// Returns the code of `function` in `image`: each of its address ranges
+/// with its bytes.
+fn function_code<'c>(info: &DebugInfo, image: &'c Image, function: DieId) -> Option<FunctionCode<'c>> {
+    let mut code = Vec::new();
+    for range in info.ranges(function) {
+        let len = usize::try_from(range.end.saturating_sub(range.start)).ok().filter(|&len| len <= MAX_CODE_BYTES)?;
+        code.push((range.start, image.bytes_at(range.start, len)?));
+    }
+    (!code.is_empty()).then_some(code)
+}
+
+/// The target of a tail call, as its call-site entry records it.
 enum TailCallTarget {
     /// A function of the same module: its entry (a file address) and DIE.
     Function(u64, Option<DieId>),
@@ -118,25 +138,6 @@ enum TailCallTarget {
     OtherModule,
     /// A target that only run-time state gives, such as an indirect jump.
     Unknown,
-}
-
-/// Returns a copy of `frames` in which frame `caller` also has the
-/// registers of `unwritten` that its callee, the frame before it, holds.
-/// Returns `None` when that adds no register.
-fn frames_at_call(frames: &[Frame], caller: usize, unwritten: &[u16]) -> Option<Vec<Frame>> {
-    let callee = frames.get(caller.checked_sub(1)?)?;
-    let mut completed = frames.to_vec();
-    let registers = &mut completed.get_mut(caller)?.registers;
-    let mut added = false;
-    for &number in unwritten {
-        if registers.get(number).is_none() {
-            if let Some(value) = callee.registers.get(number) {
-                registers.set(number, Some(value));
-                added = true;
-            }
-        }
-    }
-    added.then_some(completed)
 }
 
 /// Returns the expression of an attribute in `DW_FORM_exprloc` or, as
@@ -160,15 +161,21 @@ impl<'d> Locator<'d> {
         entry_pc.or_else(|| self.info.ranges(function).first().map(|range| range.start))
     }
 
-    /// Returns `function` as the callee of a call site, unless it may call
-    /// itself through tail calls.
+    /// Returns `function` as the callee of a call site.
+    fn describe_callee(&self, function: DieId) -> Option<Callee<'d>> {
+        let entry = self.entry_pc(function)?.wrapping_add(self.load_bias);
+        Some(Callee { info: self.info, function, entry, load_bias: self.load_bias, image: self.image })
+    }
+
+    /// Returns `function` as the callee whose entry values a call site
+    /// gives, unless it may call itself through tail calls.
     fn callee(&self, function: DieId) -> Option<Callee<'d>> {
-        let entry = self.entry_pc(function)?;
-        if self.may_tail_call_itself(function, entry) {
+        let callee = self.describe_callee(function)?;
+        if self.may_tail_call_itself(function, callee.entry.wrapping_sub(self.load_bias)) {
             tracing::debug!(function = ?self.info.name(function), "no entry values: the function may tail-call itself");
             return None;
         }
-        Some(Callee { info: self.info, function, entry: entry.wrapping_add(self.load_bias), load_bias: self.load_bias, image: self.image })
+        Some(callee)
     }
 
     /// Returns the value parameter `parameter` of `function` had when the
@@ -306,7 +313,7 @@ impl<'d> Locator<'d> {
                 .own_attr(parameter, constants::DW_AT_call_value)
                 .or_else(|| self.info.own_attr(parameter, constants::DW_AT_GNU_call_site_value));
             let Some(value) = value.and_then(expression) else { continue };
-            return self.value_at_call(parameter, value, set, caller, function, callee, depth);
+            return self.value_at_call(parameter, value, set, caller, function, depth);
         }
         Ok(None)
     }
@@ -336,7 +343,7 @@ impl<'d> Locator<'d> {
             // gdb 13 takes the address of a memory location and the value
             // of anything else, which is what value_at_call returns.
             return matches!(
-                self.value_at_call(call_site, target, set, caller, function, callee, depth),
+                self.value_at_call(call_site, target, set, caller, function, depth),
                 Ok(Some(address)) if address == callee.entry
             );
         }
@@ -352,12 +359,10 @@ impl<'d> Locator<'d> {
     }
 
     /// Evaluates `expression` of `die` in physical frame `caller`, at its
-    /// call of `callee`, to one number: an address, a value, or the value
-    /// of a register. When that needs a caller-saved register that
-    /// unwinding did not recover, it is evaluated again with the callee's
-    /// value of each register the callee never writes, which is the
-    /// caller's value at the call.
-    #[allow(clippy::too_many_arguments)]
+    /// call, to one number: an address, a value, or the value of a
+    /// register. A caller-saved register that unwinding did not recover is
+    /// taken from the callee where [`Locator::register_at_call`] proves it
+    /// unchanged.
     fn value_at_call(
         &self,
         die: DieId,
@@ -365,18 +370,78 @@ impl<'d> Locator<'d> {
         set: FrameSet<'_>,
         caller: usize,
         function: DieId,
-        callee: &Callee<'_>,
         depth: usize,
     ) -> Result<Option<u64>, Hole> {
-        let error = match self.single_value(die, expression.clone(), set, caller, function, depth) {
-            Err(error @ Hole::NotSaved { .. }) => error,
-            result => return result,
+        let mut completed: Option<Vec<Frame>> = None;
+        loop {
+            let frames = completed.as_deref().unwrap_or(set.frames);
+            let current = FrameSet { frames, memory: set.memory };
+            let register = match self.single_value(die, expression.clone(), current, caller, function, depth) {
+                Err(Hole::NotSaved { register }) => register,
+                result => return result,
+            };
+            let not_saved = || Hole::NotSaved { register: register.clone() };
+            let number = REGISTER_NAMES.iter().position(|name| *name == register).ok_or_else(not_saved)? as u16;
+            let already_added = frames.get(caller).is_some_and(|frame| frame.registers.get(number).is_some());
+            if already_added {
+                return Err(not_saved());
+            }
+            let value = self.register_at_call(set, caller, number, depth).ok_or_else(not_saved)?;
+            let frames = completed.get_or_insert_with(|| set.frames.to_vec());
+            frames[caller].registers.set(number, Some(value));
+        }
+    }
+
+    /// Returns the locator and frames of the module that contains physical
+    /// frame `frame`: this locator's own, or those `callers` gives. `None`
+    /// when that module has no DWARF.
+    fn frame_locator<'s>(&'s self, set: FrameSet<'s>, frame: usize) -> Option<(Locator<'s>, FrameSet<'s>)> {
+        let scope = match self.callers.get(frame) {
+            None if self.callers.is_empty() => None,
+            None => return None,
+            Some(scope) => Some((*scope)?).filter(|scope| !scope.info.same_as(self.info)),
         };
-        let Some(frames) = frames_at_call(set.frames, caller, &callee.unwritten_registers()) else {
-            return Err(error);
+        let Some(scope) = scope else {
+            let own = Locator::new(self.info).with_load_bias(self.load_bias).with_callers(self.callers).with_image(self.image);
+            return Some((own, set));
         };
-        let completed = FrameSet { frames: &frames, memory: set.memory };
-        self.single_value(die, expression, completed, caller, function, depth)
+        let locator = Locator::new(scope.info).with_load_bias(scope.load_bias).with_callers(self.callers).with_image(scope.image);
+        Some((locator, FrameSet { frames: scope.frames, memory: set.memory }))
+    }
+
+    /// Returns register `number` of physical frame `caller` at its call of
+    /// the frame before it, its callee, when unwinding did not recover it.
+    /// The call does not change it, so it is what the callee found on
+    /// entry. That is the callee's current value when the call entered the
+    /// callee's function and neither that function nor one it calls
+    /// writes the register. An outer callee's own value comes from its
+    /// callee the same way.
+    fn register_at_call(&self, set: FrameSet<'_>, caller: usize, number: u16, depth: usize) -> Option<u64> {
+        if depth >= MAX_REGISTER_CHAIN || !ARGUMENT_REGISTERS.contains(&number) {
+            return None;
+        }
+        let callee_index = caller.checked_sub(1)?;
+        let (callee_locator, callee_set) = self.frame_locator(set, callee_index)?;
+        let callee_frame = callee_set.frames.get(callee_index)?;
+        if callee_frame.trap {
+            return None;
+        }
+        let function = super::scope::scopes_at(callee_locator.info, callee_frame.pc.lookup_address()).last()?.physical_function;
+        let callee = callee_locator.describe_callee(function)?;
+        if !callee.unwritten_registers().contains(&number) {
+            return None;
+        }
+
+        let (caller_locator, caller_set) = self.frame_locator(set, caller)?;
+        let Pc::ReturnAddress(return_address) = caller_set.frames.get(caller)?.pc else { return None };
+        let (caller_function, call_site) = caller_locator.find_call_site(return_address.saturating_sub(1), return_address)?;
+        if !caller_locator.calls(call_site, caller_function, caller_set, caller, &callee, depth + 1) {
+            return None;
+        }
+        match callee_frame.registers.get(number) {
+            Some(value) => Some(value),
+            None => callee_locator.register_at_call(callee_set, callee_index, number, depth + 1),
+        }
     }
 
     /// Evaluates `expression` of `die` in physical frame `frame` of
