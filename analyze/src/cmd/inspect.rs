@@ -521,7 +521,7 @@ pub fn variable_reports(printer: &Printer<'_>, values: &[NamedValue], incomplete
 /// aggregates hidden as `a=...` (`print frame-arguments scalars`), and
 /// entry values shown next to the value (`print entry-values default`):
 /// `a=a@entry=5` when they are equal, `a=6, a@entry=5` when they differ,
-/// `a@entry=5` when only the entry value is known.
+/// and `a=<optimized out>, a@entry=5` when only the entry value is known.
 pub fn frame_arguments(printer: &Printer<'_>, inspector: &Inspector<'_>, frame: usize, values: &[NamedValue]) -> String {
     let mut parts = Vec::new();
     for named in values {
@@ -539,8 +539,7 @@ pub fn frame_arguments(printer: &Printer<'_>, inspector: &Inspector<'_>, frame: 
         });
         match entry {
             Some(entry) if actual_known && entry == actual => parts.push(format!("{name}={name}@entry={actual}")),
-            Some(entry) if actual_known => parts.push(format!("{name}={actual}, {name}@entry={entry}")),
-            Some(entry) => parts.push(format!("{name}@entry={entry}")),
+            Some(entry) => parts.push(format!("{name}={actual}, {name}@entry={entry}")),
             None => {
                 if !actual_known {
                     printer.mark_incomplete();
