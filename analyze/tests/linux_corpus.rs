@@ -22,18 +22,18 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 use stardump_tests::gdb::{parse_backtraces, GdbThread};
+use stardump_tests::process::{
+    build_program, gdb_commands, gdb_core, kernel_core, require_libc_debug_info, text, TIMEOUT_SECONDS,
+};
 use stardump_tests::{require_program, workspace_root};
 
 /// Frames stardump may print per thread; the deep fixture has about 305.
 const FRAME_LIMIT: &str = "2000";
-
-/// Seconds a fixture, gdb or stardump may run before it is killed.
-const TIMEOUT_SECONDS: &str = "120";
 
 /// Mismatches listed per core; the count is always exact.
 const MAX_LISTED_MISMATCHES: usize = 12;
@@ -70,54 +70,6 @@ fn corpus_dir() -> &'static Path {
 
 fn debug_dir() -> PathBuf {
     corpus_dir().join("debug")
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-/// Runs `program` in `dir` with RLIMIT_CORE raised for it alone and returns
-/// the core the kernel wrote there.
-fn kernel_core(program: &Path, dir: &Path) -> PathBuf {
-    let pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
-    assert!(
-        !pattern.starts_with('|') && !pattern.contains('/'),
-        "kernel.core_pattern is {pattern:?}: this test needs a pattern that writes the core into the \
-         working directory, such as `core`"
-    );
-    let script = format!("ulimit -c unlimited && exec '{}'", program.display());
-    let output = Command::new("timeout")
-        .args(["-s", "KILL", TIMEOUT_SECONDS, "sh", "-c", &script])
-        .current_dir(dir)
-        .output()
-        .expect("running the fixture");
-    assert!(!output.status.success(), "{} did not crash:\n{}", program.display(), text(&output));
-    let core = fs::read_dir(dir)
-        .expect("reading the run directory")
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("core")));
-    core.unwrap_or_else(|| {
-        panic!(
-            "{} crashed ({}) but left no core in {} (core_pattern {pattern:?})",
-            program.display(),
-            output.status,
-            dir.display()
-        )
-    })
-}
-
-/// Runs `program` under gdb to its fatal signal and writes `core` with gcore.
-fn gdb_core(program: &Path, core: &Path) -> PathBuf {
-    let output = Command::new("timeout")
-        .args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"])
-        .args(["-ex", "set startup-with-shell off", "-ex", "handle SIGUSR1 nostop noprint pass"])
-        .args(["-ex", "run", "-ex", &format!("gcore {}", core.display()), "-ex", "kill"])
-        .arg(program)
-        .output()
-        .expect("running gdb");
-    assert!(core.is_file(), "gdb's gcore wrote no {}:\n{}", core.display(), text(&output));
-    core.to_path_buf()
 }
 
 /// Returns gdb's backtraces of every thread of `core`.
@@ -650,23 +602,6 @@ int main()
 }
 "#;
 
-/// Writes `source` to `dir` and builds it with `compiler` and `flags`.
-fn build_program(dir: &Path, name: &str, compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
-    let extension = if compiler == "g++" { "cpp" } else { "c" };
-    let source_path = dir.join(format!("{name}.{extension}"));
-    fs::write(&source_path, source).expect("writing the test program");
-    let program = dir.join(name);
-    let output = Command::new(compiler)
-        .args(flags)
-        .arg("-o")
-        .arg(&program)
-        .arg(&source_path)
-        .output()
-        .expect("running the compiler");
-    assert!(output.status.success(), "building {name} failed:\n{}", text(&output));
-    program
-}
-
 /// Runs `stardump COMMAND CORE ARGUMENTS...` and returns stdout and stderr.
 fn stardump(command: &str, core: &Path, arguments: &[&std::ffi::OsStr]) -> (String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_stardump"))
@@ -676,17 +611,6 @@ fn stardump(command: &str, core: &Path, arguments: &[&std::ffi::OsStr]) -> (Stri
         .output()
         .expect("running stardump");
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
-}
-
-/// Runs gdb's `commands` on `core` and returns its stdout.
-fn gdb_commands(program: &Path, core: &Path, commands: &[&str]) -> String {
-    let mut command = Command::new("timeout");
-    command.env("LC_ALL", "C").args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"]);
-    for line in commands {
-        command.args(["-ex", line]);
-    }
-    let output = command.arg(program).arg(core).output().expect("running gdb");
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Returns the instruction text of gdb's or stardump's `x/Ni` lines,
@@ -909,22 +833,6 @@ fn shared_object_symbols_match_gdb() {
             assert_eq!(labelled_instructions(&ours), vec![call.clone()], "{kind}: gdb printed {call}");
         }
     }
-}
-
-/// Fails with the package to install when glibc's debug file is missing:
-/// the tests of variables in glibc's frames need its DWARF, which gdb reads
-/// from the same place.
-fn require_libc_debug_info() {
-    let found = fs::read_dir("/usr/lib/debug/.build-id").is_ok_and(|entries| entries.count() > 0)
-        && Command::new("dpkg-query")
-            .args(["-W", "-f=${Status}", "libc6-dbg"])
-            .output()
-            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("install ok installed"));
-    assert!(
-        found,
-        "glibc's DWARF is missing: install the Debian package `libc6-dbg` (apt-get install libc6-dbg), \
-         or run scripts/install-test-deps.sh"
-    );
 }
 
 /// One frame as `frame N`, `info args` and `info locals` print it.

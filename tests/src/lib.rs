@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: building the test unikernel and the
-//! stardump binaries, running QEMU under a deadline, and asking gdb for the
-//! backtraces that stardump's must equal.
+//! stardump binaries, running QEMU under a deadline, building and crashing
+//! Linux test programs, and asking gdb for the backtraces that stardump's
+//! must equal.
 //!
 //! Every helper that needs an external program fails with the name of the
 //! Debian package to install instead of skipping the test: a test that
@@ -8,6 +9,7 @@
 
 pub mod build;
 pub mod gdb;
+pub mod process;
 pub mod qemu;
 
 use std::path::{Path, PathBuf};
