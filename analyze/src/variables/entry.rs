@@ -16,13 +16,15 @@
 //!
 //! gcc writes a call-site value that is just what a register held at the
 //! call as that register (`DW_OP_breg4 (rsi): 0`). gcc 12 writes it where
-//! it knows that the callee leaves the register unchanged: a call of a
-//! function that writes the register gets no such value (see
+//! the callee leaves the register unchanged: a call of a function that
+//! writes the register gets no such value (see
 //! tests/fixtures/entry_values.c). Unwinding does not recover a caller-saved
 //! register of a caller frame. gdb 13 then takes the callee's register,
 //! which it assumes unchanged. Here the callee's register is taken only
-//! when no instruction of the callee writes it (see
-//! [`crate::unwind::unwritten`]), so the value is the one at the call.
+//! when no instruction of the callee, or of a function it calls, writes it
+//! (see [`crate::unwind::unwritten`]), so the value is the one at the
+//! call. When the callee is an outer frame without that register, its own
+//! callee gives it the same way ([`Locator::register_at_call`]).
 
 use std::collections::HashSet;
 
