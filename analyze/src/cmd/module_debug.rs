@@ -127,8 +127,8 @@ impl ThreadModules {
         self.frame_modules.get(frame).copied().flatten()
     }
 
-    /// The modules with DWARF that contain a frame, with the frames in each
-    /// one's file addresses.
+    /// Returns the modules with DWARF that contain a frame, with the frames
+    /// in each one's file addresses.
     pub(crate) fn modules_with_frames(&self) -> &[(usize, Backtrace)] {
         &self.with_frames
     }
