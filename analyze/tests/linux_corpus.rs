@@ -27,7 +27,9 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use stardump_tests::gdb::GdbThread;
-use stardump_tests::linux::{build_program, core_backtraces, gdb_core, kernel_core, output_text, TIMEOUT_SECONDS};
+use stardump_tests::linux::{
+    build_program, core_backtraces, gdb_commands, gdb_core, kernel_core, output_text, require_libc_debug_info,
+};
 use stardump_tests::{require_program, workspace_root};
 
 /// Frames stardump may print per thread; the deep fixture has about 305.
@@ -607,17 +609,6 @@ fn stardump(command: &str, core: &Path, arguments: &[&std::ffi::OsStr]) -> (Stri
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
-/// Runs gdb's `commands` on `core` and returns its stdout.
-fn gdb_commands(program: &Path, core: &Path, commands: &[&str]) -> String {
-    let mut command = Command::new("timeout");
-    command.env("LC_ALL", "C").args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"]);
-    for line in commands {
-        command.args(["-ex", line]);
-    }
-    let output = command.arg(program).arg(core).output().expect("running gdb");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Returns the instruction text of gdb's or stardump's `x/Ni` lines,
 /// without the `=>` marker and the `<symbol+offset>` labels.
 fn instructions(listing: &str) -> Vec<String> {
@@ -838,22 +829,6 @@ fn shared_object_symbols_match_gdb() {
             assert_eq!(labelled_instructions(&ours), vec![call.clone()], "{kind}: gdb printed {call}");
         }
     }
-}
-
-/// Fails with the package to install when glibc's debug file is missing:
-/// the tests of variables in glibc's frames need its DWARF, which gdb reads
-/// from the same place.
-fn require_libc_debug_info() {
-    let found = fs::read_dir("/usr/lib/debug/.build-id").is_ok_and(|entries| entries.count() > 0)
-        && Command::new("dpkg-query")
-            .args(["-W", "-f=${Status}", "libc6-dbg"])
-            .output()
-            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("install ok installed"));
-    assert!(
-        found,
-        "glibc's DWARF is missing: install the Debian package `libc6-dbg` (apt-get install libc6-dbg), \
-         or run scripts/install-test-deps.sh"
-    );
 }
 
 /// One frame as `frame N`, `info args` and `info locals` print it.

@@ -63,7 +63,7 @@ const GLOBALS: [&str; 17] = [
 
 /// Differences that remain after normalization, with their cause:
 /// `(variant, function, variable, cause)`.
-const KNOWN_DIFFERENCES: [(&str, &str, &str, &str); 5] = [
+const KNOWN_DIFFERENCES: [(&str, &str, &str, &str); 2] = [
     (
         "O2",
         "finish_transform",
@@ -82,28 +82,6 @@ const KNOWN_DIFFERENCES: [(&str, &str, &str, &str); 5] = [
          does not describe; gdb 13 takes registers CFI leaves unspecified as unchanged from the \
          inner frame and shows trigger_ud2's rdi, stardump prints <not saved> because the callee \
          may have overwritten it, as gdb's manual documents for caller-saved registers",
-    ),
-    (
-        "O2",
-        "trigger_null",
-        "token",
-        "gdb 13 prints token=token@entry=…: the call site gives the entry value as DW_OP_breg5 (rdi) \
-         in dispatch_end_mode's frame, where gdb takes the caller-saved rdi unchanged from the inner \
-         frame; stardump does not assume an unsaved register kept its value, so it shows no entry value",
-    ),
-    (
-        "O2",
-        "trigger_div0",
-        "numerator",
-        "as for trigger_null's token: the entry value needs dispatch_end_mode's rdi, which CFI does \
-         not recover, and gdb assumes it unchanged",
-    ),
-    (
-        "O2",
-        "cpu_relax_loop",
-        "cpu_id",
-        "as for trigger_null's token: the call site in ap_idle passes DW_OP_breg5 (rdi), which CFI \
-         does not recover in ap_idle's frame, and gdb assumes it unchanged",
     ),
 ];
 

@@ -1,5 +1,6 @@
-//! Linux process cores for the tests: building a program, crashing it
-//! into a kernel core or a gcore file, and gdb's backtraces of a core.
+//! Linux programs for the tests of process cores: building a test program
+//! with gcc or g++, crashing it to a kernel core or to a `gcore` file
+//! written by gdb, and gdb's backtraces and commands on a core.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,42 +8,33 @@ use std::process::{Command, Output};
 
 use crate::gdb::{parse_backtraces, GdbThread};
 
-/// Seconds a program, gdb or stardump may run before it is killed.
+/// Seconds a fixture, gdb or stardump may run before it is killed.
 pub const TIMEOUT_SECONDS: &str = "120";
 
-/// Returns a command's stdout followed by its stderr, for failure messages.
+/// Returns the stdout and stderr of `output`, for failure messages.
 pub fn output_text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-/// Writes `source` to `dir` and builds it with `compiler` (`gcc` or
-/// `g++`) and `flags` into `dir/name`.
-pub fn build_program(dir: &Path, name: &str, compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
-    let extension = if compiler == "g++" { "cpp" } else { "c" };
-    let source_path = dir.join(format!("{name}.{extension}"));
-    fs::write(&source_path, source).expect("writing the test program");
-    let program = dir.join(name);
-    let output = Command::new(compiler)
-        .args(flags)
-        .arg("-o")
-        .arg(&program)
-        .arg(&source_path)
-        .output()
-        .expect("running the compiler");
-    assert!(output.status.success(), "building {name} failed:\n{}", output_text(&output));
-    program
 }
 
 /// Runs `program` in `dir` with RLIMIT_CORE raised for it alone and returns
 /// the core the kernel wrote there.
 pub fn kernel_core(program: &Path, dir: &Path) -> PathBuf {
+    kernel_core_with_arguments(program, &[], dir)
+}
+
+/// Runs `program` with `arguments` in `dir`, with RLIMIT_CORE raised for
+/// it alone, and returns the core the kernel wrote there. The arguments
+/// are quoted for the shell and must not contain `'`.
+pub fn kernel_core_with_arguments(program: &Path, arguments: &[&str], dir: &Path) -> PathBuf {
     let pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
     assert!(
         !pattern.starts_with('|') && !pattern.contains('/'),
         "kernel.core_pattern is {pattern:?}: this test needs a pattern that writes the core into the \
          working directory, such as `core`"
     );
-    let script = format!("ulimit -c unlimited && exec '{}'", program.display());
+    assert!(arguments.iter().all(|argument| !argument.contains('\'')), "{arguments:?}");
+    let quoted: String = arguments.iter().map(|argument| format!(" '{argument}'")).collect();
+    let script = format!("ulimit -c unlimited && exec '{}'{quoted}", program.display());
     let output = Command::new("timeout")
         .args(["-s", "KILL", TIMEOUT_SECONDS, "sh", "-c", &script])
         .current_dir(dir)
@@ -66,15 +58,67 @@ pub fn kernel_core(program: &Path, dir: &Path) -> PathBuf {
 
 /// Runs `program` under gdb to its fatal signal and writes `core` with gcore.
 pub fn gdb_core(program: &Path, core: &Path) -> PathBuf {
+    gdb_core_with_arguments(program, &[], core)
+}
+
+/// Runs `program` with `arguments` under gdb to its fatal signal and
+/// writes `core` with gcore.
+pub fn gdb_core_with_arguments(program: &Path, arguments: &[&str], core: &Path) -> PathBuf {
     let output = Command::new("timeout")
         .args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"])
         .args(["-ex", "set startup-with-shell off", "-ex", "handle SIGUSR1 nostop noprint pass"])
         .args(["-ex", "run", "-ex", &format!("gcore {}", core.display()), "-ex", "kill"])
+        .arg("--args")
         .arg(program)
+        .args(arguments)
         .output()
         .expect("running gdb");
     assert!(core.is_file(), "gdb's gcore wrote no {}:\n{}", core.display(), output_text(&output));
     core.to_path_buf()
+}
+
+/// Writes `source` to `dir` and builds it with `compiler` and `flags`.
+pub fn build_program(dir: &Path, name: &str, compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
+    let extension = if compiler == "g++" { "cpp" } else { "c" };
+    let source_path = dir.join(format!("{name}.{extension}"));
+    fs::write(&source_path, source).expect("writing the test program");
+    let program = dir.join(name);
+    let output = Command::new(compiler)
+        .args(flags)
+        .arg("-o")
+        .arg(&program)
+        .arg(&source_path)
+        .output()
+        .expect("running the compiler");
+    assert!(output.status.success(), "building {name} failed:\n{}", output_text(&output));
+    program
+}
+
+/// Runs gdb's `commands` on `core` and returns its stdout.
+pub fn gdb_commands(program: &Path, core: &Path, commands: &[&str]) -> String {
+    let mut command = Command::new("timeout");
+    command.env("LC_ALL", "C").args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"]);
+    for line in commands {
+        command.args(["-ex", line]);
+    }
+    let output = command.arg(program).arg(core).output().expect("running gdb");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Fails with the package to install when glibc's debug file is missing:
+/// the tests of variables in glibc's frames need its DWARF, which gdb reads
+/// from the same place.
+pub fn require_libc_debug_info() {
+    let found = fs::read_dir("/usr/lib/debug/.build-id").is_ok_and(|entries| entries.count() > 0)
+        && Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", "libc6-dbg"])
+            .output()
+            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("install ok installed"));
+    assert!(
+        found,
+        "glibc's DWARF is missing: install the Debian package `libc6-dbg` (apt-get install libc6-dbg), \
+         or run scripts/install-test-deps.sh"
+    );
 }
 
 /// Returns gdb's `thread apply all bt` of every thread of `core`, with

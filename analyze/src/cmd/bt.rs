@@ -24,6 +24,7 @@ use serde::Serialize;
 use stardump_format::{Core, FileMapping, Target, VcpuState};
 
 use super::inspect::{frame_arguments, variable_reports, VariableReport};
+use super::module_debug::{ModuleDebugCache, ThreadModules};
 use super::regs::select_vcpus;
 use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 use crate::check;
@@ -32,12 +33,12 @@ use crate::image::Image;
 use crate::image_fallback::ImageBacked;
 use crate::modules::{executable_mapping, Module, ModuleSet, ModuleWarning, VDSO_NAME};
 use crate::symbolize::{self, SourceFrame};
-use crate::threads::tail_calls::TailCalls;
+use crate::threads::tail_calls::TailCallFrame;
 use crate::variables::dwarf::DebugInfo;
 use crate::variables::format::{PrintOptions, Printer};
 use crate::variables::location::CallerScope;
 use crate::link_map;
-use crate::variables::symbols::{ModuleSymbolSet, SymbolTable};
+use crate::variables::symbols::SymbolTable;
 use crate::variables::Inspector;
 use crate::unwind::{
     Backtrace, Frame, Pc, Registers, TargetMemory, UnwindOptions, Unwinder, DEFAULT_MAX_FRAMES,
@@ -391,6 +392,8 @@ pub fn thread_report_in(images: CodeImages<'_>, vcpu: u32, backtrace: &Backtrace
 /// What the variables of one vCPU's frames are read from.
 struct VariableTarget<'a> {
     info: &'a DebugInfo,
+    /// The ELF file `info` describes.
+    image: &'a Image,
     symbols: &'a SymbolTable,
     memory: &'a TargetMemory<'a>,
     vcpu: &'a VcpuState,
@@ -414,7 +417,7 @@ fn add_variables(
     incomplete: &mut bool,
     in_scope: &dyn Fn(usize) -> bool,
 ) {
-    let VariableTarget { info, symbols, memory, vcpu, callers } = *target;
+    let VariableTarget { info, image, symbols, memory, vcpu, callers } = *target;
     let mut lines_per_frame = vec![0usize; backtrace.frames.len()];
     for &group in groups {
         if let Some(count) = lines_per_frame.get_mut(group) {
@@ -430,7 +433,8 @@ fn add_variables(
         .collect();
     let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, Some(vcpu), &lines_per_frame)
         .with_tail_calls(&tail_calls)
-        .with_callers(callers.to_vec());
+        .with_callers(callers.to_vec())
+        .with_image(image);
     let printer = Printer::new(inspector.types(), memory, symbols, options);
     for (index, frame) in report.frames.iter_mut().enumerate() {
         if !groups.get(index).is_some_and(|&group| in_scope(group)) {
@@ -760,7 +764,7 @@ fn unikernel_threads(
                 let mut report = thread_report(image, vcpu.id, &backtrace);
                 if let Some((info, symbols)) = &variables {
                     let memory = TargetMemory::new(&backed, vcpu.cr3);
-                    let target = VariableTarget { info, symbols, memory: &memory, vcpu, callers: &[] };
+                    let target = VariableTarget { info, image, symbols, memory: &memory, vcpu, callers: &[] };
                     let groups: Vec<usize> = report.frames.iter().map(|line| line.physical_index).collect();
                     add_variables(
                         &mut report,
@@ -818,54 +822,23 @@ fn process_threads(
         insert_tail_calls(&mut report, &backtrace, images, &mut debug);
         let (grouped, groups) = line_groups(&report, &backtrace);
 
-        // Each module's DWARF describes the variables of its own frames.
-        let frame_modules: Vec<Option<usize>> =
-            grouped.frames.iter().map(|frame| modules.index_for(frame.pc.lookup_address())).collect();
-        let mut with_frames: Vec<usize> = frame_modules.iter().flatten().copied().collect();
-        with_frames.sort_unstable();
-        with_frames.dedup();
+        // Each module's DWARF describes the variables of its own frames, and
+        // each caller's module the call sites that pass entry values.
         let memory = TargetMemory::new(&backed, vcpu.cr3);
-        with_frames.retain(|&index| debug.get(index, &modules.modules()[index], modules).is_some());
-        // The inspector looks scopes up by pc in file addresses, so each
-        // module's frames get their bias taken off, and the symbol table
-        // relocates DW_OP_addr by it.
-        let file_frames: Vec<Backtrace> =
-            with_frames.iter().map(|&index| file_address_frames(&grouped, &modules.modules()[index])).collect();
-        let loaded: Vec<&ModuleDebug> = with_frames.iter().filter_map(|index| debug.loaded(*index)).collect();
-        // Each frame's module, for call sites that pass entry values from
-        // one module to another.
-        let callers: Vec<Option<CallerScope<'_>>> = frame_modules
-            .iter()
-            .map(|module| {
-                let position = with_frames.iter().position(|&index| Some(index) == *module)?;
-                let module = &modules.modules()[with_frames[position]];
-                Some(CallerScope {
-                    info: &loaded[position].info,
-                    load_bias: module.bias,
-                    frames: &file_frames[position].frames,
-                })
-            })
-            .collect();
-        for (position, &index) in with_frames.iter().enumerate() {
-            let module_debug = loaded[position];
+        let thread_modules = ThreadModules::new(&grouped, modules, &mut debug);
+        let callers = thread_modules.callers(modules, &debug);
+        for (index, file_frames) in thread_modules.modules_with_frames() {
+            let Some(module_debug) = debug.loaded(*index) else { continue };
             let target = VariableTarget {
                 info: &module_debug.info,
+                image: &modules.modules()[*index].image,
                 symbols: &module_debug.symbols,
                 memory: &memory,
                 vcpu,
                 callers: &callers,
             };
-            let in_module = |group: usize| frame_modules.get(group) == Some(&Some(index));
-            add_variables(
-                &mut report,
-                &file_frames[position],
-                &groups,
-                &target,
-                print_options,
-                full,
-                variables_incomplete,
-                &in_module,
-            );
+            let in_module = |group: usize| thread_modules.module_of(group) == Some(*index);
+            add_variables(&mut report, file_frames, &groups, &target, print_options, full, variables_incomplete, &in_module);
         }
         threads.push(report);
     }
@@ -873,86 +846,12 @@ fn process_threads(
     threads
 }
 
-/// The DWARF of one module, for variables and tail calls.
-struct ModuleDebug {
-    info: DebugInfo,
-    symbols: SymbolTable,
-    /// Indexed on first use.
-    tail_calls: Option<TailCalls>,
-}
-
-/// The DWARF of each module that has it, loaded on first use, by position
-/// in the module set.
-#[derive(Default)]
-pub(crate) struct ModuleDebugCache {
-    by_module: std::collections::HashMap<usize, Option<ModuleDebug>>,
-    /// The mapped path of the main program, whose symbol table keeps its
-    /// TLS template.
-    main: Option<String>,
-    /// The dynamic linker's name of each module, by position.
-    names: Vec<Option<String>>,
-    /// The symbols of every module, read on first use.
-    module_symbols: Option<ModuleSymbolSet>,
-}
-
-impl ModuleDebugCache {
-    /// Creates a cache for `modules`, whose main program is mapped from
-    /// `main` and whose modules the dynamic linker names `names`.
-    pub(crate) fn new(modules: &ModuleSet, main: Option<&str>, names: &[Option<String>]) -> ModuleDebugCache {
-        let mut names = names.to_vec();
-        names.resize(modules.modules().len(), None);
-        ModuleDebugCache { main: main.map(str::to_owned), names, ..ModuleDebugCache::default() }
-    }
-
-    /// Returns the DWARF of the module at `index`, or `None` when it has
-    /// none. `modules` is the set `index` points into.
-    fn get(&mut self, index: usize, module: &Module, modules: &ModuleSet) -> Option<&mut ModuleDebug> {
-        let ModuleDebugCache { by_module, main, names, module_symbols } = self;
-        by_module
-            .entry(index)
-            .or_insert_with(|| {
-                if !module.image.has_debug_info() {
-                    return None;
-                }
-                let _span = tracing::debug_span!("debug info", module = %module.mapped_path).entered();
-                let module_symbols = module_symbols.get_or_insert_with(|| ModuleSymbolSet::new(modules, names));
-                // A shared object's TLS block is not the executable's, so
-                // only the main program's table has a TLS template.
-                let own = if main.as_deref() == Some(module.mapped_path.as_str()) {
-                    SymbolTable::from_image(&module.image)
-                } else {
-                    let name = names.get(index).cloned().flatten().unwrap_or_else(|| module.mapped_path.clone());
-                    SymbolTable::from_shared_object(&module.image).with_file_name(name)
-                };
-                Some(ModuleDebug {
-                    info: module.image.debug_info().clone(),
-                    // Globals and symbol names of this module are relocated by its bias.
-                    symbols: own.with_load_bias(module.bias).with_function_names(&module.image).with_modules(module_symbols),
-                    tail_calls: None,
-                })
-            })
-            .as_mut()
-    }
-
-    /// Returns the DWARF of the module at `index` when [`ModuleDebugCache::get`]
-    /// loaded it.
-    fn loaded(&self, index: usize) -> Option<&ModuleDebug> {
-        self.by_module.get(&index)?.as_ref()
-    }
-
-    /// Returns the call sites of the module at `index`, when it has DWARF.
-    fn tail_calls(&mut self, index: usize, module: &Module, modules: &ModuleSet) -> Option<&TailCalls> {
-        let debug = self.get(index, module, modules)?;
-        let info = &debug.info;
-        Some(debug.tail_calls.get_or_insert_with(|| TailCalls::new(info)))
-    }
-}
-
 /// Inserts the lines of functions that left the stack through a tail call
 /// between two physical frames, found from the DWARF call sites of the
-/// caller's module (see [`crate::threads::tail_calls`]), as gdb 13 shows
-/// them. Both frames must be in the same module. Each inserted line has the
-/// physical index of the caller frame whose call site revealed it.
+/// caller's module and, for a call into another module, of the callee's
+/// (see [`tail_call_chain`] and [`crate::threads::tail_calls`]), as gdb 13
+/// shows them. Each inserted line has the physical index of the caller
+/// frame whose call site revealed it.
 pub(crate) fn insert_tail_calls(
     report: &mut ThreadReport,
     backtrace: &Backtrace,
@@ -974,17 +873,9 @@ pub(crate) fn insert_tail_calls(
             continue;
         }
         let callee_lookup = callee.pc.lookup_address();
-        let Some(index) = modules.index_for(return_address.wrapping_sub(1)) else { continue };
+        let Some((index, chain)) = tail_call_chain(modules, debug, return_address, callee_lookup) else { continue };
         let module = &modules.modules()[index];
-        if !module.contains(callee_lookup) || !module.image.has_debug_info() {
-            continue;
-        }
         let image = &module.image;
-        if !may_have_tail_calls(image, module.file_address(return_address), module.file_address(callee_lookup)) {
-            continue;
-        }
-        let Some(tail_calls) = debug.tail_calls(index, module, modules) else { continue };
-        let chain = tail_calls.chain(image, module.file_address(return_address), module.file_address(callee_lookup));
         for tail_call in chain {
             let lookup = tail_call.return_address.wrapping_sub(1);
             let at_line_start = symbolize::line_start(image, tail_call.return_address) == Some(tail_call.return_address);
@@ -1027,6 +918,50 @@ pub(crate) fn insert_tail_calls(
         line.index = index;
     }
     report.frames = lines;
+}
+
+/// Returns the functions that tail-called their way from the call before
+/// run-time `return_address` to the function containing run-time
+/// `callee_lookup`, innermost first, with the position of the module whose
+/// DWARF describes them. Both modules need DWARF. When the call leaves its
+/// module, through the PLT, its call site names a declaration, and the
+/// callee's module defines the symbol of that name where the chain starts,
+/// as gdb finds it (glibc's `qsort` jumps to `__qsort_r`).
+fn tail_call_chain(
+    modules: &ModuleSet,
+    debug: &mut ModuleDebugCache,
+    return_address: u64,
+    callee_lookup: u64,
+) -> Option<(usize, Vec<TailCallFrame>)> {
+    let index = modules.index_for(return_address.wrapping_sub(1))?;
+    let module = &modules.modules()[index];
+    if !module.image.has_debug_info() {
+        return None;
+    }
+    let caller_return_address = module.file_address(return_address);
+    if module.contains(callee_lookup) {
+        let image = &module.image;
+        if !may_have_tail_calls(image, caller_return_address, module.file_address(callee_lookup)) {
+            return None;
+        }
+        let tail_calls = debug.tail_calls(index, module, modules)?;
+        return Some((index, tail_calls.chain(image, caller_return_address, module.file_address(callee_lookup))));
+    }
+    let callee_index = modules.index_for(callee_lookup)?;
+    let callee_module = &modules.modules()[callee_index];
+    if !callee_module.image.has_debug_info() {
+        return None;
+    }
+    let names = debug.tail_calls(index, module, modules)?.declared_target(caller_return_address);
+    let target = names.iter().find_map(|name| {
+        let mut addresses = callee_module.image.symbols_named(name).iter().filter(|symbol| symbol.size != 0).map(|symbol| symbol.address);
+        let address = addresses.next()?;
+        // Symbols of one name at two addresses (symbol versions) are
+        // ambiguous: the dynamic linker's choice is not known here.
+        addresses.all(|other| other == address).then_some(address)
+    })?;
+    let tail_calls = debug.tail_calls(callee_index, callee_module, modules)?;
+    Some((callee_index, tail_calls.chain_from(&callee_module.image, target, callee_module.file_address(callee_lookup))))
 }
 
 /// Returns whether the call before `return_address` may have reached the

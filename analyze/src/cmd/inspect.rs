@@ -18,8 +18,9 @@ use stardump_format::{Core, MemoryError, Target, VcpuState};
 
 use super::bt::{
     file_address_frames, insert_tail_calls, line_groups, linker_names, thread_report, thread_report_in, warnings_for_frames,
-    CodeImages, ModuleDebugCache, ThreadReport, TAIL_CALL_FOUND_BY,
+    CodeImages, ThreadReport, TAIL_CALL_FOUND_BY,
 };
+use super::module_debug::{ModuleDebugCache, ThreadModules};
 use super::regs::select_vcpus;
 use crate::debug_file::DebugSearch;
 use crate::image::Image;
@@ -77,28 +78,31 @@ impl ContextArgs {
 pub struct Scope {
     /// The module's DWARF.
     pub info: DebugInfo,
+    /// The module's ELF file.
+    pub image: Arc<Image>,
     /// The module's symbols, with those of the process's other modules.
     pub symbols: SymbolTable,
     /// The backtrace with the pcs of the module's frames turned into file
     /// addresses, which the inspector looks scopes up by.
     pub backtrace: Backtrace,
-    /// The module's position in the session's module set.
-    pub module_index: usize,
-    /// The module's run-time address minus file address.
-    pub load_bias: u64,
 }
 
 impl Scope {
     /// Returns the scope of `module`, the one at `module_index` of the
-    /// module set, whose own symbols are `symbols`.
-    fn of_module(module: &Module, module_index: usize, symbols: SymbolTable, runtime_frames: &Backtrace) -> Scope {
-        Scope {
-            info: DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
-            symbols,
-            backtrace: file_address_frames(runtime_frames, module),
-            module_index,
-            load_bias: module.bias,
-        }
+    /// module set, whose own symbols are `symbols`. Its DWARF is the one
+    /// `debug` loaded, shared with the entry values' callers.
+    fn of_module(
+        module: &Module,
+        module_index: usize,
+        symbols: SymbolTable,
+        runtime_frames: &Backtrace,
+        debug: &ModuleDebugCache,
+    ) -> Scope {
+        let info = match debug.loaded(module_index) {
+            Some(loaded) => loaded.info.clone(),
+            None => DebugInfo::load(std::sync::Arc::clone(module.image.dwarf_sections())),
+        };
+        Scope { info, image: Arc::clone(&module.image), symbols, backtrace: file_address_frames(runtime_frames, module) }
     }
 }
 
@@ -111,6 +115,8 @@ pub struct Session {
     /// The DWARF names resolve in: the image's, or for a process the
     /// DWARF of the module that contains the selected frame's pc.
     pub info: DebugInfo,
+    /// The ELF file that [`Session::info`] describes.
+    pub info_image: Arc<Image>,
     /// The symbols of that module, with those of the other modules.
     pub symbols: SymbolTable,
     /// The selected vCPU.
@@ -127,6 +133,11 @@ pub struct Session {
     pub report: ThreadReport,
     /// For a Linux process, every loaded module, the main program included.
     pub modules: Option<ModuleSet>,
+    /// For a Linux process, the DWARF of the modules that the frames fall in.
+    debug: Option<ModuleDebugCache>,
+    /// For a Linux process, the frames grouped by module, for the call
+    /// sites that pass entry values.
+    thread_modules: Option<ThreadModules>,
     /// Code and read-only data read from the image, or from the modules of
     /// a process, because the file lacks them.
     pub fallback: ImageFallback,
@@ -178,6 +189,7 @@ impl Session {
         let fallback_reported = std::cell::Cell::new(false);
         Ok(Session {
             core,
+            info_image: Arc::clone(&image),
             image,
             info,
             symbols,
@@ -186,6 +198,8 @@ impl Session {
             report,
             program: None,
             modules: None,
+            debug: None,
+            thread_modules: None,
             fallback,
             warnings,
             damaged,
@@ -241,6 +255,7 @@ impl Session {
         let mut debug = ModuleDebugCache::new(&modules, Some(executable.path.as_str()), &names);
         insert_tail_calls(&mut report, &runtime_backtrace, images, &mut debug);
         let runtime_frames = frames_per_line_group(&mut report, &runtime_backtrace);
+        let thread_modules = ThreadModules::new(&runtime_frames, &modules, &mut debug);
         let pcs = runtime_backtrace.frames.iter().map(|frame| frame.pc.lookup_address());
         warnings.extend(warnings_for_frames(&module_warnings, &modules, &names, core.file_mappings(), pcs));
 
@@ -252,7 +267,7 @@ impl Session {
             .with_function_names(&image)
             .with_modules(&module_symbols);
         let main_position = main_index.context("the main program is not among the loaded modules")?;
-        let program = Scope::of_module(main, main_position, program_symbols, &runtime_frames);
+        let program = Scope::of_module(main, main_position, program_symbols, &runtime_frames, &debug);
         // The module of the selected frame, when it is a shared object with
         // DWARF; an unknown frame number is rejected later by check_frame.
         let frame_module = report
@@ -274,7 +289,7 @@ impl Session {
                     .with_function_names(&module.image)
                     .with_file_name(name)
                     .with_modules(&module_symbols);
-                (Scope::of_module(module, index, symbols, &runtime_frames), Some(program))
+                (Scope::of_module(module, index, symbols, &runtime_frames, &debug), Some(program))
             }
             None => (program, None),
         };
@@ -283,12 +298,15 @@ impl Session {
             core,
             image,
             info: scope.info,
+            info_image: scope.image,
             symbols: scope.symbols,
             vcpu,
             backtrace: scope.backtrace,
             report,
             program,
             modules: Some(modules),
+            debug: Some(debug),
+            thread_modules: Some(thread_modules),
             fallback,
             warnings,
             damaged,
@@ -338,7 +356,8 @@ impl Session {
         let lines_per_frame = self.lines_per_frame();
         Inspector::new(&self.info, &self.symbols, memory, &self.backtrace.frames, Some(&self.vcpu), &lines_per_frame)
             .with_tail_calls(&self.tail_call_frames())
-            .with_callers(self.program_callers())
+            .with_callers(self.callers())
+            .with_image(&self.info_image)
     }
 
     /// Creates an inspector of the main program's scope, when names resolve
@@ -348,7 +367,7 @@ impl Session {
         let lines_per_frame = self.lines_per_frame();
         let inspector =
             Inspector::new(&program.info, &program.symbols, memory, &program.backtrace.frames, Some(&self.vcpu), &lines_per_frame);
-        Some(inspector.with_tail_calls(&self.tail_call_frames()))
+        Some(inspector.with_tail_calls(&self.tail_call_frames()).with_image(&program.image))
     }
 
     /// Runs `evaluate` in the selected frame's scope. When that finds no
@@ -376,22 +395,14 @@ impl Session {
         }
     }
 
-    /// Returns, for each frame of the inspector, the main program's DWARF
-    /// when the frame is in the main program and names resolve in a shared
-    /// object. The entry values that the program passed to the shared
-    /// object are then read from the program's call sites. NOTE: a caller
-    /// in any other module gets none, so a callback that glibc called
-    /// shows no entry values.
-    fn program_callers(&self) -> Vec<Option<CallerScope<'_>>> {
-        let (Some(program), Some(modules)) = (&self.program, &self.modules) else {
-            return Vec::new();
-        };
-        let scope = CallerScope { info: &program.info, load_bias: program.load_bias, frames: &program.backtrace.frames };
-        self.backtrace
-            .frames
-            .iter()
-            .map(|frame| (modules.index_for(frame.pc.lookup_address()) == Some(program.module_index)).then_some(scope))
-            .collect()
+    /// Returns, for each frame of the inspector, the DWARF of its module,
+    /// as `bt` reads it: the entry values that a caller in any module
+    /// passed are read from that module's call sites.
+    fn callers(&self) -> Vec<Option<CallerScope<'_>>> {
+        match (&self.thread_modules, &self.modules, &self.debug) {
+            (Some(thread_modules), Some(modules), Some(debug)) => thread_modules.callers(modules, debug),
+            _ => Vec::new(),
+        }
     }
 
     /// Returns the physical frames of the inspector that stand for tail calls.
@@ -511,7 +522,7 @@ pub fn variable_reports(printer: &Printer<'_>, values: &[NamedValue], incomplete
 /// aggregates hidden as `a=...` (`print frame-arguments scalars`), and
 /// entry values shown next to the value (`print entry-values default`):
 /// `a=a@entry=5` when they are equal, `a=6, a@entry=5` when they differ,
-/// `a@entry=5` when only the entry value is known.
+/// and `a=<optimized out>, a@entry=5` when only the entry value is known.
 pub fn frame_arguments(printer: &Printer<'_>, inspector: &Inspector<'_>, frame: usize, values: &[NamedValue]) -> String {
     let mut parts = Vec::new();
     for named in values {
@@ -529,8 +540,7 @@ pub fn frame_arguments(printer: &Printer<'_>, inspector: &Inspector<'_>, frame: 
         });
         match entry {
             Some(entry) if actual_known && entry == actual => parts.push(format!("{name}={name}@entry={actual}")),
-            Some(entry) if actual_known => parts.push(format!("{name}={actual}, {name}@entry={entry}")),
-            Some(entry) => parts.push(format!("{name}@entry={entry}")),
+            Some(entry) => parts.push(format!("{name}={actual}, {name}@entry={entry}")),
             None => {
                 if !actual_known {
                     printer.mark_incomplete();

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod info;
 pub mod inspect;
 pub mod list;
+mod module_debug;
 pub mod print;
 pub mod regs;
 pub mod symbol;

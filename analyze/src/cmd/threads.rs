@@ -175,7 +175,7 @@ fn add_arguments(frames: &mut [FrameReport], backtrace: &Backtrace, context: &Co
             *count += 1;
         }
     }
-    let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, vcpu, &lines_per_frame);
+    let inspector = Inspector::new(info, symbols, memory, &backtrace.frames, vcpu, &lines_per_frame).with_image(context.image);
     let options = PrintOptions {
         elements: crate::variables::format::DEFAULT_PRINT_ELEMENTS,
         max_depth: crate::variables::format::DEFAULT_MAX_DEPTH,

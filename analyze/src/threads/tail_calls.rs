@@ -228,15 +228,42 @@ impl TailCalls {
     /// when more than one chain fits, where gdb shows the part all chains
     /// share.
     pub fn chain(&self, image: &Image, caller_return_address: u64, callee_pc: u64) -> Vec<TailCallFrame> {
-        // The call instruction ends at the return address, so its last
-        // byte lies in the caller's unit even when the call ends the caller.
-        self.index_units_at(caller_return_address.wrapping_sub(1));
-        let Some(site) = self.index.borrow().by_return_address.get(&caller_return_address).copied() else {
+        let Some(site) = self.call_site_at(caller_return_address) else {
             return Vec::new();
         };
         let Some(target_entry) = self.target_entry(image, site.target) else {
             return Vec::new();
         };
+        self.chain_from(image, target_entry, callee_pc)
+    }
+
+    /// Returns the call site whose return address is `return_address`.
+    fn call_site_at(&self, return_address: u64) -> Option<CallSite> {
+        // The call instruction ends at the return address, so its last
+        // byte lies in the caller's unit even when the call ends the caller.
+        self.index_units_at(return_address.wrapping_sub(1));
+        self.index.borrow().by_return_address.get(&return_address).copied()
+    }
+
+    /// Returns the names of the function that the call at
+    /// `caller_return_address` calls, when DWARF gives it as a declaration
+    /// without an address: a function of another unit or module. The
+    /// linkage name comes first.
+    pub fn declared_target(&self, caller_return_address: u64) -> Vec<String> {
+        let Some(site) = self.call_site_at(caller_return_address) else {
+            return Vec::new();
+        };
+        if !self.info.ranges(site.target).is_empty() {
+            return Vec::new();
+        }
+        [self.info.linkage_name(site.target), self.info.name(site.target)].into_iter().flatten().collect()
+    }
+
+    /// Returns the functions that tail-called their way from the function
+    /// entered at `target_entry` to the function containing `callee_pc`,
+    /// innermost first, as [`TailCalls::chain`] does for the target of a
+    /// call. Both addresses are in `image`, whose DWARF this index reads.
+    pub fn chain_from(&self, image: &Image, target_entry: u64, callee_pc: u64) -> Vec<TailCallFrame> {
         let Some(callee_entry) = image.symbol_for(callee_pc).map(|symbol| symbol.address) else {
             return Vec::new();
         };
@@ -248,7 +275,7 @@ impl TailCalls {
         self.search(image, target_entry, &mut search, &mut chains);
         if search.steps >= MAX_SEARCH_STEPS {
             tracing::warn!(
-                caller_return_address = format_args!("{caller_return_address:#x}"),
+                target_entry = format_args!("{target_entry:#x}"),
                 "tail-call search stopped after {MAX_SEARCH_STEPS} steps"
             );
             return Vec::new();
@@ -260,11 +287,7 @@ impl TailCalls {
                 chain
             }
             count => {
-                tracing::debug!(
-                    count,
-                    caller_return_address = format_args!("{caller_return_address:#x}"),
-                    "no single tail-call chain"
-                );
+                tracing::debug!(count, target_entry = format_args!("{target_entry:#x}"), "no single tail-call chain");
                 Vec::new()
             }
         }
@@ -354,6 +377,20 @@ mod tests {
         // One tail call: top() jumped to middle(), which runs.
         let chain = tail_calls.chain(&image, return_address, entry_of(&image, "middle") + 1);
         assert_eq!(names(&image, &chain), ["top"]);
+    }
+
+    #[test]
+    fn declared_target_of_defined_function() {
+        let image = tail_call_image();
+        let info = DebugInfo::load(std::sync::Arc::clone(image.dwarf_sections()));
+        let tail_calls = TailCalls::new(&info);
+        let return_address = call_to_top(&image, &tail_calls);
+
+        // top() is defined in the unit, so its address is known and no
+        // other module needs to find it by name.
+        assert!(tail_calls.declared_target(return_address).is_empty());
+        let chain = tail_calls.chain_from(&image, entry_of(&image, "top"), entry_of(&image, "leaf"));
+        assert_eq!(names(&image, &chain), ["middle", "top"]);
     }
 
     #[test]

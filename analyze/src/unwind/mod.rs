@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod memory;
 pub mod registers;
 pub mod scan;
+pub mod unwritten;
 
 use std::collections::HashSet;
 

@@ -172,6 +172,12 @@ impl DebugInfo {
         DebugInfo { data: Arc::new(data) }
     }
 
+    /// Returns whether `self` and `other` are clones of one [`DebugInfo`],
+    /// which share the units read so far.
+    pub fn same_as(&self, other: &DebugInfo) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+
     /// Returns the DIEs of unit `unit`, reading them on first use.
     pub fn unit_nodes(&self, unit: u32) -> &[Node] {
         let Some(info) = self.units.get(unit as usize) else { return &[] };

@@ -6,9 +6,11 @@
 //! here only DWARF knows, and names resolve in the scope of a frame. So the
 //! parser asks the DWARF index whether a name is a type. The grammar is the
 //! part of gdb's that reads a crashed program's state:
-//! names (`x`, `ns::x`, `'file.c'::x`, `func::static_local`), registers
+//! names (`x`, `ns::x`, `'file.c'::x`, `func::static_local`), a
+//! parameter's value at its function's entry (`x@entry`), registers
 //! (`$rip`), integer and character literals, `* & - ! ~ sizeof`, casts,
-//! `. -> []`, and binary arithmetic, shifts, comparisons and logic.
+//! `. -> []`, gdb's artificial arrays (`*p@3`), and binary arithmetic,
+//! shifts, comparisons and logic.
 //! Nothing assigns or calls functions: a snapshot cannot run code.
 
 use super::dwarf::DieId;
@@ -60,6 +62,11 @@ enum Token {
     Float { bits: u64, single: bool },
     Char(u8),
     Register(String),
+    /// `@entry` not followed by a letter, digit or `_`, which gdb's lexer
+    /// reads as one token: `x@entry` is the value of parameter `x` at its
+    /// function's entry, where `x@ entry` and `x@entryway` are artificial
+    /// arrays.
+    Entry,
     Punct(&'static str),
 }
 
@@ -184,6 +191,13 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>> {
             tokens.push((start, token));
             continue;
         }
+        if let Some(after) = text[start..].strip_prefix("@entry") {
+            if !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                index += "@entry".len();
+                tokens.push((start, Token::Entry));
+                continue;
+            }
+        }
         let punct = PUNCTUATION.iter().find(|punct| text[start..].starts_with(*punct));
         match punct {
             Some(punct) => {
@@ -274,6 +288,9 @@ pub enum Expr {
     Char(u8),
     /// A register, `$rip`.
     Register(String),
+    /// `x@entry`: the value parameter `x` of the selected frame had when
+    /// its function was entered.
+    EntryValue(String),
     /// A unary operator.
     Unary(&'static str, Box<Expr>),
     /// A binary operator.
@@ -574,11 +591,20 @@ impl Parser<'_> {
                 Ok(Expr::Name { file: Some(file), path })
             }
             Token::Ident(first) => {
+                // gdb takes `@entry` only after an unqualified name.
+                if matches!(self.peek(), Some(Token::Entry)) {
+                    self.position += 1;
+                    return Ok(Expr::EntryValue(first));
+                }
                 let mut path = vec![first];
                 if self.eat("::") {
                     self.name_path(&mut path)?;
                 }
                 Ok(Expr::Name { file: None, path })
+            }
+            Token::Entry => {
+                self.position -= 1;
+                self.error("`@entry` after something other than a parameter name")
             }
             Token::Punct(p) => {
                 self.position -= 1;
@@ -724,6 +750,7 @@ impl Evaluator<'_, '_> {
             }
             Expr::Char(byte) => Ok(Value::from_bytes(TypeRef::Builtin(Builtin::Char), vec![*byte])),
             Expr::Register(name) => self.register(name),
+            Expr::EntryValue(name) => self.entry_value(name),
             Expr::Unary(operator, operand) => self.unary(operator, operand),
             Expr::Binary(operator, left, right) => {
                 let left = self.evaluate(left)?;
@@ -868,6 +895,20 @@ impl Evaluator<'_, '_> {
             }
         }
         self.inspector.lookup_global(self.frame, &full).ok_or_else(unavailable)
+    }
+
+    /// Returns the value parameter `name` of the selected frame had at its
+    /// function's entry, `<optimized out>` when the caller's call site does
+    /// not give it. gdb rejects `@entry` on anything but a parameter with
+    /// the same message.
+    fn entry_value(&self, name: &str) -> Result<Value> {
+        let not_a_parameter = || ExprError::Invalid(format!("@entry can be used only for function parameters, not for \"{name}\""));
+        let frame = self.frame.ok_or_else(not_a_parameter)?;
+        let parameter = self.inspector.parameter_named(frame, name).ok_or_else(not_a_parameter)?;
+        Ok(self
+            .inspector
+            .entry_value(frame, parameter)
+            .unwrap_or_else(|| Value::missing(self.types().type_of(parameter), Hole::OptimizedOut)))
     }
 
     fn register(&self, name: &str) -> Result<Value> {
@@ -1357,6 +1398,30 @@ mod tests {
         let Expr::Binary("+", left, right) = expr else { panic!("{expr:?}") };
         assert_eq!(left, name("a"));
         assert!(matches!(*right, Expr::Binary("*", _, _)));
+    }
+
+    #[test]
+    fn entry_value_of_name() {
+        assert_eq!(parsed("limit@entry"), Expr::EntryValue("limit".into()));
+        assert_eq!(parsed("limit @entry"), Expr::EntryValue("limit".into()));
+        assert_eq!(parsed("*n@entry"), Expr::Unary("*", Box::new(Expr::EntryValue("n".into()))));
+        assert_eq!(parsed("n@entry->next"), Expr::Arrow(Box::new(Expr::EntryValue("n".into())), "next".into()));
+    }
+
+    #[test]
+    fn artificial_array_beside_entry() {
+        assert_eq!(parsed("*p@3"), Expr::Binary("@", Box::new(Expr::Unary("*", name("p"))), Box::new(Expr::Int { value: 3, unsigned: false, long: false })));
+        // Only `@entry` in one piece, not followed by more of a name, is
+        // gdb's entry-value token.
+        assert_eq!(parsed("x@ entry"), Expr::Binary("@", name("x"), name("entry")));
+        assert_eq!(parsed("x@entryway"), Expr::Binary("@", name("x"), name("entryway")));
+    }
+
+    #[test]
+    fn entry_after_other_than_name() {
+        for text in ["1@entry", "(x)@entry", "ns::x@entry", "@entry"] {
+            assert!(matches!(parse(text, &no_types), Err(ExprError::Syntax { .. })), "{text}");
+        }
     }
 
     #[test]

@@ -101,6 +101,12 @@ impl<'a> Printer<'a> {
         if self.options.format.is_some() {
             return self.format(value, 0);
         }
+        // gdb 13's value_print checks that a value is printable before it
+        // writes the type, so an optimized-out pointer prints as
+        // `<optimized out>` alone.
+        if let Some(hole @ (Hole::OptimizedOut | Hole::NotSaved { .. })) = whole_hole(value) {
+            return self.hole(&hole);
+        }
         let stripped = self.types.strip(&value.ty);
         match self.types.resolve(&stripped) {
             Type::Pointer { target, .. } => {
@@ -793,6 +799,24 @@ mod tests {
 
     fn enumerators(values: &[(&str, i128)]) -> Vec<Enumerator> {
         values.iter().map(|(name, value)| Enumerator { name: (*name).into(), value: *value }).collect()
+    }
+
+    #[test]
+    fn missing_pointer_prints_marker_alone() {
+        let empty = gimli::EndianArcSlice::new(std::sync::Arc::from(&[][..]), gimli::RunTimeEndian::Little);
+        let dwarf = gimli::Dwarf::load(|_| -> Result<_, gimli::Error> { Ok(empty.clone()) }).unwrap();
+        let info = super::super::dwarf::DebugInfo::load(std::sync::Arc::new(dwarf));
+        let memory = crate::unwind::memory::WordStack { base: 0x7000, words: Vec::new() };
+        let symbols = SymbolTable::default();
+        let printer = Printer::new(TypeTable { info: &info }, &memory, &symbols, PrintOptions::default());
+        let pointer = TypeRef::PointerTo(Box::new(TypeRef::Builtin(Builtin::Int)));
+
+        let optimized_out = Value::missing(pointer.clone(), Hole::OptimizedOut);
+        assert_eq!(printer.top_level(&optimized_out), "<optimized out>");
+        let not_saved = Value::missing(pointer.clone(), Hole::NotSaved { register: "rdi".into() });
+        assert_eq!(printer.top_level(&not_saved), "<not saved>");
+        let known = Value::from_bytes(pointer, 0x1000u64.to_le_bytes().to_vec());
+        assert_eq!(printer.top_level(&known), "(int *) 0x1000");
     }
 
     #[test]

@@ -7,27 +7,22 @@
 //! return address, so a caller's variables are those live at the call.
 //!
 //! `DW_OP_entry_value(DW_OP_regN)`, the value a register had when the
-//! function was entered, comes from the caller: first from the
-//! `DW_TAG_call_site_parameter` of the call that made the frame, evaluated in
-//! the caller's frame (as gdb does), then, for a callee-saved register, from
-//! the caller's recovered register, which holds the same value at the call.
+//! function was entered, comes from the caller (see [`super::entry`]).
 
-use gimli::{constants, AttributeValue, EvaluationResult, Location, Operation, Reader as _};
+use gimli::{constants, AttributeValue, EvaluationResult, Location, Reader as _};
 
+pub use super::entry::CallerScope;
 use super::dwarf::{DebugInfo, DieId};
 use super::tls::TlsTemplate;
 use super::value::{le_unsigned, Contents, Hole, Value};
 use super::types::{TypeRef, TypeTable};
-use crate::image::DwarfReader;
-use crate::unwind::registers::{CALLEE_SAVED, REGISTER_NAMES};
-use crate::unwind::{Frame, Pc, StackMemory};
+use crate::image::{DwarfReader, Image};
+use crate::unwind::registers::REGISTER_NAMES;
+use crate::unwind::{Frame, StackMemory};
 
 /// Maximum number of operations one evaluation may run, so a looping
 /// expression in corrupt DWARF ends.
 const MAX_OPERATIONS: u32 = 10_000;
-
-/// How deep entry values may recurse through callers.
-const MAX_ENTRY_VALUE_DEPTH: usize = 4;
 
 /// The frames a location is evaluated in: a backtrace's physical frames and
 /// the memory of their address space.
@@ -39,21 +34,6 @@ pub struct FrameSet<'a> {
     pub memory: &'a dyn StackMemory,
 }
 
-/// The DWARF of the module that contains one caller frame. When that is
-/// not the locator's own DWARF, the call site that passed an entry value
-/// is described in the caller's module, as when a program calls into
-/// glibc.
-#[derive(Clone, Copy)]
-pub struct CallerScope<'a> {
-    /// The caller module's DWARF.
-    pub info: &'a DebugInfo,
-    /// Run-time address minus file address of the caller module.
-    pub load_bias: u64,
-    /// The frames of the same frame set, with the pcs of the caller
-    /// module's frames turned into its file addresses.
-    pub frames: &'a [Frame],
-}
-
 /// Returns the name of DWARF register `number` as gdb names it.
 pub fn register_name(number: u16) -> String {
     REGISTER_NAMES.get(usize::from(number)).map_or_else(|| format!("DWARF register {number}"), |name| (*name).to_owned())
@@ -61,26 +41,36 @@ pub fn register_name(number: u16) -> String {
 
 /// Evaluates locations of one image's DWARF.
 pub struct Locator<'d> {
-    info: &'d DebugInfo,
+    pub(super) info: &'d DebugInfo,
     /// The executable's TLS segment and the thread pointer (`fs_base`), for
     /// `DW_OP_form_tls_address`.
     tls: Option<(TlsTemplate, u64)>,
     /// Run-time address minus file address, added to `DW_OP_addr`.
-    load_bias: u64,
+    pub(super) load_bias: u64,
     /// For each frame of the frame set, the DWARF of its module, when it
     /// has DWARF (see [`CallerScope`]).
-    callers: &'d [Option<CallerScope<'d>>],
+    pub(super) callers: &'d [Option<CallerScope<'d>>],
+    /// The ELF file `info` describes: its symbol names and code, which
+    /// entry values check a call site against (see [`super::entry`]).
+    pub(super) image: Option<&'d Image>,
 }
 
 /// What a DWARF expression computed, before it is turned into bytes.
-enum Computed {
+pub(super) enum Computed {
     Pieces(Vec<gimli::Piece<DwarfReader>>),
 }
 
 impl<'d> Locator<'d> {
     /// Creates a locator over `info`.
     pub fn new(info: &'d DebugInfo) -> Locator<'d> {
-        Locator { info, tls: None, load_bias: 0, callers: &[] }
+        Locator { info, tls: None, load_bias: 0, callers: &[], image: None }
+    }
+
+    /// Lets the locator read the symbol names and code of `image`, the ELF
+    /// file its DWARF describes, for entry values (see [`super::entry`]).
+    pub fn with_image(mut self, image: Option<&'d Image>) -> Locator<'d> {
+        self.image = image;
+        self
     }
 
     /// Lets the locator read call sites in other modules: `callers[i]` is
@@ -156,7 +146,7 @@ impl<'d> Locator<'d> {
     /// Picks the expression of a location attribute: the expression itself,
     /// or the location-list entry covering `pc`. `Ok(None)` means no entry
     /// covers `pc`: the variable is optimized out there.
-    fn select_expression(
+    pub(super) fn select_expression(
         &self,
         die: DieId,
         location: AttributeValue<DwarfReader>,
@@ -189,7 +179,7 @@ impl<'d> Locator<'d> {
     }
 
     /// Runs `expression` of a DIE in `die`'s unit.
-    fn evaluate(
+    pub(super) fn evaluate(
         &self,
         die: DieId,
         expression: gimli::Expression<DwarfReader>,
@@ -263,7 +253,7 @@ impl<'d> Locator<'d> {
                     evaluation.resume_with_base_type(base).map_err(invalid)?
                 }
                 EvaluationResult::RequiresEntryValue(entry) => {
-                    let value = self.entry_value(encoding, entry, set, frame, depth)?;
+                    let value = self.entry_value(encoding, entry, set, frame, function, depth)?;
                     evaluation.resume_with_entry_value(gimli::Value::Generic(value)).map_err(invalid)?
                 }
                 EvaluationResult::RequiresTls(offset) => {
@@ -326,178 +316,6 @@ impl<'d> Locator<'d> {
             },
             _ => Err(Hole::Error("unsupported frame base".into())),
         }
-    }
-
-    /// Returns the value parameter `parameter` of `function` had when the
-    /// function was entered, as gdb's `param@entry` shows it: its location
-    /// at the function's entry must be one register, and the call site in
-    /// the caller must say what the caller passed in it.
-    pub fn parameter_entry_value(&self, parameter: DieId, function: DieId, set: FrameSet<'_>, frame: usize) -> Option<u64> {
-        let callee = set.frames.get(frame)?;
-        let caller = set.frames.get(frame + 1)?;
-        let Pc::ReturnAddress(return_address) = caller.pc else { return None };
-        if callee.trap {
-            return None;
-        }
-        let entry_pc = match self.info.own_attr(function, constants::DW_AT_entry_pc) {
-            Some(value) => self.info.dwarf().attr_address(&self.info.unit(function).unit, value).ok().flatten(),
-            None => None,
-        }
-        .or_else(|| self.info.ranges(function).first().map(|range| range.start))?;
-        let location = self.info.own_attr(parameter, constants::DW_AT_location)?;
-        let expression = self.select_expression(parameter, location, Some(entry_pc)).ok()??;
-        let encoding = self.info.unit(parameter).unit.encoding();
-        let mut operations = expression.operations(encoding);
-        let register = match (operations.next(), operations.next()) {
-            (Ok(Some(Operation::Register { register })), Ok(None)) => register.0,
-            _ => return None,
-        };
-        self.call_site_value(register, return_address, set, frame + 1, 0).ok().flatten()
-    }
-
-    /// Computes `DW_OP_entry_value(entry)` of physical frame `frame`.
-    fn entry_value(
-        &self,
-        encoding: gimli::Encoding,
-        entry: gimli::Expression<DwarfReader>,
-        set: Option<FrameSet<'_>>,
-        frame: usize,
-        depth: usize,
-    ) -> Result<u64, Hole> {
-        let set = set.ok_or(Hole::OptimizedOut)?;
-        if depth >= MAX_ENTRY_VALUE_DEPTH {
-            return Err(Hole::OptimizedOut);
-        }
-        let mut operations = entry.clone().operations(encoding);
-        let register = match (operations.next(), operations.next()) {
-            (Ok(Some(Operation::Register { register })), Ok(None)) => register.0,
-            // gdb also only resolves entry values of a single register.
-            _ => return Err(Hole::OptimizedOut),
-        };
-        let (Some(callee), Some(caller)) = (set.frames.get(frame), set.frames.get(frame + 1)) else {
-            return Err(Hole::OptimizedOut);
-        };
-        // Only a call has a call site: not a frame interrupted by a trap.
-        let Pc::ReturnAddress(return_address) = caller.pc else {
-            return Err(Hole::OptimizedOut);
-        };
-        if callee.trap {
-            return Err(Hole::OptimizedOut);
-        }
-        if let Some(value) = self.call_site_value(register, return_address, set, frame + 1, depth)? {
-            return Ok(value);
-        }
-        if CALLEE_SAVED.contains(&register) {
-            if let Some(value) = caller.registers.get(register) {
-                return Ok(value);
-            }
-        }
-        Err(Hole::OptimizedOut)
-    }
-
-    /// Finds the call site with `return_address` in the caller's function and
-    /// evaluates the value of its parameter passed in `register`.
-    fn call_site_value(
-        &self,
-        register: u16,
-        return_address: u64,
-        set: FrameSet<'_>,
-        caller: usize,
-        depth: usize,
-    ) -> Result<Option<u64>, Hole> {
-        let other_module = self.callers.get(caller).copied().flatten().filter(|scope| !std::ptr::eq(scope.info, self.info));
-        if let Some(scope) = other_module {
-            // The caller is in another module: its DWARF, bias and file
-            // addresses describe the call site.
-            let locator = Locator::new(scope.info).with_load_bias(scope.load_bias).with_callers(self.callers);
-            let Some(Pc::ReturnAddress(return_address)) = scope.frames.get(caller).map(|frame| frame.pc) else {
-                return Ok(None);
-            };
-            let set = FrameSet { frames: scope.frames, memory: set.memory };
-            return locator.call_site_value(register, return_address, set, caller, depth);
-        }
-        let lookup = return_address.saturating_sub(1);
-        let Some((function, call_site)) = self.find_call_site(lookup, return_address) else {
-            return Ok(None);
-        };
-        for parameter in self.info.children(call_site) {
-            if !matches!(
-                self.info.tag(parameter),
-                constants::DW_TAG_call_site_parameter | constants::DW_TAG_GNU_call_site_parameter
-            ) {
-                continue;
-            }
-            let Some(AttributeValue::Exprloc(location)) = self.info.own_attr(parameter, constants::DW_AT_location)
-            else {
-                continue;
-            };
-            let unit = &self.info.unit(parameter).unit;
-            let mut operations = location.operations(unit.encoding());
-            let matches = matches!(
-                (operations.next(), operations.next()),
-                (Ok(Some(Operation::Register { register: r })), Ok(None)) if r.0 == register
-            );
-            if !matches {
-                continue;
-            }
-            let value = self
-                .info
-                .own_attr(parameter, constants::DW_AT_call_value)
-                .or_else(|| self.info.own_attr(parameter, constants::DW_AT_GNU_call_site_value));
-            let Some(AttributeValue::Exprloc(value)) = value else { continue };
-            let Computed::Pieces(pieces) = self.evaluate(parameter, value, Some(set), caller, Some(function), depth + 1)?;
-            return match pieces.as_slice() {
-                [piece] => match &piece.location {
-                    Location::Address { address } => Ok(Some(*address)),
-                    Location::Value { value } => Ok(Some(value.to_u64(u64::MAX).unwrap_or(0))),
-                    Location::Register { register } => Ok(set.frames[caller].registers.get(register.0)),
-                    _ => Ok(None),
-                },
-                _ => Ok(None),
-            };
-        }
-        Ok(None)
-    }
-
-    /// Returns the function and the call-site DIE whose return pc is
-    /// `return_address`.
-    fn find_call_site(&self, lookup: u64, return_address: u64) -> Option<(DieId, DieId)> {
-        for unit in self.info.units_at(lookup) {
-            let root = self.info.unit_root(unit);
-            let mut stack: Vec<DieId> = self.info.children(root).collect();
-            while let Some(die) = stack.pop() {
-                match self.info.tag(die) {
-                    constants::DW_TAG_subprogram if self.info.contains_pc(die, lookup) => {
-                        let mut inner: Vec<DieId> = self.info.children(die).collect();
-                        while let Some(child) = inner.pop() {
-                            match self.info.tag(child) {
-                                constants::DW_TAG_call_site | constants::DW_TAG_GNU_call_site => {
-                                    let pc = self
-                                        .info
-                                        .own_attr(child, constants::DW_AT_call_return_pc)
-                                        .or_else(|| self.info.own_attr(child, constants::DW_AT_low_pc))
-                                        .and_then(|value| {
-                                            self.info.dwarf().attr_address(&self.info.unit(child).unit, value).ok().flatten()
-                                        });
-                                    if pc == Some(return_address) {
-                                        return Some((die, child));
-                                    }
-                                }
-                                constants::DW_TAG_lexical_block | constants::DW_TAG_inlined_subroutine => {
-                                    inner.extend(self.info.children(child))
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    constants::DW_TAG_namespace | constants::DW_TAG_class_type | constants::DW_TAG_structure_type => {
-                        stack.extend(self.info.children(die))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        None
     }
 
     /// Turns evaluated pieces into the bytes of a value of `size` bytes.
@@ -645,7 +463,7 @@ mod tests {
 
     use super::*;
     use crate::unwind::memory::WordStack;
-    use crate::unwind::{FoundBy, Registers};
+    use crate::unwind::{FoundBy, Pc, Registers};
 
     const STACK: u64 = 0x7000;
     const CFA: u64 = 0x7020;

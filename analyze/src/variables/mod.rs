@@ -3,14 +3,15 @@
 //!
 //! The path of a value: [`dwarf`] reads the DIE tree, [`scope`] finds the
 //! function, inlined calls and blocks at a frame's pc, [`location`]
-//! evaluates where a variable is (registers, memory, pieces, entry values,
-//! [`tls`] blocks), [`value`] contains its bytes, [`types`] describes what
-//! they mean, [`format`](mod@format) prints them (with [`float`] for floats
+//! evaluates where a variable is (registers, memory, pieces, [`tls`]
+//! blocks, and [`entry`] values from the caller's call site), [`value`]
+//! contains its bytes, [`types`] describes what they mean, [`format`](mod@format) prints them (with [`float`] for floats
 //! wider than `double`) and [`expr`] evaluates C expressions over them. An
 //! [`Inspector`] ties one backtrace, its memory and the image together.
 
 pub mod bignum;
 pub mod dwarf;
+pub mod entry;
 pub mod expr;
 pub mod float;
 pub mod format;
@@ -31,6 +32,7 @@ use self::scope::FunctionScope;
 use self::symbols::SymbolTable;
 use self::types::{Builtin, TypeRef, TypeTable};
 use self::value::{Hole, Value};
+use crate::image::Image;
 use crate::unwind::{Frame, StackMemory};
 
 /// One source frame, as `bt` numbers them: a function at a physical
@@ -72,6 +74,9 @@ pub struct Inspector<'a> {
     /// For each physical frame in another module with DWARF, that module's
     /// DWARF, for entry values passed by a caller there.
     callers: Vec<Option<CallerScope<'a>>>,
+    /// The ELF file `info` describes, whose symbols and code entry values
+    /// check a call site against (see [`entry`]).
+    image: Option<&'a Image>,
 }
 
 impl<'a> Inspector<'a> {
@@ -107,7 +112,16 @@ impl<'a> Inspector<'a> {
                 source_frames.push(SourceFrameScope { physical, scope });
             }
         }
-        Inspector { info, symbols, memory, frames, vcpu, source_frames, callers: Vec::new() }
+        Inspector { info, symbols, memory, frames, vcpu, source_frames, callers: Vec::new(), image: None }
+    }
+
+    /// Returns the inspector with `image`, the ELF file its DWARF
+    /// describes. Without it, a call into another unit is matched to the
+    /// frame's function by DWARF names only, and a caller-saved register of
+    /// a caller frame is never taken from its callee (see [`entry`]).
+    pub fn with_image(mut self, image: &'a Image) -> Inspector<'a> {
+        self.image = Some(image);
+        self
     }
 
     /// Returns the inspector with the DWARF of each physical frame's module:
@@ -145,7 +159,10 @@ impl<'a> Inspector<'a> {
     /// and resolves the executable's thread-local variables, with the
     /// vCPU's `fs_base` as the thread pointer.
     fn locator(&self) -> Locator<'_> {
-        let locator = Locator::new(self.info).with_load_bias(self.symbols.load_bias()).with_callers(&self.callers);
+        let locator = Locator::new(self.info)
+            .with_load_bias(self.symbols.load_bias())
+            .with_callers(&self.callers)
+            .with_image(self.image);
         match (self.symbols.tls_template(), self.vcpu) {
             (Some(template), Some(vcpu)) => locator.with_tls(*template, vcpu.fs_base),
             _ => locator,
@@ -241,6 +258,13 @@ impl<'a> Inspector<'a> {
             .chain(scope::parameters(self.info, scope.function))
             .find(|&die| self.info.name(die).as_deref() == Some(name))?;
         Some(self.frame_value(frame, local))
+    }
+
+    /// Returns the parameter named `name` of the function of source frame
+    /// `frame`.
+    pub fn parameter_named(&self, frame: usize, name: &str) -> Option<DieId> {
+        let scope = self.source_frames.get(frame)?.scope.as_ref()?;
+        scope::parameters(self.info, scope.function).into_iter().find(|&die| self.info.name(die).as_deref() == Some(name))
     }
 
     /// Looks `name` up among the file's statics (of `frame`'s unit), the
