@@ -509,7 +509,9 @@ fn compare_core(kind: &str, core: &Path) -> Report {
         let mut lines = text.lines();
         let line = lines.next().unwrap_or_default();
         report.frame_line(&format!("{context} frame"), &gdb.line, line);
-        let arguments: Vec<String> = lines.map(str::to_owned).collect();
+        // The source line that follows the frame line, `17\t  crash(value);`, as in gdb's `frame N`.
+        let is_source_line = |line: &str| line.split_once('\t').is_some_and(|(number, _)| number.parse::<u32>().is_ok());
+        let arguments: Vec<String> = lines.filter(|line| !is_source_line(line)).map(str::to_owned).collect();
         report.named_lines(&format!("{context} info args"), &gdb.arguments, &arguments);
         if line.is_empty() {
             report.differences.push(format!("{context}: frame printed nothing: {warnings}"));

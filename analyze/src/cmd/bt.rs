@@ -655,7 +655,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let mut warnings = Vec::new();
     let loaded = load_images(args, &snapshot, &mut warnings)?;
     let damage = super::warnings::damage_warnings(&snapshot);
-    let vcpus = select_vcpus(snapshot.vcpus(), &args.selection)?;
+    let vcpus = select_vcpus(snapshot.vcpus(), super::is_process(&snapshot), &args.selection)?;
     let options = UnwindOptions { max_frames: super::frame_limit(args.limit), ..UnwindOptions::default() };
     let print_options = PrintOptions { elements: args.print_elements, max_depth: args.max_depth, format: None };
     let mut variables_incomplete = false;

@@ -158,7 +158,7 @@ impl Session {
     pub fn open(args: &ContextArgs) -> anyhow::Result<Session> {
         let core = super::open_target(&args.file)?;
         let vcpu = match args.selection.is_some() {
-            true => select_vcpus(core.vcpus(), &args.selection)?[0].clone(),
+            true => select_vcpus(core.vcpus(), super::is_process(&core), &args.selection)?[0].clone(),
             false => core.vcpus().first().cloned().context("the file has no vCPU")?,
         };
         super::warnings::check_process_mappings(&core, &args.file)?;

@@ -84,3 +84,13 @@ pub fn frame_limit(limit: usize) -> usize {
         limit
     }
 }
+
+/// Returns whether `core` holds a Linux process (a core file or a `pid:`
+/// snapshot) rather than a guest.
+pub fn is_process(core: &stardump_format::Core) -> bool {
+    use stardump_format::Target as _;
+    matches!(
+        core.metadata().source_kind,
+        stardump_format::SourceKind::LinuxProcess | stardump_format::SourceKind::LinuxCore
+    )
+}

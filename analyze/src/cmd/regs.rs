@@ -167,8 +167,16 @@ struct RegsReport {
 }
 
 /// Returns the vCPUs `selection` picks from `vcpus`, or an error naming
-/// the ones there are.
-pub fn select_vcpus<'a>(vcpus: &'a [VcpuState], selection: &Selection) -> anyhow::Result<Vec<&'a VcpuState>> {
+/// the ones there are. `process` says whether they are a Linux process's
+/// threads, whose `thread_id` is the LWP; a guest's is the stub's thread id.
+pub fn select_vcpus<'a>(
+    vcpus: &'a [VcpuState],
+    process: bool,
+    selection: &Selection,
+) -> anyhow::Result<Vec<&'a VcpuState>> {
+    if selection.lwp.is_some() && !process {
+        anyhow::bail!("--lwp selects a thread of a Linux process; select a vCPU with --vcpu or --thread");
+    }
     let found = if let Some(id) = selection.vcpu {
         vcpus.iter().find(|vcpu| vcpu.id == id)
     } else if let Some(number) = selection.thread {
@@ -187,7 +195,7 @@ pub fn select_vcpus<'a>(vcpus: &'a [VcpuState], selection: &Selection) -> anyhow
         (_, _, Some(lwp)) => format!("thread with LWP {lwp}"),
         _ => unreachable!("a selection was checked above"),
     };
-    if vcpus.iter().any(|vcpu| vcpu.thread_id.is_some()) {
+    if process {
         let threads: Vec<String> = vcpus
             .iter()
             .map(|vcpu| format!("{} (LWP {})", u64::from(vcpu.id) + 1, vcpu.thread_id.unwrap_or_default()))
@@ -206,7 +214,8 @@ pub fn select_vcpus<'a>(vcpus: &'a [VcpuState], selection: &Selection) -> anyhow
 /// text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let snapshot = open_target(&args.file)?;
-    let vcpus = select_vcpus(snapshot.vcpus(), &args.selection)?;
+    let process = super::is_process(&snapshot);
+    let vcpus = select_vcpus(snapshot.vcpus(), process, &args.selection)?;
     let warnings = super::warnings::damage_warnings(&snapshot);
     let mut outcome = Outcome::Complete;
     if vcpus.iter().any(|vcpu| !vcpu.present.general) || !warnings.is_empty() {
@@ -247,7 +256,7 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         if index > 0 {
             writeln!(out)?;
         }
-        match vcpu.thread_id {
+        match vcpu.thread_id.filter(|_| process) {
             Some(lwp) => writeln!(out, "Thread {} (LWP {lwp}):", u64::from(vcpu.id) + 1)?,
             None => writeln!(out, "Thread {} (vCPU {}):", u64::from(vcpu.id) + 1, vcpu.id)?,
         }
@@ -280,7 +289,7 @@ mod tests {
     fn missing_vcpu_lists_ids() {
         let vcpus = [VcpuState { id: 0, ..VcpuState::default() }, VcpuState { id: 1, ..VcpuState::default() }];
         let selection = Selection { vcpu: Some(5), ..Selection::default() };
-        let error = select_vcpus(&vcpus, &selection).unwrap_err();
+        let error = select_vcpus(&vcpus, false, &selection).unwrap_err();
         assert_eq!(error.to_string(), "no vCPU 5 in the snapshot; its vCPUs are 0, 1");
     }
 
@@ -291,14 +300,14 @@ mod tests {
             VcpuState { id: 1, thread_id: Some(702), ..VcpuState::default() },
         ];
         let by_number = Selection { thread: Some(2), ..Selection::default() };
-        assert_eq!(select_vcpus(&vcpus, &by_number).unwrap()[0].id, 1);
+        assert_eq!(select_vcpus(&vcpus, true, &by_number).unwrap()[0].id, 1);
         let by_lwp = Selection { lwp: Some(700), ..Selection::default() };
-        assert_eq!(select_vcpus(&vcpus, &by_lwp).unwrap()[0].id, 0);
+        assert_eq!(select_vcpus(&vcpus, true, &by_lwp).unwrap()[0].id, 0);
         let missing = Selection { lwp: Some(701), ..Selection::default() };
         assert_eq!(
-            select_vcpus(&vcpus, &missing).unwrap_err().to_string(),
+            select_vcpus(&vcpus, true, &missing).unwrap_err().to_string(),
             "no thread with LWP 701 in the process; its threads are 1 (LWP 700), 2 (LWP 702)"
         );
-        assert_eq!(select_vcpus(&vcpus, &Selection::default()).unwrap().len(), 2);
+        assert_eq!(select_vcpus(&vcpus, true, &Selection::default()).unwrap().len(), 2);
     }
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use stardump_format::{SourceKind, Target, VcpuState};
+use stardump_format::{Target, VcpuState};
 
 use super::bt::{thread_report, write_text_frame, FrameKind, FrameReport};
 use super::inspect::{frame_arguments, variable_reports};
@@ -420,7 +420,7 @@ fn write_text(report: &ThreadsReport, out: &mut dyn Write) -> std::io::Result<()
 /// Runs `stardump threads`; warnings about the image go to `err` in text mode.
 pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Outcome> {
     let snapshot = open_target(&args.file)?;
-    if matches!(snapshot.metadata().source_kind, SourceKind::LinuxProcess | SourceKind::LinuxCore) {
+    if super::is_process(&snapshot) {
         anyhow::bail!(
             "{} is a Linux process, whose threads are the kernel's: `stardump bt {}` shows every thread",
             args.file.display(),

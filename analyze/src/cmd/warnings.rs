@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
-use stardump_format::{Core, SourceKind, Target};
+use stardump_format::{Core, Target};
 
 use crate::check::{check_image, ImageMismatch};
 use crate::image::Image;
@@ -89,8 +89,7 @@ pub fn damage_warnings(core: &Core) -> Vec<String> {
 /// symbols are found through them. A process snapshot whose file mappings
 /// note is damaged has none, and its error names the damage.
 pub fn check_process_mappings(core: &Core, file: &Path) -> anyhow::Result<()> {
-    let process = matches!(core.metadata().source_kind, SourceKind::LinuxProcess | SourceKind::LinuxCore);
-    if !process || !core.file_mappings().is_empty() {
+    if !super::is_process(core) || !core.file_mappings().is_empty() {
         return Ok(());
     }
     let damage = damage_warnings(core);
