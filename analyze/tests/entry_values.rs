@@ -47,8 +47,12 @@ const SOURCE: &str = r#"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 volatile int sink;
+/* Set once pthread_create has returned, so the worker crashes while main
+   waits in pthread_join rather than while it is still creating the thread. */
+volatile int created;
 int *volatile null_pointer;
 
 __attribute__((noinline)) void crash(long value)
@@ -76,9 +80,16 @@ struct job {
 	long limit;
 };
 
+/* At file scope: a function's static would be the ELF symbol job.0, which
+   stardump prints where gdb prints the DWARF name job. */
+static struct job job = { 4, 99 };
+
 static void *worker(void *arg)
 {
 	struct job *job = arg;
+	while (!created)
+		usleep(1000);
+	usleep(100000);
 	crash(job->id + job->limit);
 	return arg;
 }
@@ -98,9 +109,9 @@ int main(int argc, char **argv)
 		return values[0];
 	}
 	if (strcmp(mode, "thread") == 0) {
-		static struct job job = { 4, 99 };
 		pthread_t thread;
 		pthread_create(&thread, NULL, worker, &job);
+		created = 1;
 		pthread_join(thread, NULL);
 	}
 	return 0;
