@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use ptrace_common::capture_binary;
 use serde_json::Value;
-use stardump_tests::gdb::parse_backtraces;
 use stardump_tests::{require_program, workspace_root};
 
 /// The environment variable that makes a fixture stop at its crash.
@@ -238,35 +237,18 @@ fn header_lwp(header: &str) -> Option<u64> {
 
 /// Returns gdb's frames per LWP of `core`, and gdb's output.
 fn gdb_backtraces(program: &Path, core: &Path) -> (Threads, String) {
-    let debug_dirs = format!("set debug-file-directory {}:/usr/lib/debug", debug_dir().display());
-    let output = Command::new("timeout")
-        .env("LC_ALL", "C")
-        .args(["-s", "KILL", TIMEOUT_SECONDS, "gdb", "-batch", "-nx"])
-        // -iex runs before gdb loads the program, which is when it looks
-        // for the debug file.
-        .args(["-iex", &debug_dirs, "-ex", "set width 0", "-ex", "set pagination off"])
-        .args(["-ex", "set backtrace past-main on", "-ex", "set print frame-arguments none"])
-        .args(["-ex", "thread apply all bt"])
-        .arg(program)
-        .arg(core)
-        .output()
-        .expect("running gdb");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    // gdb prints the current frame when it loads the core, before the first
-    // `Thread N` header; that line is not part of any backtrace.
-    let backtraces = stdout.find("\nThread ").map_or("", |start| &stdout[start..]);
+    let (gdb_threads, gdb_text) = stardump_tests::linux::core_backtraces(program, core, &debug_dir());
 
     // parse_backtraces keeps gdb's thread numbers; the headers give the LWPs.
     let mut lwps = BTreeMap::new();
-    for line in backtraces.lines().filter(|line| line.starts_with("Thread ")) {
+    for line in gdb_text.lines().filter(|line| line.starts_with("Thread ")) {
         let number = line["Thread ".len()..].split(' ').next().and_then(|n| n.parse::<u32>().ok());
         if let (Some(number), Some(lwp)) = (number, header_lwp(line)) {
             lwps.insert(number, lwp);
         }
     }
-    let gdb_text = text(&output);
     let mut threads = Threads::new();
-    for thread in parse_backtraces(backtraces) {
+    for thread in gdb_threads {
         let lwp = *lwps
             .get(&thread.number)
             .unwrap_or_else(|| panic!("gdb's thread {} has no LWP in its header:\n{gdb_text}", thread.number));
