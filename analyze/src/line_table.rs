@@ -14,9 +14,10 @@
 //! when the pc is where a recorded row starts and a row recorded there is a
 //! statement (`frame_show_address` in gdb's `stack.c`). [`StatementRows`]
 //! keeps the start of every row gdb 13 records (`dwarf_record_line_p` in
-//! gdb's `dwarf2/read.c`): a row is recorded when its file or line differs
-//! from the previous one, or when no row of the line so far had a non-zero
-//! discriminator. Rows at line 0 are not recorded.
+//! gdb's `dwarf2/read.c`). gdb records a row when its file or line differs
+//! from the previous one. It also records a repeated row of the same line
+//! unless a row of that line had a non-zero discriminator. Rows at line 0
+//! are not recorded.
 
 use std::collections::HashMap;
 

@@ -206,8 +206,8 @@ fn data_reads_back_through_snapshot() {
     assert_eq!(program.wait_for_exit(Duration::from_secs(30)), 7);
     assert_eq!(snapshot.verify().len(), 0);
 
-    // A damaged file mappings note leaves the process without symbols; the
-    // analyzer says so instead of taking the snapshot for a unikernel's.
+    // A damaged file mappings note leaves the process without symbols. The
+    // analyzer reports that instead of taking the snapshot for a unikernel's.
     let mut bytes = std::fs::read(&output).unwrap();
     let path = exe.to_str().unwrap().as_bytes();
     let at = bytes.windows(path.len()).position(|window| window == path).expect("the program's path in the notes");

@@ -63,7 +63,7 @@ pub struct Args {
     /// then /usr/lib/debug.
     #[arg(long = "debug-dir", value_name = "DIR")]
     pub debug_dirs: Vec<PathBuf>,
-    /// Which vCPU or thread to read.
+    /// The vCPU or thread to read.
     #[command(flatten)]
     pub selection: super::regs::Selection,
     /// Maximum number of frames per backtrace; 0 for no limit, as gdb's

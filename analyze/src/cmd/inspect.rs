@@ -50,7 +50,7 @@ pub struct ContextArgs {
     /// ELF and debug files (as for `bt`). Repeatable.
     #[arg(long = "debug-dir", value_name = "DIR")]
     pub debug_dirs: Vec<PathBuf>,
-    /// Which vCPU or thread to read.
+    /// The vCPU or thread to read.
     #[command(flatten)]
     pub selection: super::regs::Selection,
     /// The frame whose scope names resolve in, numbered as `bt` does.

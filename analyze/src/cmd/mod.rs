@@ -85,7 +85,7 @@ pub fn frame_limit(limit: usize) -> usize {
     }
 }
 
-/// Returns whether `core` holds a Linux process (a core file or a `pid:`
+/// Returns whether `core` contains a Linux process (a core file or a `pid:`
 /// snapshot) rather than a guest.
 pub fn is_process(core: &stardump_format::Core) -> bool {
     use stardump_format::Target as _;

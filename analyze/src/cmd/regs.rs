@@ -15,7 +15,7 @@ use super::{hex, open_target, Outcome, JSON_SCHEMA_VERSION};
 pub struct Args {
     /// The snapshot file.
     pub file: PathBuf,
-    /// Which vCPU or thread to read.
+    /// The vCPU or thread to read.
     #[command(flatten)]
     pub selection: Selection,
     /// Print JSON (schema in analyze/JSON.md) instead of text.
@@ -23,8 +23,8 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Which vCPU or thread a command reads; all of them, or the first for
-/// the commands that read one frame, when none is given.
+/// The vCPU or thread a command reads. Without one, a command reads all of
+/// them, or the first when it reads one frame.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Selection {
     /// The vCPU with this id, from 0.
@@ -167,8 +167,8 @@ struct RegsReport {
 }
 
 /// Returns the vCPUs `selection` picks from `vcpus`, or an error naming
-/// the ones there are. `process` says whether they are a Linux process's
-/// threads, whose `thread_id` is the LWP; a guest's is the stub's thread id.
+/// the ones there are. `process` is true for a Linux process's threads,
+/// whose `thread_id` is the LWP. A guest's is the stub's thread id.
 pub fn select_vcpus<'a>(
     vcpus: &'a [VcpuState],
     process: bool,
@@ -189,7 +189,7 @@ pub fn select_vcpus<'a>(
     if let Some(vcpu) = found {
         return Ok(vec![vcpu]);
     }
-    let wanted = match (selection.vcpu, selection.thread, selection.lwp) {
+    let requested = match (selection.vcpu, selection.thread, selection.lwp) {
         (Some(id), _, _) => format!("vCPU {id}"),
         (_, Some(number), _) => format!("thread {number}"),
         (_, _, Some(lwp)) => format!("thread with LWP {lwp}"),
@@ -200,14 +200,14 @@ pub fn select_vcpus<'a>(
             .iter()
             .map(|vcpu| format!("{} (LWP {})", u64::from(vcpu.id) + 1, vcpu.thread_id.unwrap_or_default()))
             .collect();
-        anyhow::bail!("no {wanted} in the process; its threads are {}", threads.join(", "))
+        anyhow::bail!("no {requested} in the process; its threads are {}", threads.join(", "))
     }
     let ids: Vec<String> = vcpus.iter().map(|vcpu| vcpu.id.to_string()).collect();
     if selection.thread.is_none() {
-        anyhow::bail!("no {wanted} in the snapshot; its vCPUs are {}", ids.join(", "))
+        anyhow::bail!("no {requested} in the snapshot; its vCPUs are {}", ids.join(", "))
     }
     let numbers: Vec<String> = vcpus.iter().map(|vcpu| (u64::from(vcpu.id) + 1).to_string()).collect();
-    anyhow::bail!("no {wanted} in the snapshot; its vCPUs are {}, shown as threads {}", ids.join(", "), numbers.join(", "))
+    anyhow::bail!("no {requested} in the snapshot; its vCPUs are {}, shown as threads {}", ids.join(", "), numbers.join(", "))
 }
 
 /// Runs `stardump regs`; warnings about a damaged snapshot go to `err` in

@@ -93,8 +93,8 @@ pub fn check_process_mappings(core: &Core, file: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let damage = damage_warnings(core);
-    let why = if damage.is_empty() { "the file records none".to_owned() } else { damage.join("; ") };
-    anyhow::bail!("{} is a Linux process, but its mapped files are unknown, so no symbols can be found: {why}", file.display())
+    let reason = if damage.is_empty() { "the file records none".to_owned() } else { damage.join("; ") };
+    anyhow::bail!("{} is a Linux process, but its mapped files are unknown, so no symbols can be found: {reason}", file.display())
 }
 
 /// Writes `warnings` to `err` as text mode shows them.

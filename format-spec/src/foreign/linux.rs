@@ -511,7 +511,8 @@ mod tests {
         let mut notes = two_thread_notes();
         push_note(&mut notes, CORE_NOTE_NAME, NT_SIGINFO, &[0u8; 12]);
         let error = parse(build(&notes, &[])).err().unwrap().to_string();
-        assert!(error.contains("NT_SIGINFO") && error.contains("descriptor is 12 bytes, expected 128"), "{error}");
+        assert!(error.contains("NT_SIGINFO"), "{error}");
+        assert!(error.contains("descriptor is 12 bytes, expected 128"), "{error}");
     }
 
     #[test]

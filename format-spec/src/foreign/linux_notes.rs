@@ -45,8 +45,8 @@ const PRPSINFO_PSARGS_LEN: usize = 80;
 
 /// Length of `siginfo_t` on Linux x86_64.
 const SIGINFO_LEN: usize = 128;
-/// Offsets of `si_signo`, `si_code` and the union that follows, which
-/// holds `si_addr` for a fault and `si_pid`, `si_uid` for a sent signal.
+/// Offsets of `si_signo`, `si_code` and the union that follows. The union
+/// contains `si_addr` for a fault and `si_pid`, `si_uid` for a sent signal.
 const SIGINFO_SIGNO: usize = 0;
 const SIGINFO_CODE: usize = 8;
 const SIGINFO_FIELDS: usize = 16;
